@@ -1,0 +1,117 @@
+"""insitu's tamper-evident audit log: canonical events, RFC 6962 Merkle tree, signed checkpoints,
+SQL storage and an offline verifier (`python -m audit.verify`). See README.md.
+
+The store names (`SqlAuditLog`, `AppendResult`, `metadata`) and the verifier names
+(`verify_bundle`, `VerifyReport`) load lazily, so `import audit` and the offline verifier never
+import SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from audit.bundle import BundleEntry, BundleReader, write_bundle
+from audit.checkpoint import (
+    Checkpoint,
+    NoteVerifier,
+    Signer,
+    open_checkpoint,
+    open_note,
+    sign_checkpoint,
+    sign_note,
+)
+from audit.errors import (
+    AuditError,
+    CheckpointError,
+    EntryNotFoundError,
+    EventError,
+    ProofError,
+    StoreError,
+    VerificationError,
+)
+from audit.events import Actor, Event, JSONValue, decode, encode, fingerprint
+from audit.merkle import (
+    EMPTY_ROOT,
+    leaf_hash,
+    node_hash,
+    root_from_leaf_hashes,
+    verify_consistency,
+    verify_inclusion,
+)
+from audit.tree import (
+    CompactRange,
+    NodeId,
+    consistency_proof,
+    inclusion_proof,
+    perfect_nodes,
+    root_from_nodes,
+)
+
+if TYPE_CHECKING:
+    from audit.store import AppendResult, SqlAuditLog, metadata
+    from audit.verify import VerifyReport, verify_bundle
+
+_LAZY = {
+    "AppendResult": "audit.store",
+    "SqlAuditLog": "audit.store",
+    "metadata": "audit.store",
+    "VerifyReport": "audit.verify",
+    "verify_bundle": "audit.verify",
+}
+
+__all__ = [
+    "EMPTY_ROOT",
+    "Actor",
+    "AppendResult",
+    "AuditError",
+    "BundleEntry",
+    "BundleReader",
+    "Checkpoint",
+    "CheckpointError",
+    "CompactRange",
+    "EntryNotFoundError",
+    "Event",
+    "EventError",
+    "JSONValue",
+    "NodeId",
+    "NoteVerifier",
+    "ProofError",
+    "Signer",
+    "SqlAuditLog",
+    "StoreError",
+    "VerificationError",
+    "VerifyReport",
+    "consistency_proof",
+    "decode",
+    "encode",
+    "fingerprint",
+    "inclusion_proof",
+    "leaf_hash",
+    "metadata",
+    "node_hash",
+    "open_checkpoint",
+    "open_note",
+    "perfect_nodes",
+    "root_from_leaf_hashes",
+    "root_from_nodes",
+    "sign_checkpoint",
+    "sign_note",
+    "verify_bundle",
+    "verify_consistency",
+    "verify_inclusion",
+    "write_bundle",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'audit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

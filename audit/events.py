@@ -1,0 +1,186 @@
+"""Audit events and their canonical encoding (version 1).
+
+An entry in the log is `encode(event)`: the bytes that are hashed, signed over (via the tree) and
+exported. The encoding is JSON with keys sorted, no insignificant whitespace, UTF-8 without
+escaping non-ASCII, every field present (absent rule/reason as null) and a top-level `"v": 1`:
+
+    {"action":"submit","actor":{"department":"tax","roles":["analyst"],"subject":"u1"},
+     "allowed":true,"details":{},"reason":null,"rule":"p:analyst","target":"job:1",
+     "time":"2026-11-22T06:36:00.000001Z","type":"job.accepted","v":1}
+
+Values are JSON without floats (decimals travel as strings) and integers within I-JSON's safe
+range (|i| <= 2**53 - 1), so every implementation reads them back exactly. `decode` is the strict
+inverse: it accepts exactly the bytes `encode` produces. Sensitive values never go in an event:
+`fingerprint` turns them into keyed hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from audit import _json
+from audit._json import JSONValue
+from audit.errors import EventError
+
+__all__ = ["VERSION", "Actor", "Event", "JSONValue", "decode", "encode", "fingerprint"]
+
+VERSION: Final = 1
+TYPE_PATTERN: Final = re.compile(r"[a-z_]+(\.[a-z_]+)+")
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+_EVENT_KEYS = frozenset(
+    {"v", "type", "time", "actor", "action", "target", "allowed", "rule", "reason", "details"}
+)
+_ACTOR_KEYS = frozenset({"subject", "department", "roles"})
+
+
+def _text(name: str, value: object, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or not value:
+        raise EventError(f"{name} must be a non-empty string")
+    _json.check_text(name, value)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who did it: subject, department (Casbin domain) and the roles held at the time."""
+
+    subject: str
+    department: str
+    roles: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _text("actor.subject", self.subject)
+        _text("actor.department", self.department)
+        roles: object = self.roles
+        if not isinstance(roles, (tuple, list)):
+            raise EventError("actor.roles must be a tuple of strings")
+        object.__setattr__(self, "roles", tuple(roles))
+        for role in self.roles:
+            _text("actor.roles[]", role)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One decision or state change. `time` is normalised to UTC; `details` is deep-copied."""
+
+    type: str
+    time: datetime
+    actor: Actor
+    action: str
+    target: str
+    allowed: bool
+    rule: str | None = None
+    reason: str | None = None
+    details: Mapping[str, JSONValue] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.type, str) or not TYPE_PATTERN.fullmatch(self.type):
+            raise EventError("event type must be dotted lowercase, e.g. 'job.accepted'")
+        if len(self.type) > 64:
+            raise EventError("event type must be at most 64 characters")
+        if not isinstance(self.time, datetime) or self.time.utcoffset() is None:
+            raise EventError("event time must be a timezone-aware datetime")
+        try:
+            object.__setattr__(self, "time", self.time.astimezone(UTC))
+        except OverflowError:
+            raise EventError("event time is out of range in UTC") from None
+        if not isinstance(self.actor, Actor):
+            raise EventError("event actor must be an Actor")
+        _text("action", self.action)
+        _text("target", self.target)
+        if not isinstance(self.allowed, bool):
+            raise EventError("allowed must be a bool")
+        _text("rule", self.rule, optional=True)
+        _text("reason", self.reason, optional=True)
+        if not isinstance(self.details, Mapping):
+            raise EventError("details must be a mapping")
+        object.__setattr__(self, "details", _json.normalize(dict(self.details), "details"))
+
+
+def _format_time(t: datetime) -> str:
+    return (
+        f"{t.year:04d}-{t.month:02d}-{t.day:02d}T"
+        f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond:06d}Z"
+    )
+
+
+def encode(event: Event) -> bytes:
+    """The canonical v1 bytes of `event`."""
+    if not isinstance(event, Event):
+        raise EventError("only an Event can be encoded")
+    document: dict[str, JSONValue] = {
+        "v": VERSION,
+        "type": event.type,
+        "time": _format_time(event.time),
+        "actor": {
+            "subject": event.actor.subject,
+            "department": event.actor.department,
+            "roles": list(event.actor.roles),
+        },
+        "action": event.action,
+        "target": event.target,
+        "allowed": event.allowed,
+        "rule": event.rule,
+        "reason": event.reason,
+        "details": dict(event.details),
+    }
+    return _json.dumps(document)
+
+
+def _field(document: Mapping[str, Any], keys: frozenset[str], what: str) -> None:
+    if set(document) != keys:
+        raise EventError(f"{what} must have exactly the fields {sorted(keys)}")
+
+
+def decode(data: bytes) -> Event:
+    """The event encoded in `data`; raises EventError unless `data` is canonical v1."""
+    document = _json.loads(data)
+    if not isinstance(document, dict):
+        raise EventError("an encoded event is a JSON object")
+    if document.get("v") != VERSION or isinstance(document.get("v"), bool):
+        raise EventError(f"unsupported event encoding version (expected {VERSION})")
+    _field(document, _EVENT_KEYS, "an event")
+    actor = document["actor"]
+    if not isinstance(actor, dict):
+        raise EventError("actor must be an object")
+    _field(actor, _ACTOR_KEYS, "actor")
+    if not isinstance(actor["roles"], list):
+        raise EventError("actor.roles must be a list")
+    if not isinstance(document["details"], dict):
+        raise EventError("details must be an object")
+    time = document["time"]
+    if not isinstance(time, str) or not _TIME.fullmatch(time):
+        raise EventError("time must be RFC 3339 UTC with microseconds, e.g. ...T06:36:00.000000Z")
+    try:
+        moment = datetime.strptime(time, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        raise EventError("time is not a valid date and time") from None
+    event = Event(
+        type=document["type"],
+        time=moment,
+        actor=Actor(actor["subject"], actor["department"], tuple(actor["roles"])),
+        action=document["action"],
+        target=document["target"],
+        allowed=document["allowed"],
+        rule=document["rule"],
+        reason=document["reason"],
+        details=document["details"],
+    )
+    if encode(event) != data:
+        raise EventError("event bytes are not in canonical form")
+    return event
+
+
+def fingerprint(key: bytes, value: object) -> str:
+    """`hmac-sha256:<hex>` of the canonical JSON of `value` under `key` (never the value)."""
+    if not isinstance(key, bytes) or len(key) < 16:
+        raise EventError("a fingerprint key must be at least 16 bytes")
+    digest = hmac.new(key, _json.dumps(_json.normalize(value, "value")), hashlib.sha256)
+    return "hmac-sha256:" + digest.hexdigest()

@@ -1,0 +1,316 @@
+"""`SqlAuditLog`: the audit log in SQL (SQLAlchemy Core), written in the caller's transaction.
+
+Tables (the gateway's migration creates the same ones by hand; keep them in step):
+
+    audit_entries      idx (0-based PK), leaf_hash, body (canonical event bytes), event_type,
+                       created_at;  index ix_audit_entries_event_type
+    audit_nodes        (level, idx) PK, hash: the perfect subtree of 2**level leaves starting at
+                       leaf idx * 2**level; level 0 holds the leaf hashes
+    audit_checkpoints  size PK, root, note (signed), created_at
+
+One writer at a time: on PostgreSQL `append`/`checkpoint` first take a transaction-scoped
+advisory lock (key `AUDIT_LOCK_KEY`); on SQLite the engine must begin transactions with
+`BEGIN IMMEDIATE`, which already serialises writers. Other databases are refused. Reads of
+roots and proofs fetch O(log n) stored nodes in one query; `verify` recomputes everything.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import sqlalchemy as sa
+
+from audit.bundle import BundleEntry, write_bundle
+from audit.checkpoint import Checkpoint, NoteVerifier, Signer, sign_checkpoint
+from audit.errors import EntryNotFoundError, StoreError, VerificationError
+from audit.events import Event, encode
+from audit.merkle import EMPTY_ROOT, leaf_hash
+from audit.tree import (
+    CompactRange,
+    NodeGetter,
+    NodeId,
+    consistency_proof,
+    consistency_ranges,
+    inclusion_proof,
+    inclusion_ranges,
+    perfect_nodes,
+    root_from_nodes,
+)
+from audit.verify import CheckpointSet, VerifyReport, check_entry, open_checkpoints
+
+__all__ = ["AUDIT_LOCK_KEY", "AppendResult", "SqlAuditLog", "metadata"]
+
+AUDIT_LOCK_KEY: Final = 0x696E_7369_7475_2F61  # b"insitu/a": pg_advisory_xact_lock key
+_BATCH: Final = 1024  # entries per read while verifying / exporting (a power of two)
+
+metadata = sa.MetaData()
+_EntryRow = sa.Row[Any, Any, Any, Any]  # idx, leaf_hash, body, event_type
+
+entries_table = sa.Table(
+    "audit_entries",
+    metadata,
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("leaf_hash", sa.LargeBinary(32), nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("event_type", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_audit_entries_event_type", "event_type"),
+)
+nodes_table = sa.Table(
+    "audit_nodes",
+    metadata,
+    sa.Column("level", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.LargeBinary(32), nullable=False),
+)
+checkpoints_table = sa.Table(
+    "audit_checkpoints",
+    metadata,
+    sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("root", sa.LargeBinary(32), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Where an appended event landed: its 0-based index and its leaf hash."""
+
+    index: int
+    leaf_hash: bytes
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _expected_nodes(size: int) -> int:
+    return sum(size >> level for level in range(size.bit_length()))
+
+
+class SqlAuditLog:
+    """The append-only Merkle log of one `origin`, signed by `signer`."""
+
+    def __init__(
+        self, *, origin: str, signer: Signer, clock: Callable[[], datetime] = _now
+    ) -> None:
+        Checkpoint(origin, 0, EMPTY_ROOT)  # validates the origin
+        self.origin = origin
+        self.signer = signer
+        self.verifier: NoteVerifier = signer.verifier()
+        self._clock = clock
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _lock(self, conn: sa.Connection) -> None:
+        dialect = conn.dialect.name
+        if dialect == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(AUDIT_LOCK_KEY)))
+        elif dialect != "sqlite":
+            raise StoreError(f"the audit log supports SQLite and PostgreSQL, not {dialect}")
+
+    def append(self, conn: sa.Connection, event: Event) -> AppendResult:
+        """Append one event inside the caller's transaction; durable when the caller commits."""
+        return self.append_many(conn, [event])[0]
+
+    def append_many(self, conn: sa.Connection, events: Sequence[Event]) -> list[AppendResult]:
+        """Append events in order, with one lock and two multi-row inserts."""
+        bodies = [encode(event) for event in events]  # refuse bad events before locking
+        if not bodies:
+            return []
+        self._lock(conn)
+        size = self.size(conn)
+        tree = CompactRange.load(size, self._getter(conn, perfect_nodes(0, size)))
+        now = self._clock()
+        results, entry_rows, node_rows = [], [], []
+        for event, body in zip(events, bodies, strict=True):
+            index, digest = tree.size, leaf_hash(body)
+            for (level, node_index), node in tree.append(digest):
+                node_rows.append({"level": level, "idx": node_index, "hash": node})
+            entry_rows.append(
+                {
+                    "idx": index,
+                    "leaf_hash": digest,
+                    "body": body,
+                    "event_type": event.type,
+                    "created_at": now,
+                }
+            )
+            results.append(AppendResult(index, digest))
+        try:
+            conn.execute(entries_table.insert(), entry_rows)
+            conn.execute(nodes_table.insert(), node_rows)
+        except sa.exc.IntegrityError:
+            raise StoreError(
+                "another writer appended to the audit log concurrently; roll back and retry"
+            ) from None
+        return results
+
+    def checkpoint(self, conn: sa.Connection) -> str:
+        """Sign the current head and store it (once per size); return the signed note."""
+        self._lock(conn)
+        size = self.size(conn)
+        root = self.root(conn, size)
+        row = conn.execute(
+            sa.select(checkpoints_table.c.root, checkpoints_table.c.note).where(
+                checkpoints_table.c.size == size
+            )
+        ).first()
+        if row is not None:
+            if not hmac.compare_digest(bytes(row.root), root):
+                raise StoreError(f"the stored checkpoint of size {size} disagrees with the tree")
+            return str(row.note)
+        note = sign_checkpoint(Checkpoint(self.origin, size, root), [self.signer])
+        conn.execute(
+            checkpoints_table.insert().values(
+                size=size, root=root, note=note, created_at=self._clock()
+            )
+        )
+        return note
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def size(self, conn: sa.Connection) -> int:
+        last = conn.execute(sa.select(sa.func.max(entries_table.c.idx))).scalar()
+        return 0 if last is None else int(last) + 1
+
+    def _nodes(self, conn: sa.Connection, ids: Iterable[NodeId]) -> dict[NodeId, bytes]:
+        by_level: dict[int, set[int]] = defaultdict(set)
+        for level, index in ids:
+            by_level[level].add(index)
+        if not by_level:
+            return {}
+        n = nodes_table.c
+        where = sa.or_(
+            *(sa.and_(n.level == lv, n.idx.in_(sorted(ix))) for lv, ix in by_level.items())
+        )
+        rows = conn.execute(sa.select(n.level, n.idx, n.hash).where(where))
+        return {NodeId(int(r.level), int(r.idx)): bytes(r.hash) for r in rows}
+
+    def _getter(self, conn: sa.Connection, ids: Iterable[NodeId]) -> NodeGetter:
+        nodes = self._nodes(conn, ids)
+
+        def get(level: int, index: int) -> bytes:
+            try:
+                return nodes[NodeId(level, index)]
+            except KeyError:
+                raise StoreError(f"audit node ({level}, {index}) is missing") from None
+
+        return get
+
+    def _within(self, conn: sa.Connection, size: int) -> None:
+        current = self.size(conn)
+        if not 0 <= size <= current:
+            raise EntryNotFoundError(f"size {size} is beyond the log's size {current}")
+
+    def root(self, conn: sa.Connection, size: int | None = None) -> bytes:
+        """The Merkle root of the first `size` entries (default: all)."""
+        if size is None:
+            size = self.size(conn)
+        else:
+            self._within(conn, size)
+        return root_from_nodes(size, self._getter(conn, perfect_nodes(0, size)))
+
+    def entry(self, conn: sa.Connection, index: int) -> bytes:
+        body = conn.execute(
+            sa.select(entries_table.c.body).where(entries_table.c.idx == index)
+        ).scalar()
+        if body is None:
+            raise EntryNotFoundError(f"no audit entry at index {index}")
+        return bytes(body)
+
+    def entries(self, conn: sa.Connection, start: int, stop: int) -> list[bytes]:
+        """The bodies of the entries with start <= index < stop that exist (like a slice)."""
+        if start < 0 or stop < 0:
+            raise EntryNotFoundError("entry indexes are non-negative")
+        e = entries_table.c
+        rows = conn.execute(sa.select(e.body).where(e.idx >= start, e.idx < stop).order_by(e.idx))
+        return [bytes(body) for body in rows.scalars()]
+
+    def latest_checkpoint(self, conn: sa.Connection) -> str | None:
+        c = checkpoints_table.c
+        note = conn.execute(sa.select(c.note).order_by(c.size.desc()).limit(1)).scalar()
+        return None if note is None else str(note)
+
+    def inclusion_proof(self, conn: sa.Connection, index: int, size: int) -> list[bytes]:
+        self._within(conn, size)
+        ids = [n for r in inclusion_ranges(index, size) for n in perfect_nodes(*r)]
+        return inclusion_proof(index, size, self._getter(conn, ids))
+
+    def consistency_proof(self, conn: sa.Connection, size1: int, size2: int) -> list[bytes]:
+        self._within(conn, size2)
+        ids = [n for r in consistency_ranges(size1, size2) for n in perfect_nodes(*r)]
+        return consistency_proof(size1, size2, self._getter(conn, ids))
+
+    # -- whole-log operations -----------------------------------------------------------------
+
+    def _batches(self, conn: sa.Connection, size: int) -> Iterator[list[_EntryRow]]:
+        e = entries_table.c
+        query = sa.select(e.idx, e.leaf_hash, e.body, e.event_type).order_by(e.idx)
+        for start in range(0, size, _BATCH):
+            yield list(conn.execute(query.where(e.idx >= start, e.idx < start + _BATCH)))
+
+    def _completed_nodes(self, conn: sa.Connection, start: int, stop: int) -> dict[NodeId, bytes]:
+        """Stored nodes whose last leaf is one of start..stop-1."""
+        n = nodes_table.c
+        levels = [lv for lv in range(stop.bit_length()) if start >> lv < stop >> lv]
+        if not levels:
+            return {}
+        where = sa.or_(
+            *(sa.and_(n.level == lv, n.idx.between(start >> lv, (stop >> lv) - 1)) for lv in levels)
+        )
+        rows = conn.execute(sa.select(n.level, n.idx, n.hash).where(where))
+        return {NodeId(int(r.level), int(r.idx)): bytes(r.hash) for r in rows}
+
+    def _signed(self, conn: sa.Connection) -> CheckpointSet:
+        c = checkpoints_table.c
+        stored = list(conn.execute(sa.select(c.size, c.root, c.note).order_by(c.size)))
+        opened = open_checkpoints([r.note for r in stored], [self.verifier], self.origin)
+        for row, cp in zip(stored, opened, strict=True):
+            if cp.size != row.size or not hmac.compare_digest(cp.root, bytes(row.root)):
+                raise VerificationError(f"checkpoint row {row.size} does not match its note")
+        return CheckpointSet(opened)
+
+    def verify(self, conn: sa.Connection) -> VerifyReport:
+        """Recompute every leaf, node, root and checkpoint; VerificationError on a mismatch."""
+        size, signed, tree = self.size(conn), self._signed(conn), CompactRange()
+        signed.check(0, EMPTY_ROOT)
+        for rows in self._batches(conn, size):
+            if not rows:
+                raise VerificationError(f"audit entry {tree.size} is missing", index=tree.size)
+            nodes = self._completed_nodes(conn, tree.size, int(rows[-1].idx) + 1)
+            for row in rows:
+                index, digest = tree.size, bytes(row.leaf_hash)
+                event = check_entry(index, int(row.idx), bytes(row.body), digest)
+                if event.type != row.event_type:
+                    raise VerificationError(f"entry {index} has the wrong event_type", index=index)
+                for node_id, expected in tree.append(digest):
+                    if not hmac.compare_digest(nodes.get(node_id, b""), expected):
+                        raise VerificationError(f"stored node {tuple(node_id)} is missing or wrong")
+                if tree.size in signed:
+                    signed.check(tree.size, tree.root())
+        signed.finish(tree.size)
+        count = conn.execute(sa.select(sa.func.count()).select_from(nodes_table)).scalar()
+        if count != _expected_nodes(size):
+            raise VerificationError(
+                f"audit_nodes holds {count} rows; {size} entries need {_expected_nodes(size)}"
+            )
+        return VerifyReport(size, tree.root(), signed.count, signed.signed_size)
+
+    def export_bundle(self, conn: sa.Connection, path: str | os.PathLike[str]) -> int:
+        """Write every entry (streamed), checkpoint and this log's vkey as a bundle."""
+        c = checkpoints_table.c
+        notes = [str(n) for n in conn.execute(sa.select(c.note).order_by(c.size)).scalars()]
+        entries = (
+            BundleEntry(int(r.idx), bytes(r.body), bytes(r.leaf_hash))
+            for batch in self._batches(conn, self.size(conn))
+            for r in batch
+        )
+        return write_bundle(path, entries, notes, [self.verifier.vkey])

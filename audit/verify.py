@@ -1,0 +1,233 @@
+"""Offline verification of an exported bundle, and the `python -m audit.verify` command.
+
+    python -m audit.verify BUNDLE [--pin FILE] [--vkey VKEY]... [--origin O] [--required K]
+
+prints one line and exits 0 (verified), 1 (verification failed) or 2 (usage error). Nothing here
+touches a database: every leaf hash, every root and every signature is recomputed from the file.
+
+What is checked, in one streaming pass: each entry's position and index agree (catches deleted,
+duplicated and reordered lines), each body decodes as a canonical event and hashes to the stored
+leaf hash, and the tree over those leaves has the signed root at every checkpoint size. Before the
+pass: every checkpoint verifies under the trusted keys, and no two checkpoints of one size have
+different roots (equivocation). After it: no checkpoint is larger than the bundle (truncation or
+rollback). A `pin` (a checkpoint saved earlier) must match the recomputed tree (else the history
+was rewritten) and fit inside the bundle (else the log was rolled back).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from audit.bundle import BundleReader
+from audit.checkpoint import Checkpoint, NoteVerifier, open_checkpoint
+from audit.errors import AuditError, EventError, VerificationError
+from audit.events import Event, decode
+from audit.merkle import EMPTY_ROOT, leaf_hash
+from audit.tree import CompactRange
+
+__all__ = [
+    "CheckpointSet",
+    "VerifyReport",
+    "check_entry",
+    "main",
+    "open_checkpoints",
+    "verify_bundle",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """What a successful verification established."""
+
+    size: int  # entries checked
+    root: bytes  # Merkle root over all of them
+    checkpoints: int  # signed checkpoints verified (a pin included)
+    signed_size: int  # the largest verified checkpoint's size; entries past it are unsigned
+
+    def __str__(self) -> str:
+        unsigned = self.size - self.signed_size
+        tail = f", {unsigned} entries after it not yet signed" if unsigned else ""
+        return (
+            f"{self.size} entries, root {self.root.hex()}, {self.checkpoints} checkpoint(s) "
+            f"verified, signed up to size {self.signed_size}{tail}"
+        )
+
+
+def open_checkpoints(
+    notes: Iterable[str], verifiers: Sequence[NoteVerifier], origin: str, *, required: int = 1
+) -> list[Checkpoint]:
+    """Open every note or raise VerificationError naming the first bad one."""
+    opened = []
+    for number, note in enumerate(notes):
+        try:
+            opened.append(open_checkpoint(note, verifiers, origin, required=required))
+        except AuditError as exc:
+            raise VerificationError(f"checkpoint #{number} does not verify: {exc}") from None
+    return opened
+
+
+class CheckpointSet:
+    """Signed roots by size, checked against a tree recomputed leaf by leaf."""
+
+    def __init__(self, checkpoints: Iterable[Checkpoint], pin: Checkpoint | None = None) -> None:
+        self.roots: dict[int, bytes] = {}
+        self.pin = pin
+        every = [*checkpoints, *([pin] if pin else [])]
+        for cp in every:
+            seen = self.roots.setdefault(cp.size, cp.root)
+            if not hmac.compare_digest(seen, cp.root):
+                raise VerificationError(
+                    f"equivocation: two signed checkpoints of size {cp.size} have different roots"
+                )
+        self.count = len(every)
+        self.signed_size = max(self.roots, default=0)
+
+    def __contains__(self, size: int) -> bool:
+        return size in self.roots
+
+    def check(self, size: int, root: bytes) -> None:
+        """Raise unless the signed root of `size` (if any) is `root`."""
+        signed = self.roots.get(size)
+        if signed is None or hmac.compare_digest(signed, root):
+            return
+        if self.pin is not None and self.pin.size == size:
+            raise VerificationError(
+                f"history rewritten: the entries do not match the pinned checkpoint of size {size}"
+            )
+        raise VerificationError(
+            f"the first {size} entries do not match the signed checkpoint of size {size}"
+        )
+
+    def finish(self, size: int) -> None:
+        """Raise if any signed checkpoint is larger than the `size` entries seen."""
+        if self.pin is not None and self.pin.size > size:
+            raise VerificationError(
+                f"rollback: the pinned checkpoint has size {self.pin.size} "
+                f"but only {size} entries are present"
+            )
+        if self.signed_size > size:
+            raise VerificationError(
+                f"truncated: a signed checkpoint has size {self.signed_size} "
+                f"but only {size} entries are present"
+            )
+
+
+def check_entry(position: int, index: int, body: bytes, stored_hash: bytes) -> Event:
+    """The event of the entry found at `position`; VerificationError(index=position) unless
+    its index is `position`, its body is a canonical event and it hashes to `stored_hash`."""
+    if index != position:
+        raise VerificationError(
+            f"entry {position} is missing or out of order (found index {index})", index=position
+        )
+    try:
+        event = decode(body)
+    except EventError as exc:
+        raise VerificationError(f"entry {position}: {exc}", index=position) from None
+    if not hmac.compare_digest(leaf_hash(body), stored_hash):
+        raise VerificationError(f"entry {position} does not hash to its leaf hash", index=position)
+    return event
+
+
+def _origin_of(note: str) -> str:
+    return note.split("\n", 1)[0]
+
+
+def verify_bundle(
+    path: str | os.PathLike[str],
+    *,
+    pin: str | None = None,
+    vkeys: Sequence[str] | None = None,
+    origin: str | None = None,
+    required_signatures: int = 1,
+) -> VerifyReport:
+    """Verify a bundle offline; return what was established or raise VerificationError.
+
+    `vkeys` are the trusted verifier keys; without them the bundle's own keys are used, which
+    proves integrity but not authorship (pass the keys you got out of band). `origin` defaults
+    to the origin named by the bundle's first checkpoint (or the pin).
+    """
+    with BundleReader(path) as bundle:
+        try:
+            verifiers = [NoteVerifier.from_vkey(v) for v in (vkeys or bundle.vkeys)]
+        except AuditError as exc:
+            raise VerificationError(f"a verifier key is malformed: {exc}") from None
+        notes = bundle.checkpoints
+        if not notes and pin is None:
+            raise VerificationError("the bundle holds no signed checkpoint")
+        origin = origin or _origin_of(notes[0] if notes else pin or "")
+        checkpoints = open_checkpoints(notes, verifiers, origin, required=required_signatures)
+        pinned = None
+        if pin is not None:
+            try:
+                pinned = open_checkpoint(pin, verifiers, origin, required=required_signatures)
+            except AuditError as exc:
+                raise VerificationError(f"the pinned checkpoint does not verify: {exc}") from None
+        signed = CheckpointSet(checkpoints, pinned)
+        tree = CompactRange()
+        signed.check(0, EMPTY_ROOT)
+        for entry in bundle.entries():
+            check_entry(tree.size, entry.index, entry.body, entry.leaf_hash)
+            tree.append(entry.leaf_hash)
+            if tree.size in signed:
+                signed.check(tree.size, tree.root())
+        signed.finish(tree.size)
+    return VerifyReport(tree.size, tree.root(), signed.count, signed.signed_size)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m audit.verify",
+        description="Verify an insitu audit bundle offline. Exit 0 ok, 1 failed, 2 usage error.",
+    )
+    parser.add_argument("bundle", type=Path, help="the exported bundle (.jsonl)")
+    parser.add_argument("--pin", type=Path, help="a checkpoint note you saved earlier")
+    parser.add_argument(
+        "--vkey",
+        action="append",
+        default=[],
+        help="a trusted verifier key (repeatable); default: the keys inside the bundle",
+    )
+    parser.add_argument("--origin", help="the log origin to require (default: from the bundle)")
+    parser.add_argument(
+        "--required", type=int, default=1, help="signatures by distinct trusted keys needed"
+    )
+    args = parser.parse_args(argv)
+    if args.required < 1:
+        parser.error("--required must be at least 1")
+    if not args.bundle.is_file():
+        parser.error(f"no such bundle file: {args.bundle}")
+    try:
+        pin = args.pin.read_text(encoding="utf-8") if args.pin else None
+    except (OSError, UnicodeDecodeError) as exc:
+        parser.error(f"cannot read the pin file: {exc}")
+    for vkey in args.vkey:
+        try:
+            NoteVerifier.from_vkey(vkey)
+        except AuditError as exc:
+            parser.error(f"bad --vkey: {exc}")
+    try:
+        report = verify_bundle(
+            args.bundle,
+            pin=pin,
+            vkeys=args.vkey or None,
+            origin=args.origin,
+            required_signatures=args.required,
+        )
+    except AuditError as exc:
+        index = exc.index if isinstance(exc, VerificationError) else None
+        where = "" if index is None else f" at entry {index}"
+        print(f"FAILED{where}: {exc}")
+        return 1
+    trust = "" if args.vkey else " (keys taken from the bundle itself)"
+    print(f"OK{trust}: {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""Offline bundles: tampering is found at the right index; equivocation, truncation, pins; CLI."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from audit import (
+    Checkpoint,
+    Signer,
+    VerificationError,
+    encode,
+    leaf_hash,
+    root_from_leaf_hashes,
+    sign_checkpoint,
+    verify_bundle,
+    write_bundle,
+)
+from audit.verify import main
+from tests.unit.audit._support import ORIGIN, make_event
+
+N = 24
+Lines = list[str]
+
+
+@pytest.fixture(scope="module")
+def key() -> Signer:
+    return Signer.generate(ORIGIN)
+
+
+def bodies(n: int = N) -> list[bytes]:
+    return [encode(make_event(i)) for i in range(n)]
+
+
+def note_for(key: Signer, entries: list[bytes], size: int) -> str:
+    root = root_from_leaf_hashes([leaf_hash(b) for b in entries[:size]])
+    return sign_checkpoint(Checkpoint(ORIGIN, size, root), [key])
+
+
+@pytest.fixture
+def bundle(tmp_path: Path, key: Signer) -> Path:
+    entries = bodies()
+    notes = [note_for(key, entries, size) for size in (8, 20, N)]
+    path = tmp_path / "audit.jsonl"
+    assert write_bundle(path, entries, notes, [key.verifier().vkey]) == N
+    return path
+
+
+def edit(path: Path, change: Callable[[Lines], Lines]) -> Path:
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text("".join(change(lines)), encoding="utf-8")
+    return path
+
+
+def entry_lines(lines: Lines) -> int:
+    """The position of the first entry line."""
+    return next(i for i, line in enumerate(lines) if '"index"' in line)
+
+
+def failure(path: Path, **kwargs: object) -> VerificationError:
+    with pytest.raises(VerificationError) as caught:
+        verify_bundle(path, **kwargs)  # type: ignore[arg-type]
+    return caught.value
+
+
+def test_an_untouched_bundle_verifies(bundle: Path, key: Signer) -> None:
+    report = verify_bundle(bundle, vkeys=[key.verifier().vkey])
+    assert (report.size, report.checkpoints, report.signed_size) == (N, 3, N)
+    assert report.root == root_from_leaf_hashes([leaf_hash(b) for b in bodies()])
+    assert "24 entries" in str(report)
+
+
+def flip_body_byte(index: int, offset: int) -> Callable[[Lines], Lines]:
+    def change(lines: Lines) -> Lines:
+        at = entry_lines(lines) + index
+        record = json.loads(lines[at])
+        body = bytearray(base64.b64decode(record["body"]))
+        body[offset] ^= 0x01
+        record["body"] = base64.b64encode(bytes(body)).decode()
+        lines[at] = json.dumps(record) + "\n"
+        return lines
+
+    return change
+
+
+@pytest.mark.parametrize("offset", [0, 30, 60, 90, -3])
+def test_a_flipped_body_byte_is_reported_at_its_index(bundle: Path, offset: int) -> None:
+    assert failure(edit(bundle, flip_body_byte(13, offset))).index == 13
+
+
+def test_a_deleted_entry_is_reported_at_its_index(bundle: Path) -> None:
+    edit(bundle, lambda ls: ls[: entry_lines(ls) + 5] + ls[entry_lines(ls) + 6 :])
+    assert failure(bundle).index == 5
+
+
+def test_reordered_entries_are_reported_at_the_first_moved_index(bundle: Path) -> None:
+    def swap(lines: Lines) -> Lines:
+        a, b = entry_lines(lines) + 7, entry_lines(lines) + 11
+        lines[a], lines[b] = lines[b], lines[a]
+        return lines
+
+    assert failure(edit(bundle, swap)).index == 7
+
+
+def test_a_duplicated_entry_is_reported_at_the_copy(bundle: Path) -> None:
+    def duplicate(lines: Lines) -> Lines:
+        at = entry_lines(lines) + 3
+        return [*lines[: at + 1], lines[at], *lines[at + 1 :]]
+
+    assert failure(edit(bundle, duplicate)).index == 4
+
+
+def test_a_renumbered_rewrite_fails_against_the_signed_root(bundle: Path) -> None:
+    def rewrite(lines: Lines) -> Lines:
+        start = entry_lines(lines)
+        kept = lines[:start] + lines[start : start + 3] + lines[start + 4 :]
+        for position, at in enumerate(range(start, len(kept))):
+            record = json.loads(kept[at])
+            record["index"] = position
+            kept[at] = json.dumps(record) + "\n"
+        return kept
+
+    error = failure(edit(bundle, rewrite))
+    assert error.index is None
+    assert "signed checkpoint of size 8" in str(error)
+
+
+def test_a_dropped_tail_is_reported_as_truncation(bundle: Path) -> None:
+    edit(bundle, lambda ls: ls[:-2])
+    assert "truncated" in str(failure(bundle))
+
+
+def test_equivocating_checkpoints_are_detected(bundle: Path, key: Signer) -> None:
+    other = [encode(make_event(i, allowed=False)) for i in range(N)]
+    fork = note_for(key, other, 20)
+    edit(bundle, lambda ls: [*ls[:2], json.dumps({"checkpoint": fork}) + "\n", *ls[2:]])
+    assert "equivocation" in str(failure(bundle))
+
+
+def test_pins_catch_rollback_and_rewrite(bundle: Path, key: Signer, tmp_path: Path) -> None:
+    entries = bodies()
+    assert verify_bundle(bundle, pin=note_for(key, entries, 13)).checkpoints == 4
+    longer = [*entries, encode(make_event(99))]
+    assert "rollback" in str(failure(bundle, pin=note_for(key, longer, N + 1)))
+    forked = [*entries[:10], *bodies(N)[11:], encode(make_event(77))]
+    assert "history rewritten" in str(failure(bundle, pin=note_for(key, forked, 12)))
+    stranger = Signer.generate(ORIGIN)
+    assert "pinned checkpoint does not verify" in str(
+        failure(bundle, pin=note_for(stranger, entries, 13))
+    )
+
+
+def test_untrusted_keys_and_missing_signatures_fail(bundle: Path, key: Signer) -> None:
+    assert "checkpoint #0" in str(failure(bundle, vkeys=[Signer.generate("x").verifier().vkey]))
+    assert "2 required" in str(failure(bundle, required_signatures=2))
+    assert "origin" in str(failure(bundle, origin="another.gov/log"))
+    empty = bundle.with_name("empty.jsonl")
+    write_bundle(empty, bodies(3), [], [key.verifier().vkey])
+    assert "no signed checkpoint" in str(failure(empty))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda ls: ["garbage\n", *ls[1:]],
+        lambda ls: ['{"format":"insitu-audit-bundle","v":2}\n', *ls[1:]],
+        lambda ls: [*ls, "not json\n"],
+        lambda ls: [*ls, '{"index": 24, "leaf_hash": "00", "body": ""}\n'],
+        lambda ls: [*ls, '{"index": 24, "leaf_hash": "' + "0" * 64 + '", "body": "!!"}\n'],
+        lambda ls: [*ls, '{"vkey": "late"}\n'],
+        lambda ls: [ls[0], ls[2], ls[1], *ls[3:]],  # checkpoint before vkey
+    ],
+)
+def test_malformed_bundles_fail_closed(bundle: Path, change: Callable[[Lines], Lines]) -> None:
+    failure(edit(bundle, change))
+
+
+def test_unreadable_bundle_fails(tmp_path: Path) -> None:
+    failure(tmp_path / "missing.jsonl")
+    (tmp_path / "binary.jsonl").write_bytes(b"\xff\xfe\x00")
+    failure(tmp_path / "binary.jsonl")
+
+
+def test_cli_exit_codes(
+    bundle: Path, key: Signer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([str(bundle), "--vkey", key.verifier().vkey]) == 0
+    assert capsys.readouterr().out.startswith("OK: 24 entries")
+    pin = tmp_path / "pin.txt"
+    pin.write_text(note_for(key, bodies(), 10), encoding="utf-8")
+    assert main([str(bundle), "--pin", str(pin)]) == 0
+    assert "keys taken from the bundle" in capsys.readouterr().out
+    edit(bundle, flip_body_byte(3, 40))
+    assert main([str(bundle)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("FAILED at entry 3:") and out.count("\n") == 1
+    for argv in (
+        [],
+        [str(tmp_path / "nope")],
+        [str(bundle), "--vkey", "bad"],
+        [str(bundle), "--required", "0"],
+    ):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 2
+    capsys.readouterr()
+
+
+def test_cli_runs_as_a_module(bundle: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "audit.verify", str(bundle)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout.startswith("OK")

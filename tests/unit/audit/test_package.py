@@ -1,0 +1,97 @@
+"""The package's shape: pinned exports, allowed imports, a verifier free of SQLAlchemy."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import audit
+
+PACKAGE = Path(audit.__file__).parent
+OFFLINE = ["audit.verify", "audit.bundle", "audit.merkle", "audit.checkpoint", "audit.events"]
+
+
+def test_public_exports_are_pinned() -> None:
+    assert sorted(audit.__all__) == [
+        "Actor",
+        "AppendResult",
+        "AuditError",
+        "BundleEntry",
+        "BundleReader",
+        "Checkpoint",
+        "CheckpointError",
+        "CompactRange",
+        "EMPTY_ROOT",
+        "EntryNotFoundError",
+        "Event",
+        "EventError",
+        "JSONValue",
+        "NodeId",
+        "NoteVerifier",
+        "ProofError",
+        "Signer",
+        "SqlAuditLog",
+        "StoreError",
+        "VerificationError",
+        "VerifyReport",
+        "consistency_proof",
+        "decode",
+        "encode",
+        "fingerprint",
+        "inclusion_proof",
+        "leaf_hash",
+        "metadata",
+        "node_hash",
+        "open_checkpoint",
+        "open_note",
+        "perfect_nodes",
+        "root_from_leaf_hashes",
+        "root_from_nodes",
+        "sign_checkpoint",
+        "sign_note",
+        "verify_bundle",
+        "verify_consistency",
+        "verify_inclusion",
+        "write_bundle",
+    ]
+    for name in audit.__all__:
+        assert getattr(audit, name) is not None
+
+
+def test_every_error_derives_from_audit_error() -> None:
+    errors = [getattr(audit, n) for n in audit.__all__ if n.endswith("Error")]
+    assert all(issubclass(e, audit.AuditError) for e in errors)
+    assert issubclass(audit.EntryNotFoundError, audit.StoreError)
+
+
+def test_offline_verifier_never_imports_sqlalchemy() -> None:
+    imports = "; ".join(f"import {m}" for m in OFFLINE)
+    code = f"import sys, audit; {imports}; assert 'sqlalchemy' not in sys.modules, 'leak'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run(
+        [sys.executable, "-c", "import audit.verify, sys; assert 'sqlalchemy' not in sys.modules"],
+        check=True,
+    )
+
+
+def _imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_audit_imports_only_stdlib_cryptography_and_its_store_sqlalchemy() -> None:
+    for path in PACKAGE.glob("*.py"):
+        third_party = {
+            name
+            for name in _imports(path)
+            if name not in sys.stdlib_module_names and name not in {"audit", "__future__"}
+        }
+        allowed = {"cryptography", "sqlalchemy"} if path.name == "store.py" else {"cryptography"}
+        assert third_party <= allowed, f"{path.name} imports {sorted(third_party - allowed)}"
