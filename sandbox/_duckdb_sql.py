@@ -1,0 +1,83 @@
+"""The SQL text the DuckDB engine writes itself: views over sources and lock-down settings.
+
+No parameter value or request data is ever written here: dataset ids are validated
+identifiers, paths come from the catalogue and are quoted as string literals with quotes
+doubled, and limits are validated numbers and sizes. Kept free of ``duckdb`` so the only
+module importing the driver stays ``duckdb_engine.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sandbox.sources import Limits, TableSource
+
+
+def literal(text: str) -> str:
+    """``text`` as a SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+# (setting, required), in the order they are SET. Optional ones are set only when this
+# DuckDB build has them (duckdb 2.0.0 has all of them).
+LOCKDOWN: tuple[tuple[str, bool], ...] = (
+    ("threads", True),  # CPU bound per job
+    ("memory_limit", True),  # memory bombs fail with out-of-memory instead of hurting the host
+    ("temp_directory", True),  # '' = no spill directory: nothing writable on disk
+    ("max_temp_directory_size", True),  # '0KB' as a second lock on spilling
+    ("max_execution_time", False),  # the engine's own timeout next to our interrupt timer
+    ("allowed_directories", True),  # [] = no directory is readable or writable
+    ("allowed_paths", True),  # exactly the mounted source files, read-only
+    ("enable_external_access", True),  # false: no other files, URLs, ATTACH, COPY, INSTALL
+    ("autoinstall_known_extensions", True),  # no network fetch of extensions
+    ("autoload_known_extensions", True),  # no extension loaded behind a function call
+    ("allow_community_extensions", True),
+    ("allow_unsigned_extensions", True),
+    ("allow_extension_repositories", False),  # 'forbidden'
+    ("allow_persistent_secrets", False),  # no secrets read from or written to disk
+    ("python_enable_replacements", False),  # a table name never resolves to a Python variable
+    ("enable_progress_bar", False),  # nothing printed to the worker's terminal
+    ("allowed_configs", False),  # [] = no setting stays changeable after the lock
+    ("lock_configuration", True),  # last: every setting above is now fixed
+)
+
+
+def view_sql(source: TableSource) -> tuple[str, str]:
+    """The schema and view for one source; the id is validated, the path a quoted literal."""
+    dept, name = source.dataset_id.split(".")
+    path = literal(str(source.path))
+    if source.format == "parquet":
+        reader = f"read_parquet({path}, filename=false, hive_partitioning=false)"
+    else:
+        reader = (
+            f"read_csv({path}, header=true, delim=',', quote='\"', escape='\"', "
+            "filename=false, hive_partitioning=false, strict_mode=true, ignore_errors=false)"
+        )
+    return (
+        f'CREATE SCHEMA IF NOT EXISTS "{dept}"',
+        f'CREATE VIEW "{dept}"."{name}" AS SELECT * FROM {reader}',  # noqa: S608
+    )
+
+
+def lockdown_values(limits: Limits, sources: Sequence[TableSource]) -> dict[str, str]:
+    paths = ", ".join(literal(str(s.path)) for s in sources)
+    return {
+        "threads": str(limits.threads),
+        "memory_limit": literal(limits.memory_limit),
+        "temp_directory": "''",
+        "max_temp_directory_size": "'0KB'",
+        "max_execution_time": str(max(1, round(limits.timeout_s * 1000))),
+        "allowed_directories": "[]",
+        "allowed_paths": f"[{paths}]",
+        "enable_external_access": "false",
+        "autoinstall_known_extensions": "false",
+        "autoload_known_extensions": "false",
+        "allow_community_extensions": "false",
+        "allow_unsigned_extensions": "false",
+        "allow_extension_repositories": "'forbidden'",
+        "allow_persistent_secrets": "false",
+        "python_enable_replacements": "false",
+        "enable_progress_bar": "false",
+        "allowed_configs": "[]",
+        "lock_configuration": "true",
+    }

@@ -1,0 +1,174 @@
+"""Compile a template's SQL: parse it, check it statically, render it for each engine.
+
+Templates are written in Spark SQL with ``:name`` parameters. Every check works on the
+sqlglot syntax tree, never on the text. The order of checks:
+
+1. exactly one statement, and it is a SELECT (``_parse_select``);
+2. every node is on the allow-list; writes, commands, table functions and file readers are
+   refused (``compile_safety.check_nodes``);
+3. every table is a declared catalogue dataset or a CTE (``check_tables``);
+4. parameters are declared, used, and only stand for values (``check_placeholders``);
+5. output columns have unique simple names (``compile_shape.output_names``);
+6. the query is qualified against the catalogue schema (unknown columns are refused), then
+   the rules of its kind apply (``_KIND_RULES``);
+7. it is rendered for DuckDB (``$name``) and Spark (``:name``), without comments (nothing in
+   a comment can reach an engine).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, SqlglotError
+from sqlglot.optimizer.qualify import qualify
+from sqlglot.optimizer.scope import build_scope
+
+from sandbox.compile_safety import check_nodes, check_placeholders, check_tables
+from sandbox.compile_shape import check_aggregate, check_identifiers, output_names
+from sandbox.errors import SandboxBug, TemplateRejected
+from sandbox.params import ParameterSpec
+from sandbox.query import CompiledQuery, TemplateKind
+from sandbox.schema import Column, Sensitivity, TableSchema
+
+MAX_SQL_LENGTH = 100_000
+
+__all__ = [
+    "Column",
+    "CompiledQuery",
+    "Sensitivity",
+    "TableSchema",
+    "TemplateKind",
+    "compile_template",
+]
+
+_Tables = Mapping[str, TableSchema]
+KindRule = Callable[[exp.Select, tuple[str, ...], str | None, _Tables], tuple[str, ...]]
+
+
+def compile_template(
+    sql: str,
+    *,
+    kind: TemplateKind,
+    tables: Mapping[str, TableSchema],
+    parameters: Mapping[str, ParameterSpec],
+    count_column: str | None,
+) -> CompiledQuery:
+    """Check ``sql`` and return it compiled; raise TemplateRejected with the reason."""
+    try:
+        kind = TemplateKind(kind)
+    except ValueError:
+        raise TemplateRejected("kind must be aggregate, dp, verify or list") from None
+    for key, schema in tables.items():
+        if schema.dataset_id != key:
+            raise TemplateRejected(f"table schema under {key} is for {schema.dataset_id}")
+    for key, spec in parameters.items():
+        if spec.name != key:
+            raise TemplateRejected(f"parameter spec under {key} is named {spec.name}")
+    tree = _parse_select(sql)
+    check_nodes(tree)
+    used_tables = check_tables(tree, tables)
+    used_parameters = check_placeholders(tree, parameters.keys())
+    names = output_names(tree)
+    if count_column is not None and count_column not in names:
+        raise TemplateRejected(f"count_column {count_column} is not an output column")
+    qualified = _qualify(tree, [tables[t] for t in used_tables])
+    group_columns = _KIND_RULES[kind](qualified, names, count_column, tables)
+    return CompiledQuery(
+        kind=kind,
+        source_sql=sql,
+        duckdb_sql=tree.sql(dialect="duckdb", comments=False),
+        spark_sql=tree.sql(dialect="spark", comments=False),
+        parameters=used_parameters,
+        tables=used_tables,
+        output_columns=names,
+        count_column=count_column,
+        group_columns=group_columns,
+    )
+
+
+def _parse_select(sql: str) -> exp.Select:
+    if not isinstance(sql, str) or not sql.strip():
+        raise TemplateRejected("the template has no SQL")
+    if len(sql) > MAX_SQL_LENGTH:
+        raise TemplateRejected(f"the SQL is longer than {MAX_SQL_LENGTH} characters")
+    try:
+        statements = [s for s in sqlglot.parse(sql, read="spark") if s is not None]
+    except ParseError as exc:
+        first = exc.errors[0] if exc.errors else {}
+        where = f" at line {first.get('line')}, column {first.get('col')}" if first else ""
+        raise TemplateRejected(
+            f"the SQL could not be parsed{where}: {first.get('description', 'syntax error')}"
+        ) from None
+    except SqlglotError:
+        raise TemplateRejected("the SQL could not be parsed") from None
+    if len(statements) != 1:
+        raise TemplateRejected(f"a template is exactly one statement, not {len(statements)}")
+    tree = statements[0]
+    if not isinstance(tree, exp.Select):
+        check_nodes(tree)  # explains refused statements (COPY, ATTACH, …) specifically
+        raise TemplateRejected(
+            "a template is a single SELECT (UNION and friends may appear inside a CTE or subquery)"
+        )
+    return tree
+
+
+def _qualify(tree: exp.Select, schemas: list[TableSchema]) -> exp.Select:
+    """A copy of ``tree`` with every column resolved against the catalogue schema."""
+    departments: dict[str, dict[str, dict[str, str]]] = {}
+    for schema in schemas:
+        columns = {c.name: "UNKNOWN" for c in schema.columns}  # types are not needed here
+        departments.setdefault(schema.department, {})[schema.name] = columns
+    mapping: dict[str, object] = dict(departments)
+    try:
+        qualified = qualify(
+            tree.copy(),
+            schema=mapping,
+            dialect="spark",
+            validate_qualify_columns=True,
+            quote_identifiers=False,
+        )
+    except SqlglotError as exc:
+        raise TemplateRejected(f"the query does not fit the catalogue: {exc}") from None
+    if not isinstance(qualified, exp.Select):
+        raise SandboxBug("qualifying a SELECT did not return a SELECT")
+    return qualified
+
+
+def _aggregate_rules(
+    select: exp.Select,
+    names: tuple[str, ...],
+    count_column: str | None,
+    tables: Mapping[str, TableSchema],
+) -> tuple[str, ...]:
+    group_columns = check_aggregate(select, names, count_column)
+    root = build_scope(select)
+    if root is None:
+        raise SandboxBug("sqlglot built no scope for a SELECT")
+    check_identifiers(root, names, tables)
+    return group_columns
+
+
+def _rules_to_come(
+    select: exp.Select,
+    names: tuple[str, ...],
+    count_column: str | None,
+    tables: Mapping[str, TableSchema],
+) -> tuple[str, ...]:
+    """VERIFY and LIST: the common safety checks only, for now.
+
+    Their own rules (a verify answers yes/no or a match count for records the requester
+    holds; a list releases only non-personal columns) belong here when those kinds ship.
+    """
+    del select, names, count_column, tables
+    return ()
+
+
+# DP templates compiled from SQL get the aggregate rules: fail closed until DP has its own.
+_KIND_RULES: dict[TemplateKind, KindRule] = {
+    TemplateKind.AGGREGATE: _aggregate_rules,
+    TemplateKind.DP: _aggregate_rules,
+    TemplateKind.VERIFY: _rules_to_come,
+    TemplateKind.LIST: _rules_to_come,
+}

@@ -1,0 +1,260 @@
+"""The embedded engine: runs one compiled query on a fresh, locked-down DuckDB connection.
+
+The only module that imports ``duckdb``. Per job (see README.md for why each step):
+
+1. ``duckdb.connect(":memory:")`` — a fresh database: no TEMP objects or attachments survive
+   from another job, nothing is written to disk;
+2. ``CREATE SCHEMA <dept>`` and ``CREATE VIEW <dept>.<name>`` over ``read_parquet`` /
+   ``read_csv`` for exactly the datasets the query reads (paths from the catalogue, quoted);
+3. ``SET`` the lock-down settings in ``_duckdb_sql.LOCKDOWN`` order, ``lock_configuration``
+   last, then read them back and refuse to run if any differs;
+4. DuckDB's own parser must see exactly one SELECT with exactly the declared parameters;
+5. execute with bound parameters under a timer that interrupts the connection, fetch at
+   most ``max_rows + 1`` rows, convert and size-check them; close the connection always.
+
+Driver errors become ExecutionError(category) raised outside the ``except`` block, so the
+driver's text (values, paths) travels nowhere.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date
+from decimal import Decimal
+from functools import cache
+from typing import TypeVar
+
+import duckdb
+
+from sandbox._duckdb_sql import LOCKDOWN, lockdown_values, view_sql
+from sandbox.errors import (
+    ExecutionCategory,
+    ExecutionError,
+    QueryTimeout,
+    ResourceLimitExceeded,
+    SandboxBug,
+    SandboxError,
+    TemplateRejected,
+)
+from sandbox.query import CompiledQuery
+from sandbox.results import ResultTable, json_value
+from sandbox.schema import COLUMN_NAME
+from sandbox.sources import DEFAULT_LIMITS, Limits, TableSource
+
+__all__ = ["DuckDBEngine", "Limits", "ResultTable", "TableSource", "available_settings"]
+
+T = TypeVar("T")
+_C = ExecutionCategory
+_BINDABLE = (bool, int, str, Decimal, date)
+_ERRORS: tuple[tuple[type[duckdb.Error], ExecutionCategory], ...] = (
+    (duckdb.InterruptException, _C.TIMEOUT),
+    (duckdb.OutOfMemoryException, _C.OUT_OF_MEMORY),
+    (duckdb.ConversionException, _C.CONVERSION),
+    (duckdb.OutOfRangeException, _C.OVERFLOW),
+    (duckdb.PermissionException, _C.REFUSED),
+    (duckdb.ParserException, _C.REFUSED),
+    (duckdb.IOException, _C.SOURCE_UNAVAILABLE),
+)
+
+
+@cache
+def available_settings() -> frozenset[str]:
+    """The setting names this DuckDB build knows (from ``duckdb_settings()``)."""
+    with duckdb.connect(":memory:") as con:
+        rows = con.execute("SELECT name FROM duckdb_settings()").fetchall()
+    return frozenset(str(row[0]) for row in rows)
+
+
+class DuckDBEngine:
+    """Runs compiled queries, one fresh locked-down in-memory DuckDB connection per call."""
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        missing = [n for n, required in LOCKDOWN if required and n not in available_settings()]
+        if missing:
+            raise SandboxBug(f"this DuckDB lacks lock-down settings: {', '.join(missing)}")
+        self.limits = limits
+
+    def run(
+        self,
+        query: CompiledQuery,
+        sources: Mapping[str, TableSource],
+        params: Mapping[str, object],
+    ) -> ResultTable:
+        """Run ``query`` over ``sources`` (only those it reads are mounted)."""
+        mounted = [self._source(sources, table) for table in query.tables]
+        if sorted(params) != list(query.parameters):
+            raise SandboxBug("run() needs exactly the query's (validated) parameters")
+        for name, value in params.items():
+            if not isinstance(value, _BINDABLE):
+                raise SandboxBug(f"parameter '{name}' was not converted by validate_parameters")
+
+        def work(con: duckdb.DuckDBPyConnection) -> ResultTable:
+            self._check_statement(con, query)
+            table = self._execute(con, query.duckdb_sql, dict(params))
+            if tuple(c.lower() for c in table.columns) != tuple(
+                c.lower() for c in query.output_columns
+            ):
+                raise SandboxBug("the result's columns differ from the compiled output columns")
+            return table
+
+        return self._guarded(mounted, work)
+
+    def distinct_values(
+        self, source: TableSource, column: str, limit: int = 1000
+    ) -> tuple[str | int, ...]:
+        """The sorted distinct non-null values of ``column``, for a ``values_from`` domain."""
+        if not COLUMN_NAME.fullmatch(column) or type(limit) is not int or not 0 < limit <= 100_000:
+            raise SandboxBug("distinct_values needs a plain column name and a limit in 1..100000")
+        dept, name = source.dataset_id.split(".")
+        # Identifiers validated above and by TableSource; the limit is a checked int.
+        sql = (
+            f'SELECT DISTINCT "{column}" FROM "{dept}"."{name}" '  # noqa: S608
+            f'WHERE "{column}" IS NOT NULL ORDER BY 1 LIMIT {limit + 1}'
+        )
+        table = self._guarded([source], lambda con: self._execute(con, sql, {}))
+        values = [row[0] for row in table.rows]
+        if len(values) > limit:
+            raise TemplateRejected(
+                f"{source.dataset_id}.{column} has more than {limit} distinct values; too many "
+                "for a values_from domain"
+            )
+        if not all(isinstance(v, str) or type(v) is int for v in values):
+            raise TemplateRejected(
+                f"{source.dataset_id}.{column} must hold strings or integers for values_from"
+            )
+        return tuple(v for v in values if isinstance(v, str | int))
+
+    def infer_schema(self, source: TableSource) -> tuple[tuple[str, str], ...]:
+        """(column, DuckDB type) of ``source`` as DuckDB reads it, to check a registration."""
+        dept, name = source.dataset_id.split(".")
+        sql = f'DESCRIBE SELECT * FROM "{dept}"."{name}"'  # noqa: S608 (validated id)
+        table = self._guarded([source], lambda con: self._execute(con, sql, {}))
+        return tuple((str(row[0]), str(row[1])) for row in table.rows)
+
+    @staticmethod
+    def _source(sources: Mapping[str, TableSource], table: str) -> TableSource:
+        source = sources.get(table)
+        if source is None or source.dataset_id != table:
+            raise SandboxBug(f"no source given for dataset {table}")
+        return source
+
+    def _guarded(
+        self, sources: Sequence[TableSource], work: Callable[[duckdb.DuckDBPyConnection], T]
+    ) -> T:
+        """Open, lock, run ``work``, close; turn any driver error into an ExecutionError."""
+        category: ExecutionCategory | None = None
+        con: duckdb.DuckDBPyConnection | None = None
+        try:
+            con = self._open(sources)
+            return work(con)
+        except SandboxError:
+            raise
+        except duckdb.InvalidInputException as exc:  # the text picks a category, never leaves
+            text = str(exc).lower()
+            category = _C.DIVISION if "division by zero" in text else _C.INTERNAL
+            category = _C.REFUSED if "configuration has been locked" in text else category
+        except duckdb.Error as exc:
+            category = next((c for kind, c in _ERRORS if isinstance(exc, kind)), _C.INTERNAL)
+        except Exception:  # a conversion surprise must not leak its message either
+            category = _C.INTERNAL
+        finally:
+            if con is not None:
+                con.close()
+        if category is _C.TIMEOUT:
+            raise QueryTimeout(self.limits.timeout_s)
+        if category is _C.OUT_OF_MEMORY:
+            raise ResourceLimitExceeded(category, self.limits.memory_limit)
+        raise ExecutionError(category)
+
+    def _open(self, sources: Sequence[TableSource]) -> duckdb.DuckDBPyConnection:
+        limits = self.limits
+        con = duckdb.connect(
+            ":memory:",
+            config={
+                "threads": limits.threads,
+                "memory_limit": limits.memory_limit,
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+                "allow_community_extensions": False,
+            },
+        )
+        try:
+            for source in sources:
+                for statement in view_sql(source):
+                    con.execute(statement)
+            values = lockdown_values(limits, sources)
+            for name, required in LOCKDOWN:
+                if required or name in available_settings():
+                    con.execute(f"SET {name} = {values[name]}")
+            _verify_lockdown(con, sources)
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    @staticmethod
+    def _check_statement(con: duckdb.DuckDBPyConnection, query: CompiledQuery) -> None:
+        """Defence in depth: DuckDB's parser must agree this is one SELECT."""
+        try:
+            statements = con.extract_statements(query.duckdb_sql)
+        except duckdb.ParserException:
+            statements = []
+        if (
+            len(statements) != 1
+            or statements[0].type != duckdb.StatementType.SELECT
+            or set(statements[0].named_parameters) != set(query.parameters)
+        ):
+            raise ExecutionError(ExecutionCategory.REFUSED)
+
+    def _execute(
+        self, con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object]
+    ) -> ResultTable:
+        limits = self.limits
+        timer = threading.Timer(limits.timeout_s, con.interrupt)
+        timer.daemon = True
+        timer.start()
+        try:
+            con.execute(sql, params)
+            description = con.description or []
+            raw_rows = con.fetchmany(limits.max_rows + 1)
+        finally:
+            timer.cancel()
+        if len(raw_rows) > limits.max_rows:
+            raise ResourceLimitExceeded(ExecutionCategory.ROW_LIMIT, f"{limits.max_rows} rows")
+        rows: list[tuple[object, ...]] = []
+        size = 0
+        for raw in raw_rows:
+            row = tuple(json_value(v) for v in raw)
+            size += len(json.dumps(row, ensure_ascii=False).encode())
+            if size > limits.max_bytes:
+                raise ResourceLimitExceeded(
+                    ExecutionCategory.BYTE_LIMIT, f"{limits.max_bytes} bytes"
+                )
+            rows.append(row)
+        return ResultTable(
+            columns=tuple(str(d[0]) for d in description),
+            types=tuple(str(d[1]) for d in description),
+            rows=tuple(rows),
+        )
+
+
+def _verify_lockdown(con: duckdb.DuckDBPyConnection, sources: Sequence[TableSource]) -> None:
+    """Read the settings back; refuse to run on a connection that is not locked down."""
+    expected: dict[str, object] = {
+        "enable_external_access": False,
+        "lock_configuration": True,
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "allow_community_extensions": False,
+        "temp_directory": "",
+        "allowed_directories": [],
+    }
+    for name, value in expected.items():
+        actual = con.execute(f"SELECT current_setting('{name}')").fetchone()
+        if actual is None or actual[0] != value:
+            raise SandboxBug(f"DuckDB setting {name} did not take effect")
+    allowed = con.execute("SELECT current_setting('allowed_paths')").fetchone()
+    if allowed is None or sorted(allowed[0]) != sorted(str(s.path) for s in sources):
+        raise SandboxBug("DuckDB setting allowed_paths did not take effect")

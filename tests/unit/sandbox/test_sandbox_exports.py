@@ -1,0 +1,77 @@
+"""The public surface and the import boundaries of the sandbox package."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import sandbox
+
+PACKAGE = Path(sandbox.__file__).parent
+
+
+def test_public_exports_are_pinned() -> None:
+    assert sorted(sandbox.__all__) == [
+        "Column",
+        "CompiledQuery",
+        "DisclosedTable",
+        "DisclosureRules",
+        "DuckDBEngine",
+        "ExecutionCategory",
+        "ExecutionError",
+        "Limits",
+        "ParamType",
+        "ParameterError",
+        "ParameterSpec",
+        "QueryTimeout",
+        "ResourceLimitExceeded",
+        "ResultTable",
+        "SandboxBug",
+        "SandboxError",
+        "Sensitivity",
+        "TableSchema",
+        "TableSource",
+        "TemplateKind",
+        "TemplateRejected",
+        "WithheldCell",
+        "apply_disclosure",
+        "compile_template",
+        "validate_parameters",
+    ]
+    for name in sandbox.__all__:
+        assert hasattr(sandbox, name)
+
+
+def test_error_tree() -> None:
+    assert issubclass(sandbox.QueryTimeout, sandbox.ExecutionError)
+    assert issubclass(sandbox.ResourceLimitExceeded, sandbox.ExecutionError)
+    for error in (
+        sandbox.TemplateRejected,
+        sandbox.ParameterError,
+        sandbox.ExecutionError,
+        sandbox.SandboxBug,
+    ):
+        assert issubclass(error, sandbox.SandboxError)
+
+
+def imports_of(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_third_party_libraries_stay_in_their_modules() -> None:
+    allowed = {
+        "duckdb": {"duckdb_engine.py"},
+        "sqlglot": {"compile.py", "compile_safety.py", "compile_shape.py"},
+    }
+    for path in PACKAGE.glob("*.py"):
+        imported = imports_of(path)
+        assert not imported & {"gateway", "policies", "audit"}, path.name
+        for library, homes in allowed.items():
+            if library in imported:
+                assert path.name in homes, f"{path.name} imports {library}"
