@@ -1,0 +1,220 @@
+"""Where verification keys come from: a fixed JWKS, or a remote JWKS URL with a careful cache.
+
+Only public signing keys of kty OKP/EC/RSA are accepted. Private members, ``x5c``/``x5u`` and
+other extras are dropped; keys with ``use`` other than ``sig``, ``key_ops`` without ``verify``,
+RSA moduli under 2048 bits or curves outside the table below are ignored.
+
+`RemoteJwks` refreshes at most once per ``min_refresh_interval_s`` whatever callers ask for
+(random ``kid`` floods cannot amplify into requests to the identity provider), refreshes
+anyway once the cache is older than ``cache_ttl_s``, keeps the last good keys for
+``max_stale_s`` after the last successful fetch when the endpoint fails or answers garbage,
+then fails closed with `KeySourceUnavailable`.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import httpx
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, Key, KeySet, OKPKey, RSAKey
+
+from gateway.auth.errors import KeySourceUnavailable
+
+log = logging.getLogger(__name__)
+
+#: JWS algorithm -> (kty, required curve or None). Symmetric and "none" are never here.
+ALGORITHM_KEYS: Mapping[str, tuple[str, str | None]] = {
+    "Ed25519": ("OKP", "Ed25519"),
+    "ES256": ("EC", "P-256"),
+    "ES384": ("EC", "P-384"),
+    "ES512": ("EC", "P-521"),
+    "RS256": ("RSA", None),
+    "RS384": ("RSA", None),
+    "RS512": ("RSA", None),
+    "PS256": ("RSA", None),
+    "PS384": ("RSA", None),
+    "PS512": ("RSA", None),
+}
+_PUBLIC_MEMBERS = {"OKP": ("crv", "x"), "EC": ("crv", "x", "y"), "RSA": ("n", "e")}
+_CURVES = {"OKP": {"Ed25519"}, "EC": {"P-256", "P-384", "P-521"}}
+MIN_RSA_BITS = 2048
+MAX_KEYS = 64
+
+
+class KeySource(Protocol):
+    """Supplies the keys a token may be verified with; ``kid`` is a hint for refreshing."""
+
+    def get_key_set(self, kid: str | None) -> KeySet: ...
+
+
+def _public_members(entry: object) -> dict[str, str | list[str]] | None:
+    """The public members of an acceptable signing JWK, or None."""
+    if not isinstance(entry, dict) or entry.get("kty") not in _PUBLIC_MEMBERS:
+        return None
+    kty: str = entry["kty"]
+    key_ops = entry.get("key_ops")
+    usable = entry.get("use", "sig") == "sig" and (
+        key_ops is None or (isinstance(key_ops, list) and "verify" in key_ops)
+    )
+    if not usable or (kty in _CURVES and entry.get("crv") not in _CURVES[kty]):
+        return None
+    clean: dict[str, str | list[str]] = {"kty": kty}
+    for member in _PUBLIC_MEMBERS[kty]:
+        value = entry.get(member)
+        if not isinstance(value, str):
+            return None
+        clean[member] = value
+    clean |= {m: entry[m] for m in ("kid", "alg") if isinstance(entry.get(m), str)}
+    return clean
+
+
+def _public_key(entry: object) -> Key | None:
+    """The public signing key in a JWK dict, or None when it is not acceptable."""
+    clean = _public_members(entry)
+    if clean is None:
+        return None
+    try:
+        if clean["kty"] == "RSA":
+            n = str(clean["n"])
+            modulus = base64.urlsafe_b64decode(n + "=" * (-len(n) % 4))
+            if int.from_bytes(modulus, "big").bit_length() < MIN_RSA_BITS:
+                return None
+            return RSAKey.import_key(clean)
+        if clean["kty"] == "EC":
+            return ECKey.import_key(clean)
+        return OKPKey.import_key(clean)
+    except (JoseError, ValueError, TypeError, KeyError):
+        return None
+
+
+def import_public_jwks(data: object) -> KeySet:
+    """A KeySet of the acceptable public signing keys in a JWKS document (possibly empty)."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("keys"), list):
+        raise ValueError("not a JWKS document")
+    keys = [key for key in map(_public_key, data["keys"][:MAX_KEYS]) if key is not None]
+    return KeySet(keys)
+
+
+class StaticKeySource:
+    """A fixed JWKS (for example the local issuer's ``public_jwks()``)."""
+
+    def __init__(self, jwks: Mapping[str, object]) -> None:
+        self._keys = import_public_jwks(jwks)
+        if not self._keys.keys:
+            raise ValueError("the JWKS holds no acceptable public signing key")
+
+    def get_key_set(self, kid: str | None) -> KeySet:
+        return self._keys
+
+
+def _loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class RemoteJwks:
+    """A JWKS fetched over HTTPS (plain HTTP only on loopback), cached and refreshed carefully."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        http_client: httpx.Client | None = None,
+        timeout_s: float = 3.0,
+        min_refresh_interval_s: float = 30.0,
+        cache_ttl_s: float = 300.0,
+        max_stale_s: float = 3600.0,
+        max_response_bytes: int = 256 * 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "https" and not (parts.scheme == "http" and _loopback(parts.hostname)):
+            raise ValueError("the JWKS URL must use https (plain http only on loopback)")
+        if not 0 <= min_refresh_interval_s <= cache_ttl_s <= max_stale_s:
+            raise ValueError("need 0 <= min_refresh_interval_s <= cache_ttl_s <= max_stale_s")
+        self.url = url
+        self._owns_client = http_client is None
+        self._client = http_client if http_client is not None else httpx.Client()
+        self._timeout = httpx.Timeout(timeout_s)
+        self._min_interval = min_refresh_interval_s
+        self._cache_ttl = cache_ttl_s
+        self._max_stale = max_stale_s
+        self._max_bytes = max_response_bytes
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._keys: KeySet | None = None
+        self._kids: frozenset[str | None] = frozenset()
+        self._fetched_at = 0.0
+        self._attempted_at: float | None = None
+
+    def get_key_set(self, kid: str | None) -> KeySet:
+        """The cached keys, refreshed if due; `KeySourceUnavailable` when none are fresh enough."""
+        with self._lock:
+            now = self._clock()
+            due = (
+                self._keys is None
+                or now - self._fetched_at >= self._cache_ttl
+                or (kid is not None and kid not in self._kids)
+            )
+            if due and (
+                self._attempted_at is None or now - self._attempted_at >= self._min_interval
+            ):
+                self._attempted_at = now
+                self._refresh(now)
+            if self._keys is None or now - self._fetched_at > self._max_stale:
+                raise KeySourceUnavailable("verification keys are unavailable")
+            return self._keys
+
+    def _refresh(self, now: float) -> None:
+        try:
+            keys = import_public_jwks(json.loads(self._fetch()))
+        except (httpx.HTTPError, ValueError, RecursionError) as exc:
+            log.warning("JWKS refresh failed (%s); keeping the last good keys", type(exc).__name__)
+            return
+        if not keys.keys:
+            log.warning("JWKS refresh returned no acceptable keys; keeping the last good keys")
+            return
+        self._keys = keys
+        self._kids = frozenset(key.kid for key in keys.keys)
+        self._fetched_at = now
+
+    def _fetch(self) -> bytes:
+        with self._client.stream(
+            "GET",
+            self.url,
+            timeout=self._timeout,
+            follow_redirects=False,
+            headers={"Accept": "application/json"},
+        ) as response:
+            if response.status_code != httpx.codes.OK:
+                raise ValueError(f"status {response.status_code}")
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > self._max_bytes:
+                    raise ValueError("response too large")
+            return bytes(body)
+
+    def close(self) -> None:
+        """Close the HTTP client if this object created it."""
+        if self._owns_client:
+            self._client.close()
+
+    def __enter__(self) -> RemoteJwks:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

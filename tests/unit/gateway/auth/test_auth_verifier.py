@@ -1,0 +1,520 @@
+from __future__ import annotations
+
+import base64
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from joserfc import jwt
+from joserfc.jwk import ECKey, OKPKey, RSAKey
+
+from gateway.auth import (
+    InvalidIdentity,
+    IssuerKeys,
+    LocalIssuer,
+    RemoteJwks,
+    StaticKeySource,
+    TokenInvalid,
+    TokenMissing,
+    TokenVerifier,
+    parse_bearer,
+)
+from tests.unit.gateway.auth.auth_testkit import (
+    AUDIENCE,
+    ISSUER,
+    JwksServer,
+    b64url,
+    claims,
+    craft,
+    ed25519_signer,
+    hmac_signer,
+)
+
+
+def refused(verifier: TokenVerifier, token: str) -> str:
+    with pytest.raises(TokenInvalid) as info:
+        verifier.verify(token)
+    return str(info.value.reason)
+
+
+def signed(keys: IssuerKeys, header: dict[str, Any] | None = None, **claim_overrides: Any) -> str:
+    """A token signed by the issuer's current key with a hand-made header and claims."""
+    key = keys.signing_key()
+    full_header = {"alg": "Ed25519", "kid": key.kid, "typ": "at+jwt", **(header or {})}
+    return craft(full_header, claims(**claim_overrides), ed25519_signer(key))
+
+
+# --- the happy path -------------------------------------------------------------------------
+
+
+def test_issued_token_verifies_into_canonical_principal(
+    issuer: LocalIssuer, verifier: TokenVerifier
+) -> None:
+    token = issuer.issue(
+        subject="Alice", department="ＭＡＲＫＥＴ", roles=["Owner", "analyst"], ttl_s=600
+    )
+    p = verifier.verify(token)
+    assert (p.subject, p.department, p.roles) == ("Alice", "market", ("analyst", "owner"))
+    assert p.token_id
+    assert abs(p.expires_at.timestamp() - (time.time() + 600)) < 5
+    header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    assert header == {"alg": "Ed25519", "kid": issuer._keys.kid, "typ": "at+jwt"}
+    body = jwt.decode(token, issuer._keys.signing_key(), algorithms=["Ed25519"]).claims
+    assert body["client_id"] == "insitu-local" and body["roles"] == ["analyst", "owner"]
+    assert body["iss"] == ISSUER and body["aud"] == AUDIENCE
+    assert body["nbf"] == body["iat"] == body["exp"] - 600
+
+
+def test_issue_refuses_bad_names_and_ttl(issuer: LocalIssuer) -> None:
+    with pytest.raises(InvalidIdentity):
+        issuer.issue(subject="alice", department="market tax", roles=["analyst"])
+    with pytest.raises(InvalidIdentity):
+        issuer.issue(subject="alice bob", department="market", roles=[])
+    for ttl in (0, -1, 86401):
+        with pytest.raises(ValueError, match="ttl"):
+            issuer.issue(subject="alice", department="market", roles=[], ttl_s=ttl)
+
+
+def test_two_issued_tokens_have_distinct_jti(issuer: LocalIssuer, verifier: TokenVerifier) -> None:
+    tokens = [issuer.issue(subject="a", department="market", roles=[]) for _ in range(2)]
+    assert len({verifier.verify(t).token_id for t in tokens}) == 2
+
+
+# --- time claims ------------------------------------------------------------------------------
+
+
+def test_expired_token_refused_beyond_leeway(
+    issuer_keys: IssuerKeys, verifier: TokenVerifier
+) -> None:
+    past = LocalIssuer(
+        issuer_keys, issuer=ISSUER, audience=AUDIENCE, clock=lambda: time.time() - 600 - 31
+    )
+    token = past.issue(subject="alice", department="market", roles=[], ttl_s=600)
+    assert refused(verifier, token) == "token expired"
+
+
+def test_expired_token_accepted_within_leeway(
+    issuer_keys: IssuerKeys, verifier: TokenVerifier
+) -> None:
+    past = LocalIssuer(
+        issuer_keys, issuer=ISSUER, audience=AUDIENCE, clock=lambda: time.time() - 600 - 20
+    )
+    token = past.issue(subject="alice", department="market", roles=[], ttl_s=600)
+    assert verifier.verify(token).subject == "alice"
+
+
+def test_token_refused_when_nbf_or_iat_in_future(
+    issuer_keys: IssuerKeys, verifier: TokenVerifier
+) -> None:
+    later = int(time.time()) + 120
+    assert refused(verifier, signed(issuer_keys, nbf=later)) == "token not yet valid"
+    assert refused(verifier, signed(issuer_keys, iat=later)) == "token issued in the future"
+
+
+def test_token_refused_when_exp_is_not_a_number(
+    issuer_keys: IssuerKeys, verifier: TokenVerifier
+) -> None:
+    assert refused(verifier, signed(issuer_keys, exp="tomorrow")) == "invalid expiry"
+    assert refused(verifier, signed(issuer_keys, exp=True)) == "invalid expiry"
+
+
+# --- issuer, audience, required claims -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"iss": "https://evil.test"}, "wrong issuer"),
+        ({"aud": "another-service"}, "wrong audience"),
+        ({"aud": ["another-service", "account"]}, "wrong audience"),
+        ({"exp": None}, "missing required claim"),
+        ({"sub": None}, "missing required claim"),
+        ({"aud": None}, "missing required claim"),
+        ({"iss": None}, "missing required claim"),
+        ({"sub": "a b"}, "invalid subject"),
+        ({"jti": 5}, "invalid claim"),
+    ],
+)
+def test_token_refused_on_bad_registered_claims(
+    issuer_keys: IssuerKeys, verifier: TokenVerifier, overrides: dict[str, Any], reason: str
+) -> None:
+    assert refused(verifier, signed(issuer_keys, **overrides)) == reason
+
+
+def test_audience_list_naming_us_accepted(issuer_keys: IssuerKeys, verifier: TokenVerifier) -> None:
+    assert verifier.verify(signed(issuer_keys, aud=["account", AUDIENCE])).subject == "alice"
+
+
+# --- header policy ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("typ", ["JWT", "jwt", "application/jwt", "", 7])
+def test_id_token_typ_refused(
+    issuer_keys: IssuerKeys, verifier: TokenVerifier, typ: object
+) -> None:
+    assert refused(verifier, signed(issuer_keys, {"typ": typ})) in {
+        "wrong token type",
+        "malformed token",
+    }
+
+
+def test_untyped_token_refused(issuer_keys: IssuerKeys, verifier: TokenVerifier) -> None:
+    key = issuer_keys.signing_key()
+    token = craft({"alg": "Ed25519", "kid": key.kid}, claims(), ed25519_signer(key))
+    assert refused(verifier, token) == "wrong token type"
+
+
+@pytest.mark.parametrize("typ", ["at+jwt", "AT+JWT", "application/at+jwt"])
+def test_access_token_type_accepted_case_insensitively(
+    issuer_keys: IssuerKeys, verifier: TokenVerifier, typ: str
+) -> None:
+    assert verifier.verify(signed(issuer_keys, {"typ": typ})).department == "market"
+
+
+def test_typ_not_checked_when_token_type_is_none(issuer_keys: IssuerKeys) -> None:
+    lax = TokenVerifier(
+        StaticKeySource(issuer_keys.public_jwks()),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        token_type=None,
+    )
+    assert lax.verify(signed(issuer_keys, {"typ": "JWT"})).subject == "alice"
+
+
+@pytest.mark.parametrize("alg", ["none", "None", "NONE"])
+def test_alg_none_refused(issuer_keys: IssuerKeys, verifier: TokenVerifier, alg: str) -> None:
+    token = craft({"alg": alg, "kid": issuer_keys.kid, "typ": "at+jwt"}, claims(), lambda _: b"")
+    assert refused(verifier, token) == "unsupported algorithm"
+
+
+@pytest.mark.parametrize("form", ["raw", "pem", "jwk-json", "x"])
+def test_hs256_signed_with_public_key_refused(
+    issuer_keys: IssuerKeys, verifier: TokenVerifier, form: str
+) -> None:
+    """Algorithm confusion: the attacker uses our *public* key as an HMAC secret."""
+    public = issuer_keys.public_jwks()["keys"][0]  # type: ignore[index]
+    secret = {
+        "raw": issuer_keys.signing_key().public_key.public_bytes_raw(),
+        "pem": issuer_keys.signing_key().as_pem(private=False),
+        "jwk-json": json.dumps(public).encode(),
+        "x": public["x"].encode(),
+    }[form]
+    token = craft(
+        {"alg": "HS256", "kid": issuer_keys.kid, "typ": "at+jwt"}, claims(), hmac_signer(secret)
+    )
+    assert refused(verifier, token) == "unsupported algorithm"
+
+
+@pytest.mark.parametrize("algorithms", [["HS256"], ["Ed25519", "HS512"], ["none"], ["EdDSA"], []])
+def test_verifier_refuses_symmetric_none_or_unknown_algorithms(
+    issuer_keys: IssuerKeys, algorithms: list[str]
+) -> None:
+    with pytest.raises(ValueError, match="algorithms"):
+        TokenVerifier(
+            StaticKeySource(issuer_keys.public_jwks()),
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            algorithms=algorithms,
+        )
+
+
+def test_alg_outside_allow_list_refused(issuer_keys: IssuerKeys) -> None:
+    only_es256 = TokenVerifier(
+        StaticKeySource(issuer_keys.public_jwks()),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        algorithms=["ES256"],
+    )
+    assert refused(only_es256, signed(issuer_keys)) == "unsupported algorithm"
+
+
+def test_token_of_unknown_key_refused(verifier: TokenVerifier) -> None:
+    stranger = OKPKey.generate_key("Ed25519", parameters={"kid": "stranger"})
+    token = craft(
+        {"alg": "Ed25519", "kid": "stranger", "typ": "at+jwt"}, claims(), ed25519_signer(stranger)
+    )
+    assert refused(verifier, token) == "untrusted signing key"
+
+
+def test_token_of_unknown_key_claiming_our_kid_refused(
+    issuer_keys: IssuerKeys, verifier: TokenVerifier
+) -> None:
+    stranger = OKPKey.generate_key("Ed25519")
+    token = craft(
+        {"alg": "Ed25519", "kid": issuer_keys.kid, "typ": "at+jwt"},
+        claims(),
+        ed25519_signer(stranger),
+    )
+    assert refused(verifier, token) == "invalid signature"
+
+
+@pytest.mark.parametrize("kid", ["ours", "theirs", "absent"])
+def test_embedded_jwk_header_ignored(
+    issuer_keys: IssuerKeys, verifier: TokenVerifier, kid: str
+) -> None:
+    attacker = OKPKey.generate_key("Ed25519")
+    attacker.ensure_kid()
+    header: dict[str, Any] = {
+        "alg": "Ed25519",
+        "typ": "at+jwt",
+        "jwk": attacker.as_dict(private=False),
+    }
+    if kid != "absent":
+        header["kid"] = issuer_keys.kid if kid == "ours" else attacker.kid
+    token = craft(header, claims(roles=["admin"]), ed25519_signer(attacker))
+    assert refused(verifier, token) in {"invalid signature", "untrusted signing key"}
+
+
+def test_jku_and_x5u_headers_never_fetched(
+    issuer_keys: IssuerKeys, verifier: TokenVerifier, jwks_server: JwksServer
+) -> None:
+    attacker = OKPKey.generate_key("Ed25519", parameters={"kid": "evil"})
+    jwks_server.serve({"keys": [attacker.as_dict(private=False)]})
+    for member in ("jku", "x5u"):
+        header = {"alg": "Ed25519", "kid": "evil", "typ": "at+jwt", member: jwks_server.url}
+        token = craft(header, claims(), ed25519_signer(attacker))
+        assert refused(verifier, token) == "untrusted signing key"
+    assert jwks_server.hits == 0
+
+
+def test_trusted_token_with_jwk_header_still_verifies(
+    issuer_keys: IssuerKeys, verifier: TokenVerifier
+) -> None:
+    """The header is ignored, not a reason to refuse: the key still comes from the KeySource."""
+    public = issuer_keys.signing_key().as_dict(private=False)
+    assert verifier.verify(signed(issuer_keys, {"jwk": public})).subject == "alice"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"crit": ["exp"], "exp": 1},
+        {"crit": ["kid"]},
+        {"crit": ["https://example.test/ext"], "https://example.test/ext": True},
+        {"crit": []},
+        {"b64": False, "crit": ["b64"]},
+    ],
+)
+def test_critical_header_refused(
+    issuer_keys: IssuerKeys, verifier: TokenVerifier, extra: dict[str, Any]
+) -> None:
+    assert refused(verifier, signed(issuer_keys, extra)) == "unsupported critical header"
+
+
+def test_oversize_token_refused(issuer_keys: IssuerKeys, verifier: TokenVerifier) -> None:
+    token = signed(issuer_keys, padding="x" * 8192)
+    assert len(token) > 8192
+    assert refused(verifier, token) == "token too large"
+
+
+def test_tampered_payload_refused(issuer: LocalIssuer, verifier: TokenVerifier) -> None:
+    token = issuer.issue(subject="alice", department="market", roles=["analyst"])
+    header, payload, signature = token.split(".")
+    body = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    body["department"], body["roles"] = "tax", ["owner"]
+    forged = f"{header}.{b64url(json.dumps(body).encode())}.{signature}"
+    assert refused(verifier, forged) == "invalid signature"
+
+
+def test_tampered_signature_refused(issuer: LocalIssuer, verifier: TokenVerifier) -> None:
+    token = issuer.issue(subject="alice", department="market", roles=[])
+    sig = bytearray(base64.urlsafe_b64decode(token.split(".")[2] + "=="))
+    sig[0] ^= 1
+    assert refused(verifier, token.rsplit(".", 1)[0] + "." + b64url(bytes(sig))) == (
+        "invalid signature"
+    )
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "abc",
+        "a.b",
+        "a.b.c.d.e",
+        "!!.e30.",
+        "e30.e30.",  # {} header: no alg
+        b64url(b"[1]") + ".e30.",
+        b64url(b'{"alg":"Ed25519","alg":"none"}') + ".e30.",  # duplicate member
+        b64url(b"not json") + ".e30.",
+    ],
+)
+def test_malformed_token_refused(verifier: TokenVerifier, token: str) -> None:
+    assert refused(verifier, token) in {"malformed token", "unsupported algorithm"}
+
+
+def test_payload_not_an_object_refused(issuer_keys: IssuerKeys, verifier: TokenVerifier) -> None:
+    key = issuer_keys.signing_key()
+    header = b64url(json.dumps({"alg": "Ed25519", "kid": key.kid, "typ": "at+jwt"}).encode())
+    signing_input = f"{header}.{b64url(b'[1,2]')}"
+    token = f"{signing_input}.{b64url(ed25519_signer(key)(signing_input.encode()))}"
+    assert refused(verifier, token) == "malformed token"
+
+
+def test_empty_token_is_missing(verifier: TokenVerifier) -> None:
+    with pytest.raises(TokenMissing):
+        verifier.verify("")
+
+
+def test_parse_bearer() -> None:
+    assert parse_bearer("Bearer abc.def.ghi") == "abc.def.ghi"
+    assert parse_bearer("bearer   abc ") == "abc"
+    for missing in (None, "", "   "):
+        with pytest.raises(TokenMissing):
+            parse_bearer(missing)
+    for wrong in ("Basic dXNlcjpwYXNz", "Bearer", "Bearer  "):
+        with pytest.raises(TokenInvalid, match="expected a bearer token"):
+            parse_bearer(wrong)
+
+
+def test_reasons_never_echo_token_content(issuer_keys: IssuerKeys, verifier: TokenVerifier) -> None:
+    marker = "SECRET-MARKER"
+    for token in (
+        signed(issuer_keys, iss=marker),
+        signed(issuer_keys, department=marker),
+        signed(issuer_keys, {"kid": marker}),
+        signed(issuer_keys, {"alg": marker}),
+        marker,
+    ):
+        with pytest.raises(TokenInvalid) as info:
+            verifier.verify(token)
+        assert marker not in str(info.value)
+        assert info.value.__cause__ is None
+        assert info.value.__context__ is None or info.value.__suppress_context__
+
+
+# --- department and roles -----------------------------------------------------------------
+
+
+def test_department_and_roles_from_configured_claims_only(issuer_keys: IssuerKeys) -> None:
+    keycloak_like = TokenVerifier(
+        StaticKeySource(issuer_keys.public_jwks()),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        department_claim="attributes.department",
+        roles_claim="realm_access.roles",
+    )
+    token = signed(
+        issuer_keys,
+        department="tax",  # a top-level claim the configuration does not name: ignored
+        roles=["admin"],
+        attributes={"department": ["Market"]},
+        realm_access={"roles": ["Analyst", "offline_access", "default-roles-gov"]},
+    )
+    p = keycloak_like.verify(token)
+    assert p.department == "market"
+    assert p.roles == ("analyst", "offline_access")  # "default-roles-gov" is not ours: dropped
+
+
+def test_roles_as_space_separated_string(issuer_keys: IssuerKeys, verifier: TokenVerifier) -> None:
+    assert verifier.verify(signed(issuer_keys, roles="owner  Analyst")).roles == (
+        "analyst",
+        "owner",
+    )
+
+
+def test_missing_roles_mean_no_roles(issuer_keys: IssuerKeys, verifier: TokenVerifier) -> None:
+    assert verifier.verify(signed(issuer_keys, roles=None)).roles == ()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"department": None}, "missing department claim"),
+        ({"department": "market; drop"}, "invalid department claim"),
+        ({"department": "市场"}, "invalid department claim"),
+        ({"department": ["market", "tax"]}, "invalid department claim"),
+        ({"department": {"name": "market"}}, "invalid department claim"),
+        ({"roles": {"analyst": True}}, "invalid roles claim"),
+        ({"roles": ["analyst", 7]}, "invalid roles claim"),
+        ({"roles": [f"r{i}" for i in range(65)]}, "invalid roles claim"),
+    ],
+)
+def test_bad_department_or_roles_claim_refused(
+    issuer_keys: IssuerKeys, verifier: TokenVerifier, overrides: dict[str, Any], reason: str
+) -> None:
+    assert refused(verifier, signed(issuer_keys, **overrides)) == reason
+
+
+# --- rotation and other algorithms -------------------------------------------------------
+
+
+def test_tokens_of_old_and_new_key_verify_after_rotation(tmp_path: Path) -> None:
+    path = tmp_path / "issuer.jwks.json"
+    old_keys = IssuerKeys.generate(path)
+    old_token = LocalIssuer(old_keys, issuer=ISSUER, audience=AUDIENCE).issue(
+        subject="alice", department="market", roles=[]
+    )
+    new_keys = old_keys.rotate(path)
+    new_token = LocalIssuer(new_keys, issuer=ISSUER, audience=AUDIENCE).issue(
+        subject="bob", department="market", roles=[]
+    )
+    assert json.loads(base64.urlsafe_b64decode(new_token.split(".")[0] + "=="))["kid"] == (
+        new_keys.kid
+    )
+    verifier = TokenVerifier(
+        StaticKeySource(IssuerKeys.load(path).public_jwks()), issuer=ISSUER, audience=AUDIENCE
+    )
+    assert verifier.verify(old_token).subject == "alice"
+    assert verifier.verify(new_token).subject == "bob"
+    newest = new_keys.rotate(path).rotate(path)  # two more rotations retire the first two keys
+    verifier = TokenVerifier(
+        StaticKeySource(newest.public_jwks()), issuer=ISSUER, audience=AUDIENCE
+    )
+    assert refused(verifier, old_token) == "untrusted signing key"
+
+
+@pytest.fixture(scope="module")
+def idp_keys() -> dict[str, Any]:
+    return {
+        "ES256": ECKey.generate_key("P-256", parameters={"kid": "ec-1"}),
+        "RS256": RSAKey.generate_key(2048, parameters={"kid": "rsa-1"}),
+    }
+
+
+@pytest.mark.parametrize("alg", ["ES256", "RS256"])
+def test_external_idp_tokens_verify_through_served_jwks(
+    idp_keys: dict[str, Any], jwks_server: JwksServer, http_client: httpx.Client, alg: str
+) -> None:
+    jwks_server.serve(
+        {"keys": [{**k.as_dict(private=False), "use": "sig"} for k in idp_keys.values()]}
+    )
+    source = RemoteJwks(jwks_server.url, http_client=http_client)
+    verifier = TokenVerifier(source, issuer=ISSUER, audience=AUDIENCE)
+    key = idp_keys[alg]
+    token = jwt.encode(
+        {"alg": alg, "kid": key.kid, "typ": "at+jwt"}, claims(), key, algorithms=[alg]
+    )
+    p = verifier.verify(token)
+    assert p.department == "market"
+    assert p.expires_at > datetime.now(UTC)
+    assert jwks_server.hits == 1
+
+
+def test_alg_not_matching_key_type_refused(
+    idp_keys: dict[str, Any], issuer_keys: IssuerKeys
+) -> None:
+    """An RS256 header naming an EC kid must not be verified with that key (or any other)."""
+    jwks = {"keys": [idp_keys["ES256"].as_dict(private=False), *issuer_keys.public_jwks()["keys"]]}  # type: ignore[misc]
+    verifier = TokenVerifier(StaticKeySource(jwks), issuer=ISSUER, audience=AUDIENCE)
+    token = craft(
+        {"alg": "RS256", "kid": "ec-1", "typ": "at+jwt"}, claims(), lambda _: b"\x00" * 256
+    )
+    assert refused(verifier, token) == "untrusted signing key"
+
+
+def test_token_without_kid_needs_an_unambiguous_key(
+    issuer_keys: IssuerKeys, tmp_path: Path
+) -> None:
+    key = issuer_keys.signing_key()
+    token = craft({"alg": "Ed25519", "typ": "at+jwt"}, claims(), ed25519_signer(key))
+    single = TokenVerifier(
+        StaticKeySource(issuer_keys.public_jwks()), issuer=ISSUER, audience=AUDIENCE
+    )
+    assert single.verify(token).subject == "alice"
+    two = issuer_keys.rotate(tmp_path / "issuer.jwks.json")
+    ambiguous = TokenVerifier(StaticKeySource(two.public_jwks()), issuer=ISSUER, audience=AUDIENCE)
+    assert refused(ambiguous, token) == "untrusted signing key"
