@@ -1,0 +1,24 @@
+"""Run every benchmark, or the ones named: `python -m bench [e2e ...]`."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import e2e
+
+BENCHMARKS = {"e2e": e2e.main}
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+        return 2
+    for name in names:
+        BENCHMARKS[name]()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

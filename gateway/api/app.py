@@ -1,0 +1,130 @@
+"""`create_app(settings)`: the FastAPI application, its error handlers and its lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway.api import (
+    audit_routes,
+    catalogue_routes,
+    health,
+    job_routes,
+    policy_routes,
+    template_routes,
+)
+from gateway.api.metrics import Metrics
+from gateway.auth.errors import AuthError
+from gateway.context import Gateway, build_gateway
+from gateway.errors import GatewayError, problem_for
+from gateway.settings import Settings
+from gateway.worker import WorkerPool
+from policies import PolicyError
+from sandbox import SandboxError
+
+log = logging.getLogger("insitu.api")
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem_response(status: int, body: dict[str, object]) -> JSONResponse:
+    headers = {"WWW-Authenticate": 'Bearer realm="insitu"'} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def create_app(
+    settings: Settings, *, gateway: Gateway | None = None, run_workers: bool = True
+) -> FastAPI:
+    owns_gateway = gateway is None
+    gw = gateway if gateway is not None else build_gateway(settings)
+    pool = WorkerPool(gw, size=settings.workers) if run_workers else None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if pool is not None:
+            pool.start()
+        try:
+            yield
+        finally:
+            if pool is not None:
+                pool.stop()
+            if owns_gateway:
+                gw.close()
+
+    app = FastAPI(
+        title="insitu",
+        version="0.1.0",
+        summary="Data stays home: approved templates run beside the data; only results leave.",
+        lifespan=lifespan,
+    )
+    app.state.gateway = gw
+    app.state.metrics = Metrics()
+    app.state.pool = pool
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        app.state.metrics.requests.labels(request.method, path, str(response.status_code)).inc()
+        return response
+
+    async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
+        problem = problem_for(exc)
+        if problem.status == 500:
+            log.error("error on %s %s", request.method, request.url.path, exc_info=exc)
+        return problem_response(problem.status, problem.body(instance=request.url.path))
+
+    # Domain errors are answered here; anything else is a bug and reaches the catch-all below.
+    for base in (GatewayError, AuthError, PolicyError, SandboxError):
+        app.add_exception_handler(base, on_domain_error)
+
+    @app.exception_handler(Exception)
+    async def on_bug(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        problem = problem_for(exc)
+        return problem_response(problem.status, problem.body(instance=request.url.path))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")}
+            for e in exc.errors()
+        ]
+        body = {
+            "type": "urn:insitu:problem:invalid-input",
+            "title": "Invalid input",
+            "status": 422,
+            "detail": "the request has invalid fields",
+            "instance": request.url.path,
+            "errors": errors,
+        }
+        return problem_response(422, body)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        body = {
+            "type": f"urn:insitu:problem:{slug}",
+            "title": slug.replace("-", " ").capitalize(),
+            "status": exc.status_code,
+            "detail": "no such resource" if exc.status_code == 404 else str(exc.detail),
+            "instance": request.url.path,
+        }
+        return problem_response(exc.status_code, body)
+
+    for module in (
+        health,
+        catalogue_routes,
+        template_routes,
+        job_routes,
+        policy_routes,
+        audit_routes,
+    ):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,43 @@
+"""/v1/datasets: register (YAML or JSON), list, show."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from gateway import catalogue, db
+from gateway.api.deps import GatewayDep, PrincipalDep, document_body
+from gateway.api.documents import parse_body
+from gateway.authz import require
+from gateway.specs import DatasetSpec
+
+router = APIRouter(prefix="/v1/datasets", tags=["catalogue"])
+
+
+@router.get("")
+def list_datasets(gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
+    require(gw, principal, "catalogue", "read", event="catalogue.denied", target="catalogue")
+    with db.reading(gw.db) as conn:
+        items = catalogue.list_all(conn)
+    return {"items": [catalogue.public_view(d) for d in items]}
+
+
+@router.post("", status_code=201)
+async def register_dataset(
+    request: Request,
+    gw: GatewayDep,
+    principal: PrincipalDep,
+    body: Annotated[bytes, Depends(document_body)],
+) -> dict[str, Any]:
+    spec = parse_body(request, body, DatasetSpec)
+    registered = await run_in_threadpool(catalogue.register, gw, principal, spec)
+    return catalogue.public_view(registered)
+
+
+@router.get("/{dataset_id}")
+def show_dataset(dataset_id: str, gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
+    require(gw, principal, "catalogue", "read", event="catalogue.denied", target="catalogue")
+    with db.reading(gw.db) as conn:
+        return catalogue.public_view(catalogue.get(conn, dataset_id))

@@ -1,0 +1,43 @@
+"""Request dependencies: the gateway object and the verified caller."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from gateway.auth.errors import TokenMissing
+from gateway.auth.principal import Principal
+from gateway.context import Gateway
+from gateway.errors import InvalidInput
+
+MAX_BODY = 1_000_000
+
+
+def get_gateway(request: Request) -> Gateway:
+    gw: Gateway = request.app.state.gateway
+    return gw
+
+
+def get_principal(
+    gw: Annotated[Gateway, Depends(get_gateway)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> Principal:
+    if authorization is None:
+        raise TokenMissing("a bearer token is required")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise TokenMissing("a bearer token is required")
+    return gw.tokens.verify(token.strip())
+
+
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def document_body(request: Request) -> bytes:
+    """The raw body of a YAML or JSON document, bounded in size."""
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise InvalidInput("the document is larger than 1 MB")
+    return body

@@ -1,0 +1,90 @@
+"""/v1/templates: propose, list, show a version, approve, reject."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from gateway import templates
+from gateway.api.deps import GatewayDep, PrincipalDep, document_body
+from gateway.api.documents import parse_body
+from gateway.authz import require
+from gateway.specs import TemplateSpec
+
+router = APIRouter(prefix="/v1/templates", tags=["templates"])
+
+
+class ApprovalRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    content_hash: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
+    comment: str = Field(default="", max_length=500)
+
+
+@router.get("")
+def list_templates(gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
+    require(gw, principal, "template", "read", event="template.denied", target="templates")
+    return {"items": [templates.view(t) for t in templates.list_all(gw)]}
+
+
+@router.post("", status_code=201)
+async def propose_template(
+    request: Request,
+    gw: GatewayDep,
+    principal: PrincipalDep,
+    body: Annotated[bytes, Depends(document_body)],
+) -> dict[str, Any]:
+    spec = parse_body(request, body, TemplateSpec)
+    stored = await run_in_threadpool(templates.propose, gw, principal, spec)
+    return templates.view(stored)
+
+
+@router.get("/{template_id}/versions/{version}")
+def show_version(
+    template_id: str, version: int, gw: GatewayDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    target = f"template:{template_id}@{version}"
+    require(gw, principal, "template", "read", event="template.denied", target=target)
+    return templates.view(templates.get(gw, template_id, version))
+
+
+@router.post("/{template_id}/versions/{version}/approvals", status_code=201)
+def approve(
+    template_id: str,
+    version: int,
+    body: ApprovalRequest,
+    gw: GatewayDep,
+    principal: PrincipalDep,
+) -> dict[str, Any]:
+    stored = templates.decide_approval(
+        gw,
+        principal,
+        template_id,
+        version,
+        approve=True,
+        content_hash=body.content_hash,
+        comment=body.comment,
+    )
+    return templates.view(stored)
+
+
+@router.post("/{template_id}/versions/{version}/rejections", status_code=201)
+def reject(
+    template_id: str,
+    version: int,
+    body: ApprovalRequest,
+    gw: GatewayDep,
+    principal: PrincipalDep,
+) -> dict[str, Any]:
+    stored = templates.decide_approval(
+        gw,
+        principal,
+        template_id,
+        version,
+        approve=False,
+        content_hash=body.content_hash,
+        comment=body.comment,
+    )
+    return templates.view(stored)

@@ -1,0 +1,129 @@
+"""The catalogue: datasets registered by their provider's data owner.
+
+A dataset's source must live under the home's data directory (a registration cannot point the
+sandbox at any other file on the host), and its declared schema must match the file's.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from gateway import schema
+from gateway.auth.principal import Principal
+from gateway.authz import deny, require
+from gateway.context import Gateway
+from gateway.errors import Conflict, InvalidInput, NotFound
+from gateway.specs import DatasetSpec
+from sandbox import Column, Sensitivity, TableSchema, TableSource
+
+
+def resolve_source(gw: Gateway, spec: DatasetSpec) -> Path:
+    raw = Path(spec.source.path)
+    path = (raw if raw.is_absolute() else gw.settings.home / raw).resolve()
+    if not path.is_relative_to(gw.data_root):
+        raise InvalidInput("source.path must be inside the gateway's data directory")
+    if not path.is_file():
+        raise InvalidInput("source.path does not name an existing file")
+    return path
+
+
+def table_source(gw: Gateway, spec: DatasetSpec) -> TableSource:
+    return TableSource(dataset_id=spec.id, format=spec.source.format, path=resolve_source(gw, spec))
+
+
+def table_schema(spec: DatasetSpec) -> TableSchema:
+    return TableSchema(
+        dataset_id=spec.id,
+        columns=tuple(
+            Column(name=c.name, type=c.type, sensitivity=Sensitivity(c.sensitivity))
+            for c in spec.columns
+        ),
+    )
+
+
+def _check_declared_schema(gw: Gateway, spec: DatasetSpec) -> None:
+    actual = dict(gw.engine.infer_schema(table_source(gw, spec)))
+    for column in spec.columns:
+        found = actual.get(column.name)
+        if found is None:
+            raise InvalidInput(f"column {column.name!r} is declared but not in the source")
+        if found.upper() != column.type.upper():
+            raise InvalidInput(
+                f"column {column.name!r} is declared {column.type} but the source has {found}"
+            )
+
+
+def register(gw: Gateway, principal: Principal, spec: DatasetSpec) -> DatasetSpec:
+    target = f"dataset:{spec.id}"
+    decision = require(gw, principal, "dataset", "register", event="dataset.denied", target=target)
+    if principal.department != spec.provider:
+        raise deny(
+            gw,
+            principal,
+            event="dataset.denied",
+            action="register",
+            target=target,
+            reason="only the provider department's data owner may register its datasets",
+            policy_version=decision.policy_version,
+            details={"dataset": spec.id},
+        )
+    _check_declared_schema(gw, spec)
+    with gw.db.begin() as conn:
+        exists = conn.execute(
+            sa.select(schema.datasets.c.id).where(schema.datasets.c.id == spec.id)
+        ).first()
+        if exists is not None:
+            raise Conflict(f"dataset {spec.id} is already registered")
+        conn.execute(
+            schema.datasets.insert().values(
+                id=spec.id,
+                provider=spec.provider,
+                share_class=spec.share_class.value,
+                classification=spec.classification.value,
+                spec=spec.model_dump(mode="json"),
+                registered_by=principal.subject,
+                registered_at=datetime.now(UTC),
+            )
+        )
+        gw.audit.record(
+            conn,
+            type="dataset.registered",
+            principal=principal,
+            action="register",
+            target=target,
+            allowed=True,
+            rule=decision.rule,
+            details={
+                "dataset": spec.id,
+                "provider": spec.provider,
+                "share_class": spec.share_class.value,
+                "classification": spec.classification.value,
+                "policy_version": decision.policy_version,
+            },
+        )
+    return spec
+
+
+def get(conn: sa.Connection, dataset_id: str) -> DatasetSpec:
+    row = conn.execute(
+        sa.select(schema.datasets.c.spec).where(schema.datasets.c.id == dataset_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"no dataset {dataset_id}")
+    return DatasetSpec.model_validate(row.spec)
+
+
+def list_all(conn: sa.Connection) -> list[DatasetSpec]:
+    rows = conn.execute(sa.select(schema.datasets.c.spec).order_by(schema.datasets.c.id))
+    return [DatasetSpec.model_validate(r.spec) for r in rows]
+
+
+def public_view(spec: DatasetSpec) -> dict[str, Any]:
+    """What the catalogue shows: metadata and schema, never the source location."""
+    data = spec.model_dump(mode="json")
+    data["source"] = {"format": spec.source.format}
+    return data

@@ -1,0 +1,54 @@
+"""HTTP client for the gateway: `INSITU_URL` + `INSITU_TOKEN`; problems become one-line errors."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+
+from gateway.cli.output import CliError
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class Client:
+    def __init__(self, url: str | None = None, token: str | None = None) -> None:
+        self.url = (url or os.environ.get("INSITU_URL") or DEFAULT_URL).rstrip("/")
+        self.token = token if token is not None else os.environ.get("INSITU_TOKEN")
+        self._http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(330.0, connect=5.0))
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        headers = dict(kwargs.pop("headers", {}) or {})
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            response = self._http.request(method, path, headers=headers, **kwargs)
+        except httpx.HTTPError as exc:
+            raise CliError(
+                f"cannot reach the gateway at {self.url} ({type(exc).__name__})", 1
+            ) from None
+        if response.status_code >= 400:
+            raise problem_error(response)
+        return response.json()
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.request("POST", path, **kwargs)
+
+
+def problem_error(response: httpx.Response) -> CliError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    detail = body.get("detail") or response.reason_phrase
+    errors = body.get("errors")
+    if errors:
+        detail += ": " + "; ".join(f"{e.get('field')}: {e.get('message')}" for e in errors[:5])
+    if body.get("rule"):
+        detail += f" (rule: {body['rule']})"
+    usage = response.status_code in {400, 404, 405, 410, 413, 422}
+    return CliError(f"{response.status_code} {detail}", 2 if usage else 1)

@@ -1,0 +1,137 @@
+"""Commands that work on the home directly: init, serve, token issue, audit verify, demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from gateway import db, home
+from gateway.auth.issuer import LocalIssuer
+from gateway.auth.keys import IssuerKeys
+from gateway.cli.app import HomeOpt, app, audit_app, token_app
+from gateway.cli.output import CliError, console
+from gateway.errors import GatewayError
+from gateway.settings import Settings, load_settings
+
+
+def settings_for(home_dir: Path | None) -> Settings:
+    try:
+        return load_settings(home_dir)
+    except ValueError as exc:
+        raise CliError(
+            f"bad settings: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}"
+        ) from None
+
+
+def require_home(settings: Settings) -> None:
+    if not (settings.home / "keys").is_dir():
+        raise CliError(f"no insitu home at {settings.home}; run `insitu init` first")
+
+
+@app.command("init")
+def init(home_dir: HomeOpt = None) -> None:
+    """Create the home: config, keys (0600), database, default policy."""
+    settings = settings_for(home_dir)
+    created = home.init_home(settings)
+    if created:
+        for item in created:
+            console.print(f"created {item}", markup=False)
+    else:
+        console.print(f"{settings.home} is already initialised")
+
+
+@app.command("serve")
+def serve(
+    home_dir: HomeOpt = None,
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Run the gateway (HTTP API and job workers)."""
+    from gateway.api import create_app
+
+    settings = settings_for(home_dir)
+    require_home(settings)
+    try:
+        application = create_app(settings)
+    except GatewayError as exc:
+        raise CliError(exc.detail, 1) from None
+    uvicorn.run(
+        application,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level="warning",
+    )
+
+
+@token_app.command("issue")
+def token_issue(
+    subject: Annotated[str, typer.Option()],
+    department: Annotated[str, typer.Option()],
+    role: Annotated[list[str], typer.Option("--role")],
+    ttl: Annotated[int, typer.Option(help="Seconds the token is valid.")] = 3600,
+    home_dir: HomeOpt = None,
+) -> None:
+    """Issue a token from the local issuer; prints the token alone on stdout."""
+    settings = settings_for(home_dir)
+    require_home(settings)
+    keys = IssuerKeys.load(settings.keys_dir / home.ISSUER_KEYS)
+    issuer = LocalIssuer(keys, issuer=settings.local_issuer, audience=settings.oidc_audience)
+    try:
+        token = issuer.issue(subject=subject, department=department, roles=role, ttl_s=ttl)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    typer.echo(token)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    bundle: Annotated[
+        Path | None, typer.Argument(help="An exported bundle; default: the home's log.")
+    ] = None,
+    home_dir: HomeOpt = None,
+) -> None:
+    """Recompute the whole log: every entry, the Merkle tree, every signed checkpoint."""
+    from audit import AuditError, SqlAuditLog
+
+    if bundle is not None:
+        from audit import verify_bundle
+
+        try:
+            report = verify_bundle(bundle)
+        except AuditError as exc:
+            raise CliError(f"verification FAILED: {exc}", 1) from None
+        console.print(f"ok: {report}")
+        return
+    settings = settings_for(home_dir)
+    require_home(settings)
+    engine = db.create_engine(settings.resolved_database_url)
+    log = SqlAuditLog(origin=settings.audit_origin, signer=home.load_signer(settings))
+    try:
+        with engine.begin() as conn:
+            log.checkpoint(conn)
+            report = log.verify(conn)
+    except AuditError as exc:
+        raise CliError(f"verification FAILED: {exc}", 1) from None
+    finally:
+        engine.dispose()
+    console.print(f"audit log verified: {report}", markup=False)
+
+
+@app.command("demo")
+def demo(
+    home_dir: Annotated[Path, typer.Option("--home", help="Demo home (wiped each run).")] = Path(
+        ".insitu-demo"
+    ),
+    serve_: Annotated[bool, typer.Option("--serve", help="Keep the gateway running.")] = False,
+    port: Annotated[int, typer.Option(help="Port with --serve (default: any free port).")] = 0,
+) -> None:
+    """Run the main job end to end on the embedded default and verify the audit log."""
+    from gateway.demo.flow import DemoError, run_demo
+
+    try:
+        run_demo(home_dir, serve=serve_, port=port if serve_ else 0)
+    except DemoError as exc:
+        raise CliError(str(exc), 1) from None

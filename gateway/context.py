@@ -1,0 +1,139 @@
+"""The wired-up gateway: one object holding the store, policy, audit trail, identity and engine.
+
+Built once by `build_gateway(settings)`; the API, the worker pool and the CLI's local commands
+all use the same object. Start-up fails fast on a bad store, policy or key.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from gateway import db
+from gateway.audit_trail import AuditTrail
+from gateway.auth.issuer import LocalIssuer
+from gateway.auth.keys import IssuerKeys
+from gateway.auth.keysource import KeySource, RemoteJwks, StaticKeySource
+from gateway.auth.verifier import TokenVerifier
+from gateway.home import ISSUER_KEYS, open_trail
+from gateway.policy_store import LivePolicy
+from gateway.settings import Settings
+from sandbox import DuckDBEngine, Limits, TableSource
+
+
+class Signal:
+    """A wake-up without lost notifications: waiters name the generation they last saw."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._generation = 0
+
+    def generation(self) -> int:
+        with self._cond:
+            return self._generation
+
+    def notify(self) -> None:
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+
+    def wait(self, since: int, timeout: float) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._generation != since, timeout=timeout)
+
+
+class ValueSets:
+    """Public value sets of catalogue columns (`values_from`), cached per source file version."""
+
+    def __init__(self, engine: DuckDBEngine, *, max_values: int = 1000) -> None:
+        self._engine = engine
+        self._max = max_values
+        self._cache: dict[tuple[str, str, int, int], tuple[str | int, ...]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, source: TableSource, column: str) -> tuple[str | int, ...]:
+        stat = source.path.stat()
+        key = (str(source.path), column, stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is None:
+            cached = self._engine.distinct_values(source, column, limit=self._max)
+            with self._lock:
+                self._cache[key] = cached
+        return cached
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    db: sa.Engine
+    audit: AuditTrail
+    policy: LivePolicy
+    tokens: TokenVerifier
+    key_source: KeySource
+    issuer: LocalIssuer | None
+    issuer_keys: IssuerKeys | None
+    engine: DuckDBEngine
+    value_sets: ValueSets
+    jobs_submitted: Signal = field(default_factory=Signal)
+    jobs_finished: Signal = field(default_factory=Signal)
+
+    @property
+    def data_root(self) -> Path:
+        return self.settings.data_dir.resolve()
+
+    def close(self) -> None:
+        if isinstance(self.key_source, RemoteJwks):
+            self.key_source.close()
+        self.db.dispose()
+
+
+def build_gateway(settings: Settings) -> Gateway:
+    engine = db.create_engine(settings.resolved_database_url)
+    db.check_durability(engine)
+    issuer: LocalIssuer | None = None
+    issuer_keys: IssuerKeys | None = None
+    keys: KeySource
+    if settings.oidc_issuer is None:
+        issuer_keys = IssuerKeys.load(settings.keys_dir / ISSUER_KEYS)
+        issuer = LocalIssuer(
+            issuer_keys, issuer=settings.local_issuer, audience=settings.oidc_audience
+        )
+        keys = StaticKeySource(issuer_keys.public_jwks())
+        issuer_name = settings.local_issuer
+    else:
+        if settings.oidc_jwks_url is None:
+            raise ValueError("INSITU_OIDC_JWKS_URL is required with INSITU_OIDC_ISSUER")
+        keys = RemoteJwks(settings.oidc_jwks_url)
+        issuer_name = settings.oidc_issuer
+    verifier = TokenVerifier(
+        keys,
+        issuer=issuer_name,
+        audience=settings.oidc_audience,
+        leeway_s=settings.token_leeway_s,
+        token_type=settings.token_type,
+        department_claim=settings.oidc_department_claim,
+        roles_claim=settings.oidc_roles_claim,
+    )
+    limits = Limits(
+        timeout_s=settings.job_timeout_s,
+        memory_limit=settings.job_memory_limit,
+        threads=settings.job_threads,
+        max_rows=settings.max_result_rows,
+    )
+    sandbox_engine = DuckDBEngine(limits)
+    return Gateway(
+        settings=settings,
+        db=engine,
+        audit=open_trail(settings),
+        policy=LivePolicy(engine),
+        tokens=verifier,
+        key_source=keys,
+        issuer=issuer,
+        issuer_keys=issuer_keys,
+        engine=sandbox_engine,
+        value_sets=ValueSets(sandbox_engine),
+    )

@@ -1,0 +1,76 @@
+"""Database engines and migrations.
+
+SQLite (default): WAL, ``synchronous=FULL``, foreign keys on, and every transaction starts with
+``BEGIN IMMEDIATE`` so writers queue on the database lock instead of failing on upgrade.
+PostgreSQL: psycopg 3; durability settings are checked at start-up by `check_durability`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from gateway.errors import Unavailable
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def create_engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url)
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _sqlite_engine(url: str) -> sa.Engine:
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        # Writers take the lock up front; `reading()` connections begin deferred so they
+        # run beside a writer under WAL.
+        deferred = conn.get_execution_options().get("insitu_read_only", False)
+        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def reading(engine: sa.Engine) -> sa.Connection:
+    """A connection for reads only (on SQLite it does not take the write lock)."""
+    return engine.connect().execution_options(insitu_read_only=True)
+
+
+def check_durability(engine: sa.Engine) -> None:
+    """Refuse to run on a store that could lose a committed audit entry."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            sync = conn.exec_driver_sql("PRAGMA synchronous").scalar()
+            if sync is None or int(sync) < 2:  # 2 = FULL, 3 = EXTRA
+                raise Unavailable("SQLite must run with synchronous=FULL")
+        elif engine.dialect.name == "postgresql":
+            for name in ("fsync", "synchronous_commit"):
+                value = conn.exec_driver_sql(f"SHOW {name}").scalar()
+                if str(value).lower() not in {"on", "remote_write", "remote_apply", "local"}:
+                    raise Unavailable(f"PostgreSQL must run with {name}=on")
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Bring the schema to the newest migration."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")

@@ -1,0 +1,95 @@
+"""The demo's dataset and template documents, as their owners and analysts would write them."""
+
+from __future__ import annotations
+
+ENTERPRISE_REGISTRY = """\
+id: market.enterprise_registry
+title: Enterprise registry
+description: Every enterprise registered with the market regulator (市场监管局).
+provider: market
+source: {format: parquet, path: data/market/enterprise_registry.parquet}
+share_class: conditional
+classification: general
+update_cycle: daily
+columns:
+  - {name: enterprise_id, type: VARCHAR, sensitivity: identifier}
+  - {name: district, type: VARCHAR, sensitivity: public}
+  - {name: industry, type: VARCHAR, sensitivity: public}
+  - {name: established_year, type: INTEGER, sensitivity: public}
+  - {name: status, type: VARCHAR, sensitivity: public}
+  - {name: registered_capital, type: DOUBLE, sensitivity: sensitive}
+disclosure: {min_group_size: 10}
+"""
+
+TAX_FILINGS = """\
+id: tax.filings
+title: Tax filings
+description: Annual filings per enterprise (税务局).
+provider: tax
+source: {format: parquet, path: data/tax/filings.parquet}
+share_class: conditional
+classification: important
+update_cycle: monthly
+columns:
+  - {name: enterprise_id, type: VARCHAR, sensitivity: identifier}
+  - {name: year, type: INTEGER, sensitivity: public}
+  - {name: revenue, type: DOUBLE, sensitivity: sensitive}
+  - {name: tax_paid, type: DOUBLE, sensitivity: sensitive}
+disclosure: {min_group_size: 10}
+"""
+
+RESIDENTS = """\
+id: civil.residents
+title: Registered residents
+description: Residents registered with civil affairs (民政局); personal data, not shared.
+provider: civil
+source: {format: parquet, path: data/civil/residents.parquet}
+share_class: none
+classification: important
+update_cycle: daily
+privacy_unit: person_id
+columns:
+  - {name: person_id, type: VARCHAR, sensitivity: identifier}
+  - {name: district, type: VARCHAR, sensitivity: public}
+  - {name: birth_year, type: INTEGER, sensitivity: quasi_identifier}
+  - {name: sex, type: VARCHAR, sensitivity: quasi_identifier}
+  - {name: household_size, type: INTEGER, sensitivity: sensitive}
+  - {name: monthly_income, type: BIGINT, sensitivity: sensitive}
+disclosure: {min_group_size: 20}
+"""
+
+NO_FILING_TEMPLATE = """\
+id: enterprises-without-tax-filing
+version: 1
+kind: aggregate
+title: Registered enterprises with no tax filing in a year, by district
+datasets: [market.enterprise_registry, tax.filings]
+parameters:
+  year: {type: integer, min: 2018, max: 2025}
+  industry: {type: string, values_from: market.enterprise_registry.industry}
+sql: |
+  SELECT r.district, COUNT(*) AS enterprises
+  FROM market.enterprise_registry AS r
+  WHERE r.industry = :industry
+    AND r.status = 'active'
+    AND NOT EXISTS (SELECT 1 FROM tax.filings AS t
+                    WHERE t.enterprise_id = r.enterprise_id AND t.year = :year)
+  GROUP BY r.district
+output: {count_column: enterprises}
+"""
+
+RESIDENTS_TEMPLATE = """\
+id: residents-by-district
+version: 1
+kind: aggregate
+title: Residents born in or after a year, by district
+datasets: [civil.residents]
+parameters:
+  born_since: {type: integer, min: 1930, max: 2024}
+sql: |
+  SELECT p.district, COUNT(*) AS residents
+  FROM civil.residents AS p
+  WHERE p.birth_year >= :born_since
+  GROUP BY p.district
+output: {count_column: residents}
+"""

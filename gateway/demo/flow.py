@@ -1,0 +1,222 @@
+"""The demo, step by step, over real HTTP with real tokens."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from audit import SqlAuditLog
+from gateway import db, home
+from gateway.api import create_app
+from gateway.auth.issuer import LocalIssuer
+from gateway.auth.keys import IssuerKeys
+from gateway.demo import documents
+from gateway.demo.data import write_demo_data
+from gateway.demo.server import BackgroundServer
+from gateway.settings import Settings
+
+MARKER = ".insitu-demo"
+console = Console()
+
+
+class DemoError(Exception):
+    pass
+
+
+def fresh_home(path: Path) -> None:
+    """The demo owns its home: it may only wipe a directory it created itself."""
+    if path.exists():
+        if not (path / MARKER).exists():
+            raise DemoError(f"{path} exists and is not a demo home; pass another --home")
+        shutil.rmtree(path)
+    path.mkdir(parents=True, mode=0o700)
+    (path / MARKER).write_text("created by `insitu demo`; removed and recreated on each run\n")
+
+
+def step(text: str) -> None:
+    console.print(f"[bold cyan]▶[/] {text}")
+
+
+class Actor:
+    def __init__(self, http: httpx.Client, token: str) -> None:
+        self.http = http
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return self.http.request(method, path, headers=headers, **kwargs)
+
+    def ok(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.call(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise DemoError(f"{method} {path} answered {response.status_code}: {response.text}")
+        return response.json()
+
+
+def yaml_post(actor: Actor, path: str, document: str) -> Any:
+    return actor.ok(
+        "POST", path, content=document.encode(), headers={"Content-Type": "application/yaml"}
+    )
+
+
+def show_result(body: dict[str, Any]) -> None:
+    table = Table(title="Active manufacturing enterprises with no 2024 tax filing, by district")
+    for column in body["columns"]:
+        table.add_column(column, justify="right" if column == "enterprises" else "left")
+    for row in sorted(body["rows"], key=lambda r: -int(r[1])):
+        table.add_row(*(str(v) for v in row))
+    console.print(table)
+    for cell in body["withheld"]:
+        key = ", ".join(f"{k}={v}" for k, v in cell["key"].items())
+        console.print(f"  withheld: {key} — {cell['reason']} (rule {cell['rule']})")
+    receipt = body["receipt"]
+    console.print(
+        f"  receipt: audit entry #{receipt['audit_index']} in a tree of {receipt['tree_size']}, "
+        f"inclusion proof of {len(receipt['inclusion_proof'])} hashes, signed checkpoint"
+    )
+
+
+def register_and_approve(owners: dict[str, Actor], analyst: Actor) -> None:
+    step("each provider's data owner registers its dataset")
+    for dept, doc in (
+        ("market", documents.ENTERPRISE_REGISTRY),
+        ("tax", documents.TAX_FILINGS),
+        ("civil", documents.RESIDENTS),
+    ):
+        ds = yaml_post(owners[dept], "/v1/datasets", doc)
+        console.print(f"  {ds['id']}: {ds['share_class']} share, {ds['classification']}")
+    step("a statistics-bureau analyst proposes a cross-department template")
+    t = yaml_post(analyst, "/v1/templates", documents.NO_FILING_TEMPLATE)
+    console.print(f"  {t['id']}@{t['version']} {t['content_hash'][:23]}… {t['status']}")
+    step("the market and tax data owners review and approve it (bound to its hash)")
+    for dept in ("market", "tax"):
+        t = owners[dept].ok(
+            "POST",
+            f"/v1/templates/{t['id']}/versions/1/approvals",
+            json={"content_hash": t["content_hash"], "comment": "reviewed"},
+        )
+        console.print(f"  {dept} approved → {t['status']}")
+
+
+def run_main_job(analyst: Actor) -> None:
+    step("the analyst submits a job with bound parameters and a purpose")
+    job = analyst.ok(
+        "POST",
+        "/v1/jobs",
+        json={
+            "template": "enterprises-without-tax-filing",
+            "parameters": {"year": 2024, "industry": "manufacturing"},
+            "purpose": "targeting the 2025 filing-compliance campaign",
+        },
+    )
+    console.print(f"  job {job['id']} {job['status']}")
+    result = analyst.ok("GET", f"/v1/jobs/{job['id']}/result", params={"wait": 60})
+    if result["status"] != "released":
+        raise DemoError(f"the job ended {result['status']}: {result['job'].get('error')}")
+    show_result(result)
+
+
+def show_denial(owners: dict[str, Actor], analyst: Actor) -> None:
+    step("a template over residents (不予共享: not shared) is approved by its owner…")
+    r = yaml_post(analyst, "/v1/templates", documents.RESIDENTS_TEMPLATE)
+    owners["civil"].ok(
+        "POST",
+        f"/v1/templates/{r['id']}/versions/1/approvals",
+        json={"content_hash": r["content_hash"]},
+    )
+    step("…but policy refuses exact aggregates on a not-shared dataset")
+    denied = analyst.call(
+        "POST",
+        "/v1/jobs",
+        json={
+            "template": r["id"],
+            "parameters": {"born_since": 1990},
+            "purpose": "housing demand estimate",
+        },
+    )
+    problem = denied.json()
+    console.print(f"  {denied.status_code} {problem['title']}: {problem['detail']}")
+    console.print(
+        f"  deciding rule: {problem.get('rule')} (policy v{problem.get('policy_version')})"
+    )
+    if denied.status_code != 403:
+        raise DemoError("the residents job should have been denied")
+
+
+def verify_log(settings: Settings) -> None:
+    step("verifying the audit log from the store (every entry, the tree, every checkpoint)")
+    engine = db.create_engine(settings.resolved_database_url)
+    log = SqlAuditLog(origin=settings.audit_origin, signer=home.load_signer(settings))
+    try:
+        with engine.begin() as conn:
+            log.checkpoint(conn)
+            report = log.verify(conn)
+    finally:
+        engine.dispose()
+    console.print(f"  {report}")
+
+
+def print_next(home_dir: Path) -> None:
+    console.print(
+        "\nTry next:\n"
+        f"  insitu demo --serve --port 8000   # keep the gateway running on {home_dir}\n"
+        "  export INSITU_URL=http://127.0.0.1:8000\n"
+        f"  export INSITU_TOKEN=$(insitu token issue --home {home_dir} --subject me@stats "
+        "--department stats --role analyst)\n"
+        "  insitu template list\n"
+        "  insitu job submit enterprises-without-tax-filing -p year=2023 -p industry=retail "
+        "--purpose 'compliance review' --wait\n"
+        f"  insitu audit verify --home {home_dir}",
+        markup=False,
+    )
+
+
+def run_demo(home_dir: Path, *, serve: bool = False, port: int = 0) -> None:
+    started = time.monotonic()
+    settings = Settings(home=home_dir, database_url=None)
+    step(f"creating a demo home at {home_dir} (SQLite + DuckDB + local token issuer)")
+    fresh_home(home_dir)
+    home.init_home(settings)
+    data = write_demo_data(settings.data_dir)
+    console.print(
+        f"  synthetic data: {data.rows['market']:,} enterprises (market), "
+        f"{data.rows['tax']:,} tax filings (tax), {data.rows['civil']:,} residents (civil)"
+    )
+    keys = IssuerKeys.load(settings.keys_dir / home.ISSUER_KEYS)
+    issuer = LocalIssuer(keys, issuer=settings.local_issuer, audience=settings.oidc_audience)
+
+    def actor(http: httpx.Client, subject: str, department: str, role: str) -> Actor:
+        token = issuer.issue(subject=subject, department=department, roles=[role], ttl_s=3600)
+        return Actor(http, token)
+
+    server = BackgroundServer(create_app(settings), port=port)
+    url = server.start()
+    try:
+        step(f"gateway listening on {url}")
+        with httpx.Client(base_url=url, timeout=120) as http:
+            owners = {
+                d: actor(http, f"owner@{d}", d, "data_owner") for d in ("market", "tax", "civil")
+            }
+            analyst = actor(http, "analyst@stats", "stats", "analyst")
+            register_and_approve(owners, analyst)
+            run_main_job(analyst)
+            show_denial(owners, analyst)
+    finally:
+        if not serve:
+            server.stop()
+    verify_log(settings)
+    console.print(f"[bold green]done[/] in {time.monotonic() - started:.1f} s")
+    print_next(home_dir)
+    if serve:
+        console.print(f"\nserving on {url}; Ctrl-C to stop")
+        try:
+            while server.thread.is_alive():
+                server.thread.join(timeout=1)
+        except KeyboardInterrupt:
+            server.stop()

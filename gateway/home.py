@@ -1,0 +1,115 @@
+"""The insitu home: config, keys, database and default policy (`insitu init`).
+
+    <home>/config.env             settings (INSITU_* lines), read after the environment
+    <home>/keys/issuer.jwks.json  local token issuer keys (private, 0600)
+    <home>/keys/audit.pem         Ed25519 key that signs audit checkpoints (0600)
+    <home>/keys/fingerprint.key   HMAC key for parameter/result fingerprints (0600)
+    <home>/insitu.db              SQLite store (unless INSITU_DATABASE_URL says otherwise)
+    <home>/data/                  the only place dataset sources may live
+
+`init` is idempotent: it creates what is missing and never overwrites a key.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from audit import Signer, SqlAuditLog
+from gateway import db, policy_store
+from gateway.audit_trail import AuditTrail
+from gateway.auth.keys import IssuerKeys
+from gateway.errors import Unavailable
+from gateway.settings import CONFIG_FILE, Settings
+from policies import default_rules
+
+ISSUER_KEYS = "issuer.jwks.json"
+AUDIT_KEY = "audit.pem"
+FINGERPRINT_KEY = "fingerprint.key"
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Create `path` with mode 0600 from the start; refuse to overwrite."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def read_private(path: Path) -> bytes:
+    if not path.is_file():
+        raise Unavailable(f"key file {path.name} is missing; run `insitu init`")
+    if path.stat().st_mode & 0o077:
+        raise Unavailable(f"key file {path.name} is readable by others; chmod 600 it")
+    return path.read_bytes()
+
+
+def audit_key_name(settings: Settings) -> str:
+    return settings.audit_origin
+
+
+def init_home(settings: Settings) -> list[str]:
+    """Create the home; return what was created (for the CLI to print)."""
+    created: list[str] = []
+    home = settings.home
+    for directory in (home, settings.keys_dir, settings.data_dir):
+        if not directory.exists():
+            directory.mkdir(parents=True, mode=0o700)
+            created.append(f"{directory}/")
+    config = home / CONFIG_FILE
+    if not config.exists():
+        config.write_text(
+            "# insitu settings for this home; environment variables win over these lines.\n"
+            "# See the settings table in README.md.\n"
+            f"INSITU_AUDIT_ORIGIN={settings.audit_origin}\n"
+        )
+        created.append(str(config))
+    issuer = settings.keys_dir / ISSUER_KEYS
+    if not issuer.exists():
+        IssuerKeys.generate(issuer)
+        created.append(str(issuer))
+    audit_key = settings.keys_dir / AUDIT_KEY
+    if not audit_key.exists():
+        write_private(audit_key, Signer.generate(audit_key_name(settings)).to_pem())
+        created.append(str(audit_key))
+    fp_key = settings.keys_dir / FINGERPRINT_KEY
+    if not fp_key.exists():
+        write_private(fp_key, secrets.token_bytes(32))
+        created.append(str(fp_key))
+
+    engine = db.create_engine(settings.resolved_database_url)
+    trail = open_trail(settings)
+    try:
+        db.migrate(engine)
+        with engine.begin() as conn:
+            if policy_store.newest_version(conn) is None:
+                rules = default_rules()
+                version = policy_store.save_version(
+                    conn, rules, created_by="insitu init", note="default policy"
+                )
+                trail.record(
+                    conn,
+                    type="policy.seeded",
+                    principal=None,
+                    action="seed",
+                    target=f"policy:{version}",
+                    allowed=True,
+                    details={"policy_version": version, "rules": len(rules)},
+                )
+                created.append(f"policy version {version} (default)")
+    finally:
+        engine.dispose()
+    return created
+
+
+def load_signer(settings: Settings) -> Signer:
+    return Signer.from_pem(read_private(settings.keys_dir / AUDIT_KEY), audit_key_name(settings))
+
+
+def load_fingerprint_key(settings: Settings) -> bytes:
+    return read_private(settings.keys_dir / FINGERPRINT_KEY)
+
+
+def open_trail(settings: Settings) -> AuditTrail:
+    log = SqlAuditLog(origin=settings.audit_origin, signer=load_signer(settings))
+    return AuditTrail(log, load_fingerprint_key(settings))

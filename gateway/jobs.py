@@ -1,0 +1,277 @@
+"""Jobs: submission with every decision on the way, status, and the released result.
+
+    accepted ──▶ running ──▶ released | suppressed | failed
+    (a refused submission creates no job: it is audited as `job.denied` / `job.rejected`)
+
+Submission checks, in order: may the caller submit jobs at all; does the template version exist
+and is it approved; may the caller's department query each dataset of the template under its
+share class and classification (and is a purpose given where the share class needs one); are the
+parameters valid. The job row and its `job.accepted` entry are written in one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+
+from audit import leaf_hash
+from gateway import catalogue, db, schema, templates
+from gateway.auth.principal import Principal
+from gateway.authz import decide, deny, require
+from gateway.context import Gateway
+from gateway.errors import InvalidInput, NotFound
+from gateway.specs import DatasetSpec, ShareClass, TemplateSpec
+from policies import data_object
+from sandbox import ParameterError, ParameterSpec, validate_parameters
+
+
+class JobStatus(StrEnum):
+    ACCEPTED = "accepted"
+    RUNNING = "running"
+    RELEASED = "released"
+    SUPPRESSED = "suppressed"
+    FAILED = "failed"
+
+
+TERMINAL = {JobStatus.RELEASED, JobStatus.SUPPRESSED, JobStatus.FAILED}
+
+
+def resolve_parameter_specs(
+    gw: Gateway, spec: TemplateSpec, datasets: dict[str, DatasetSpec]
+) -> dict[str, ParameterSpec]:
+    """Turn `values_from: dept.dataset.column` into the column's public values."""
+    resolved = {}
+    for name, pspec in templates.parameter_specs(spec).items():
+        if pspec.values_from is not None:
+            ds_id, _, column = pspec.values_from.rpartition(".")
+            ds = datasets.get(ds_id)
+            col = next((c for c in ds.columns if c.name == column), None) if ds else None
+            if ds is None or col is None or col.sensitivity != "public":
+                raise InvalidInput(
+                    f"parameter {name!r}: values_from must name a public column of a dataset "
+                    "of the template"
+                )
+            values = gw.value_sets.get(catalogue.table_source(gw, ds), column)
+            resolved[name] = pspec.resolved(values)
+        else:
+            resolved[name] = pspec
+    return resolved
+
+
+def submit(
+    gw: Gateway,
+    principal: Principal,
+    *,
+    template_id: str,
+    version: int | None,
+    parameters: dict[str, Any],
+    purpose: str,
+) -> dict[str, Any]:
+    ref = f"{template_id}@{version if version is not None else 'latest'}"
+    target = f"template:{ref}"
+    decision = require(gw, principal, "job", "submit", event="job.denied", target=target)
+
+    def refuse(
+        reason: str, *, rule: str | None = None, version_: int | None = None, **details: Any
+    ) -> Exception:
+        return deny(
+            gw,
+            principal,
+            event="job.denied",
+            action="submit",
+            target=target,
+            reason=reason,
+            rule=rule,
+            policy_version=version_ or decision.policy_version,
+            details={"template": template_id, **details},
+        )
+
+    try:
+        stored = templates.get(gw, template_id, version)
+    except NotFound:
+        raise refuse("the template or version does not exist") from None
+    target = f"template:{stored.ref}"
+    if stored.status is not templates.Status.APPROVED:
+        raise refuse(f"template {stored.ref} is not approved (it is {stored.status.value})")
+    with gw.db.connect() as conn:
+        datasets = templates.datasets_of(conn, stored.spec)
+    kind = stored.spec.kind.value
+    for ds in datasets.values():
+        obj = data_object(ds.share_class.value, ds.classification.value, ds.id)
+        d = decide(gw, principal, obj, f"query:{kind}")
+        if not d.allowed:
+            raise refuse(
+                f"dataset {ds.id} ({ds.share_class.value} share, {ds.classification.value}) "
+                f"may not be queried by a {kind} template: {d.reason}",
+                rule=d.rule,
+                version_=d.policy_version,
+                dataset=ds.id,
+            )
+        if ds.share_class is ShareClass.CONDITIONAL and not purpose.strip():
+            raise refuse(
+                f"dataset {ds.id} is shared on condition: the job needs a stated purpose",
+                dataset=ds.id,
+            )
+    try:
+        values = validate_parameters(resolve_parameter_specs(gw, stored.spec, datasets), parameters)
+    except ParameterError as exc:
+        with gw.db.begin() as conn:
+            gw.audit.record(
+                conn,
+                type="job.rejected",
+                principal=principal,
+                action="submit",
+                target=target,
+                allowed=False,
+                reason="invalid parameters",
+                details={"template": template_id, "parameters": gw.audit.fingerprint(parameters)},
+            )
+        raise InvalidInput(str(exc), parameter=exc.parameter) from None
+
+    job_id = str(uuid.uuid4())
+    now = datetime.now(UTC)
+    with gw.db.begin() as conn:
+        conn.execute(
+            schema.jobs.insert().values(
+                id=job_id,
+                template_id=template_id,
+                version=stored.spec.version,
+                content_hash=stored.content_hash,
+                parameters=jsonable(values),
+                purpose=purpose,
+                subject=principal.subject,
+                department=principal.department,
+                roles=list(principal.roles),
+                status=JobStatus.ACCEPTED.value,
+                created_at=now,
+            )
+        )
+        index = gw.audit.record(
+            conn,
+            type="job.accepted",
+            principal=principal,
+            action="submit",
+            target=f"job:{job_id}",
+            allowed=True,
+            rule=decision.rule,
+            details={
+                "job": job_id,
+                "template": template_id,
+                "version": stored.spec.version,
+                "content_hash": stored.content_hash,
+                "datasets": sorted(datasets),
+                "providers": sorted({d.provider for d in datasets.values()}),
+                "parameters": gw.audit.fingerprint(jsonable(values)),
+                "purpose": gw.audit.fingerprint(purpose),
+                "policy_version": decision.policy_version,
+            },
+        )
+        conn.execute(
+            schema.jobs.update().where(schema.jobs.c.id == job_id).values(audit_index=index)
+        )
+    gw.jobs_submitted.notify()
+    return {"id": job_id, "status": JobStatus.ACCEPTED.value}
+
+
+def jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    """Bound values as JSON: decimals and dates as strings (the spec re-types them on run)."""
+    return {
+        k: v if isinstance(v, bool | int | str) or v is None else str(v) for k, v in values.items()
+    }
+
+
+def _load_job(conn: sa.Connection, job_id: str) -> sa.Row[Any]:
+    row = conn.execute(sa.select(schema.jobs).where(schema.jobs.c.id == job_id)).first()
+    if row is None:
+        raise NotFound("no such job")
+    return row
+
+
+def _visible(gw: Gateway, principal: Principal, job_id: str, action_obj: str) -> sa.Row[Any]:
+    require(gw, principal, action_obj, "read", event=f"{action_obj}.denied", target=f"job:{job_id}")
+    with db.reading(gw.db) as conn:
+        row = _load_job(conn, job_id)
+    if row.department != principal.department:
+        # Another department's job looks exactly like a missing one.
+        raise NotFound("no such job")
+    return row
+
+
+def job_view(row: sa.Row[Any]) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "status": row.status,
+        "template": row.template_id,
+        "version": row.version,
+        "content_hash": row.content_hash,
+        "subject": row.subject,
+        "department": row.department,
+        "purpose": row.purpose,
+        "parameters": row.parameters,
+        "created_at": row.created_at.isoformat(),
+        "started_at": row.started_at.isoformat() if row.started_at else None,
+        "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+        "error": row.error,
+        "audit_index": row.audit_index,
+    }
+
+
+def show(gw: Gateway, principal: Principal, job_id: str) -> dict[str, Any]:
+    return job_view(_visible(gw, principal, job_id, "job"))
+
+
+def result(gw: Gateway, principal: Principal, job_id: str, *, wait_s: float) -> dict[str, Any]:
+    row = _visible(gw, principal, job_id, "result")
+    deadline = time.monotonic() + max(0.0, min(wait_s, 300.0))
+    while JobStatus(row.status) not in TERMINAL:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return {"job": job_view(row), "status": row.status}
+        seen = gw.jobs_finished.generation()
+        with db.reading(gw.db) as conn:
+            row = _load_job(conn, job_id)
+        if JobStatus(row.status) not in TERMINAL:
+            # Another replica may finish it: wake up now and then to look.
+            gw.jobs_finished.wait(seen, timeout=min(remaining, 0.5))
+    with gw.db.connect() as conn:
+        res = conn.execute(
+            sa.select(schema.job_results).where(schema.job_results.c.job_id == job_id)
+        ).first()
+    body: dict[str, Any] = {"job": job_view(row), "status": row.status}
+    if res is not None:
+        body.update(res.result)
+        body["result_hash"] = res.result_hash
+        body["receipt"] = receipt(gw, int(res.audit_index))
+        with gw.db.begin() as conn:
+            gw.audit.record(
+                conn,
+                type="result.read",
+                principal=principal,
+                action="read",
+                target=f"job:{job_id}",
+                allowed=True,
+                details={"job": job_id},
+            )
+    return body
+
+
+def receipt(gw: Gateway, index: int) -> dict[str, Any]:
+    """Where the release sits in the audit log: index, leaf hash, proof, signed checkpoint."""
+    log = gw.audit.log
+    with gw.db.begin() as conn:
+        note = log.checkpoint(conn)
+        size = log.size(conn)
+        leaf = leaf_hash(log.entry(conn, index))
+        proof = log.inclusion_proof(conn, index, size)
+    return {
+        "audit_index": index,
+        "tree_size": size,
+        "leaf_hash": leaf.hex(),
+        "inclusion_proof": [p.hex() for p in proof],
+        "checkpoint": note,
+    }

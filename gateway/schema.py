@@ -1,0 +1,121 @@
+"""The application's tables (SQLAlchemy Core). The audit log's tables belong to `audit.store`.
+
+Migrations in `gateway/migrations` create exactly these; a test compares the two.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timestamps are aware and UTC on every backend (SQLite would hand back naive ones)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+TS = UTCDateTime()
+
+policy_versions = sa.Table(
+    "policy_versions",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("rules", sa.Text, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("note", sa.String(500), nullable=False),
+)
+
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    sa.Column("id", sa.String(130), primary_key=True),
+    sa.Column("provider", sa.String(64), nullable=False),
+    sa.Column("share_class", sa.String(16), nullable=False),
+    sa.Column("classification", sa.String(16), nullable=False),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("registered_by", sa.String(128), nullable=False),
+    sa.Column("registered_at", TS, nullable=False),
+)
+
+templates = sa.Table(
+    "templates",
+    metadata,
+    sa.Column("id", sa.String(100), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("content_hash", sa.String(71), nullable=False),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("author", sa.String(128), nullable=False),
+    sa.Column("author_department", sa.String(64), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)
+
+template_approvals = sa.Table(
+    "template_approvals",
+    metadata,
+    sa.Column("template_id", sa.String(100), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("dataset_id", sa.String(130), primary_key=True),
+    sa.Column("content_hash", sa.String(71), nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("approver", sa.String(128), nullable=False),
+    sa.Column("approver_department", sa.String(64), nullable=False),
+    sa.Column("comment", sa.String(500), nullable=False),
+    sa.Column("decided_at", TS, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["template_id", "version"], ["templates.id", "templates.version"], ondelete="CASCADE"
+    ),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("template_id", sa.String(100), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("content_hash", sa.String(71), nullable=False),
+    sa.Column("parameters", sa.JSON, nullable=False),
+    sa.Column("purpose", sa.String(500), nullable=False),
+    sa.Column("subject", sa.String(128), nullable=False),
+    sa.Column("department", sa.String(64), nullable=False),
+    sa.Column("roles", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("started_at", TS, nullable=True),
+    sa.Column("finished_at", TS, nullable=True),
+    sa.Column("worker", sa.String(64), nullable=True),
+    sa.Column("error", sa.String(300), nullable=True),
+    sa.Column("audit_index", sa.BigInteger, nullable=True),
+    sa.ForeignKeyConstraint(["template_id", "version"], ["templates.id", "templates.version"]),
+    sa.Index("ix_jobs_status_created", "status", "created_at"),
+    sa.Index("ix_jobs_department", "department"),
+)
+
+job_results = sa.Table(
+    "job_results",
+    metadata,
+    sa.Column("job_id", sa.String(36), sa.ForeignKey("jobs.id"), primary_key=True),
+    sa.Column("result", sa.JSON, nullable=False),
+    sa.Column("result_hash", sa.String(71), nullable=False),
+    sa.Column("audit_index", sa.BigInteger, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)

@@ -1,0 +1,119 @@
+"""The one settings object, read from ``INSITU_*`` environment variables.
+
+Built once (``load_settings()``) and passed in; domain packages never read the environment.
+The home's ``config.env`` (written by ``insitu init``) is read after the environment, so a
+variable set in the environment always wins.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CONFIG_FILE = "config.env"
+
+
+class Settings(BaseSettings):
+    """Settings of one gateway. Every field is ``INSITU_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="INSITU_", extra="ignore", frozen=True)
+
+    home: Path = Field(
+        default=Path(".insitu"), description="Home directory: config, keys, database, data."
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the store; default SQLite file `insitu.db` in the home.",
+    )
+    oidc_issuer: str | None = Field(
+        default=None, description="External OIDC issuer; unset means the local token issuer."
+    )
+    oidc_audience: str = Field(default="insitu", description="Audience (`aud`) tokens must name.")
+    oidc_jwks_url: str | None = Field(
+        default=None, description="JWKS URL of the external issuer (default: from discovery)."
+    )
+    oidc_department_claim: str = Field(
+        default="department", description="Claim (dotted path) holding the department."
+    )
+    oidc_roles_claim: str = Field(
+        default="roles", description="Claim (dotted path) holding the roles."
+    )
+    token_type: str = Field(
+        default="at+jwt", description="Required JWT `typ` header (RFC 9068 access tokens)."
+    )
+    token_leeway_s: int = Field(default=30, ge=0, le=300, description="Clock leeway for tokens.")
+    local_issuer: str = Field(
+        default="insitu-local", description="`iss` of tokens from `insitu token issue`."
+    )
+    engine: Literal["duckdb", "spark"] = Field(
+        default="duckdb", description="Compute engine next to the data."
+    )
+    spark_remote: str | None = Field(
+        default=None, description="Spark Connect URL (`sc://host:15002`) for engine=spark."
+    )
+    workers: int = Field(default=2, ge=1, le=64, description="Job worker threads per gateway.")
+    job_timeout_s: float = Field(default=60.0, gt=0, le=3600, description="Time limit per job.")
+    job_memory_limit: str = Field(default="2GB", description="DuckDB memory limit per job.")
+    job_threads: int = Field(default=2, ge=1, le=64, description="DuckDB threads per job.")
+    max_result_rows: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="Most rows a result may carry."
+    )
+    audit_origin: str = Field(
+        default="insitu.local/audit", description="Origin line of signed audit checkpoints."
+    )
+    host: str = Field(default="127.0.0.1", description="Address `insitu serve` binds.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `insitu serve` binds.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
+            raise ValueError("database_url must be a sqlite: or postgresql: URL")
+        if value.startswith("postgresql:"):
+            return "postgresql+psycopg:" + value.removeprefix("postgresql:")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'insitu.db').resolve()}"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+
+def load_settings(home: Path | None = None) -> Settings:
+    """Settings from the environment, then the home's config file."""
+    overrides: dict[str, object] = {}
+    if home is not None:
+        overrides["home"] = home
+    base = Settings(**overrides)  # type: ignore[arg-type]
+    config = base.home / CONFIG_FILE
+    if config.is_file():
+        return Settings(_env_file=config, **overrides)  # type: ignore[call-arg, arg-type]
+    return base
+
+
+def settings_table() -> str:
+    """The README's settings table, generated from `Settings` (a test keeps them equal)."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "—" if default is None else f"`{default}`"
+        lines.append(f"| `INSITU_{name.upper()}` | {shown} | {field.description} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(settings_table())

@@ -1,0 +1,148 @@
+"""The YAML/JSON documents users write: datasets and templates (DESIGN.md §8).
+
+Pydantic models with ``extra="forbid"``: an unknown or misspelt field is an error, never ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gateway.errors import InvalidInput
+
+DEPT = r"[a-z][a-z0-9_]{0,62}"
+NAME = r"[a-z][a-z0-9_]{0,62}"
+
+
+class ShareClass(StrEnum):
+    UNCONDITIONAL = "unconditional"  # 无条件共享
+    CONDITIONAL = "conditional"  # 有条件共享
+    NONE = "none"  # 不予共享
+
+
+class Classification(StrEnum):
+    GENERAL = "general"  # 一般
+    IMPORTANT = "important"  # 重要
+    CORE = "core"  # 核心
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class SourceSpec(Strict):
+    format: Literal["parquet", "csv"]
+    path: str = Field(min_length=1, max_length=500)
+
+
+class ColumnSpec(Strict):
+    name: str = Field(pattern=rf"^{NAME}$")
+    type: str = Field(pattern=r"^[A-Z][A-Z0-9_ (),]{0,40}$")
+    sensitivity: Literal["identifier", "quasi_identifier", "sensitive", "public"]
+
+
+class DominanceSpec(Strict):
+    n: int = Field(ge=1, le=10)
+    k: float = Field(gt=0, le=1)
+
+
+class DisclosureSpec(Strict):
+    min_group_size: int = Field(default=10, ge=1, le=100_000)
+    dominance: DominanceSpec | None = None
+
+
+class DatasetSpec(Strict):
+    id: str = Field(pattern=rf"^{DEPT}\.{NAME}$")
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=4000)
+    provider: str = Field(pattern=rf"^{DEPT}$")
+    source: SourceSpec
+    share_class: ShareClass
+    classification: Classification
+    update_cycle: str = Field(default="unspecified", max_length=40)
+    privacy_unit: str | None = None
+    columns: list[ColumnSpec] = Field(min_length=1, max_length=500)
+    disclosure: DisclosureSpec = DisclosureSpec()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DatasetSpec:
+        if self.id.split(".", 1)[0] != self.provider:
+            raise ValueError("the id must start with the provider department: <provider>.<name>")
+        names = [c.name for c in self.columns]
+        if len(set(names)) != len(names):
+            raise ValueError("column names must be unique")
+        if self.privacy_unit is not None and self.privacy_unit not in names:
+            raise ValueError("privacy_unit must name one of the columns")
+        return self
+
+
+class OutputSpec(Strict):
+    count_column: str | None = Field(default=None, pattern=rf"^{NAME}$")
+
+
+class TemplateKindName(StrEnum):
+    AGGREGATE = "aggregate"
+    DP = "dp"
+    VERIFY = "verify"
+    LIST = "list"
+
+
+class TemplateSpec(Strict):
+    id: str = Field(pattern=r"^[a-z][a-z0-9-]{0,99}$")
+    version: int = Field(ge=1, le=1_000_000)
+    kind: TemplateKindName
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=4000)
+    datasets: list[str] = Field(min_length=1, max_length=20)
+    parameters: dict[str, dict[str, Any]] = Field(default_factory=dict, max_length=50)
+    sql: str = Field(min_length=1, max_length=20_000)
+    output: OutputSpec = OutputSpec()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TemplateSpec:
+        if len(set(self.datasets)) != len(self.datasets):
+            raise ValueError("datasets must be listed once each")
+        return self
+
+    def content_hash(self) -> str:
+        """Approval binds to this: any change to the document is a new hash."""
+        canonical = json.dumps(
+            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def parse_document(text: str | bytes, model: type[Strict]) -> Any:
+    """Parse YAML (or JSON, a subset) into `model`; errors name fields, never echo values."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InvalidInput(f"the document is not valid YAML{where}") from None
+    return validate_document(data, model)
+
+
+def validate_document(data: object, model: type[Strict]) -> Any:
+    if not isinstance(data, dict):
+        raise InvalidInput("the document must be a mapping of fields")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(
+            "the document has invalid fields", errors=validation_errors(exc)
+        ) from None
+
+
+def validation_errors(exc: ValidationError) -> list[dict[str, str]]:
+    """Field locations and messages only: pydantic's `input` could carry data values."""
+    out = []
+    for err in exc.errors(include_input=False, include_url=False, include_context=False):
+        loc = ".".join(str(p) for p in err["loc"])
+        out.append({"field": loc, "message": err["msg"]})
+    return out

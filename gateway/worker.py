@@ -1,0 +1,269 @@
+"""The worker pool: claims accepted jobs, runs them in the sandbox, releases or fails them.
+
+Claiming uses `FOR UPDATE SKIP LOCKED` on PostgreSQL (several replicas share one queue) and the
+database write lock on SQLite. A release is one transaction: result row, job status and the
+`job.released` audit entry; if the audit entry cannot be written nothing is released.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from audit import Actor
+from gateway import catalogue, db, schema, templates
+from gateway.context import Gateway
+from gateway.jobs import JobStatus, resolve_parameter_specs
+from sandbox import (
+    CompiledQuery,
+    DisclosureRules,
+    SandboxError,
+    apply_disclosure,
+    validate_parameters,
+)
+
+log = logging.getLogger("insitu.worker")
+GRACE_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: JobStatus
+    result: dict[str, Any] | None
+    error: str | None
+
+
+def claim_next(gw: Gateway, worker_id: str) -> sa.Row[Any] | None:
+    j = schema.jobs
+    if gw.db.dialect.name == "sqlite":
+        # A cheap look before taking SQLite's write lock (PostgreSQL skips locked rows instead).
+        with db.reading(gw.db) as conn:
+            waiting = sa.select(j.c.id).where(j.c.status == JobStatus.ACCEPTED.value).limit(1)
+            if conn.execute(waiting).first() is None:
+                return None
+    with gw.db.begin() as conn:
+        query = (
+            sa.select(j.c.id)
+            .where(j.c.status == JobStatus.ACCEPTED.value)
+            .order_by(j.c.created_at)
+            .limit(1)
+        )
+        if gw.db.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        found = conn.execute(query).first()
+        if found is None:
+            return None
+        conn.execute(
+            j.update()
+            .where(j.c.id == found.id)
+            .values(status=JobStatus.RUNNING.value, started_at=datetime.now(UTC), worker=worker_id)
+        )
+        row = conn.execute(sa.select(j).where(j.c.id == found.id)).one()
+        gw.audit.record(
+            conn,
+            type="job.started",
+            principal=actor_of_job(row),
+            action="run",
+            target=f"job:{row.id}",
+            allowed=True,
+            details={"job": row.id, "worker": worker_id},
+        )
+        return row
+
+
+def actor_of_job(row: sa.Row[Any]) -> Actor:
+    """Who the job runs for: the submitter, as recorded when it was accepted."""
+    return Actor(subject=row.subject, department=row.department, roles=tuple(row.roles))
+
+
+def result_hash(result: dict[str, Any]) -> str:
+    canonical = json.dumps(result, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Runner:
+    """Runs one claimed job in the sandbox; compiled templates are cached by content hash."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self._compiled: dict[str, CompiledQuery] = {}
+        self._lock = threading.Lock()
+
+    def compiled(self, stored: templates.StoredTemplate, datasets: dict[str, Any]) -> CompiledQuery:
+        with self._lock:
+            hit = self._compiled.get(stored.content_hash)
+        if hit is None:
+            hit = templates.compile_spec(stored.spec, datasets)
+            with self._lock:
+                self._compiled[stored.content_hash] = hit
+        return hit
+
+    def execute(self, job: sa.Row[Any]) -> Outcome:
+        gw = self.gw
+        with db.reading(gw.db) as conn:
+            stored = templates.load(conn, job.template_id, job.version)
+            datasets = templates.datasets_of(conn, stored.spec)
+        if (
+            stored.content_hash != job.content_hash
+            or stored.status is not templates.Status.APPROVED
+        ):
+            return Outcome(JobStatus.FAILED, None, "the template version is no longer approved")
+        query = self.compiled(stored, datasets)
+        values = validate_parameters(
+            resolve_parameter_specs(gw, stored.spec, datasets), job.parameters
+        )
+        sources = {ds_id: catalogue.table_source(gw, ds) for ds_id, ds in datasets.items()}
+        table = gw.engine.run(query, sources, values)
+        rules = DisclosureRules(
+            min_group_size=max(ds.disclosure.min_group_size for ds in datasets.values())
+        )
+        if query.count_column is None:
+            return Outcome(JobStatus.FAILED, None, "the template has no count column")
+        disclosed = apply_disclosure(
+            table, count_column=query.count_column, group_columns=query.group_columns, rules=rules
+        )
+        result = {
+            "columns": list(disclosed.columns),
+            "rows": [list(row) for row in disclosed.rows],
+            "withheld": [
+                {
+                    "key": dict(cell.key),
+                    "column": cell.column,
+                    "rule": cell.rule,
+                    "reason": cell.reason,
+                }
+                for cell in disclosed.withheld
+            ],
+            "disclosure": {"min_group_size": rules.min_group_size},
+        }
+        status = (
+            JobStatus.RELEASED if disclosed.rows or not disclosed.withheld else JobStatus.SUPPRESSED
+        )
+        return Outcome(status, result, None)
+
+    def run(self, job: sa.Row[Any]) -> None:
+        try:
+            outcome = self.execute(job)
+        except SandboxError as exc:
+            outcome = Outcome(JobStatus.FAILED, None, str(exc)[:300])
+        except Exception:  # a bug: keep the worker alive, fail the job, log server-side
+            log.exception("job %s failed with an internal error", job.id)
+            outcome = Outcome(JobStatus.FAILED, None, "internal error")
+        try:
+            finish(self.gw, job, outcome)
+        except Exception:
+            log.exception("job %s could not be finalised; releasing nothing", job.id)
+            finish(
+                self.gw, job, Outcome(JobStatus.FAILED, None, "the result could not be recorded")
+            )
+        self.gw.jobs_finished.notify()
+
+
+def finish(gw: Gateway, job: sa.Row[Any], outcome: Outcome) -> None:
+    now = datetime.now(UTC)
+    details: dict[str, Any] = {
+        "job": job.id,
+        "template": job.template_id,
+        "version": job.version,
+        "content_hash": job.content_hash,
+    }
+    with gw.db.begin() as conn:
+        event = f"job.{outcome.status.value}"
+        if outcome.result is not None:
+            digest = result_hash(outcome.result)
+            details.update(
+                result=gw.audit.fingerprint(outcome.result),
+                result_hash=digest,
+                rows=len(outcome.result["rows"]),
+                withheld=len(outcome.result["withheld"]),
+            )
+        else:
+            details["error"] = outcome.error
+        index = gw.audit.record(
+            conn,
+            type=event,
+            principal=actor_of_job(job),
+            action="run",
+            target=f"job:{job.id}",
+            allowed=True,
+            details=details,
+        )
+        if outcome.result is not None:
+            conn.execute(
+                schema.job_results.insert().values(
+                    job_id=job.id,
+                    result=outcome.result,
+                    result_hash=details["result_hash"],
+                    audit_index=index,
+                    created_at=now,
+                )
+            )
+        conn.execute(
+            schema.jobs.update()
+            .where(schema.jobs.c.id == job.id)
+            .values(
+                status=outcome.status.value,
+                finished_at=now,
+                error=outcome.error,
+            )
+        )
+
+
+def recover_stale(gw: Gateway) -> int:
+    """Fail jobs whose worker died (running longer than the time limit plus grace)."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=gw.settings.job_timeout_s + GRACE_S)
+    j = schema.jobs
+    with gw.db.connect() as conn:
+        stale = conn.execute(
+            sa.select(j).where(j.c.status == JobStatus.RUNNING.value, j.c.started_at < cutoff)
+        ).all()
+    for job in stale:
+        finish(gw, job, Outcome(JobStatus.FAILED, None, "the worker running the job was lost"))
+    return len(stale)
+
+
+class WorkerPool:
+    def __init__(self, gw: Gateway, *, size: int, poll_s: float = 0.5) -> None:
+        self.gw = gw
+        self.runner = Runner(gw)
+        self._size = size
+        self._poll_s = poll_s
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        recover_stale(self.gw)
+        for n in range(self._size):
+            name = f"insitu-worker-{n}-{uuid.uuid4().hex[:6]}"
+            thread = threading.Thread(target=self._loop, args=(name,), name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.gw.jobs_finished.notify()
+        for thread in self._threads:
+            thread.join(timeout=self.gw.settings.job_timeout_s + 5)
+        self._threads.clear()
+
+    def _loop(self, worker_id: str) -> None:
+        while not self._stop.is_set():
+            seen = self.gw.jobs_submitted.generation()
+            try:
+                job = claim_next(self.gw, worker_id)
+            except Exception:
+                log.exception("claiming a job failed; retrying")
+                job = None
+                self._stop.wait(self._poll_s)
+            if job is not None:
+                self.runner.run(job)
+                continue
+            self.gw.jobs_submitted.wait(seen, timeout=self._poll_s)
