@@ -107,7 +107,7 @@ def submit(
         if not d.allowed:
             raise refuse(
                 f"dataset {ds.id} ({ds.share_class.value} share, {ds.classification.value}) "
-                f"may not be queried by a {kind} template: {d.reason}",
+                f"may not be queried by {kind} templates: {d.reason}",
                 rule=d.rule,
                 version_=d.policy_version,
                 dataset=ds.id,

@@ -61,11 +61,20 @@ class _RulesAdapter(Adapter):  # type: ignore[misc]  # casbin ships no type hint
         self.save_policy(None)
 
 
+def _silence_casbin() -> None:
+    """Casbin logs every request (denials at WARNING) and only *disables* its loggers, which the
+    next ``logging.config.dictConfig(disable_existing_loggers=False)`` (uvicorn's) re-enables.
+    Our decisions carry their own explanation, so Casbin may only speak about its own errors."""
+    for name in ("casbin", "casbin.enforcer", "casbin.policy", "casbin.role"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def new_enforcer(rules: Iterable[Rule], *, fast: bool = True) -> Any:
     """A Casbin enforcer holding `rules` under the packaged model.
 
     `fast=False` gives the plain, scanning `casbin.Enforcer` (the reference in tests).
     """
+    _silence_casbin()
     loaded = tuple(rules)
     if fast:
         model = FastModel(list(_CACHE_KEY_ORDER))

@@ -142,9 +142,8 @@ def show_denial(owners: dict[str, Actor], analyst: Actor) -> None:
     )
     problem = denied.json()
     console.print(f"  {denied.status_code} {problem['title']}: {problem['detail']}")
-    console.print(
-        f"  deciding rule: {problem.get('rule')} (policy v{problem.get('policy_version')})"
-    )
+    rule = problem.get("rule") or "no rule grants it (the policy denies by default)"
+    console.print(f"  deciding rule: {rule}; policy version {problem.get('policy_version')}")
     if denied.status_code != 403:
         raise DemoError("the residents job should have been denied")
 

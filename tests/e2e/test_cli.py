@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -180,3 +181,12 @@ def test_cli_runs_the_job_path_against_a_served_gateway(
     assert bad.returncode == 2 and "year" in bad.stderr
     verified = insitu("audit", "verify", "--home", str(home_dir))
     assert verified.returncode == 0, verified.stderr
+
+    # one changed byte in one stored entry, and verification fails naming it
+    with sqlite3.connect(home_dir / "insitu.db") as conn:
+        body = conn.execute("SELECT body FROM audit_entries WHERE idx = 3").fetchone()[0]
+        edited = body[:-2] + bytes([body[-2] ^ 1]) + body[-1:]
+        conn.execute("UPDATE audit_entries SET body = ? WHERE idx = 3", (edited,))
+    tampered = insitu("audit", "verify", "--home", str(home_dir))
+    assert tampered.returncode == 1
+    assert "entry 3" in tampered.stderr
