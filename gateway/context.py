@@ -88,6 +88,7 @@ class Gateway:
     def close(self) -> None:
         if isinstance(self.key_source, RemoteJwks):
             self.key_source.close()
+        self.engine.close()
         self.db.dispose()
 
 
@@ -124,7 +125,7 @@ def build_gateway(settings: Settings) -> Gateway:
         threads=settings.job_threads,
         max_rows=settings.max_result_rows,
     )
-    sandbox_engine = DuckDBEngine(limits)
+    sandbox_engine = DuckDBEngine(limits, spares=settings.workers)
     return Gateway(
         settings=settings,
         db=engine,

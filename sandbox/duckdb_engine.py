@@ -19,6 +19,7 @@ driver's text (values, paths) travels nowhere.
 from __future__ import annotations
 
 import json
+import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date
@@ -67,14 +68,103 @@ def available_settings() -> frozenset[str]:
     return frozenset(str(row[0]) for row in rows)
 
 
+class _FreshInstances:
+    """Fresh in-memory DuckDB instances, opened ahead of jobs and closed after them off the path.
+
+    Opening a database instance costs ~35 ms and closing one ~15 ms; a job should wait for
+    neither. Every instance is handed out once and retired after its job: nothing is reused
+    between jobs, so the isolation is the same as opening one on demand (which happens when
+    none is ready, and always when `spares` is 0).
+    """
+
+    def __init__(self, config: dict[str, str | int], spares: int) -> None:
+        self._config = config
+        self._spares = spares
+        self._ready: queue.Queue[duckdb.DuckDBPyConnection] = queue.Queue(maxsize=max(spares, 1))
+        self._retired: queue.Queue[duckdb.DuckDBPyConnection | None] = queue.Queue()
+        self._closed = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> duckdb.DuckDBPyConnection:
+        if self._spares > 0 and not self._closed.is_set():
+            self._start()
+            try:
+                return self._ready.get_nowait()
+            except queue.Empty:
+                pass
+        return self.open()
+
+    def open(self) -> duckdb.DuckDBPyConnection:
+        return duckdb.connect(":memory:", config=dict(self._config))
+
+    def retire(self, con: duckdb.DuckDBPyConnection) -> None:
+        if self._threads and not self._closed.is_set():
+            self._retired.put(con)
+        else:
+            con.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._retired.put(None)
+        for thread in self._threads:
+            thread.join(timeout=10)
+        while not self._ready.empty():
+            self._ready.get_nowait().close()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._threads:
+                return
+            for target, name in ((self._fill, "spares"), (self._drain, "closer")):
+                thread = threading.Thread(target=target, name=f"sandbox-duckdb-{name}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def _fill(self) -> None:
+        while not self._closed.is_set():
+            con = self.open()
+            while not self._closed.is_set():
+                try:
+                    self._ready.put(con, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+            else:
+                con.close()
+
+    def _drain(self) -> None:
+        while (con := self._retired.get()) is not None:
+            con.close()
+        while not self._retired.empty():
+            leftover = self._retired.get_nowait()
+            if leftover is not None:
+                leftover.close()
+
+
 class DuckDBEngine:
     """Runs compiled queries, one fresh locked-down in-memory DuckDB connection per call."""
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, *, spares: int = 0) -> None:
+        """`spares`: fresh instances to keep ready ahead of jobs (0: open each on demand)."""
         missing = [n for n, required in LOCKDOWN if required and n not in available_settings()]
         if missing:
             raise SandboxBug(f"this DuckDB lacks lock-down settings: {', '.join(missing)}")
         self.limits = limits
+        self._instances = _FreshInstances(
+            {
+                "threads": limits.threads,
+                "memory_limit": limits.memory_limit,
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+                "allow_community_extensions": False,
+            },
+            spares,
+        )
+
+    def close(self) -> None:
+        """Stop the background threads and close the instances kept ready."""
+        self._instances.close()
 
     def run(
         self,
@@ -161,7 +251,7 @@ class DuckDBEngine:
             category = _C.INTERNAL
         finally:
             if con is not None:
-                con.close()
+                self._instances.retire(con)
         if category is _C.TIMEOUT:
             raise QueryTimeout(self.limits.timeout_s)
         if category is _C.OUT_OF_MEMORY:
@@ -170,16 +260,7 @@ class DuckDBEngine:
 
     def _open(self, sources: Sequence[TableSource]) -> duckdb.DuckDBPyConnection:
         limits = self.limits
-        con = duckdb.connect(
-            ":memory:",
-            config={
-                "threads": limits.threads,
-                "memory_limit": limits.memory_limit,
-                "autoinstall_known_extensions": False,
-                "autoload_known_extensions": False,
-                "allow_community_extensions": False,
-            },
-        )
+        con = self._instances.take()
         try:
             for source in sources:
                 for statement in view_sql(source):
@@ -251,10 +332,13 @@ def _verify_lockdown(con: duckdb.DuckDBPyConnection, sources: Sequence[TableSour
         "temp_directory": "",
         "allowed_directories": [],
     }
-    for name, value in expected.items():
-        actual = con.execute(f"SELECT current_setting('{name}')").fetchone()
-        if actual is None or actual[0] != value:
+    names = [*expected, "allowed_paths"]
+    selected = ", ".join(f"current_setting('{name}')" for name in names)
+    actual = con.execute(f"SELECT {selected}").fetchone()
+    if actual is None:
+        raise SandboxBug("DuckDB settings could not be read back")
+    for name, value in zip(expected, actual, strict=False):
+        if value != expected[name]:
             raise SandboxBug(f"DuckDB setting {name} did not take effect")
-    allowed = con.execute("SELECT current_setting('allowed_paths')").fetchone()
-    if allowed is None or sorted(allowed[0]) != sorted(str(s.path) for s in sources):
+    if sorted(actual[-1]) != sorted(str(s.path) for s in sources):
         raise SandboxBug("DuckDB setting allowed_paths did not take effect")

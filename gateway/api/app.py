@@ -19,7 +19,7 @@ from gateway.api import (
     policy_routes,
     template_routes,
 )
-from gateway.api.metrics import Metrics
+from gateway.api.metrics import CountRequests, Metrics
 from gateway.auth.errors import AuthError
 from gateway.context import Gateway, build_gateway
 from gateway.errors import GatewayError, problem_for
@@ -64,15 +64,8 @@ def create_app(
     )
     app.state.gateway = gw
     app.state.metrics = Metrics()
+    app.add_middleware(CountRequests, metrics=app.state.metrics)
     app.state.pool = pool
-
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next):  # type: ignore[no-untyped-def]
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        app.state.metrics.requests.labels(request.method, path, str(response.status_code)).inc()
-        return response
 
     async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
         problem = problem_for(exc)
