@@ -40,7 +40,7 @@ DATASET = """\
 id: bench.events
 title: Benchmark events
 provider: bench
-source: {format: parquet, path: data/events.parquet}
+source: {format: parquet, path: data/bench/events.parquet}
 share_class: unconditional
 classification: general
 columns:
@@ -141,7 +141,7 @@ def main() -> None:
             home_dir = Path(tmp) / "home"
             settings = Settings(home=home_dir, database_url=None)
             home.init_home(settings)
-            data = settings.data_dir / "events.parquet"
+            data = settings.data_dir / "bench" / "events.parquet"
             write_events(data, size)
             raw = summary(raw_duckdb(data, repeat))
             gw = summary(gateway_jobs(home_dir, repeat))

@@ -7,6 +7,7 @@ results go in as keyed fingerprints, never as values.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +34,9 @@ class AuditTrail:
         self._key = fingerprint_key
 
     def fingerprint(self, value: object) -> str:
-        return fingerprint(self._key, value)
+        """A keyed hash of any JSON value a request may carry (floats included)."""
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return fingerprint(self._key, text)
 
     def record(
         self,

@@ -21,11 +21,20 @@ from gateway.specs import DatasetSpec
 from sandbox import Column, Sensitivity, TableSchema, TableSource
 
 
-def resolve_source(gw: Gateway, spec: DatasetSpec) -> Path:
+def source_path(gw: Gateway, spec: DatasetSpec) -> Path:
+    """The source file, which must lie in the provider's own directory `<home>/data/<provider>/`:
+    a department can only publish files it holds, never another department's."""
     raw = Path(spec.source.path)
     path = (raw if raw.is_absolute() else gw.settings.home / raw).resolve()
-    if not path.is_relative_to(gw.data_root):
-        raise InvalidInput("source.path must be inside the gateway's data directory")
+    if not path.is_relative_to(gw.data_root / spec.provider):
+        raise InvalidInput(
+            f"source.path must be inside the data directory of department {spec.provider}"
+        )
+    return path
+
+
+def resolve_source(gw: Gateway, spec: DatasetSpec) -> Path:
+    path = source_path(gw, spec)
     if not path.is_file():
         raise InvalidInput("source.path does not name an existing file")
     return path
@@ -78,6 +87,10 @@ def register(gw: Gateway, principal: Principal, spec: DatasetSpec) -> DatasetSpe
         ).first()
         if exists is not None:
             raise Conflict(f"dataset {spec.id} is already registered")
+        source = str(resolve_source(gw, spec))
+        for other in list_all(conn):
+            if str(source_path(gw, other)) == source:
+                raise Conflict(f"that source file is already registered as dataset {other.id}")
         conn.execute(
             schema.datasets.insert().values(
                 id=spec.id,

@@ -118,7 +118,7 @@ def submit(
                 dataset=ds.id,
             )
     try:
-        values = validate_parameters(resolve_parameter_specs(gw, stored.spec, datasets), parameters)
+        validate_parameters(resolve_parameter_specs(gw, stored.spec, datasets), parameters)
     except ParameterError as exc:
         with gw.db.begin() as conn:
             gw.audit.record(
@@ -142,7 +142,7 @@ def submit(
                 template_id=template_id,
                 version=stored.spec.version,
                 content_hash=stored.content_hash,
-                parameters=jsonable(values),
+                parameters=parameters,
                 purpose=purpose,
                 subject=principal.subject,
                 department=principal.department,
@@ -166,7 +166,7 @@ def submit(
                 "content_hash": stored.content_hash,
                 "datasets": sorted(datasets),
                 "providers": sorted({d.provider for d in datasets.values()}),
-                "parameters": gw.audit.fingerprint(jsonable(values)),
+                "parameters": gw.audit.fingerprint(parameters),
                 "purpose": gw.audit.fingerprint(purpose),
                 "policy_version": decision.policy_version,
             },
@@ -176,13 +176,6 @@ def submit(
         )
     gw.jobs_submitted.notify()
     return {"id": job_id, "status": JobStatus.ACCEPTED.value}
-
-
-def jsonable(values: dict[str, Any]) -> dict[str, Any]:
-    """Bound values as JSON: decimals and dates as strings (the spec re-types them on run)."""
-    return {
-        k: v if isinstance(v, bool | int | str) or v is None else str(v) for k, v in values.items()
-    }
 
 
 def _load_job(conn: sa.Connection, job_id: str) -> sa.Row[Any]:

@@ -9,6 +9,7 @@ The author can never approve, nor can anyone outside the provider department of 
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -20,10 +21,12 @@ from gateway import catalogue, db, schema
 from gateway.auth.principal import Principal
 from gateway.authz import deny, require
 from gateway.context import Gateway
-from gateway.errors import Conflict, NotFound
-from gateway.specs import DatasetSpec, TemplateSpec
+from gateway.errors import Conflict, InvalidInput, NotFound
+from gateway.specs import DatasetSpec, TemplateKindName, TemplateSpec
 from policies import Decision
 from sandbox import CompiledQuery, ParameterSpec, TemplateKind, compile_template
+
+RUNNABLE_KINDS = frozenset({TemplateKindName.AGGREGATE})
 
 
 class Status(StrEnum):
@@ -44,6 +47,13 @@ class StoredTemplate:
     @property
     def ref(self) -> str:
         return f"{self.spec.id}@{self.spec.version}"
+
+
+def same_person(a: str, b: str) -> bool:
+    """Subjects that differ only in case or Unicode form are one person (never both sides)."""
+    return (
+        unicodedata.normalize("NFKC", a).casefold() == unicodedata.normalize("NFKC", b).casefold()
+    )
 
 
 def parameter_specs(spec: TemplateSpec) -> dict[str, ParameterSpec]:
@@ -67,6 +77,10 @@ def datasets_of(conn: sa.Connection, spec: TemplateSpec) -> dict[str, DatasetSpe
 def propose(gw: Gateway, principal: Principal, spec: TemplateSpec) -> StoredTemplate:
     target = f"template:{spec.id}@{spec.version}"
     decision = require(gw, principal, "template", "propose", event="template.denied", target=target)
+    if spec.kind not in RUNNABLE_KINDS:
+        # A dp template needs OpenDP noise and the ledger, a verify or list template its own
+        # output rules: until those exist, accepting one would release exact rows.
+        raise InvalidInput(f"templates of kind {spec.kind.value!r} are not available yet")
     content_hash = spec.content_hash()
     with gw.db.connect() as conn:
         datasets = datasets_of(conn, spec)
@@ -140,7 +154,7 @@ def decide_approval(
             details={"template": template_id},
         )
 
-    if current.author == principal.subject:
+    if same_person(current.author, principal.subject):
         raise refuse("the author of a template cannot approve or reject it")
     if content_hash is not None and content_hash != current.content_hash:
         raise Conflict("the template changed since it was reviewed (content hash differs)")

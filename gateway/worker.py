@@ -111,6 +111,8 @@ class Runner:
         with db.reading(gw.db) as conn:
             stored = templates.load(conn, job.template_id, job.version)
             datasets = templates.datasets_of(conn, stored.spec)
+        if stored.spec.kind not in templates.RUNNABLE_KINDS:
+            return Outcome(JobStatus.FAILED, None, "this template kind cannot be released yet")
         if (
             stored.content_hash != job.content_hash
             or stored.status is not templates.Status.APPROVED
@@ -180,7 +182,7 @@ def finish(gw: Gateway, job: sa.Row[Any], outcome: Outcome) -> None:
         if outcome.result is not None:
             digest = result_hash(outcome.result)
             details.update(
-                result=gw.audit.fingerprint(outcome.result),
+                result=gw.audit.fingerprint(digest),
                 result_hash=digest,
                 rows=len(outcome.result["rows"]),
                 withheld=len(outcome.result["withheld"]),

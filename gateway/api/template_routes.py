@@ -11,7 +11,9 @@ from starlette.concurrency import run_in_threadpool
 from gateway import templates
 from gateway.api.deps import GatewayDep, PrincipalDep, document_body
 from gateway.api.documents import parse_body
+from gateway.auth.principal import Principal
 from gateway.authz import require
+from gateway.context import Gateway
 from gateway.specs import TemplateSpec
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"])
@@ -50,41 +52,36 @@ def show_version(
     return templates.view(templates.get(gw, template_id, version))
 
 
-@router.post("/{template_id}/versions/{version}/approvals", status_code=201)
-def approve(
+def _decide(
     template_id: str,
     version: int,
     body: ApprovalRequest,
-    gw: GatewayDep,
-    principal: PrincipalDep,
+    gw: Gateway,
+    principal: Principal,
+    *,
+    approve: bool,
 ) -> dict[str, Any]:
     stored = templates.decide_approval(
         gw,
         principal,
         template_id,
         version,
-        approve=True,
+        approve=approve,
         content_hash=body.content_hash,
         comment=body.comment,
     )
     return templates.view(stored)
+
+
+@router.post("/{template_id}/versions/{version}/approvals", status_code=201)
+def approve(
+    template_id: str, version: int, body: ApprovalRequest, gw: GatewayDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    return _decide(template_id, version, body, gw, principal, approve=True)
 
 
 @router.post("/{template_id}/versions/{version}/rejections", status_code=201)
 def reject(
-    template_id: str,
-    version: int,
-    body: ApprovalRequest,
-    gw: GatewayDep,
-    principal: PrincipalDep,
+    template_id: str, version: int, body: ApprovalRequest, gw: GatewayDep, principal: PrincipalDep
 ) -> dict[str, Any]:
-    stored = templates.decide_approval(
-        gw,
-        principal,
-        template_id,
-        version,
-        approve=False,
-        content_hash=body.content_hash,
-        comment=body.comment,
-    )
-    return templates.view(stored)
+    return _decide(template_id, version, body, gw, principal, approve=False)
