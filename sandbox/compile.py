@@ -10,7 +10,8 @@ sqlglot syntax tree, never on the text. The order of checks:
 4. parameters are declared, used, and only stand for values (``check_placeholders``);
 5. output columns have unique simple names (``compile_shape.output_names``);
 6. the query is qualified against the catalogue schema (unknown columns are refused), then
-   the rules of its kind apply (``_KIND_RULES``);
+   the rules of its kind apply (``_KIND_RULES``; for AGGREGATE and DP: ``compile_shape`` and
+   ``compile_aggregate`` — one base table, no row-level values, no targeted lookups);
 7. it is rendered for DuckDB (``$name``) and Spark (``:name``), without comments (nothing in
    a comment can reach an engine).
 """
@@ -25,6 +26,11 @@ from sqlglot.errors import ParseError, SqlglotError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import build_scope
 
+from sandbox.compile_aggregate import (
+    check_aggregate_functions,
+    check_identifier_parameters,
+    check_row_source,
+)
 from sandbox.compile_safety import check_nodes, check_placeholders, check_tables
 from sandbox.compile_shape import check_aggregate, check_identifiers, output_names
 from sandbox.errors import SandboxBug, TemplateRejected
@@ -147,6 +153,9 @@ def _aggregate_rules(
     if root is None:
         raise SandboxBug("sqlglot built no scope for a SELECT")
     check_identifiers(root, names, tables)
+    check_row_source(root)
+    check_aggregate_functions(root, tables)
+    check_identifier_parameters(root, tables)
     return group_columns
 
 

@@ -81,14 +81,26 @@ def check_aggregate(
         )
     if count_column not in names:
         raise TemplateRejected(f"count_column {count_column} is not an output column")
-    counted = projections[names.index(count_column)]
-    if isinstance(counted, exp.Filter):
-        counted = counted.this
-    if not isinstance(counted, exp.Count):
+    if not _plain_count(projections[names.index(count_column)]):
         raise TemplateRejected(
-            f"count_column {count_column} must be COUNT(*) or COUNT(DISTINCT <column>)"
+            f"count_column {count_column} must be COUNT(*) or COUNT(DISTINCT <column>) "
+            "exactly: no FILTER, CASE, window or expression (a conditional count is a "
+            "yes/no oracle on single rows)"
         )
     return tuple(group_columns)
+
+
+def _plain_count(node: exp.Expr) -> bool:
+    """Whether ``node`` is exactly ``COUNT(*)`` or ``COUNT(DISTINCT <plain column>)``."""
+    if not isinstance(node, exp.Count) or node.expressions:
+        return False
+    argument = node.this
+    if isinstance(argument, exp.Star):
+        return True
+    if isinstance(argument, exp.Distinct):
+        inner = argument.expressions
+        return len(inner) == 1 and isinstance(inner[0], exp.Column) and not argument.args.get("on")
+    return False
 
 
 def _bare_columns(node: exp.Expr, keys: list[exp.Expr]) -> bool:
