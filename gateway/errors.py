@@ -2,15 +2,13 @@
 
     GatewayError
     ├── InvalidInput          422  malformed YAML, unknown fields, bad parameters
-    ├── Unauthenticated       401  missing, expired or forged token
     ├── Forbidden             403  a policy or workflow decision said no (carries the rule)
     ├── NotFound              404  unknown dataset, template, version or job
     ├── Conflict              409  already exists / wrong state for the action
-    ├── Gone                  410  a retired template version
-    ├── BudgetExhausted       429  privacy budget would be overspent
     └── Unavailable           503  store or audit log cannot write: nothing was released
 
-Errors from `policies`, `sandbox` and `gateway.auth` are translated in `problem_for()`.
+Errors from `policies`, `sandbox` and `gateway.auth` (401 for tokens) are translated in
+`problem_for()`.
 No problem carries data values, SQL text, file paths, tokens or stack traces.
 """
 
@@ -47,10 +45,6 @@ class InvalidInput(GatewayError):
     status, slug, title = 422, "invalid-input", "Invalid input"
 
 
-class Unauthenticated(GatewayError):
-    status, slug, title = 401, "unauthenticated", "Authentication required"
-
-
 class Forbidden(GatewayError):
     status, slug, title = 403, "forbidden", "Denied"
 
@@ -61,14 +55,6 @@ class NotFound(GatewayError):
 
 class Conflict(GatewayError):
     status, slug, title = 409, "conflict", "Conflict"
-
-
-class Gone(GatewayError):
-    status, slug, title = 410, "gone", "Gone"
-
-
-class BudgetExhausted(GatewayError):
-    status, slug, title = 429, "budget-exhausted", "Privacy budget exhausted"
 
 
 class Unavailable(GatewayError):

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from gateway.auth.errors import TokenMissing
 from gateway.auth.principal import Principal
+from gateway.auth.verifier import parse_bearer
 from gateway.context import Gateway
 from gateway.errors import InvalidInput
 
@@ -23,12 +23,7 @@ def get_principal(
     gw: Annotated[Gateway, Depends(get_gateway)],
     authorization: Annotated[str | None, Header()] = None,
 ) -> Principal:
-    if authorization is None:
-        raise TokenMissing("a bearer token is required")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise TokenMissing("a bearer token is required")
-    return gw.tokens.verify(token.strip())
+    return gw.tokens.verify(parse_bearer(authorization))
 
 
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
