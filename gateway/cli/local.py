@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 
 from gateway import db, home
 from gateway.auth.issuer import LocalIssuer
@@ -20,10 +21,10 @@ from gateway.settings import Settings, load_settings
 def settings_for(home_dir: Path | None) -> Settings:
     try:
         return load_settings(home_dir)
-    except ValueError as exc:
-        raise CliError(
-            f"bad settings: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}"
-        ) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise CliError(f"bad setting {where}: {first['msg']}") from None
 
 
 def require_home(settings: Settings) -> None:
