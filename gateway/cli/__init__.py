@@ -12,7 +12,16 @@ import sys
 import typer
 from typer.exceptions import TyperException
 
-from gateway.cli import local  # noqa: F401  (registers init, serve, token, demo, audit verify)
+# Importing a command module registers its commands on the tree in gateway.cli.app.
+from gateway.cli import (  # noqa: F401
+    audit_cmds,
+    budget_cmds,
+    dataset_cmds,
+    job_cmds,
+    local,
+    policy_cmds,
+    template_cmds,
+)
 from gateway.cli.app import app
 from gateway.cli.output import CliError, errors, fail
 

@@ -9,10 +9,10 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 
-from gateway import db, home
+from gateway import home
 from gateway.auth.issuer import LocalIssuer
 from gateway.auth.keys import IssuerKeys
-from gateway.cli.app import HomeOpt, app, audit_app, token_app
+from gateway.cli.app import HomeOpt, app, token_app
 from gateway.cli.output import CliError, console
 from gateway.errors import GatewayError
 from gateway.settings import Settings, load_settings
@@ -85,40 +85,6 @@ def token_issue(
     except ValueError as exc:
         raise CliError(str(exc)) from None
     typer.echo(token)
-
-
-@audit_app.command("verify")
-def audit_verify(
-    bundle: Annotated[
-        Path | None, typer.Argument(help="An exported bundle; default: the home's log.")
-    ] = None,
-    home_dir: HomeOpt = None,
-) -> None:
-    """Recompute the whole log: every entry, the Merkle tree, every signed checkpoint."""
-    from audit import AuditError, SqlAuditLog
-
-    if bundle is not None:
-        from audit import verify_bundle
-
-        try:
-            report = verify_bundle(bundle)
-        except AuditError as exc:
-            raise CliError(f"verification FAILED: {exc}", 1) from None
-        console.print(f"ok: {report}")
-        return
-    settings = settings_for(home_dir)
-    require_home(settings)
-    engine = db.create_engine(settings.resolved_database_url)
-    log = SqlAuditLog(origin=settings.audit_origin, signer=home.load_signer(settings))
-    try:
-        with engine.begin() as conn:
-            log.checkpoint(conn)
-            report = log.verify(conn)
-    except AuditError as exc:
-        raise CliError(f"verification FAILED: {exc}", 1) from None
-    finally:
-        engine.dispose()
-    console.print(f"audit log verified: {report}", markup=False)
 
 
 @app.command("demo")
