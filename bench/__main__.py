@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import e2e
+from bench import e2e, policy
 
-BENCHMARKS = {"e2e": e2e.main}
+BENCHMARKS = {"e2e": e2e.main, "policy": policy.main}
 
 
 def main(argv: list[str]) -> int:

@@ -8,7 +8,7 @@ Requests are drawn from the same pools, so both outcomes occur. Every request ti
 reference is also decided by the engine and the two must agree (a differential check); at
 100k lines the reference takes ~0.3 s per decision, so it gets a few samples only.
 
-    python -m bench policy [--quick]
+    python -m bench policy          (or: python -m bench.policy --quick)
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def measure(size: int, *, engine_requests: int, reference_requests: int) -> dict
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    quick = "--quick" in (argv if argv is not None else sys.argv[1:])
+    quick = "--quick" in (argv or [])
     rows = []
     for size in SIZES:
         reference_n = {1_000: 300, 10_000: 60, 100_000: 5}[size]
@@ -179,14 +179,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{row['allowed_share']:.0%}",
             f"{row['differential']['mismatches']} of {row['differential']['compared']} differ",
         )
-    Console().print(table)
+    console = Console(width=160)
+    console.print(table)
     payload = {"target": "p99 < 1 ms per decision at 100,000 lines", "sizes": rows}
     path = write_result("policy", payload)
-    Console().print(f"wrote {path}")
+    console.print(f"wrote {path}")
     if any(row["differential"]["mismatches"] for row in rows):
         raise SystemExit("the engine decided differently from the reference Enforcer")
     return payload
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
