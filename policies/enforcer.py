@@ -79,6 +79,22 @@ def _silence_casbin() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+class _ParsedOnce(casbin.Enforcer):  # type: ignore[misc]  # casbin ships no type hints
+    """The plain enforcer, keeping the parsed matcher between calls.
+
+    `Enforcer.enforce_ex` parses the matcher text into an AST on every call; the model's matcher
+    never changes, and the engine evaluates under its lock, so one parsed expression serves.
+    """
+
+    def _get_expression(self, expr: str, functions: Any = None) -> Any:
+        parsed: dict[str, Any] = self.__dict__.setdefault("_insitu_parsed", {})
+        expression = parsed.get(expr)
+        if expression is None:
+            expression = casbin.Enforcer._get_expression(expr, functions)
+            parsed[expr] = expression
+        return expression
+
+
 def new_enforcer(rules: Iterable[Rule]) -> Any:
     """A plain, scanning `casbin.Enforcer` holding `rules` under the packaged model.
 
@@ -115,7 +131,9 @@ class PolicyEngine:
                     "use parse_rules() for policy text"
                 )
             distinct[rule] = None
-        enforcer = new_enforcer(distinct)
+        _silence_casbin()
+        model = casbin.Enforcer.new_model(text=model_text())
+        enforcer = _ParsedOnce(model, _RulesAdapter(tuple(distinct)))
         assertion = enforcer.get_model()["p"]["p"]
         loaded = {tuple(fields) for fields in assertion.policy}
         if loaded != {rule.fields() for rule in distinct} or len(assertion.policy) != len(distinct):
