@@ -135,8 +135,9 @@ def _create(
     proposed = PolicyEngine.from_rules(rules, version=base.version + 1)
     proposal_id = str(uuid.uuid4())
     now = datetime.now(UTC)
-    with gw.db.begin() as conn:
+    with db.reading(gw.db) as conn:  # outside the write transaction: it may take a while
         report = impact(conn, _engine_of(gw, base), proposed, [*added, *removed])
+    with gw.db.begin() as conn:
         conn.execute(
             schema.policy_proposals.insert().values(
                 id=proposal_id,
