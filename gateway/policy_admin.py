@@ -1,4 +1,4 @@
-"""Policy administration: four-eyes changes, rollback, import/export, history and diff.
+"""Policy administration: four-eyes changes, rollback and import (reads: `policy_reads.py`).
 
     proposed ──(a second officer approves)──▶ approved   (a new policy version is live)
         ├────(an officer rejects)────────────▶ rejected
@@ -24,12 +24,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from gateway import db, policy_store, schema
-from gateway.audit_trail import AuditTrail
 from gateway.auth.principal import Principal
-from gateway.authz import deny, require
+from gateway.authz import deny
 from gateway.context import Gateway
-from gateway.errors import Conflict, InvalidInput, NotFound
+from gateway.errors import Conflict, InvalidInput
 from gateway.policy_impact import impact
+from gateway.policy_reads import head, load_proposal, record, require_policy, show_proposal
 from policies import (
     Decision,
     PolicyEngine,
@@ -38,7 +38,6 @@ from policies import (
     format_rules,
     parse_rules,
     policy_from_yaml,
-    policy_to_yaml,
 )
 
 MAX_CHANGES = 100_000
@@ -62,49 +61,6 @@ def same_person(a: str, b: str) -> bool:
     """Subjects that differ only in case or Unicode form are one person (never both sides)."""
     fold = unicodedata.normalize("NFKC", a).casefold(), unicodedata.normalize("NFKC", b).casefold()
     return fold[0] == fold[1]
-
-
-def _require(gw: Gateway, principal: Principal, action: str, target: str) -> Decision:
-    return require(gw, principal, "policy", action, event="policy.denied", target=target)
-
-
-def _record(
-    gw: Gateway,
-    conn: sa.Connection,
-    principal: Principal,
-    decision: Decision,
-    *,
-    type: str,
-    action: str,
-    target: str,
-    details: dict[str, Any],
-) -> int:
-    trail: AuditTrail = gw.audit
-    return trail.record(
-        conn,
-        type=type,
-        principal=principal,
-        action=action,
-        target=target,
-        allowed=True,
-        rule=decision.rule,
-        details={"decided_under": decision.policy_version, **details},
-    )
-
-
-def record_read(gw: Gateway, principal: Principal, decision: Decision, what: str) -> None:
-    """Reads of policy are decisions too: each is audited with its rule and version."""
-    with gw.db.begin() as conn:
-        _record(
-            gw,
-            conn,
-            principal,
-            decision,
-            type="policy.read",
-            action="read",
-            target="policy",
-            details={"policy_version": decision.policy_version, "read": what},
-        )
 
 
 def _texts(rules: list[Rule], limit: int = 200) -> list[str]:
@@ -156,7 +112,7 @@ def _create(
                 comment="",
             )
         )
-        _record(
+        record(
             gw,
             conn,
             principal,
@@ -181,13 +137,6 @@ def _create(
     return show_proposal(gw, principal, proposal_id, audit=False)
 
 
-def _head(conn: sa.Connection) -> policy_store.StoredVersion:
-    version = policy_store.newest_version(conn)
-    if version is None:
-        raise NotFound("the store has no policy; run `insitu init`")
-    return policy_store.load_version(conn, version)
-
-
 def _check_base(head: int, base_version: int | None) -> None:
     if base_version is not None and base_version != head:
         raise Conflict(
@@ -206,11 +155,11 @@ def propose(
     base_version: int | None = None,
 ) -> dict[str, Any]:
     """A batch of rules to add and remove, applied to the newest version."""
-    decision = _require(gw, principal, "propose", "policy")
+    decision = require_policy(gw, principal, "propose", "policy")
     if len(add) + len(remove) > MAX_CHANGES:
         raise InvalidInput(f"a proposal holds at most {MAX_CHANGES} changes")
     with db.reading(gw.db) as conn:
-        base = _head(conn)
+        base = head(conn)
     _check_base(base.version, base_version)
     current = set(base.rules)
     for rule in remove:
@@ -226,9 +175,9 @@ def propose(
 
 def rollback(gw: Gateway, principal: Principal, *, to_version: int, note: str) -> dict[str, Any]:
     """Propose the rules of an earlier version as the next version (four-eyes like any change)."""
-    decision = _require(gw, principal, "propose", "policy")
+    decision = require_policy(gw, principal, "propose", "policy")
     with db.reading(gw.db) as conn:
-        base = _head(conn)
+        base = head(conn)
         target = policy_store.load_version(conn, to_version)
     note = note or f"rollback to version {to_version}"
     return _create(
@@ -247,10 +196,10 @@ def import_document(
     gw: Gateway, principal: Principal, document: bytes | str, *, note: str
 ) -> dict[str, Any]:
     """Propose the rules of a YAML policy document (from git) as the next version."""
-    decision = _require(gw, principal, "propose", "policy")
+    decision = require_policy(gw, principal, "propose", "policy")
     rules, _ = policy_from_yaml(document)
     with db.reading(gw.db) as conn:
-        base = _head(conn)
+        base = head(conn)
     return _create(
         gw,
         principal,
@@ -260,15 +209,6 @@ def import_document(
         rules=list(dict.fromkeys(rules)),
         note=note or "imported",
     )
-
-
-def _load(conn: sa.Connection, proposal_id: str) -> sa.Row[Any]:
-    row = conn.execute(
-        sa.select(schema.policy_proposals).where(schema.policy_proposals.c.id == proposal_id)
-    ).first()
-    if row is None:
-        raise NotFound("no such policy proposal")
-    return row
 
 
 def _claim(
@@ -292,9 +232,9 @@ def _claim(
 def approve(gw: Gateway, principal: Principal, proposal_id: str, *, comment: str) -> dict[str, Any]:
     """The second officer's approval: the proposal becomes the next policy version."""
     target = f"policy-proposal:{proposal_id}"
-    decision = _require(gw, principal, "approve", target)
+    decision = require_policy(gw, principal, "approve", target)
     with db.reading(gw.db) as conn:
-        row = _load(conn, proposal_id)
+        row = load_proposal(conn, proposal_id)
     if row.status != Status.PROPOSED.value:
         raise Conflict(f"the proposal is {row.status}, not proposed")
     if same_person(row.proposed_by, principal.subject):
@@ -327,7 +267,7 @@ def approve(gw: Gateway, principal: Principal, proposal_id: str, *, comment: str
                 .where(schema.policy_proposals.c.id == proposal_id)
                 .values(result_version=version)
             )
-            _record(
+            record(
                 gw,
                 conn,
                 principal,
@@ -386,11 +326,11 @@ def _refuse_stale(
 
 def reject(gw: Gateway, principal: Principal, proposal_id: str, *, comment: str) -> dict[str, Any]:
     target = f"policy-proposal:{proposal_id}"
-    decision = _require(gw, principal, "approve", target)
+    decision = require_policy(gw, principal, "approve", target)
     with gw.db.begin() as conn:
-        row = _load(conn, proposal_id)
+        row = load_proposal(conn, proposal_id)
         _claim(conn, proposal_id, Status.REJECTED, principal, comment)
-        _record(
+        record(
             gw,
             conn,
             principal,
@@ -408,127 +348,3 @@ def reject(gw: Gateway, principal: Principal, proposal_id: str, *, comment: str)
             },
         )
     return show_proposal(gw, principal, proposal_id, audit=False)
-
-
-def _proposal_view(
-    row: sa.Row[Any], *, full: bool, base_rules: list[Rule] | None
-) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "id": row.id,
-        "kind": row.kind,
-        "status": row.status,
-        "base_version": row.base_version,
-        "rollback_to": row.rollback_to,
-        "result_version": row.result_version,
-        "added_count": row.added,
-        "removed_count": row.removed,
-        "note": row.note,
-        "proposed_by": row.proposed_by,
-        "proposed_by_department": row.proposed_by_department,
-        "proposed_at": row.proposed_at.isoformat(),
-        "decided_by": row.decided_by,
-        "decided_at": row.decided_at.isoformat() if row.decided_at else None,
-        "comment": row.comment,
-        "impact_summary": row.impact.get("summary", {}),
-    }
-    if full and base_rules is not None:
-        added, removed = diff_rules(base_rules, parse_rules(row.rules))
-        view["added"] = [r.text() for r in added]
-        view["removed"] = [r.text() for r in removed]
-        view["impact"] = row.impact
-    return view
-
-
-def show_proposal(
-    gw: Gateway, principal: Principal, proposal_id: str, *, audit: bool = True
-) -> dict[str, Any]:
-    decision = _require(gw, principal, "read", f"policy-proposal:{proposal_id}")
-    with db.reading(gw.db) as conn:
-        row = _load(conn, proposal_id)
-        base = policy_store.load_version(conn, row.base_version)
-    if audit:
-        record_read(gw, principal, decision, f"proposal {proposal_id}")
-    return _proposal_view(row, full=True, base_rules=base.rules)
-
-
-def list_proposals(gw: Gateway, principal: Principal, *, status: str | None) -> dict[str, Any]:
-    decision = _require(gw, principal, "read", "policy")
-    p = schema.policy_proposals
-    columns = [c for c in p.c if c.name != "rules"]
-    query = sa.select(*columns).order_by(p.c.proposed_at.desc()).limit(500)
-    if status is not None:
-        query = query.where(p.c.status == Status(status).value)
-    with db.reading(gw.db) as conn:
-        rows = conn.execute(query).all()
-    record_read(gw, principal, decision, "proposals")
-    return {"items": [_proposal_view(r, full=False, base_rules=None) for r in rows]}
-
-
-def history(gw: Gateway, principal: Principal) -> dict[str, Any]:
-    decision = _require(gw, principal, "read", "policy")
-    v = schema.policy_versions
-    with db.reading(gw.db) as conn:
-        rows = conn.execute(
-            sa.select(
-                v.c.version,
-                v.c.created_by,
-                v.c.created_at,
-                v.c.note,
-                v.c.base_version,
-                v.c.proposal_id,
-                v.c.approved_by,
-            ).order_by(v.c.version.desc())
-        ).all()
-    record_read(gw, principal, decision, "history")
-    return {
-        "items": [
-            {
-                "version": r.version,
-                "created_by": r.created_by,
-                "created_at": r.created_at.isoformat(),
-                "note": r.note,
-                "base_version": r.base_version,
-                "proposal": r.proposal_id,
-                "approved_by": r.approved_by,
-            }
-            for r in rows
-        ]
-    }
-
-
-def diff(
-    gw: Gateway, principal: Principal, *, from_version: int, to_version: int
-) -> dict[str, Any]:
-    decision = _require(gw, principal, "read", "policy")
-    with db.reading(gw.db) as conn:
-        old = policy_store.load_version(conn, from_version)
-        new = policy_store.load_version(conn, to_version)
-    added, removed = diff_rules(old.rules, new.rules)
-    record_read(gw, principal, decision, f"diff {from_version}..{to_version}")
-    return {
-        "from": from_version,
-        "to": to_version,
-        "added": [r.text() for r in added],
-        "removed": [r.text() for r in removed],
-    }
-
-
-def export(gw: Gateway, principal: Principal, *, version: int | None) -> str:
-    decision = _require(gw, principal, "read", "policy")
-    with db.reading(gw.db) as conn:
-        stored = _head(conn) if version is None else policy_store.load_version(conn, version)
-    record_read(gw, principal, decision, f"export {stored.version}")
-    return policy_to_yaml(stored.rules, version=stored.version)
-
-
-def current(gw: Gateway, principal: Principal, *, version: int | None) -> dict[str, Any]:
-    decision = _require(gw, principal, "read", "policy")
-    if version is None:
-        engine = gw.policy.current()
-        number, rules = engine.version, list(engine.rules())
-    else:
-        with db.reading(gw.db) as conn:
-            stored = policy_store.load_version(conn, version)
-        number, rules = stored.version, stored.rules
-    record_read(gw, principal, decision, f"version {number}")
-    return {"version": number, "rules": [r.text() for r in rules]}

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway import policy_admin
+from gateway import policy_admin, policy_reads
 from gateway.api.deps import GatewayDep, PrincipalDep
 from gateway.errors import InvalidInput
 from gateway.policy_check import check as check_decision
@@ -74,7 +74,7 @@ class CheckRequest(BaseModel):
 def current_policy(
     gw: GatewayDep, principal: PrincipalDep, version: Annotated[int | None, Query(ge=1)] = None
 ) -> dict[str, Any]:
-    return policy_admin.current(gw, principal, version=version)
+    return policy_reads.current(gw, principal, version=version)
 
 
 @router.post("", status_code=201)
@@ -111,7 +111,7 @@ def check(body: CheckRequest, gw: GatewayDep, principal: PrincipalDep) -> dict[s
 
 @router.get("/history")
 def history(gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
-    return policy_admin.history(gw, principal)
+    return policy_reads.history(gw, principal)
 
 
 @router.get("/diff")
@@ -121,14 +121,14 @@ def diff(
     from_version: Annotated[int, Query(alias="from", ge=1)],
     to_version: Annotated[int, Query(alias="to", ge=1)],
 ) -> dict[str, Any]:
-    return policy_admin.diff(gw, principal, from_version=from_version, to_version=to_version)
+    return policy_reads.diff(gw, principal, from_version=from_version, to_version=to_version)
 
 
 @router.get("/export")
 def export(
     gw: GatewayDep, principal: PrincipalDep, version: Annotated[int | None, Query(ge=1)] = None
 ) -> PlainTextResponse:
-    text = policy_admin.export(gw, principal, version=version)
+    text = policy_reads.export(gw, principal, version=version)
     return PlainTextResponse(text, media_type="application/yaml")
 
 
@@ -162,12 +162,12 @@ def proposals(
     principal: PrincipalDep,
     status: Annotated[Literal["proposed", "approved", "rejected", "stale"] | None, Query()] = None,
 ) -> dict[str, Any]:
-    return policy_admin.list_proposals(gw, principal, status=status)
+    return policy_reads.list_proposals(gw, principal, status=status)
 
 
 @router.get("/proposals/{proposal_id}")
 def proposal(proposal_id: str, gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
-    return policy_admin.show_proposal(gw, principal, _proposal_id(proposal_id))
+    return policy_reads.show_proposal(gw, principal, _proposal_id(proposal_id))
 
 
 @router.post("/proposals/{proposal_id}/approvals", status_code=201)
