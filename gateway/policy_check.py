@@ -82,7 +82,8 @@ def check(
             if attrs is None:
                 raise NotFound("no such dataset")
             obj = attrs.obj
-        assert obj is not None
+        if obj is None:
+            raise InvalidInput("name exactly one of: template, dataset, object")
         parts = data_parts(obj)
         if parts is not None and parts[2] in catalogue and catalogue[parts[2]].obj != obj:
             raise InvalidInput(
