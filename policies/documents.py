@@ -11,7 +11,7 @@ rules:
 
 Reading is strict: a mapping with exactly these keys, each rule a mapping of the rule fields
 with string values (validated by `Rule`), no YAML anchors or aliases (no entity expansion), no
-tags beyond plain scalars, lists and mappings. Errors name the rule's position, never echo a
+duplicate or merge (`<<`) keys, no tags beyond plain scalars, lists and mappings. Errors name the rule's position, never echo a
 whole document.
 """
 
@@ -41,6 +41,21 @@ class _NoAliasLoader(yaml.SafeLoader):
         if getattr(event, "anchor", None) is not None:
             raise InvalidRule("policy documents may not use YAML anchors")
         return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        # PyYAML keeps the last of two equal keys and merges `<<` keys silently: a reviewer
+        # reading the document in git would see one rule (or one `rules:` list) and get another.
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise InvalidRule("policy documents may not use YAML merge keys (<<)")
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            if not isinstance(key, str | int | float | bool | None):
+                raise InvalidRule("the keys of a policy document are plain names")
+            if key in seen:
+                raise InvalidRule("a key appears twice in one mapping of the policy document")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def to_yaml(rules: Iterable[Rule], *, version: int | None = None) -> str:

@@ -304,3 +304,47 @@ def test_policy_reads_are_audited_with_rule_and_version(world: World, officer_a:
     assert [r["details"]["read"] for r in reads][-2:] == ["version 1", "history"]
     assert all(r["rule"] == "p, security_officer, *, policy, read" for r in reads)
     assert all(r["details"]["policy_version"] == 1 for r in reads)
+
+
+def test_a_check_refuses_conditional_data_without_a_purpose_like_the_job(
+    world: World,
+    analyst: Caller,
+    officer_a: Caller,
+    officer_b: Caller,
+    approved_template: dict[str, Any],
+) -> None:
+    """A rule without a purpose condition on conditional data does not lift the gateway's own
+    rule that such data needs a stated purpose: the check must say what the job gets."""
+    loose = {
+        "role": "analyst",
+        "department": "*",
+        "object": "data/conditional/*",
+        "action": "query:aggregate",
+    }
+    approve(officer_b, propose(officer_a, add=[loose])["id"])
+    denied = analyst.post("/v1/jobs", json={**SUBMIT, "purpose": ""})
+    assert denied.status_code == 403, denied.text
+    problem = denied.json()
+    asked = check(officer_a, roles=["analyst"], department="stats", template=SUBMIT["template"])
+    assert not asked["allowed"]
+    assert (asked["reason_code"], asked["dataset"]) == (
+        problem["reason_code"],
+        problem["dataset"],
+    )
+
+
+def test_a_check_without_version_asks_about_the_version_a_job_would_run(
+    world: World, analyst: Caller, officer_a: Caller, approved_template: dict[str, Any]
+) -> None:
+    newer = documents.NO_FILING_TEMPLATE.replace("version: 1", "version: 2")
+    assert analyst.post_yaml("/v1/templates", newer).status_code == 201  # proposed, not approved
+    assert analyst.post("/v1/jobs", json=SUBMIT).status_code == 202  # runs version 1
+    asked = check(
+        officer_a,
+        roles=["analyst"],
+        department="stats",
+        template=SUBMIT["template"],
+        purpose="compliance campaign",
+    )
+    assert asked["allowed"], asked["reason"]
+    assert asked["template"] == f"{SUBMIT['template']}@1"
