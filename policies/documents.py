@@ -11,8 +11,8 @@ rules:
 
 Reading is strict: a mapping with exactly these keys, each rule a mapping of the rule fields
 with string values (validated by `Rule`), no YAML anchors or aliases (no entity expansion), no
-duplicate or merge (`<<`) keys, no tags beyond plain scalars, lists and mappings. Errors name the rule's position, never echo a
-whole document.
+duplicate or merge (`<<`) keys, no tags beyond plain scalars, lists and mappings. Errors name
+the rule's position, never echo a whole document.
 """
 
 from __future__ import annotations
