@@ -115,6 +115,7 @@ def check(
                 },
                 "reason_code": result["reason_code"],
                 "dataset": result["dataset"],
+                "steps": result["steps"],
                 "check_granted_by": granted.rule,
             },
         )

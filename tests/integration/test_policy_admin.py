@@ -282,6 +282,24 @@ def test_a_template_check_lists_every_step_with_its_rule(
     assert checked["details"]["policy_version"] == 1
     assert checked["details"]["checked"]["subject"] == "someone@stats"
     assert checked["actor"]["subject"] == "officer-a@security"
+    # every step's rule is in the audit, not only the last one
+    assert [s["rule"] for s in checked["details"]["steps"]] == [s["rule"] for s in asked["steps"]]
+
+
+def test_an_accepted_job_records_the_rule_that_granted_each_dataset(
+    world: World, analyst: Caller, approved_template: dict[str, Any]
+) -> None:
+    assert analyst.post("/v1/jobs", json=SUBMIT).status_code == 202
+    accepted = events(world, "job.accepted")[-1]
+    assert accepted["rule"] == "p, analyst, *, job, submit"
+    grants = {g["dataset"]: g for g in accepted["details"]["grants"]}
+    assert grants["market.enterprise_registry"]["rule"] == (
+        "p, analyst, *, data/conditional/general/*, query:aggregate, stated"
+    )
+    assert grants["tax.filings"]["rule"] == (
+        "p, analyst, *, data/conditional/important/*, query:aggregate, stated"
+    )
+    assert {g["policy_version"] for g in grants.values()} == {1}
 
 
 def test_only_security_officers_administer_policy(world: World, analyst: Caller) -> None:
