@@ -236,7 +236,9 @@ def approve(gw: Gateway, principal: Principal, proposal_id: str, *, comment: str
     with db.reading(gw.db) as conn:
         row = load_proposal(conn, proposal_id)
     if row.status != Status.PROPOSED.value:
-        raise Conflict(f"the proposal is {row.status}, not proposed")
+        reason = f"the proposal is {row.status}, not proposed"
+        _refuse(gw, principal, decision, row, reason, action="approve", code="decided")
+        raise Conflict(reason)
     if same_person(row.proposed_by, principal.subject):
         raise deny(
             gw,
@@ -287,16 +289,24 @@ def approve(gw: Gateway, principal: Principal, proposal_id: str, *, comment: str
                 },
             )
     except Conflict as exc:
-        _refuse_stale(gw, principal, decision, row, str(exc))
+        _refuse(gw, principal, decision, row, str(exc), action="approve", code="stale")
         raise
     gw.policy.invalidate()
     return show_proposal(gw, principal, proposal_id, audit=False)
 
 
-def _refuse_stale(
-    gw: Gateway, principal: Principal, decision: Decision, row: sa.Row[Any], reason: str
+def _refuse(
+    gw: Gateway,
+    principal: Principal,
+    decision: Decision,
+    row: sa.Row[Any],
+    reason: str,
+    *,
+    action: str,
+    code: str,
 ) -> None:
-    """Record a refused approval; a proposal whose base is no longer newest is marked stale."""
+    """Record a refused approval or rejection; a proposal whose base is no longer newest is
+    marked stale."""
     p = schema.policy_proposals
     with gw.db.begin() as conn:
         head = policy_store.newest_version(conn)
@@ -308,9 +318,9 @@ def _refuse_stale(
             )
         gw.audit.record(
             conn,
-            type="policy.approval_refused",
+            type="policy.approval_refused" if action == "approve" else "policy.rejection_refused",
             principal=principal,
-            action="approve",
+            action=action,
             target=f"policy-proposal:{row.id}",
             allowed=False,
             rule=decision.rule,
@@ -319,7 +329,7 @@ def _refuse_stale(
                 "proposal": row.id,
                 "base_version": row.base_version,
                 "policy_version": head,
-                "reason_code": "stale",
+                "reason_code": code,
             },
         )
 
@@ -327,8 +337,21 @@ def _refuse_stale(
 def reject(gw: Gateway, principal: Principal, proposal_id: str, *, comment: str) -> dict[str, Any]:
     target = f"policy-proposal:{proposal_id}"
     decision = require_policy(gw, principal, "approve", target)
-    with gw.db.begin() as conn:
+    with db.reading(gw.db) as conn:
         row = load_proposal(conn, proposal_id)
+    try:
+        _reject(gw, principal, decision, row, comment)
+    except Conflict as exc:
+        _refuse(gw, principal, decision, row, str(exc), action="reject", code="decided")
+        raise
+    return show_proposal(gw, principal, proposal_id, audit=False)
+
+
+def _reject(
+    gw: Gateway, principal: Principal, decision: Decision, row: sa.Row[Any], comment: str
+) -> None:
+    proposal_id = row.id
+    with gw.db.begin() as conn:
         _claim(conn, proposal_id, Status.REJECTED, principal, comment)
         record(
             gw,
@@ -337,7 +360,7 @@ def reject(gw: Gateway, principal: Principal, proposal_id: str, *, comment: str)
             decision,
             type="policy.rejected",
             action="reject",
-            target=target,
+            target=f"policy-proposal:{proposal_id}",
             details={
                 "proposal": proposal_id,
                 "kind": row.kind,
@@ -347,4 +370,3 @@ def reject(gw: Gateway, principal: Principal, proposal_id: str, *, comment: str)
                 "comment": comment,
             },
         )
-    return show_proposal(gw, principal, proposal_id, audit=False)

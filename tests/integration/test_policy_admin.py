@@ -366,3 +366,21 @@ def test_a_check_without_version_asks_about_the_version_a_job_would_run(
     )
     assert asked["allowed"], asked["reason"]
     assert asked["template"] == f"{SUBMIT['template']}@1"
+
+
+def test_deciding_a_decided_proposal_again_is_refused_and_audited(
+    world: World, officer_a: Caller, officer_b: Caller
+) -> None:
+    proposal = propose(officer_a, remove=[SUBMIT_RULE])
+    approve(officer_b, proposal["id"])
+    path = f"/v1/policies/proposals/{proposal['id']}"
+    assert officer_b.post(f"{path}/approvals", json={}).status_code == 409
+    assert officer_b.post(f"{path}/rejections", json={}).status_code == 409
+    assert officer_a.get(path).json()["status"] == "approved"
+    for type_ in ("policy.approval_refused", "policy.rejection_refused"):
+        refused = events(world, type_)[-1]
+        assert refused["allowed"] is False
+        assert refused["actor"]["subject"] == "officer-b@security"
+        assert refused["details"]["reason_code"] == "decided"
+        assert refused["details"]["policy_version"] == 2
+        assert refused["rule"] == "p, security_officer, *, policy, approve"
