@@ -49,7 +49,7 @@ class _NoAliasLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 raise InvalidRule("policy documents may not use YAML merge keys (<<)")
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=True)
             if not isinstance(key, str | int | float | bool | None):
                 raise InvalidRule("the keys of a policy document are plain names")
             if key in seen:

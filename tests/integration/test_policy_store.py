@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from gateway import db, policy_store
 from gateway.errors import Conflict, Unavailable
-from policies import Rule, default_rules
+from policies import PolicyEngine, Rule, default_rules
 
 EXTRA = Rule("auditor", "*", "budget", "read")
 
@@ -92,7 +92,7 @@ def test_no_decision_uses_the_older_version_while_the_newer_one_is_built(
     building, release = threading.Event(), threading.Event()
     real_load = policy_store.load_engine
 
-    def slow_load(conn: sa.Connection, version: int) -> policy_store.PolicyEngine:
+    def slow_load(conn: sa.Connection, version: int) -> PolicyEngine:
         building.set()
         release.wait(10)  # the real build, made to take a while
         return real_load(conn, version)
@@ -126,7 +126,7 @@ def test_a_failed_build_is_retried_by_the_next_caller_not_skipped(
     real_load = policy_store.load_engine
     failures = [RuntimeError("the store went away mid-read")]
 
-    def flaky_load(conn: sa.Connection, version: int) -> policy_store.PolicyEngine:
+    def flaky_load(conn: sa.Connection, version: int) -> PolicyEngine:
         if failures:
             raise failures.pop()
         return real_load(conn, version)
