@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from audit import Actor
 from gateway import catalogue, db, releases, schema, templates
+from gateway.authz import recheck_job
 from gateway.context import Gateway
 from gateway.jobs import JobStatus, resolve_parameter_specs
 from gateway.release_registry import RELEASES
@@ -110,6 +111,19 @@ class Runner:
             or stored.status is not templates.Status.APPROVED
         ):
             return Outcome(JobStatus.FAILED, None, "the template version is no longer approved")
+        denied = recheck_job(
+            gw,
+            actor_of_job(job),
+            job_id=job.id,
+            purpose=job.purpose,
+            kind=stored.spec.kind.value,
+            datasets=[
+                (ds.id, ds.share_class.value, ds.classification.value) for ds in datasets.values()
+            ],
+        )
+        if denied is not None:
+            why = f"policy version {denied.policy_version} no longer allows this job"
+            return Outcome(JobStatus.FAILED, None, f"{why}: {denied.reason}"[:300])
         values = validate_parameters(
             resolve_parameter_specs(gw, stored.spec, datasets), job.parameters
         )
