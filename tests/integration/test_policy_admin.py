@@ -384,3 +384,23 @@ def test_deciding_a_decided_proposal_again_is_refused_and_audited(
         assert refused["details"]["reason_code"] == "decided"
         assert refused["details"]["policy_version"] == 2
         assert refused["rule"] == "p, security_officer, *, policy, approve"
+
+
+def test_a_check_canonicalises_names_like_a_token_and_refuses_a_forged_subject(
+    world: World, officer_a: Caller
+) -> None:
+    asked = check(officer_a, roles=["Analyst"], department="ＳＴＡＴＳ", object="job", action="submit")
+    assert asked["allowed"] and asked["rule"] == "p, analyst, *, job, submit"
+    before = len(events(world, "policy.checked"))
+    forged = officer_a.post(
+        "/v1/policies/check",
+        json={
+            "roles": ["analyst"],
+            "department": "stats",
+            "object": "job",
+            "action": "submit",
+            "subject": "x\n\x1b[2Jpolicy.approved by officer-b",
+        },
+    )
+    assert forged.status_code == 422
+    assert len(events(world, "policy.checked")) == before
