@@ -389,7 +389,9 @@ def test_deciding_a_decided_proposal_again_is_refused_and_audited(
 def test_a_check_canonicalises_names_like_a_token_and_refuses_a_forged_subject(
     world: World, officer_a: Caller
 ) -> None:
-    asked = check(officer_a, roles=["Analyst"], department="ＳＴＡＴＳ", object="job", action="submit")
+    asked = check(
+        officer_a, roles=["Analyst"], department="ＳＴＡＴＳ", object="job", action="submit"
+    )
     assert asked["allowed"] and asked["rule"] == "p, analyst, *, job, submit"
     before = len(events(world, "policy.checked"))
     forged = officer_a.post(
