@@ -69,6 +69,7 @@ def policies_with_requests(draw: st.DrawFn) -> tuple[list[Rule], list[Request]]:
     roles = sorted({r.role for r in rules} | {"nobody"})
     departments = sorted({r.department for r in rules if r.department != "*"} | {"elsewhere"})
     objects = kit.data_objects() + sorted(kit.OBJECTS)
+    actions = sorted(ACTIONS)
     requests = []
     for _ in range(draw(st.integers(1, 12))):
         rule = draw(st.sampled_from(rules))
@@ -82,7 +83,7 @@ def policies_with_requests(draw: st.DrawFn) -> tuple[list[Rule], list[Request]]:
                     else draw(st.sampled_from(departments))
                 ),
                 obj=draw(st.sampled_from(covered if draw(st.booleans()) else objects)),
-                action=rule.action if draw(st.booleans()) else draw(st.sampled_from(sorted(ACTIONS))),
+                action=rule.action if draw(st.booleans()) else draw(st.sampled_from(actions)),
                 purpose=draw(st.sampled_from(PURPOSE_STATES)),
             )
         )
