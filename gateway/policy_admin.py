@@ -42,6 +42,11 @@ from policies import (
 
 MAX_CHANGES = 100_000
 FOUR_EYES = "four_eyes"
+#: The role that edits policy. Separation of duties: whatever two officers agree on, they may
+#: never grant their own role data, results or the audit log (DESIGN: officers never read
+#: results), so policy administration cannot turn into data access.
+OFFICER_ROLE = "security_officer"
+OFFICER_OBJECTS = frozenset({"policy"})
 
 
 class Status(StrEnum):
@@ -86,6 +91,12 @@ def _create(
     rollback_to: int | None = None,
 ) -> dict[str, Any]:
     added, removed = diff_rules(base.rules, rules)
+    for rule in added:
+        if rule.role == OFFICER_ROLE and rule.obj not in OFFICER_OBJECTS:
+            raise InvalidInput(
+                f"rule '{rule.text()}' would give security officers a right outside policy "
+                "administration; officers never query data or read results"
+            )
     if not added and not removed:
         raise InvalidInput(f"the proposal changes nothing in policy version {base.version}")
     proposed = PolicyEngine.from_rules(rules, version=base.version + 1)

@@ -75,12 +75,19 @@ def to_yaml(rules: Iterable[Rule], *, version: int | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _few(keys: set[Any]) -> str:
+    """At most three unknown keys, each cut short: an error never echoes a whole document."""
+    names = sorted(str(k)[:40] for k in keys)
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return ", ".join(names[:3]) + more
+
+
 def _rule(position: int, item: object) -> Rule:
     if not isinstance(item, dict):
         raise InvalidRule(f"rules[{position}] must be a mapping of role, department, ...")
     unknown = set(item) - _RULE_KEYS
     if unknown:
-        names = ", ".join(sorted(str(k)[:40] for k in unknown))
+        names = _few(unknown)
         raise InvalidRule(f"rules[{position}] has unknown field(s): {names}")
     missing = {"role", "department", "object", "action"} - set(item)
     if missing:
@@ -111,7 +118,7 @@ def from_yaml(text: str | bytes) -> tuple[list[Rule], int | None]:
         raise InvalidRule("a policy document is a mapping with format, version and rules")
     unknown = set(document) - _TOP_KEYS
     if unknown:
-        names = ", ".join(sorted(str(k)[:40] for k in unknown))
+        names = _few(unknown)
         raise InvalidRule(f"the policy document has unknown field(s): {names}")
     if document.get("format") != FORMAT:
         raise InvalidRule(f"the policy document must say format: {FORMAT}")

@@ -102,3 +102,10 @@ def test_diff_rules_lists_additions_and_removals_in_order() -> None:
     a, b, c = (Rule("analyst", "*", obj, "read") for obj in ("job", "result", "budget"))
     assert diff_rules([a, b], [b, c, a]) == ([c], [])
     assert diff_rules([a, b, c], [c]) == ([], [a, b])
+
+
+def test_an_error_names_a_few_unknown_keys_not_the_whole_document() -> None:
+    keys = "".join(f"secret_value_{i}: x\n" for i in range(2000))
+    with pytest.raises(InvalidRule) as raised:
+        policy_from_yaml(f"format: insitu-policy/1\nrules: []\n{keys}")
+    assert len(str(raised.value)) < 300 and "1997 more" in str(raised.value)
