@@ -146,8 +146,9 @@ def recheck_job(
     purpose: str | None,
     kind: str,
     datasets: Sequence[tuple[str, str, str]],
-) -> Decision | None:
-    """Decide a queued job again under the live policy before it runs; `None` if still allowed.
+) -> tuple[int, Decision | None]:
+    """Decide a queued job again under the live policy before it runs: the policy version and
+    the denial, `None` if the job is still allowed.
 
     The job was decided when it was accepted, but a revocation approved since then must stop
     it too. `datasets` holds `(id, share_class, classification)` from the catalogue. A denial
@@ -179,5 +180,5 @@ def recheck_job(
                         **({"dataset": decision.dataset} if decision.dataset else {}),
                     },
                 )
-            return decision
-    return None
+            return engine.version, decision
+    return engine.version, None

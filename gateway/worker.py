@@ -7,6 +7,7 @@ database write lock on SQLite. A release is one transaction: result row, job sta
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -111,7 +112,7 @@ class Runner:
             or stored.status is not templates.Status.APPROVED
         ):
             return Outcome(JobStatus.FAILED, None, "the template version is no longer approved")
-        denied = recheck_job(
+        policy_version, denied = recheck_job(
             gw,
             actor_of_job(job),
             job_id=job.id,
@@ -123,7 +124,7 @@ class Runner:
         )
         if denied is not None:
             why = f"policy version {denied.policy_version} no longer allows this job"
-            return Outcome(JobStatus.FAILED, None, f"{why}: {denied.reason}"[:300])
+            return Outcome(JobStatus.FAILED, None, f"{why}: {denied.reason}"[:300], policy_version)
         values = validate_parameters(
             resolve_parameter_specs(gw, stored.spec, datasets), job.parameters
         )
@@ -136,7 +137,7 @@ class Runner:
             sources={ds_id: catalogue.table_source(gw, ds) for ds_id, ds in datasets.items()},
             compiled=lambda: self.compiled(stored, datasets),
         )
-        return release(run)
+        return dataclasses.replace(release(run), policy_version=policy_version)
 
     def run(self, job: sa.Row[Any]) -> None:
         try:
@@ -176,6 +177,8 @@ def finish(gw: Gateway, job: sa.Row[Any], outcome: Outcome) -> None:
             )
         else:
             details["error"] = outcome.error
+        if outcome.policy_version is not None:
+            details["policy_version"] = outcome.policy_version
         index = gw.audit.record(
             conn,
             type=event,

@@ -104,9 +104,13 @@ def test_a_queued_job_still_allowed_runs(
     analyst: Caller,
     approved_template: dict[str, Any],
 ) -> None:
-    gw, _ = gateway_and_world
+    gw, world = gateway_and_world
     submitted = analyst.post("/v1/jobs", json=SUBMIT)
     assert submitted.status_code == 202, submitted.text
     run_queued(gw)
     job = analyst.get(f"/v1/jobs/{submitted.json()['id']}").json()
     assert job["status"] in ("released", "suppressed"), job
+    auditor = world.as_("auditor@audit", "audit", "auditor")
+    items = auditor.get("/v1/audit/entries", params={"limit": 1000}).json()["items"]
+    ran = [i["event"] for i in items if i["event"]["type"] == f"job.{job['status']}"][-1]
+    assert ran["details"]["policy_version"] == 1  # the version it was allowed to run under
