@@ -348,3 +348,21 @@ def test_officers_cannot_give_their_own_role_data_or_results(
     imported = officer_a.post("/v1/policies/import", content=document.encode())
     assert imported.status_code == 422, imported.text
     assert proposals(officer_a) == []
+
+
+def test_notes_and_comments_cannot_carry_terminal_escapes(
+    world: World, officer_a: Caller, officer_b: Caller
+) -> None:
+    escape = "fine\x1b[1A\x1b[2K+ nothing to see"
+    assert officer_a.post("/v1/policies", json={"add": [GOOD], "note": escape}).status_code == 422
+    assert (
+        officer_a.post("/v1/policies/rollback", json={"version": 1, "note": escape}).status_code
+        == 422
+    )
+    document = officer_a.get("/v1/policies/export").text
+    imported = officer_a.post("/v1/policies/import", content=document, params={"note": escape})
+    assert imported.status_code == 422
+    proposal = officer_a.post("/v1/policies", json={"add": [GOOD], "note": "plain"}).json()
+    path = f"/v1/policies/proposals/{proposal['id']}/rejections"
+    assert officer_b.post(path, json={"comment": escape}).status_code == 422
+    assert [p["status"] for p in proposals(officer_a)] == ["proposed"]
