@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.policy import generate_requests, generate_rules, reference_allows
-from policies import ACTIONS, PURPOSE_STATES, PolicyEngine, Request, Rule
-from policies.enforcer import new_enforcer
+from policies import ACTIONS, PURPOSE_STATES, InvalidRule, PolicyEngine, Request, Rule, parse_rules
+from policies.enforcer import model_text, new_enforcer
 from policies.vocabulary import object_patterns
 from tests.unit.policies import policy_testkit as kit
 
@@ -97,3 +97,16 @@ def test_engine_never_decides_otherwise_than_the_plain_enforcer(
 ) -> None:
     rules, requests = case
     check_sample(PolicyEngine.from_rules(rules, version=1), new_enforcer(rules), requests)
+
+
+def test_no_role_inheritance_can_enter_the_policy() -> None:
+    """The model has no role definition (`g`): a role is only what the token says, in the
+    caller's department. A `g` line (even one scoped to a domain) is not a rule, and the
+    YAML form has no field for one, so the index never has to follow inheritance."""
+    assert "[role_definition]" not in model_text()
+    for line in ("g, alice, analyst, market", "g, analyst, security_officer", "g2, a, b"):
+        with pytest.raises(InvalidRule):
+            parse_rules(line)
+    for line in ("g, alice, security_officer, market, read", "g, a, b, *, job, read"):
+        with pytest.raises(InvalidRule, match="starts with 'p,'"):
+            parse_rules(line)
