@@ -17,7 +17,7 @@ from gateway import home
 from gateway.api import create_app
 from gateway.auth.issuer import LocalIssuer
 from gateway.auth.keys import IssuerKeys
-from gateway.context import Gateway, build_gateway
+from gateway.context import Gateway
 from gateway.settings import Settings
 from gateway.worker import Runner, claim_next
 from tests.integration import conftest as integration
@@ -49,13 +49,9 @@ def gateway_and_world(
         target.write_bytes(source.read_bytes())
     keys = IssuerKeys.load(settings.keys_dir / home.ISSUER_KEYS)
     issuer = LocalIssuer(keys, issuer=settings.local_issuer, audience=settings.oidc_audience)
-    gw = build_gateway(settings)
-    app = create_app(settings, gateway=gw, run_workers=False)
-    try:
-        with TestClient(app) as client:
-            yield gw, World(settings=settings, client=client, issuer=issuer, app=app)
-    finally:
-        gw.db.dispose()
+    app = create_app(settings, run_workers=False)  # owns its gateway: closed on shutdown
+    with TestClient(app) as client:
+        yield app.state.gateway, World(settings=settings, client=client, issuer=issuer, app=app)
 
 
 @pytest.fixture
