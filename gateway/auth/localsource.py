@@ -1,7 +1,7 @@
 """The local issuer's keys as a running gateway sees them: the key file, reloaded on change.
 
 `insitu token rotate-key` rewrites the key file from another process; `LocalKeySource` notices
-the new file (inode, size, mtime) on the next verification and from then on trusts the new key
+the new file (inode, size, mtime, ctime, mode) on the next verification and from then on trusts the new key
 and the previous one until its window ends, and serves both at ``/.well-known/jwks.json``. A
 retired key drops out when its window ends even if the file does not change again.
 
@@ -34,17 +34,17 @@ class LocalKeySource:
         self.path = path
         self._clock = clock
         self._lock = threading.Lock()
-        self._signature: tuple[int, int, int] | None = None
+        self._signature: tuple[int, ...] | None = None
         self._keys: IssuerKeys | None = None
         self._key_set: tuple[frozenset[str], KeySet] | None = None
         self.keys()  # fail fast at start-up on a missing or bad key file
 
-    def _stat(self) -> tuple[int, int, int]:
+    def _stat(self) -> tuple[int, ...]:
         try:
             info = os.stat(self.path, follow_symlinks=False)
         except OSError:
             raise KeySourceUnavailable("the local issuer key file is unavailable") from None
-        return info.st_ino, info.st_size, info.st_mtime_ns
+        return info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_mode
 
     def keys(self) -> IssuerKeys:
         """The keys of the file as it is now (reloaded when it changed)."""
