@@ -1,8 +1,8 @@
 """The local issuer's keys as a running gateway sees them: the key file, reloaded on change.
 
 `insitu token rotate-key` rewrites the key file from another process; `LocalKeySource` notices
-the new file (inode, size, mtime, ctime, mode) on the next verification and from then on trusts the new key
-and the previous one until its window ends, and serves both at ``/.well-known/jwks.json``. A
+the new file (inode, size, mtime, ctime, mode) on the next verification and from then on trusts
+the new key and the previous one until its window ends, and serves both at ``/.well-known/jwks.json``. A
 retired key drops out when its window ends even if the file does not change again.
 
 A key file that becomes unreadable, too open or malformed fails closed
