@@ -2,8 +2,9 @@
 
 `insitu token rotate-key` rewrites the key file from another process; `LocalKeySource` notices
 the new file (inode, size, mtime, ctime, mode) on the next verification and from then on trusts
-the new key and the previous one until its window ends, and serves both at ``/.well-known/jwks.json``. A
-retired key drops out when its window ends even if the file does not change again.
+the new key and the previous one until its window ends, and serves both at
+``/.well-known/jwks.json``. A retired key drops out when its window ends even if the file does
+not change again.
 
 A key file that becomes unreadable, too open or malformed fails closed
 (`KeySourceUnavailable`, a 503), never back to keys the file no longer holds.
