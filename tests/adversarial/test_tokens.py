@@ -173,7 +173,9 @@ def test_the_provider_token_is_accepted(gateway: GatewayFactory, idp: Idp) -> No
 
 
 @pytest.mark.parametrize("typ", ["JWT", None, "id_token+jwt"])
-def test_id_token_refused_by_the_typ_header(gateway: GatewayFactory, idp: Idp, typ: str | None) -> None:
+def test_id_token_refused_by_the_typ_header(
+    gateway: GatewayFactory, idp: Idp, typ: str | None
+) -> None:
     client = gateway()
     header: dict[str, Any] = {"typ": typ}
     token = idp.token(header, nonce="n-0S6_WzA2Mj", at_hash="77QmUPtjPfzWtF2AnpK9RQ")
@@ -207,7 +209,12 @@ def test_id_token_refused_by_the_type_claim_in_keycloak_mode(
 def test_unknown_critical_header_refused(
     gateway: GatewayFactory, idp: Idp, extra: dict[str, Any]
 ) -> None:
-    assert status(gateway(), idp.token(extra)) == 401
+    response = gateway().get(
+        "/v1/datasets", headers={"Authorization": f"Bearer {idp.token(extra)}"}
+    )
+    assert response.status_code == 401
+    # refused by the gateway's own header policy, before any key is looked up
+    assert response.json()["detail"] == "unsupported critical header"
 
 
 def _self_signed_certificate(key: ECKey) -> bytes:
@@ -320,7 +327,9 @@ def test_token_with_a_wrong_registered_claim_refused(
 # --- the provider's key set under attack and failure ----------------------------------------
 
 
-def test_kid_flood_does_not_amplify_into_provider_requests(gateway: GatewayFactory, idp: Idp) -> None:
+def test_kid_flood_does_not_amplify_into_provider_requests(
+    gateway: GatewayFactory, idp: Idp
+) -> None:
     interval = 0.5
     client = gateway(jwks_refresh_interval_s=interval)
     assert status(client, idp.token()) == 200
@@ -358,6 +367,22 @@ def test_jwks_failure_keeps_last_good_keys_then_fails_closed(
     idp.serve_keys()
     time.sleep(0.1)
     assert status(client, idp.token()) == 200
+
+
+def test_metadata_naming_another_issuer_is_not_followed(
+    gateway: GatewayFactory, idp: Idp, attacker_server: RoutesServer
+) -> None:
+    """A hijacked metadata document pointing at the attacker's keys: not trusted, 503."""
+    attacker = ECKey.generate_key("P-256", parameters={"kid": "idp-ec"})
+    attacker_server.json("/certs", {"keys": [attacker.as_dict(private=False)]})
+    idp.server.json(
+        "/realms/gov/.well-known/openid-configuration",
+        {"issuer": attacker_server.base, "jwks_uri": f"{attacker_server.base}/certs"},
+    )
+    header = {"alg": "ES256", "kid": "idp-ec", "typ": "at+jwt"}
+    forged = craft(header, idp.claims(realm_access={"roles": ["auditor"]}), es256_signer(attacker))
+    assert status(gateway(), forged) == 503
+    assert attacker_server.hits == {}
 
 
 def test_provider_down_from_the_start_fails_closed(gateway: GatewayFactory, idp: Idp) -> None:
