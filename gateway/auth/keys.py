@@ -142,7 +142,7 @@ class IssuerKeys:
         """Add a new current key; the previous one stays valid (public only) for ``overlap_s``.
 
         At most ``keep`` keys are kept (the newest); retired keys past their window are dropped;
-        ``overlap_s=0`` drops the previous key at once (after a suspected compromise). The file
+        ``overlap_s=0`` drops every earlier key at once (after a suspected compromise). The file
         at ``path`` is replaced atomically (a 0600 temporary file, then rename). Use
         `rotate_file` when another process may rotate the same file.
         """
@@ -152,8 +152,10 @@ class IssuerKeys:
             raise ValueError("overlap must be between 0 seconds and a year")
         now = time.time() if now is None else now
         previous = OKPKey.import_key(self._current.as_dict(private=False))
-        candidates = [previous] if overlap_s > 0 else []
-        candidates += [key for key in self._retired if self.is_valid(str(key.kid), now)]
+        candidates: list[OKPKey] = []
+        if overlap_s > 0:  # 0: only the new key is valid from now on (a leaked key file)
+            candidates = [previous]
+            candidates += [key for key in self._retired if self.is_valid(str(key.kid), now)]
         not_after = {**self._not_after, str(previous.kid): math.ceil(now + overlap_s)}
         rotated = IssuerKeys(_new_key(), candidates[: keep - 1], not_after)
         rotated._write(path, replace=True)

@@ -94,7 +94,7 @@ def token_rotate_key(
     overlap: Annotated[
         int,
         typer.Option(
-            help="Seconds the previous key stays valid (0: revoke it now, e.g. after a leak).",
+            help="Seconds the previous key stays valid (0: revoke every earlier key now).",
             min=0,
             max=366 * 86400,
         ),
@@ -116,7 +116,7 @@ def token_rotate_key(
         shown = "until rotated out" if until is None else f"until {_utc(until)}"
         console.print(f"previous key {kid} stays valid {shown}", markup=False)
     if overlap == 0:
-        console.print("previous key revoked: its tokens are refused from now on")
+        console.print("earlier keys revoked: their tokens are refused from now on")
 
 
 def _utc(timestamp: int) -> str:

@@ -45,12 +45,13 @@ def test_previous_key_valid_during_the_window_only(tmp_path: Path) -> None:
     assert json.loads(path.read_text())["not_after"] == {old.kid: int(NOW + 600)}
 
 
-def test_overlap_zero_revokes_the_previous_key_at_once(tmp_path: Path) -> None:
+def test_overlap_zero_revokes_every_earlier_key_at_once(tmp_path: Path) -> None:
     path = tmp_path / "issuer.jwks.json"
-    old = IssuerKeys.generate(path)
-    new = old.rotate(path, overlap_s=0, now=NOW)
-    assert kids(IssuerKeys.load(path).public_jwks(NOW)) == [new.kid]
-    assert not new.is_valid(old.kid, NOW)
+    oldest = IssuerKeys.generate(path)
+    old = oldest.rotate(path, overlap_s=600, now=NOW, keep=5)
+    new = old.rotate(path, overlap_s=0, now=NOW + 1, keep=5)
+    assert kids(IssuerKeys.load(path).public_jwks(NOW + 1)) == [new.kid]
+    assert not new.is_valid(old.kid, NOW + 1) and not new.is_valid(oldest.kid, NOW + 1)
 
 
 def test_rotation_drops_keys_whose_window_ended(tmp_path: Path) -> None:
