@@ -5,7 +5,8 @@ Flows (OAuth 2.0 through `authlib.integrations.httpx_client.OAuth2Client`):
 - client credentials (RFC 6749 §4.4) for service accounts; the secret comes from
   ``INSITU_CLIENT_SECRET`` and is never written to disk;
 - device authorization (RFC 8628) for people: the CLI shows a code and a URL, the person signs
-  in with a browser anywhere, the CLI polls the token endpoint (``interval``, ``slow_down``).
+  in with a browser anywhere, the CLI polls the token endpoint (``interval``, ``slow_down``);
+- authorization code with PKCE for people on this machine (`gateway.cli.browser_login`).
 
 Endpoints come from the issuer's OpenID Connect metadata (`gateway.auth.discovery`: the
 metadata must name the issuer exactly; every endpoint must be https, http only on loopback).
@@ -168,7 +169,7 @@ def _oauth_client(client_id: str, client_secret: str | None, scope: str | None) 
     )
 
 
-def _credential(
+def credential_from_token(
     token: Mapping[str, Any],
     *,
     issuer: str,
@@ -202,17 +203,17 @@ def _credential(
     )
 
 
-def _extra(audience: str | None) -> dict[str, str]:
+def extra_params(audience: str | None) -> dict[str, str]:
     return {"audience": audience} if audience else {}
 
 
-def _provider_error(exc: Exception) -> CliError:
+def provider_error(exc: Exception) -> CliError:
     if isinstance(exc, OAuthError):
         return CliError(f"the identity provider refused: {exc.error}", 1)
     return CliError(f"cannot get a token from the identity provider ({type(exc).__name__})", 1)
 
 
-def _token_endpoint(metadata: Mapping[str, Any]) -> str:
+def token_endpoint(metadata: Mapping[str, Any]) -> str:
     endpoint = metadata.get("token_endpoint")
     if not isinstance(endpoint, str):
         raise CliError("the identity provider publishes no token endpoint", 1)
@@ -223,13 +224,15 @@ def client_credentials_login(
     issuer: str, client_id: str, client_secret: str, *, scope: str | None, audience: str | None
 ) -> Credential:
     metadata = provider_metadata(issuer)
-    endpoint = _token_endpoint(metadata)
+    endpoint = token_endpoint(metadata)
     with _oauth_client(client_id, client_secret, scope) as oauth:
         try:
-            token = oauth.fetch_token(endpoint, grant_type="client_credentials", **_extra(audience))
+            token = oauth.fetch_token(
+                endpoint, grant_type="client_credentials", **extra_params(audience)
+            )
         except (OAuthError, OAuthTransportError, ValueError) as exc:
-            raise _provider_error(exc) from None
-    return _credential(
+            raise provider_error(exc) from None
+    return credential_from_token(
         token,
         issuer=issuer,
         client_id=client_id,
@@ -251,12 +254,16 @@ def device_login(
 ) -> Credential:
     """RFC 8628: ask for a device code, show it, poll until the person has signed in."""
     metadata = provider_metadata(issuer)
-    endpoint = _token_endpoint(metadata)
+    endpoint = token_endpoint(metadata)
     device_endpoint = metadata.get("device_authorization_endpoint")
     if not isinstance(device_endpoint, str):
         raise CliError("the identity provider does not offer the device flow", 1)
     with _oauth_client(client_id, None, scope) as oauth:
-        form = {"client_id": client_id, **({"scope": scope} if scope else {}), **_extra(audience)}
+        form = {
+            "client_id": client_id,
+            **({"scope": scope} if scope else {}),
+            **extra_params(audience),
+        }
         try:
             response = oauth.request(
                 "POST",
@@ -267,7 +274,7 @@ def device_login(
             )
             grant = response.json() if response.status_code == 200 else None
         except (OAuthTransportError, ValueError) as exc:
-            raise _provider_error(exc) from None
+            raise provider_error(exc) from None
         if not isinstance(grant, dict) or not all(
             isinstance(grant.get(k), str) for k in ("device_code", "user_code", "verification_uri")
         ):
@@ -288,12 +295,12 @@ def device_login(
                 if exc.error == "slow_down":
                     interval += 5
                 elif exc.error != "authorization_pending":
-                    raise _provider_error(exc) from None
+                    raise provider_error(exc) from None
             except (OAuthTransportError, ValueError) as exc:
-                raise _provider_error(exc) from None
+                raise provider_error(exc) from None
             if time.monotonic() + interval > deadline:
                 raise CliError("the device code expired before sign-in finished", 1)
-    return _credential(
+    return credential_from_token(
         token,
         issuer=issuer,
         client_id=client_id,
@@ -329,13 +336,13 @@ def refresh(credential: Credential) -> Credential | None:
                 token = oauth.fetch_token(
                     credential.token_endpoint,
                     grant_type="client_credentials",
-                    **_extra(credential.audience),
+                    **extra_params(credential.audience),
                 )
             except (OAuthError, OAuthTransportError, ValueError):
                 return None
     else:
         return None
-    return _credential(
+    return credential_from_token(
         token,
         issuer=credential.issuer,
         client_id=credential.client_id,

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from gateway.cli.app import app
+from gateway.cli.browser_login import browser_login
 from gateway.cli.client import Client, gateway_url
 from gateway.cli.credentials import (
     TokenCache,
@@ -50,6 +51,10 @@ def login(  # noqa: PLR0917 - typer options are parameters
     device: Annotated[
         bool, typer.Option("--device", help="A person: sign in with a browser on any device.")
     ] = False,
+    browser: Annotated[
+        bool,
+        typer.Option("--browser", help="A person on this machine: authorization code with PKCE."),
+    ] = False,
     issuer: Annotated[
         str | None, typer.Option(help="Identity provider (default: the one the gateway names).")
     ] = None,
@@ -63,8 +68,8 @@ def login(  # noqa: PLR0917 - typer options are parameters
     url: Annotated[str | None, typer.Option(help="Gateway URL (default $INSITU_URL).")] = None,
 ) -> None:
     """Sign in and cache the access token for the gateway (file 0600 in the config directory)."""
-    if client_credentials == device:
-        raise CliError("choose one of --client-credentials or --device")
+    if [client_credentials, device, browser].count(True) != 1:
+        raise CliError("choose one of --client-credentials, --device or --browser")
     target = gateway_url(url)
     provider = _issuer(issuer, target)
     cid = client_id or os.environ.get("INSITU_CLIENT_ID") or DEFAULT_CLIENT_ID
@@ -73,14 +78,37 @@ def login(  # noqa: PLR0917 - typer options are parameters
         if not secret:
             raise CliError("set INSITU_CLIENT_SECRET for --client-credentials")
         credential = client_credentials_login(provider, cid, secret, scope=scope, audience=audience)
+    elif browser:
+
+        def show_url(authorization_url: str) -> None:
+            errors.print(
+                f"To sign in, open {authorization_url}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+            errors.print(
+                "waiting for the sign-in to finish…", markup=False, highlight=False, soft_wrap=True
+            )
+
+        credential = browser_login(provider, cid, scope=scope, audience=audience, show=show_url)
     else:
 
         def show(user_code: str, verification_uri: str, complete: str | None) -> None:
-            errors.print(f"To sign in, open {verification_uri}", markup=False, highlight=False)
-            errors.print(f"and enter the code {user_code}", markup=False, highlight=False)
+            errors.print(
+                f"To sign in, open {verification_uri}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+            errors.print(
+                f"and enter the code {user_code}", markup=False, highlight=False, soft_wrap=True
+            )
             if complete:
-                errors.print(f"(or open {complete})", markup=False, highlight=False)
-            errors.print("waiting for the sign-in to finish…", markup=False, highlight=False)
+                errors.print(f"(or open {complete})", markup=False, highlight=False, soft_wrap=True)
+            errors.print(
+                "waiting for the sign-in to finish…", markup=False, highlight=False, soft_wrap=True
+            )
 
         credential = device_login(provider, cid, scope=scope, audience=audience, show=show)
     TokenCache().put(target, credential)

@@ -1,14 +1,16 @@
 """A small but real OpenID provider on loopback for the end-to-end identity tests.
 
 It publishes discovery metadata and a JWKS, and runs a token endpoint (client credentials,
-device code, refresh token), a device authorization endpoint (RFC 8628) and a revocation
-endpoint. Access tokens are RFC 9068 ``at+jwt`` signed ES256 with a real key. A test plays the
-person's browser by calling `approve(user_code)`.
+authorization code with PKCE S256, device code, refresh token), an authorization endpoint (as
+if a person were signed in to it in the browser), a device authorization endpoint (RFC 8628)
+and a revocation endpoint. Access tokens are RFC 9068 ``at+jwt`` signed ES256 with a real key.
+A test plays the person's browser: `approve(user_code)`, or ``state.browser_user``.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import secrets
 import threading
@@ -16,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from joserfc import jwt
 from joserfc.jwk import ECKey
@@ -51,6 +53,9 @@ class Provider:
     refresh_tokens: dict[str, tuple[str, Account]] = field(default_factory=dict)
     revoked: list[str] = field(default_factory=list)
     grants: list[str] = field(default_factory=list)  # grant_type of every token request
+    browser_user: str | None = None  # who is signed in to the provider in "the browser"
+    codes: dict[str, tuple[Account, str, str, str]] = field(default_factory=dict)
+    authorize_requests: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -64,7 +69,14 @@ class OidcProvider:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                if self.path == "/realms/gov/.well-known/openid-configuration":
+                if self.path.startswith("/realms/gov/authorize?"):
+                    query = {k: v[0] for k, v in parse_qs(self.path.split("?", 1)[1]).items()}
+                    location = provider.authorize(query)
+                    self.send_response(302 if location else 400)
+                    self.send_header("Location", location or "")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif self.path == "/realms/gov/.well-known/openid-configuration":
                     self._json(200, provider.metadata())
                 elif self.path == "/realms/gov/certs":
                     self._json(200, {"keys": [provider.key.as_dict(private=False)]})
@@ -154,6 +166,8 @@ class OidcProvider:
             "issuer": self.issuer,
             "jwks_uri": f"{self.issuer}/certs",
             "token_endpoint": f"{self.issuer}/token",
+            "authorization_endpoint": f"{self.issuer}/authorize",
+            "code_challenge_methods_supported": ["S256"],
             "device_authorization_endpoint": f"{self.issuer}/device",
             "revocation_endpoint": f"{self.issuer}/revoke",
             "grant_types_supported": [
@@ -202,12 +216,53 @@ class OidcProvider:
                     return 400, {"error": "authorization_pending"}
                 del self.state.devices[form["device_code"]]
                 return 200, self._issue(grant.approved_as, refresh=True)
+            if grant_type == "authorization_code":
+                entry = self.state.codes.pop(form.get("code", ""), None)
+                if entry is None:
+                    return 400, {"error": "invalid_grant"}
+                account, challenge, redirect_uri, code_client = entry
+                verifier = form.get("code_verifier", "")
+                computed = (
+                    base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+                    .rstrip(b"=")
+                    .decode()
+                )
+                if (
+                    code_client != client_id
+                    or redirect_uri != form.get("redirect_uri")
+                    or not 43 <= len(verifier) <= 128
+                    or computed != challenge
+                ):
+                    return 400, {"error": "invalid_grant"}
+                return 200, self._issue(account, refresh=True)
             if grant_type == "refresh_token":
                 entry = self.state.refresh_tokens.pop(form.get("refresh_token", ""), None)
                 if entry is None:
                     return 400, {"error": "invalid_grant"}
                 return 200, self._issue(entry[1], refresh=True)
             return 400, {"error": "unsupported_grant_type"}
+
+    def authorize(self, query: dict[str, str]) -> str | None:
+        """The authorization endpoint with a signed-in browser: redirect back with a code."""
+        with self.state.lock:
+            self.state.authorize_requests.append(query)
+            redirect_uri = query.get("redirect_uri", "")
+            if (
+                query.get("response_type") != "code"
+                or query.get("code_challenge_method") != "S256"
+                or not query.get("code_challenge")
+                or not redirect_uri.startswith("http://127.0.0.1:")
+                or self.state.browser_user is None
+            ):
+                return None
+            code = secrets.token_urlsafe(16)
+            self.state.codes[code] = (
+                self.state.people[self.state.browser_user],
+                query["code_challenge"],
+                redirect_uri,
+                query.get("client_id", ""),
+            )
+        return f"{redirect_uri}?{urlencode({'code': code, 'state': query.get('state', '')})}"
 
     def device(self, form: dict[str, str], authorization: str | None) -> tuple[int, object]:
         client_id = form.get("client_id", "")

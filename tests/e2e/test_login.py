@@ -3,6 +3,7 @@ gateway (configured for that provider through discovery) accepts the cached toke
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -12,7 +13,9 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 
 from gateway import home
@@ -69,6 +72,24 @@ def insitu(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@contextlib.contextmanager
+def running(env: dict[str, str], *args: str) -> Iterator[subprocess.Popen[str]]:
+    """The CLI as a process the test talks to; killed (never waited for) if the test fails."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+
+
 def cache(tmp_path: Path) -> dict[str, dict[str, object]]:
     return json.loads((tmp_path / "config" / "credentials.json").read_text())
 
@@ -116,13 +137,7 @@ def test_person_signs_in_with_the_device_flow_and_the_token_is_refreshed(
 ) -> None:
     env = cli_env(tmp_path, gateway_url)
     idp.state.access_ttl_s = 30  # inside the CLI's 60 s refresh margin: the next use refreshes
-    with subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "login", "--device", "--issuer", idp.issuer],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    ) as login:
+    with running(env, "login", "--device", "--issuer", idp.issuer) as login:
         assert login.stderr is not None
         shown = ""
         while (line := login.stderr.readline()) and "enter the code" not in line:
@@ -183,3 +198,52 @@ def test_cache_readable_by_others_is_refused(
     out = insitu(env, "dataset", "list")
     assert out.returncode == 1
     assert "accessible by group or others" in out.stderr
+
+
+def _login_url(process: subprocess.Popen[str]) -> str:
+    assert process.stderr is not None
+    shown = ""
+    while (line := process.stderr.readline()) and "open " not in line:
+        shown += line
+    match = re.search(r"open (\S+)", line)
+    assert match, shown + line + process.stderr.read()
+    return match.group(1)
+
+
+def test_person_signs_in_with_the_authorization_code_flow_and_pkce(
+    tmp_path: Path, idp: OidcProvider, gateway_url: str
+) -> None:
+    env = cli_env(tmp_path, gateway_url)
+    idp.state.browser_user = "zhang.wei"
+    with running(env, "login", "--browser") as login:
+        url = _login_url(login)
+        assert url.startswith(f"{idp.issuer}/authorize?")
+        redirect = parse_qs(urlsplit(url).query)["redirect_uri"][0]
+        # a forged callback from another local process (wrong state) is ignored
+        forged = httpx.get(redirect, params={"code": "stolen", "state": "guess"})
+        assert forged.status_code == 400
+        page = httpx.get(url, follow_redirects=True)  # provider -> 302 -> the CLI's listener
+        assert page.status_code == 200 and "Signed in" in page.text
+        _, stderr = login.communicate(timeout=60)
+    assert login.returncode == 0, stderr
+    [request] = idp.state.authorize_requests
+    assert request["code_challenge_method"] == "S256" and len(request["code_challenge"]) == 43
+    assert idp.state.grants == ["authorization_code"]  # the PKCE verifier matched
+    assert cache(tmp_path)[gateway_url]["grant"] == "authorization_code"
+    listed = insitu(env, "dataset", "list")
+    assert listed.returncode == 0, listed.stderr
+
+
+def test_authorization_code_login_refused_when_the_provider_refuses(
+    tmp_path: Path, idp: OidcProvider, gateway_url: str
+) -> None:
+    env = cli_env(tmp_path, gateway_url)
+    with running(env, "login", "--browser") as login:
+        url = _login_url(login)
+        redirect = parse_qs(urlsplit(url).query)["redirect_uri"][0]
+        state = parse_qs(urlsplit(url).query)["state"][0]
+        httpx.get(redirect, params={"error": "access_denied", "state": state})
+        _, stderr = login.communicate(timeout=60)
+    assert login.returncode == 1
+    assert stderr.strip().splitlines()[-1] == "insitu: the identity provider refused the sign-in"
+    assert not (tmp_path / "config" / "credentials.json").exists()
