@@ -13,7 +13,9 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.auth.discovery import check_url
 from gateway.auth.keysource import ALGORITHM_KEYS
+from gateway.auth.verifier import parse_token_types, parse_type_claim
 
 CONFIG_FILE = "config.env"
 
@@ -105,8 +107,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _identity_checks(self) -> Settings:
-        if not self.token_type.strip() and not (self.token_type_claim or "").strip():
+        types = parse_token_types(self.token_type)
+        if not types and parse_type_claim(self.token_type_claim) is None:
             raise ValueError("token_type may be empty only when token_type_claim is set")
+        parse_type_claim(self.token_type_claim)  # checked even when typ headers are set
+        if self.oidc_issuer is not None:
+            check_url(self.oidc_issuer, "oidc_issuer")
+        if self.oidc_jwks_url is not None:
+            check_url(self.oidc_jwks_url, "oidc_jwks_url")
         algorithms = [a.strip() for a in self.token_algorithms.split(",") if a.strip()]
         unknown = [a for a in algorithms if a not in ALGORITHM_KEYS]
         if not algorithms or unknown:

@@ -88,7 +88,8 @@ def _media_type(value: str) -> str:
     return value.strip().lower().removeprefix("application/")
 
 
-def _token_types(value: str | Sequence[str] | None) -> frozenset[str]:
+def parse_token_types(value: str | Sequence[str] | None) -> frozenset[str]:
+    """Accepted ``typ`` values from a comma-separated string or a list; ``JWT`` is refused."""
     if value is None:
         return frozenset()
     names = value.split(",") if isinstance(value, str) else list(value)
@@ -98,7 +99,7 @@ def _token_types(value: str | Sequence[str] | None) -> frozenset[str]:
     return types
 
 
-def _type_claim(value: str | None) -> tuple[str, str] | None:
+def parse_type_claim(value: str | None) -> tuple[str, str] | None:
     """``"typ=Bearer"`` -> ("typ", "Bearer"): a claim that must hold exactly that value."""
     if value is None or not value.strip():
         return None
@@ -151,8 +152,8 @@ class TokenVerifier:
         self.audience = audience
         self.algorithms = tuple(algorithms)
         self.leeway_s = leeway_s
-        self.token_types = _token_types(token_type)
-        self.token_type_claim = _type_claim(token_type_claim)
+        self.token_types = parse_token_types(token_type)
+        self.token_type_claim = parse_type_claim(token_type_claim)
         if not self.token_types and self.token_type_claim is None:
             raise ValueError(
                 "a token type check is required (a typ header value or a claim=value) "

@@ -280,7 +280,10 @@ def device_login(
         ):
             raise CliError("the identity provider refused the device authorization request", 1)
         show(grant["user_code"], grant["verification_uri"], grant.get("verification_uri_complete"))
-        interval = float(grant.get("interval") or 5)
+        try:  # RFC 8628 §3.2: default 5 s; bounded so a provider cannot stall or spin us
+            interval = min(max(float(grant.get("interval") or 5), 1.0), 60.0)
+        except (TypeError, ValueError):
+            interval = 5.0
         expires_in = grant.get("expires_in")
         wait = min(float(expires_in), MAX_DEVICE_WAIT_S) if isinstance(expires_in, int) else 600
         deadline = time.monotonic() + wait
