@@ -38,7 +38,9 @@ class LocalKeySource:
         self._signature: tuple[int, ...] | None = None
         self._keys: IssuerKeys | None = None
         self._key_set: tuple[frozenset[str], KeySet] | None = None
-        self.keys()  # fail fast at start-up on a missing or bad key file
+        # Fail fast at start-up with the actionable `IssuerKeyError` (missing, 0644, malformed).
+        self._keys = IssuerKeys.load(path)
+        self._signature = self._stat()
 
     def _stat(self) -> tuple[int, ...]:
         try:

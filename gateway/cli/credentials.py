@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import stat
 import time
@@ -209,7 +210,9 @@ def extra_params(audience: str | None) -> dict[str, str]:
 
 def provider_error(exc: Exception) -> CliError:
     if isinstance(exc, OAuthError):
-        return CliError(f"the identity provider refused: {exc.error}", 1)
+        code = exc.error if isinstance(exc.error, str) else ""
+        shown = code if re.fullmatch(r"[a-z_]{1,64}", code) else "an unexpected error"
+        return CliError(f"the identity provider refused: {shown}", 1)
     return CliError(f"cannot get a token from the identity provider ({type(exc).__name__})", 1)
 
 

@@ -176,3 +176,15 @@ def test_key_file_made_unusable_fails_closed(tmp_path: Path) -> None:
     path.unlink()
     with pytest.raises(KeySourceUnavailable):
         verifier.verify(token)
+
+
+def test_bad_key_file_at_start_up_is_an_actionable_error(tmp_path: Path) -> None:
+    from gateway.auth import IssuerKeyError
+
+    path = tmp_path / "issuer.jwks.json"
+    with pytest.raises(IssuerKeyError, match="not found"):
+        LocalKeySource(path)
+    IssuerKeys.generate(path)
+    path.chmod(0o644)
+    with pytest.raises(IssuerKeyError, match="chmod 600"):
+        LocalKeySource(path)
