@@ -61,6 +61,8 @@ def serve(
         application = create_app(settings)
     except GatewayError as exc:
         raise CliError(exc.detail, 1) from None
+    except IssuerKeyError as exc:  # its message names the problem, never the key
+        raise CliError(str(exc), 1) from None
     uvicorn.run(
         application,
         host=host or settings.host,
