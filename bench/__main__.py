@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import e2e, policy
+from bench import e2e, policy, tokens
 
-BENCHMARKS = {"e2e": e2e.main, "policy": policy.main}
+BENCHMARKS = {"e2e": e2e.main, "policy": policy.main, "tokens": tokens.main}
 
 
 def main(argv: list[str]) -> int:
