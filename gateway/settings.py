@@ -117,6 +117,9 @@ class Settings(BaseSettings):
         if not types and parse_type_claim(self.token_type_claim) is None:
             raise ValueError("token_type may be empty only when token_type_claim is set")
         parse_type_claim(self.token_type_claim)  # checked even when typ headers are set
+        dept, roles = self.oidc_department_claim, self.oidc_roles_claim
+        if dept == roles or dept.startswith(roles + ".") or roles.startswith(dept + "."):
+            raise ValueError("oidc_department_claim and oidc_roles_claim must be different claims")
         if self.oidc_issuer is not None:
             check_url(self.oidc_issuer, "oidc_issuer")
         if self.oidc_jwks_url is not None:

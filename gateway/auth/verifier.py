@@ -69,6 +69,14 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+class _StrictJSON(json.JSONDecoder):
+    """Refuses duplicate members: a payload must not say two things about one claim."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["object_pairs_hook"] = _no_duplicates
+        super().__init__(**kwargs)
+
+
 def _read_header(token: str) -> dict[str, Any]:
     parts = token.split(".")
     if len(parts) != 3 or not all(_SEGMENT.fullmatch(part) for part in parts):
@@ -110,15 +118,27 @@ def parse_type_claim(value: str | None) -> tuple[str, str] | None:
 
 
 def _claim(claims: dict[str, Any], path: str) -> object:
-    """A claim by name, or by dotted path into nested objects (``realm_access.roles``)."""
-    if path in claims:
-        return claims[path]
+    """A claim by name, or by dotted path into nested objects (``realm_access.roles``).
+
+    A token holding both a top-level claim literally named ``path`` and the nested one is
+    refused: which of the two names the department must never be a guess.
+    """
     value: object = claims
     for part in path.split("."):
         if not isinstance(value, dict) or part not in value:
-            return None
+            value = None
+            break
         value = value[part]
+    if path in claims:
+        if "." in path and value is not None:
+            raise TokenInvalid("ambiguous claim")
+        return claims[path]
     return value
+
+
+def _overlapping(a: str, b: str) -> bool:
+    """Whether two claim paths name the same claim or one lies inside the other."""
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
 
 
 class TokenVerifier:
@@ -147,6 +167,8 @@ class TokenVerifier:
             raise ValueError(f"leeway_s must be between 0 and {MAX_LEEWAY_S}")
         if not issuer or not audience or not department_claim or not roles_claim:
             raise ValueError("issuer, audience and claim names must be non-empty")
+        if _overlapping(department_claim, roles_claim):
+            raise ValueError("the department and roles claims must be different claims")
         self._keys = keys
         self.issuer = issuer
         self.audience = audience
@@ -213,7 +235,7 @@ class TokenVerifier:
         registry = JWSRegistry(algorithms=[alg], strict_check_header=False)
         registry.max_header_length = registry.max_payload_length = MAX_TOKEN_BYTES
         try:
-            decoded = jwt.decode(token, key, registry=registry)
+            decoded = jwt.decode(token, key, registry=registry, decoder_cls=_StrictJSON)
         except BadSignatureError:
             raise TokenInvalid("invalid signature") from None
         except (JoseError, ValueError, KeyError, TypeError, RecursionError):

@@ -81,7 +81,22 @@ class TokenCache:
         self.directory = directory or config_dir()
         self.path = self.directory / CACHE_FILE
 
+    def _check_directory(self) -> None:
+        """The directory must be ours and writable by nobody else: whoever can write there
+        can replace the file, and with it the token endpoint the client secret is sent to."""
+        try:
+            info = os.stat(self.directory)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+            raise CliError(
+                f"the credentials directory {self.directory} is not yours alone; "
+                "make it mode 0700 and sign in again",
+                1,
+            )
+
     def _read(self) -> dict[str, Any]:
+        self._check_directory()
         try:
             fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         except FileNotFoundError:
@@ -90,7 +105,11 @@ class TokenCache:
             raise CliError("cannot read the credentials cache; run `insitu logout`", 1) from None
         with os.fdopen(fd, "rb") as handle:
             info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode) or info.st_mode & 0o077:
+            if (
+                not stat.S_ISREG(info.st_mode)
+                or info.st_mode & 0o077
+                or info.st_uid != os.geteuid()
+            ):
                 raise CliError(
                     f"the credentials cache {self.path} is accessible by group or others; "
                     "remove it and sign in again",
@@ -129,6 +148,7 @@ class TokenCache:
 
     def _write(self, data: Mapping[str, Any]) -> None:
         self.directory.mkdir(parents=True, mode=0o700, exist_ok=True)
+        self._check_directory()
         temporary = self.directory / f".{CACHE_FILE}.{secrets.token_hex(4)}.tmp"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         fd = os.open(temporary, flags, 0o600)

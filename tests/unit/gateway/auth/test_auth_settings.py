@@ -26,6 +26,11 @@ from gateway.settings import Settings
         ({"jwks_max_stale_s": 10}, "jwks_refresh_interval_s <= jwks_cache_ttl_s"),
         ({"oidc_issuer": "http://idp.example.gov/realms/gov"}, "https"),
         ({"oidc_issuer": "https://x", "oidc_jwks_url": "http://x/certs"}, "https"),
+        ({"oidc_roles_claim": "department"}, "must be different claims"),
+        (
+            {"oidc_department_claim": "realm_access", "oidc_roles_claim": "realm_access.roles"},
+            "must be different claims",
+        ),
     ],
 )
 def test_bad_identity_settings_are_refused(values: dict[str, Any], message: str) -> None:

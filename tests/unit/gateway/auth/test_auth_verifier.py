@@ -574,3 +574,101 @@ def test_token_without_kid_needs_an_unambiguous_key(
     two = issuer_keys.rotate(tmp_path / "issuer.jwks.json")
     ambiguous = TokenVerifier(StaticKeySource(two.public_jwks()), issuer=ISSUER, audience=AUDIENCE)
     assert refused(ambiguous, token) == "untrusted signing key"
+
+
+# --- review: duplicate members, claim collisions, registered-claim edge cases ---------------
+
+
+def _raw_signed(keys: IssuerKeys, payload: str) -> str:
+    """A token whose payload is exactly ``payload`` (JSON text), signed by the current key."""
+    key = keys.signing_key()
+    header = {"alg": "Ed25519", "kid": key.kid, "typ": "at+jwt"}
+    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(payload.encode())}"
+    return f"{signing_input}.{b64url(ed25519_signer(key)(signing_input.encode()))}"
+
+
+def test_payload_with_duplicate_members_refused(
+    issuer_keys: IssuerKeys, verifier: TokenVerifier
+) -> None:
+    body = json.dumps(claims(department="tax"))
+    assert verifier.verify(_raw_signed(issuer_keys, body)).department == "tax"
+    # Two departments: a parser taking the first and one taking the last would disagree.
+    twice = body[:-1] + ', "department": "market"}'
+    assert refused(verifier, _raw_signed(issuer_keys, twice)) == "malformed token"
+    nested = json.dumps(claims(realm_access={"roles": ["analyst"]}))
+    nested = nested.replace('"roles": ["analyst"]}', '"roles": ["analyst"], "roles": ["owner"]}')
+    assert refused(verifier, _raw_signed(issuer_keys, nested)) == "malformed token"
+
+
+@pytest.mark.parametrize(
+    ("department_claim", "roles_claim"),
+    [("groups", "groups"), ("realm_access", "realm_access.roles"), ("a.b.c", "a.b")],
+)
+def test_department_and_roles_claims_must_not_overlap(
+    issuer_keys: IssuerKeys, department_claim: str, roles_claim: str
+) -> None:
+    # One claim for both would let every role name pose as a department.
+    with pytest.raises(ValueError, match="different claims"):
+        TokenVerifier(
+            StaticKeySource(issuer_keys.public_jwks()),
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            department_claim=department_claim,
+            roles_claim=roles_claim,
+        )
+
+
+def test_dotted_department_claim_present_twice_refused(issuer_keys: IssuerKeys) -> None:
+    dotted = TokenVerifier(
+        StaticKeySource(issuer_keys.public_jwks()),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        department_claim="attributes.department",
+    )
+    nested_only = signed(issuer_keys, attributes={"department": "market"})
+    assert dotted.verify(nested_only).department == "market"
+    literal_only = signed(issuer_keys, **{"attributes.department": "tax"})
+    assert dotted.verify(literal_only).department == "tax"
+    both = signed(
+        issuer_keys, attributes={"department": "market"}, **{"attributes.department": "tax"}
+    )
+    assert refused(dotted, both) == "ambiguous claim"
+
+
+def test_issuer_compared_exactly(issuer_keys: IssuerKeys, verifier: TokenVerifier) -> None:
+    for variant in (ISSUER + "/", ISSUER.upper(), ISSUER.replace("https", "http"), " " + ISSUER):
+        assert refused(verifier, signed(issuer_keys, iss=variant)) == "wrong issuer"
+
+
+def test_audience_list_must_name_us_exactly(
+    issuer_keys: IssuerKeys, verifier: TokenVerifier
+) -> None:
+    assert verifier.verify(signed(issuer_keys, aud=["other", AUDIENCE])).subject == "alice"
+    for aud in (["other"], [AUDIENCE.upper()], [AUDIENCE + " "], [[AUDIENCE]], [], ""):
+        assert refused(verifier, signed(issuer_keys, aud=aud)) in {
+            "wrong audience",
+            "invalid claim",
+            "missing required claim",
+        }
+
+
+@pytest.mark.parametrize("claim", ["nbf", "iat"])
+def test_future_nbf_and_iat_bounded_by_the_leeway(
+    issuer_keys: IssuerKeys, verifier: TokenVerifier, claim: str
+) -> None:
+    now = int(time.time())
+    assert verifier.verify(signed(issuer_keys, **{claim: now + verifier.leeway_s - 5}))
+    assert refused(verifier, signed(issuer_keys, **{claim: now + verifier.leeway_s + 60}))
+    for bad in (True, "0", None if claim == "nbf" else [now]):
+        if bad is not None:
+            assert refused(verifier, signed(issuer_keys, **{claim: bad})) != ""
+
+
+def test_non_finite_times_refused(issuer_keys: IssuerKeys, verifier: TokenVerifier) -> None:
+    body = json.dumps(claims())
+    for name in ("exp", "nbf", "iat"):
+        data = json.loads(body)
+        data[name] = "__X__"
+        for literal in ("NaN", "Infinity", "-Infinity"):
+            text = json.dumps(data).replace('"__X__"', literal)
+            refused(verifier, _raw_signed(issuer_keys, text))
