@@ -5,7 +5,7 @@ The metadata's ``issuer`` must equal the configured issuer exactly (OpenID Conne
 its ``jwks_uri`` is not trusted. Every URL taken from or given to this module must be ``https``;
 plain ``http`` is accepted on loopback only (tests, a provider on the same host).
 
-Fetching is bounded: no redirects, a size limit and a timeout; anything else raises
+Fetching is bounded: no redirects, a size limit and an overall time limit; anything else raises
 `DiscoveryError` (a ValueError) with a short reason that never carries the response body.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -63,21 +64,31 @@ def metadata_url(issuer: str) -> str:
 def fetch_json(
     client: httpx.Client, url: str, *, timeout_s: float = 3.0, max_bytes: int = MAX_METADATA_BYTES
 ) -> object:
-    """GET ``url`` as JSON: 200 only, no redirects, at most ``max_bytes``; else ValueError."""
+    """GET ``url`` as JSON: 200 only, no redirects, at most ``max_bytes``; else ValueError.
+
+    ``timeout_s`` bounds the whole exchange, not only each read: a server dripping a byte at
+    a time must not hold the JWKS refresh (and every verification waiting on it) for long.
+    """
+    deadline = time.monotonic() + timeout_s
     with client.stream(
         "GET",
         url,
         timeout=httpx.Timeout(timeout_s),
         follow_redirects=False,
-        headers={"Accept": "application/json"},
+        headers={"Accept": "application/json", "Accept-Encoding": "identity"},
     ) as response:
         if response.status_code != httpx.codes.OK:
             raise DiscoveryError(f"status {response.status_code}")
+        if response.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+            # A compressed body would be inflated before the size limit sees it (zip bomb).
+            raise DiscoveryError("compressed response refused")
         body = bytearray()
         for chunk in response.iter_bytes():
             body += chunk
             if len(body) > max_bytes:
                 raise DiscoveryError("response too large")
+            if time.monotonic() > deadline:
+                raise DiscoveryError("response too slow")
     try:
         return json.loads(bytes(body))
     except (ValueError, RecursionError):
