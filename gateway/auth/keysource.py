@@ -65,6 +65,8 @@ def _public_members(entry: object) -> dict[str, str | list[str]] | None:
     )
     if not usable or (kty in _CURVES and entry.get("crv") not in _CURVES[kty]):
         return None
+    if any(m in entry and not isinstance(entry[m], str) for m in ("kid", "alg")):
+        return None  # an unreadable alg must not make the key good for every algorithm
     clean: dict[str, str | list[str]] = {"kty": kty}
     for member in _PUBLIC_MEMBERS[kty]:
         value = entry.get(member)

@@ -252,3 +252,12 @@ def test_only_public_signing_keys_of_allowed_types_are_imported() -> None:
     assert "d" not in key.as_dict() and "x5c" not in key.as_dict()
     with pytest.raises(ValueError, match="JWKS"):
         import_public_jwks({"keys": "x"})
+
+
+def test_keys_with_unreadable_alg_or_kid_are_not_imported() -> None:
+    ed = OKPKey.generate_key("Ed25519", parameters={"kid": "ed"})
+    public = ed.as_dict(private=False)
+    for extra in ({"alg": ["Ed25519"]}, {"alg": None}, {"kid": 7}, {"kid": None}):
+        # Dropping the member instead would leave a key usable for any algorithm / any token.
+        assert import_public_jwks({"keys": [{**public, **extra}]}).keys == []
+    assert len(import_public_jwks({"keys": [public]}).keys) == 1

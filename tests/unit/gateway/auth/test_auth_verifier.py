@@ -672,3 +672,15 @@ def test_non_finite_times_refused(issuer_keys: IssuerKeys, verifier: TokenVerifi
         for literal in ("NaN", "Infinity", "-Infinity"):
             text = json.dumps(data).replace('"__X__"', literal)
             refused(verifier, _raw_signed(issuer_keys, text))
+
+
+def test_rsa_key_pinned_to_rs256_cannot_verify_ps256() -> None:
+    rsa = RSAKey.generate_key(2048, parameters={"kid": "r1", "alg": "RS256", "use": "sig"})
+    source = StaticKeySource({"keys": [rsa.as_dict(private=False)]})
+    both = TokenVerifier(source, issuer=ISSUER, audience=AUDIENCE, algorithms=("RS256", "PS256"))
+    header = {"kid": "r1", "typ": "at+jwt"}
+    good = jwt.encode({**header, "alg": "RS256"}, claims(), rsa, algorithms=["RS256"])
+    assert both.verify(good).subject == "alice"
+    unpinned = RSAKey.import_key({k: v for k, v in rsa.as_dict().items() if k != "alg"})
+    pss = jwt.encode({**header, "alg": "PS256"}, claims(), unpinned, algorithms=["PS256"])
+    assert refused(both, pss) == "untrusted signing key"
