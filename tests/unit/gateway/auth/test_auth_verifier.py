@@ -681,6 +681,6 @@ def test_rsa_key_pinned_to_rs256_cannot_verify_ps256() -> None:
     header = {"kid": "r1", "typ": "at+jwt"}
     good = jwt.encode({**header, "alg": "RS256"}, claims(), rsa, algorithms=["RS256"])
     assert both.verify(good).subject == "alice"
-    unpinned = RSAKey.import_key({k: v for k, v in rsa.as_dict().items() if k != "alg"})
+    unpinned = RSAKey.import_key({k: v for k, v in rsa.as_dict(private=True).items() if k != "alg"})
     pss = jwt.encode({**header, "alg": "PS256"}, claims(), unpinned, algorithms=["PS256"])
     assert refused(both, pss) == "untrusted signing key"
