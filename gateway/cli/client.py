@@ -1,7 +1,8 @@
 """HTTP client for the gateway: `INSITU_URL` + a token; problems become one-line errors.
 
 The token: an explicit one, else ``INSITU_TOKEN`` (always wins), else the one `insitu login`
-cached for this URL (refreshed shortly before it expires), else none.
+cached for this URL (refreshed shortly before it expires), else none. A token is sent only
+over https, or plain http to loopback.
 """
 
 from __future__ import annotations
@@ -30,6 +31,18 @@ class Client:
             from gateway.cli.credentials import cached_token
 
             token = cached_token(self.url)
+        if token:
+            from gateway.auth.discovery import check_url
+
+            try:
+                check_url(self.url, "gateway URL")
+            except ValueError:
+                # A bearer token in clear text is a token anyone on the path can replay.
+                raise CliError(
+                    f"refusing to send a token to {self.url}: the gateway URL must use https "
+                    "(plain http only on loopback)",
+                    2,
+                ) from None
         self.token = token
         self._http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(330.0, connect=5.0))
 
