@@ -338,8 +338,15 @@ def device_login(
 
 
 def refresh(credential: Credential) -> Credential | None:
-    """A fresh credential from the refresh token or the client secret; None when neither works."""
+    """A fresh credential from the refresh token or the client secret; None when neither works.
+
+    The secret in ``INSITU_CLIENT_SECRET`` belongs to a service account: it is sent only when
+    renewing a client-credentials sign-in, never with a person's (public client's) refresh
+    token, whose token endpoint may be another provider's.
+    """
     secret = os.environ.get("INSITU_CLIENT_SECRET")
+    if credential.grant != "client_credentials":
+        secret = None
     metadata = {
         "token_endpoint": credential.token_endpoint,
         "revocation_endpoint": credential.revocation_endpoint,
