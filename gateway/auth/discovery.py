@@ -90,9 +90,17 @@ def fetch_json(
             if time.monotonic() > deadline:
                 raise DiscoveryError("response too slow")
     try:
-        return json.loads(bytes(body))
+        return json.loads(bytes(body), object_pairs_hook=_no_duplicates)
     except (ValueError, RecursionError):
         raise DiscoveryError("response is not JSON") from None
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object with a member twice (two ``issuer``s, two ``n``s) is not trusted either way."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate member")
+    return result
 
 
 def validate_metadata(document: object, issuer: str) -> Mapping[str, Any]:

@@ -106,3 +106,46 @@ def test_compressed_bodies_are_refused_before_inflating(hostile: Hostile) -> Non
         for path in ("/gzip", "/bomb"):
             with pytest.raises(DiscoveryError, match="compressed response refused"):
                 fetch_json(client, f"{hostile.base}{path}")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"issuer": "https://evil.test", "issuer": "https://idp.test", "jwks_uri": "x"}',
+        b'{"keys": [{"kty": "EC", "kty": "RSA", "crv": "P-256", "x": "AA", "y": "AA"}]}',
+    ],
+)
+def test_documents_with_duplicate_members_are_refused(body: bytes) -> None:
+    server = DocumentServer(body)
+    try:
+        with httpx.Client() as client, pytest.raises(DiscoveryError, match="not JSON"):
+            fetch_json(client, server.url)
+    finally:
+        server.stop()
+
+
+class DocumentServer:
+    """Serves one fixed body at every path."""
+
+    def __init__(self, body: bytes) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/doc"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
