@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from audit import Actor
-from gateway import catalogue, db, releases, schema, templates
+from gateway import catalogue, db, ledger, releases, schema, templates
 from gateway.context import Gateway
 from gateway.jobs import JobStatus, resolve_parameter_specs
 from gateway.release_registry import RELEASES
@@ -162,6 +162,8 @@ def finish(gw: Gateway, job: sa.Row[Any], outcome: Outcome) -> None:
             )
         else:
             details["error"] = outcome.error
+        # The DP ledger: commit the reservation with the release, give it back otherwise.
+        details.update(ledger.settle(conn, job.id, released=outcome.result is not None))
         index = gw.audit.record(
             conn,
             type=event,
