@@ -285,21 +285,24 @@ def plan_sql(plan: DpPlan, dialect: str) -> str:
     for i, f in enumerate(plan.filters):
         bound = f.parameter if f.parameter is not None else f"{CONSTANT_PREFIX}{i}"
         where.append(f"t.{_q(f.column)} {OPERATORS[f.op]} {mark}{bound}")
-    windows = ["ROW_NUMBER() OVER (PARTITION BY u ORDER BY rk) AS rn"]
-    keep = [f"rn <= {plan.rows_per_unit}"]
+    ranked = "f"
+    groups = ""
     if plan.group_by and plan.groups_per_unit < plan.rows_per_unit:
         keys = ", ".join(f"g{i}" for i in range(len(plan.group_by)))
         hashed = f"hash({keys})" if dialect == "duckdb" else f"xxhash64({keys})"
-        windows.append(f"DENSE_RANK() OVER (PARTITION BY u ORDER BY {hashed}, {keys}) AS gr")
-        keep.append(f"gr <= {plan.groups_per_unit}")
+        groups = (
+            f"k AS (SELECT * FROM (SELECT *, DENSE_RANK() OVER (PARTITION BY u ORDER BY "
+            f"{hashed}, {keys}) AS gr FROM f) AS r WHERE gr <= {plan.groups_per_unit}), "
+        )
+        ranked = "k"
     group = ""
     if plan.group_by:
         group = " GROUP BY " + ", ".join(f"g{i}" for i in range(len(plan.group_by)))
     return (
         f"WITH f AS (SELECT {', '.join(inner)} FROM {_q(dept)}.{_q(name)} AS t "  # noqa: S608
-        f"WHERE {' AND '.join(where)}), "
-        f"b AS (SELECT *, {', '.join(windows)} FROM f) "
-        f"SELECT {', '.join(outer)} FROM b WHERE {' AND '.join(keep)}{group}"
+        f"WHERE {' AND '.join(where)}), {groups}"
+        f"b AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY u ORDER BY rk) AS rn FROM {ranked}) "
+        f"SELECT {', '.join(outer)} FROM b WHERE rn <= {plan.rows_per_unit}{group}"
     )
 
 

@@ -16,9 +16,7 @@ from gateway import db, ledger, schema
 from gateway.dp_specs import DpBudgetSpec
 from gateway.errors import BudgetExhausted
 
-CAPS = ledger.Caps.of(
-    DpBudgetSpec(rho_per_department=Decimal("1.0"), rho_total=Decimal("1.0"))
-)
+CAPS = ledger.Caps.of(DpBudgetSpec(rho_per_department=Decimal("1.0"), rho_total=Decimal("1.0")))
 COST = ledger.Cost(rho=100_000, delta=0)  # 0.1
 
 
