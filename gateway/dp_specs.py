@@ -10,6 +10,8 @@ dp:
     - {name: residents, kind: count}
     - {name: income, kind: mean, column: monthly_income, lower: 0, upper: 50000}
     - {name: household, kind: histogram, column: household_size, bins: [1, 2, 3, 5, 9]}
+    - {name: median_income, kind: quantile, column: monthly_income, alpha: 0.5,
+       candidates: [0, 1000, 2000, 5000, 10000, 20000, 50000]}
   cost: {rho: 0.1}                                     # or {epsilon: 1.0}
 
 # in a dataset with a privacy_unit, set by its data owner
@@ -66,11 +68,13 @@ class DpGroupBy(_Strict):
 
 class DpMeasureSpec(_Strict):
     name: str = Field(pattern=NAME)
-    kind: Literal["count", "sum", "mean", "histogram"]
+    kind: Literal["count", "sum", "mean", "histogram", "quantile"]
     column: str | None = Field(default=None, pattern=COLUMN)
     lower: Decimal | None = None
     upper: Decimal | None = None
     bins: list[Decimal] = Field(default_factory=list, max_length=101)
+    candidates: list[Decimal] = Field(default_factory=list, max_length=64)  # quantile
+    alpha: Decimal | None = Field(default=None, ge=0, le=1)  # quantile: 0.5 = median
 
 
 class DpCost(_Strict):
@@ -142,7 +146,8 @@ def to_plan(
                 column=m.column,
                 lower=_frac(m.lower),
                 upper=_frac(m.upper),
-                bins=tuple(Fraction(b) for b in m.bins),
+                bins=tuple(Fraction(b) for b in (m.candidates if m.kind == "quantile" else m.bins)),
+                alpha=_frac(m.alpha),
             )
             for m in query.measures
         ),

@@ -10,6 +10,13 @@ A plan's release is a set of *primitives*, each an integer vector the engine com
 | non-NULL count of a mean | ``c<i>`` | R |
 | histogram bins | ``h<i>_<b>`` (one vector over groups × bins) | R |
 | private keys (threshold) | ``n`` as a key → count map | (l0, l2, l∞) = (min(G, R), R, R) |
+| quantile scores per group | ``q<i>_lt<j>``, ``q<i>_gt<j>`` | L∞ = R · max(a, d − a) for α = a/d |
+
+A quantile's score for candidate c is |(d − a)·#(x < c) − a·#(x > c)| (0 at the α-quantile);
+one added row moves each score by at most max(a, d − a), in either direction, so OpenDP's
+``make_noisy_max`` (negated: lowest score wins) runs with a non-monotonic L∞ metric, once per
+group. A unit's R rows are split over its groups (r₁ + … ≤ R), and the maps are linear (ε)
+or quadratic (ρ) in the distance, so the booked map at R covers every group together.
 
 The run's cost is split evenly over the primitives. Each measurement is built once per plan
 (``mechanism()`` caches it) with the noise scale whose privacy map fits its share, and the
@@ -45,6 +52,7 @@ def _opendp() -> SimpleNamespace:
         combinators,
         domains,
         measurements,
+        measures,
         metrics,
     )
     from opendp.mod import enable_features  # noqa: PLC0415
@@ -55,6 +63,7 @@ def _opendp() -> SimpleNamespace:
         combinators=combinators,
         domains=domains,
         measurements=measurements,
+        measures=measures,
         metrics=metrics,
     )
 
@@ -66,6 +75,7 @@ class Primitive:
     columns: tuple[str, ...]  # engine output columns feeding it
     sensitivity: int
     divisor: int = 1  # fixed-point factor of sums
+    alpha: tuple[int, int] = (1, 2)  # quantile: α as (a, d)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +134,12 @@ def primitives(plan: DpPlan) -> tuple[Primitive, ...]:
         elif m.kind is MeasureKind.HISTOGRAM:
             cols = tuple(f"h{i}_{b}" for b in range(len(m.bins) - 1))
             out.append(Primitive(f"hist:{m.name}", "hist", cols, r))
+        elif m.kind is MeasureKind.QUANTILE:
+            assert m.alpha is not None
+            a, d = m.alpha.numerator, m.alpha.denominator
+            cols = tuple(f"q{i}_{side}{j}" for j in range(len(m.bins)) for side in ("lt", "gt"))
+            sens = r * max(a, d - a)
+            out.append(Primitive(f"quantile:{m.name}", "quantile", cols, sens, 1, (a, d)))
     return tuple(out)
 
 
@@ -150,6 +166,8 @@ def _build(plan: DpPlan, p: Primitive, share: Fraction) -> Built:
     od = _opendp()
     dd, dm, dmet = od.domains, od.measurements, od.metrics
     vec = dd.vector_domain(dd.atom_domain(T="i64"))
+    if p.kind == "quantile":
+        return _build_quantile(plan, p, share)
     if p.kind == "keys":
         assert plan.delta is not None
         keyed = dd.map_domain(dd.atom_domain(T="String"), dd.atom_domain(T="i64"))
@@ -182,6 +200,35 @@ def _build(plan: DpPlan, p: Primitive, share: Fraction) -> Built:
     )
     rho = _rho_of(od.combinators.make_pureDP_to_zCDP(m).map(p.sensitivity))
     return Built(p, m, scale, rho, Fraction(0), False)
+
+
+def _build_quantile(plan: DpPlan, p: Primitive, share: Fraction) -> Built:
+    od = _opendp()
+    vec = od.domains.vector_domain(od.domains.atom_domain(T="i64"))
+    metric = od.metrics.linf_distance(T="i64", monotonic=False)
+    gaussian = plan.budget.noise is Noise.GAUSSIAN
+    if gaussian:
+        measure = od.measures.zero_concentrated_divergence()
+        start = p.sensitivity / math.sqrt(2 * float(share))
+    else:
+        measure = od.measures.max_divergence()
+        start = 2 * p.sensitivity / float(share)
+
+    def build(scale: float) -> Any:
+        return od.measurements.make_noisy_max(vec, metric, measure, scale=scale, negate=True)
+
+    m, scale = _fit(build, p.sensitivity, start, share)
+    if gaussian:
+        rho = _rho_of(m.map(p.sensitivity))
+    else:
+        rho = _rho_of(od.combinators.make_pureDP_to_zCDP(m).map(p.sensitivity))
+    return Built(p, m, scale, rho, Fraction(0), gaussian)
+
+
+def quantile_scores(lt: Sequence[int], gt: Sequence[int], alpha: tuple[int, int]) -> list[int]:
+    """|(d − a)·#(x < c) − a·#(x > c)| per candidate c: 0 where c is the α-quantile."""
+    a, d = alpha
+    return [abs((d - a) * below - a * above) for below, above in zip(lt, gt, strict=True)]
 
 
 def _smallest_threshold(domain: Any, metric: Any, d_in: Any, scale: float, delta: Fraction) -> int:
@@ -240,6 +287,9 @@ class Mechanism:
             cells = [tuple(k) for k in keys] if plan.group_by else [()]
             rest = self.built
         for b in rest:
+            if b.primitive.kind == "quantile":
+                released[b.primitive.label] = [self._select(b, exact.get(c), index) for c in cells]
+                continue
             vector = [
                 _clip(exact[c][index[col]]) if c in exact else 0
                 for c in cells
@@ -250,6 +300,13 @@ class Mechanism:
             for j, col in enumerate(b.primitive.columns):
                 released[col] = noisy_vector[j::per]
         return self._assemble(cells, released, candidates)
+
+    @staticmethod
+    def _select(b: Built, row: tuple[object, ...] | None, index: dict[str, int]) -> int:
+        cols = b.primitive.columns
+        counts = [0] * len(cols) if row is None else [_clip(row[index[c]]) for c in cols]
+        scores = quantile_scores(counts[0::2], counts[1::2], b.primitive.alpha)
+        return int(b.measurement(scores))
 
     def _assemble(
         self, cells: list[Key], released: dict[str, list[Any]], candidates: Sequence[Key] | None
@@ -281,6 +338,20 @@ class Mechanism:
             elif m.kind is MeasureKind.SUM:
                 b = by_label[f"sum:{m.name}"]
                 put(m.name, b, released[f"s{i}"], b.primitive.divisor)
+            elif m.kind is MeasureKind.QUANTILE:
+                b = by_label[f"quantile:{m.name}"]
+                columns.append(m.name)
+                accuracy[m.name] = {
+                    "noise": "noisy max over the candidates (exponential mechanism)",
+                    "scale": b.scale,
+                    "candidates": [float(c) for c in m.bins],
+                }
+                for row, iv, pick in zip(
+                    values, intervals, released[b.primitive.label], strict=True
+                ):
+                    c = m.bins[pick]
+                    row.append(int(c) if c.denominator == 1 else float(c))
+                    iv.append(None)
             elif m.kind is MeasureKind.HISTOGRAM:
                 b = by_label[f"hist:{m.name}"]
                 for k in range(len(m.bins) - 1):

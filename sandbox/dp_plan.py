@@ -11,7 +11,8 @@ into a ``CompiledQuery`` whose SQL, written here and never from user text:
    over the unit in random order) and, when smaller, at most ``groups_per_unit`` groups
    (a ``DENSE_RANK`` of the unit's group keys);
 4. aggregates exactly per group: the row count, per measure the clamped sum, the count of
-   non-NULL values, or one count per histogram bin.
+   non-NULL values, one count per histogram bin, or for a quantile the counts of values
+   below and above each candidate (from which the quantile scores follow).
 
 Sensitivities follow from step 3 alone (see ``sandbox/dp_measure.py``): one unit changes at
 most R rows in total, spread over at most min(G, R) groups. Identifiers come from the
@@ -48,6 +49,7 @@ class MeasureKind(StrEnum):
     SUM = "sum"
     MEAN = "mean"
     HISTOGRAM = "histogram"
+    QUANTILE = "quantile"  # alpha 0.5: the median
 
 
 class Noise(StrEnum):
@@ -87,9 +89,10 @@ class DpMeasure:
     column: str | None = None
     lower: Fraction | None = None
     upper: Fraction | None = None
-    bins: tuple[Fraction, ...] = ()
+    bins: tuple[Fraction, ...] = ()  # histogram edges, or quantile candidates
+    alpha: Fraction | None = None  # quantile: 0.5 is the median
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # noqa: PLR0912
         if not PARAMETER_NAME.fullmatch(self.name):
             raise TemplateRejected(f"measure name {self.name[:80]!r} must be lowercase and '_'")
         object.__setattr__(self, "kind", MeasureKind(self.kind))
@@ -99,6 +102,15 @@ class DpMeasure:
             return
         if self.column is None or not COLUMN_NAME.fullmatch(self.column):
             raise TemplateRejected(f"measure {self.name}: {self.kind.value} needs a column")
+        if self.kind is MeasureKind.QUANTILE:
+            cands = self.bins
+            if not 2 <= len(cands) <= 64 or list(cands) != sorted(set(cands)):
+                raise TemplateRejected(f"measure {self.name}: 2 to 64 increasing candidates")
+            if any(abs(c) > MAX_BOUND for c in cands):
+                raise TemplateRejected(f"measure {self.name}: candidates exceed {MAX_BOUND}")
+            if self.alpha is None or not 0 <= self.alpha <= 1 or self.alpha.denominator > 1000:
+                raise TemplateRejected(f"measure {self.name}: alpha in [0, 1], e.g. 0.5")
+            return
         if self.kind is MeasureKind.HISTOGRAM:
             edges = self.bins
             if not 2 <= len(edges) <= 101 or list(edges) != sorted(set(edges)):
@@ -230,7 +242,7 @@ def check_against(plan: DpPlan, table: TableSchema, unit: str | None) -> None:  
             raise TemplateRejected("the privacy unit cannot be measured")
         if kind not in INTEGER_TYPES | FLOAT_TYPES:
             raise TemplateRejected(f"measure {m.name}: column {m.column} is not numeric")
-        if kind in INTEGER_TYPES and m.kind is not MeasureKind.HISTOGRAM:
+        if kind in INTEGER_TYPES and m.kind in (MeasureKind.SUM, MeasureKind.MEAN):
             assert m.lower is not None and m.upper is not None
             if m.lower.denominator != 1 or m.upper.denominator != 1:
                 raise TemplateRejected(f"measure {m.name}: integer columns take integer bounds")
@@ -270,6 +282,12 @@ def plan_sql(plan: DpPlan, dialect: str) -> str:
             inner.append(f"CAST(ROUND(LEAST(GREATEST({col}, {lo}), {hi})) AS BIGINT) AS v{i}")
             outer.append(f"SUM(v{i}) AS s{i}")
             outer.append(f"COUNT(v{i}) AS c{i}")
+        elif m.kind is MeasureKind.QUANTILE:
+            assert m.column is not None
+            inner.append(f"t.{_q(m.column)} AS v{i}")
+            for j, c in enumerate(m.bins):
+                outer.append(f"COUNT(*) FILTER (WHERE v{i} < {_num(c)}) AS q{i}_lt{j}")
+                outer.append(f"COUNT(*) FILTER (WHERE v{i} > {_num(c)}) AS q{i}_gt{j}")
         elif m.kind is MeasureKind.HISTOGRAM:
             assert m.column is not None
             inner.append(f"t.{_q(m.column)} AS v{i}")
@@ -291,7 +309,7 @@ def plan_sql(plan: DpPlan, dialect: str) -> str:
         keys = ", ".join(f"g{i}" for i in range(len(plan.group_by)))
         hashed = f"hash({keys})" if dialect == "duckdb" else f"xxhash64({keys})"
         groups = (
-            f"k AS (SELECT * FROM (SELECT *, DENSE_RANK() OVER (PARTITION BY u ORDER BY "
+            f"k AS (SELECT * FROM (SELECT *, DENSE_RANK() OVER (PARTITION BY u ORDER BY "  # noqa: S608
             f"{hashed}, {keys}) AS gr FROM f) AS r WHERE gr <= {plan.groups_per_unit}), "
         )
         ranked = "k"
@@ -313,6 +331,8 @@ def output_columns(plan: DpPlan) -> tuple[str, ...]:
             out += [f"s{i}", f"c{i}"]
         elif m.kind is MeasureKind.HISTOGRAM:
             out += [f"h{i}_{b}" for b in range(len(m.bins) - 1)]
+        elif m.kind is MeasureKind.QUANTILE:
+            out += [f"q{i}_{side}{j}" for j in range(len(m.bins)) for side in ("lt", "gt")]
     return tuple(out)
 
 

@@ -209,3 +209,42 @@ def test_plan_refuses_a_non_public_group_key_without_key_selection() -> None:
         check_dp_plan(plan(COUNT), schema, "person_id")
     with pytest.raises(TemplateRejected, match="privacy unit"):
         check_dp_plan(plan(COUNT), SCHEMA, "other")
+
+
+MEDIAN = DpMeasure(
+    "median_income",
+    MeasureKind.QUANTILE,
+    "income",
+    bins=tuple(Fraction(c) for c in (0, 100, 200, 300, 400)),
+    alpha=Fraction(1, 2),
+)
+
+
+def test_quantile_score_is_zero_at_the_alpha_quantile() -> None:
+    from sandbox.dp_measure import quantile_scores
+
+    # values 0..99 (one each); candidates 25, 50, 75; median 50 (49 below, 49 above)
+    lt, gt = [25, 50, 75], [74, 49, 24]
+    assert quantile_scores(lt, gt, (1, 2)) == [49, 1, 51]
+
+
+def test_quantile_privacy_map_is_linear_in_rows_per_unit() -> None:
+    one = dp_mechanism(plan(MEDIAN, budget=DpBudget(epsilon=Fraction(1))))
+    (b,) = one.built
+    assert b.primitive.sensitivity == 1  # max(a, d - a) for α = 1/2
+    assert b.measurement.map(1) <= 1.0
+    assert b.scale == 2.0  # ε = 2Δ/scale for a non-monotonic score
+    three = dp_mechanism(plan(MEDIAN, rows=3, budget=DpBudget(epsilon=Fraction(1))))
+    assert three.built[0].scale == 3 * b.scale
+
+
+def test_median_selects_the_true_candidate_with_enough_data() -> None:
+    """10,000 values, true median 200: at ε = 1 the score gap to the next candidate is
+    ~2,500, so 200 trials all pick 200 except with probability < 1e-100."""
+    mech = dp_mechanism(plan(MEDIAN, budget=DpBudget(epsilon=Fraction(1))))
+    cols = [f"q0_{side}{j}" for j in range(5) for side in ("lt", "gt")]
+    below = [0, 2500, 5000, 7500, 10000]
+    row = ("a", 10000, *[v for j in range(5) for v in (below[j], 10000 - below[j])])
+    table = ResultTable(("district", "n", *cols), ("VARCHAR",) * (2 + len(cols)), (row,))
+    picks = {mech.release(table, keys=[("a",)]).rows[0][1] for _ in range(200)}
+    assert picks == {200}

@@ -14,8 +14,8 @@ def test_public_exports_are_pinned() -> None:
     assert sorted(sandbox.__all__) == [
         "Column",
         "CompiledQuery",
-        "DisclosedTable",
         "DP_INTEGER_TYPES",
+        "DisclosedTable",
         "DisclosureRules",
         "DpBudget",
         "DpFilter",
