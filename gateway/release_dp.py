@@ -11,7 +11,9 @@ release's own transaction.
 from __future__ import annotations
 
 import itertools
+import threading
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from gateway import catalogue
@@ -19,9 +21,36 @@ from gateway.dp_templates import dp_plan
 from gateway.jobs import JobStatus
 from gateway.ledger import DELTA_UNIT, RHO_UNIT, Cost, epsilon_at
 from gateway.releases import Outcome, Run
-from sandbox import DpPlan, dp_mechanism
+from sandbox import CompiledQuery, DpPlan, compile_dp, dp_mechanism, dp_unit_profile
 
 MAX_KEYS = 10_000
+_PROFILES: dict[tuple[str, int, int, str], int] = {}
+_PROFILES_LOCK = threading.Lock()
+
+
+def _snapshot(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _plan_query(run: Run, plan: DpPlan) -> tuple[CompiledQuery, tuple[int, int]]:
+    """The compiled plan to run, and the snapshot of the source it was chosen for."""
+    source = run.sources[plan.dataset_id]
+    snapshot = _snapshot(source.path)
+    key = (str(source.path), *snapshot, plan.unit)
+    with _PROFILES_LOCK:
+        max_rows = _PROFILES.get(key)
+    if max_rows is None:
+        table = run.gw.engine.run(
+            dp_unit_profile(plan.dataset_id, plan.unit), {plan.dataset_id: source}, {}
+        )
+        value = table.rows[0][0]
+        max_rows = value if type(value) is int else MAX_KEYS * 1000
+        with _PROFILES_LOCK:
+            _PROFILES[key] = max_rows
+    if max_rows <= min(plan.rows_per_unit, plan.groups_per_unit):
+        return compile_dp(plan, tuple(sorted(run.stored.spec.parameters)), bounded=False), snapshot
+    return run.compiled(), snapshot
 
 
 def _key_set(run: Run, plan: DpPlan) -> list[tuple[object, ...]] | None:
@@ -50,7 +79,10 @@ def release_dp(run: Run) -> Outcome:
     keys = _key_set(run, plan) if plan.group_by else [()]
     if keys is None and not plan.private_keys:
         return Outcome(JobStatus.FAILED, None, "the public key set is too large to release")
-    table = run.gw.engine.run(run.compiled(), run.sources, {**run.values, **plan.constants()})
+    query, snapshot = _plan_query(run, plan)
+    table = run.gw.engine.run(query, run.sources, {**run.values, **plan.constants()})
+    if _snapshot(run.sources[plan.dataset_id].path) != snapshot:
+        return Outcome(JobStatus.FAILED, None, "the source changed while the job ran; retry")
     if plan.private_keys:
         released = mech.release(table, keys=None, candidates=keys)
     else:

@@ -21,6 +21,7 @@ from sandbox.dp_plan import (
     compile_dp,
 )
 from sandbox.dp_plan import check_against as check_dp_plan
+from sandbox.dp_plan import unit_profile as dp_unit_profile
 from sandbox.duckdb_engine import DuckDBEngine
 from sandbox.errors import (
     ExecutionCategory,
@@ -74,5 +75,6 @@ __all__ = [
     "compile_dp",
     "compile_template",
     "dp_mechanism",
+    "dp_unit_profile",
     "validate_parameters",
 ]

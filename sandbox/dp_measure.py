@@ -138,8 +138,8 @@ def primitives(plan: DpPlan) -> tuple[Primitive, ...]:
             assert m.alpha is not None
             a, d = m.alpha.numerator, m.alpha.denominator
             cols = tuple(f"q{i}_{side}{j}" for j in range(len(m.bins)) for side in ("lt", "gt"))
-            sens = r * max(a, d - a)
-            out.append(Primitive(f"quantile:{m.name}", "quantile", cols, sens, 1, (a, d)))
+            score_sens = r * max(a, d - a)
+            out.append(Primitive(f"quantile:{m.name}", "quantile", cols, score_sens, 1, (a, d)))
     return tuple(out)
 
 

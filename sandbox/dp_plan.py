@@ -264,12 +264,16 @@ def _q(name: str) -> str:
     return f'"{name}"'
 
 
-def plan_sql(plan: DpPlan, dialect: str) -> str:
-    """The bounded-contribution aggregate for ``dialect`` ``duckdb`` ($name) or ``spark``."""
+def plan_sql(plan: DpPlan, dialect: str, *, bounded: bool = True) -> str:
+    """The bounded-contribution aggregate for ``dialect`` ``duckdb`` ($name) or ``spark``.
+
+    ``bounded=False`` leaves out the per-unit windows: only for a source in which no unit has
+    more rows than ``min(rows_per_unit, groups_per_unit)`` (``unit_profile``), where the
+    windows keep every row and the result is the same."""
     mark = "$" if dialect == "duckdb" else ":"
     rand = "random()" if dialect == "duckdb" else "rand()"
     dept, name = plan.dataset_id.split(".")
-    inner = [f"t.{_q(plan.unit)} AS u", f"{rand} AS rk"]
+    inner = [f"t.{_q(plan.unit)} AS u"] + ([f"{rand} AS rk"] if bounded else [])
     inner += [f"t.{_q(c)} AS g{i}" for i, c in enumerate(plan.group_by)]
     outer = [f"g{i} AS {_q(c)}" for i, c in enumerate(plan.group_by)]
     outer.append("COUNT(*) AS n")
@@ -316,6 +320,11 @@ def plan_sql(plan: DpPlan, dialect: str) -> str:
     group = ""
     if plan.group_by:
         group = " GROUP BY " + ", ".join(f"g{i}" for i in range(len(plan.group_by)))
+    if not bounded:
+        return (
+            f"WITH f AS (SELECT {', '.join(inner)} FROM {_q(dept)}.{_q(name)} AS t "  # noqa: S608
+            f"WHERE {' AND '.join(where)}) SELECT {', '.join(outer)} FROM f{group}"
+        )
     return (
         f"WITH f AS (SELECT {', '.join(inner)} FROM {_q(dept)}.{_q(name)} AS t "  # noqa: S608
         f"WHERE {' AND '.join(where)}), {groups}"
@@ -336,8 +345,11 @@ def output_columns(plan: DpPlan) -> tuple[str, ...]:
     return tuple(out)
 
 
-def compile_dp(plan: DpPlan, template_parameters: tuple[str, ...]) -> CompiledQuery:
-    """The plan as a CompiledQuery of kind DP (parameters: the template's and the constants)."""
+def compile_dp(
+    plan: DpPlan, template_parameters: tuple[str, ...], *, bounded: bool = True
+) -> CompiledQuery:
+    """The plan as a CompiledQuery of kind DP (parameters: the template's and the constants).
+    ``bounded=False``: see ``plan_sql``."""
     used = {f.parameter for f in plan.filters if f.parameter is not None}
     unused = set(template_parameters) - used
     if unused:
@@ -348,12 +360,33 @@ def compile_dp(plan: DpPlan, template_parameters: tuple[str, ...]) -> CompiledQu
     outputs = output_columns(plan)
     return CompiledQuery(
         kind=TemplateKind.DP,
-        source_sql=plan_sql(plan, "duckdb"),
-        duckdb_sql=plan_sql(plan, "duckdb"),
-        spark_sql=plan_sql(plan, "spark"),
+        source_sql=plan_sql(plan, "duckdb", bounded=bounded),
+        duckdb_sql=plan_sql(plan, "duckdb", bounded=bounded),
+        spark_sql=plan_sql(plan, "spark", bounded=bounded),
         parameters=tuple(sorted(used | set(plan.constants()))),
         tables=(plan.dataset_id,),
         output_columns=outputs,
         count_column="n",
         group_columns=plan.group_by,
+    )
+
+
+def unit_profile(dataset_id: str, unit: str) -> CompiledQuery:
+    """The most rows any (non-NULL) privacy unit has in the source: ``max_rows``."""
+    dept, name = dataset_id.split(".")
+    sql = (
+        f"SELECT COALESCE(MAX(c), 0) AS max_rows FROM (SELECT COUNT(*) AS c "  # noqa: S608
+        f"FROM {_q(dept)}.{_q(name)} AS t WHERE t.{_q(unit)} IS NOT NULL "
+        f"GROUP BY t.{_q(unit)}) AS p"
+    )
+    return CompiledQuery(
+        kind=TemplateKind.DP,
+        source_sql=sql,
+        duckdb_sql=sql,
+        spark_sql=sql,
+        parameters=(),
+        tables=(dataset_id,),
+        output_columns=("max_rows",),
+        count_column=None,
+        group_columns=(),
     )
