@@ -198,7 +198,8 @@ def reserve(
             scope = "dataset (all departments)" if dept == GLOBAL else f"department {dept}"
             raise BudgetExhausted(
                 f"the privacy budget of {dataset_id} for {scope} in {period_} cannot cover "
-                f"this job (cost rho {_dec(cost.rho, RHO_UNIT)}); nothing was run",
+                f"this job (cost rho {_dec(cost.rho, RHO_UNIT)}, remaining rho "
+                f"{remaining['rho']['remaining']}); nothing was run",
                 budget=remaining,
                 cost={"rho": _dec(cost.rho, RHO_UNIT), "delta": _dec(cost.delta, DELTA_UNIT)},
             )

@@ -7,6 +7,7 @@ A plan's release is a set of *primitives*, each an integer vector the engine com
 |---|---|---|
 | count of rows per group | ``n`` | R |
 | clamped sum of a measure | ``s<i>`` (fixed point ×k) | R · max(|lower|, |upper|) · k |
+| centred sum of a mean | ``s<i>`` = Σ 2·x − (lower + upper), ×k | R · (upper − lower) · k |
 | non-NULL count of a mean | ``c<i>`` | R |
 | histogram bins | ``h<i>_<b>`` (one vector over groups × bins) | R |
 | private keys (threshold) | ``n`` as a key → count map | (l0, l2, l∞) = (min(G, R), R, R) |
@@ -125,10 +126,14 @@ def primitives(plan: DpPlan) -> tuple[Primitive, ...]:
     for i, m in enumerate(plan.measures):
         if m.kind in (MeasureKind.SUM, MeasureKind.MEAN):
             k = plan.fixed_point(m)
-            sens = r * m.magnitude * k
+            if m.kind is MeasureKind.SUM:
+                sens, divisor = r * m.magnitude * k, k
+            else:  # centred and doubled (dp_plan): |2·x − (lo + hi)| ≤ hi − lo
+                assert m.lower is not None and m.upper is not None
+                sens, divisor = r * (m.upper - m.lower) * k, 2 * k
             if sens.denominator != 1 or sens > I64:
                 raise TemplateRejected(f"measure {m.name}: bounds too fine or too large")
-            out.append(Primitive(f"sum:{m.name}", "sum", (f"s{i}",), int(sens), k))
+            out.append(Primitive(f"sum:{m.name}", "sum", (f"s{i}",), int(sens), divisor))
             if m.kind is MeasureKind.MEAN:
                 out.append(Primitive(f"nonnull:{m.name}", "nonnull", (f"c{i}",), r))
         elif m.kind is MeasureKind.HISTOGRAM:
@@ -390,6 +395,7 @@ class Mechanism:
         sb, cb = by_label[f"sum:{m.name}"], by_label[f"nonnull:{m.name}"]
         k = sb.primitive.divisor
         lo, hi = float(m.lower), float(m.upper)
+        mid = (lo + hi) / 2
         a_s, a_c = sb.half_width(ALPHA / 2), cb.half_width(ALPHA / 2)  # union bound: 95 %
         columns.append(m.name)
         accuracy[m.name] = {
@@ -401,16 +407,16 @@ class Mechanism:
         for row, iv, s_raw, c in zip(
             values, intervals, released[f"s{i}"], released[f"c{i}"], strict=True
         ):
-            s = s_raw / k
+            s = s_raw / k  # Σ (x − mid): the primitive's divisor is 2k
             if c <= 0:
                 row.append(None)
                 iv.append((lo, hi))
                 continue
-            row.append(min(max(s / c, lo), hi))
+            row.append(min(max(mid + s / c, lo), hi))
             if c - a_c <= 0:
                 iv.append((lo, hi))
                 continue
-            ends = [(s + ds) / (c + dc) for ds in (-a_s, a_s) for dc in (-a_c, a_c)]
+            ends = [mid + (s + ds) / (c + dc) for ds in (-a_s, a_s) for dc in (-a_c, a_c)]
             iv.append((max(lo, min(ends)), min(hi, max(ends))))
 
 

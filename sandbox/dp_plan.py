@@ -6,7 +6,9 @@ into a ``CompiledQuery`` whose SQL, written here and never from user text:
 1. reads one dataset, keeps rows whose privacy unit is not NULL and that pass the filters
    (``column op $parameter``; values are always bound, never spliced);
 2. clamps every numeric measure to its declared bounds (``LEAST(GREATEST(x, lo), hi)``), as
-   fixed-point integers for non-integer columns so every sum is exact;
+   fixed-point integers for non-integer columns so every sum is exact; a mean sums its
+   values centred on the middle of the bounds (as ``2·x − (lo + hi)``), which halves the
+   sensitivity of its sum;
 3. bounds each unit's contribution: at most ``rows_per_unit`` rows in total (a ``ROW_NUMBER``
    over the unit in random order) and, when smaller, at most ``groups_per_unit`` groups
    (a ``DENSE_RANK`` of the unit's group keys);
@@ -264,6 +266,38 @@ def _q(name: str) -> str:
     return f'"{name}"'
 
 
+def _measure_sql(plan: DpPlan, i: int, m: DpMeasure, inner: list[str], outer: list[str]) -> None:
+    """The inner (per row) and outer (per group) expressions of measure ``i``."""
+    if m.kind in (MeasureKind.SUM, MeasureKind.MEAN):
+        assert m.column is not None and m.lower is not None and m.upper is not None
+        k = plan.fixed_point(m)
+        lo, hi = _num(m.lower * k), _num(m.upper * k)
+        col = f"t.{_q(m.column)}" if k == 1 else f"(t.{_q(m.column)} * {k})"
+        clamped = f"LEAST(GREATEST({col}, {lo}), {hi})"
+        if m.kind is MeasureKind.MEAN:  # centred, doubled: 2·x − (lo + hi), an integer
+            clamped = f"2 * {clamped} - ({lo} + {hi})"
+        inner.append(f"CAST(ROUND({clamped}) AS BIGINT) AS v{i}")
+        outer.append(f"SUM(v{i}) AS s{i}")
+        outer.append(f"COUNT(v{i}) AS c{i}")
+    elif m.kind is MeasureKind.QUANTILE:
+        assert m.column is not None
+        inner.append(f"t.{_q(m.column)} AS v{i}")
+        for j, c in enumerate(m.bins):
+            outer.append(f"COUNT(*) FILTER (WHERE v{i} < {_num(c)}) AS q{i}_lt{j}")
+            outer.append(f"COUNT(*) FILTER (WHERE v{i} > {_num(c)}) AS q{i}_gt{j}")
+    elif m.kind is MeasureKind.HISTOGRAM:
+        assert m.column is not None
+        inner.append(f"t.{_q(m.column)} AS v{i}")
+        edges = m.bins
+        for b in range(len(edges) - 1):
+            conds = [f"v{i} IS NOT NULL"]
+            if b > 0:
+                conds.append(f"v{i} >= {_num(edges[b])}")
+            if b < len(edges) - 2:
+                conds.append(f"v{i} < {_num(edges[b + 1])}")
+            outer.append(f"COUNT(*) FILTER (WHERE {' AND '.join(conds)}) AS h{i}_{b}")
+
+
 def plan_sql(plan: DpPlan, dialect: str, *, bounded: bool = True) -> str:
     """The bounded-contribution aggregate for ``dialect`` ``duckdb`` ($name) or ``spark``.
 
@@ -278,31 +312,7 @@ def plan_sql(plan: DpPlan, dialect: str, *, bounded: bool = True) -> str:
     outer = [f"g{i} AS {_q(c)}" for i, c in enumerate(plan.group_by)]
     outer.append("COUNT(*) AS n")
     for i, m in enumerate(plan.measures):
-        if m.kind in (MeasureKind.SUM, MeasureKind.MEAN):
-            assert m.column is not None and m.lower is not None and m.upper is not None
-            k = plan.fixed_point(m)
-            lo, hi = _num(m.lower * k), _num(m.upper * k)
-            col = f"t.{_q(m.column)}" if k == 1 else f"(t.{_q(m.column)} * {k})"
-            inner.append(f"CAST(ROUND(LEAST(GREATEST({col}, {lo}), {hi})) AS BIGINT) AS v{i}")
-            outer.append(f"SUM(v{i}) AS s{i}")
-            outer.append(f"COUNT(v{i}) AS c{i}")
-        elif m.kind is MeasureKind.QUANTILE:
-            assert m.column is not None
-            inner.append(f"t.{_q(m.column)} AS v{i}")
-            for j, c in enumerate(m.bins):
-                outer.append(f"COUNT(*) FILTER (WHERE v{i} < {_num(c)}) AS q{i}_lt{j}")
-                outer.append(f"COUNT(*) FILTER (WHERE v{i} > {_num(c)}) AS q{i}_gt{j}")
-        elif m.kind is MeasureKind.HISTOGRAM:
-            assert m.column is not None
-            inner.append(f"t.{_q(m.column)} AS v{i}")
-            edges = m.bins
-            for b in range(len(edges) - 1):
-                conds = [f"v{i} IS NOT NULL"]
-                if b > 0:
-                    conds.append(f"v{i} >= {_num(edges[b])}")
-                if b < len(edges) - 2:
-                    conds.append(f"v{i} < {_num(edges[b + 1])}")
-                outer.append(f"COUNT(*) FILTER (WHERE {' AND '.join(conds)}) AS h{i}_{b}")
+        _measure_sql(plan, i, m, inner, outer)
     where = [f"t.{_q(plan.unit)} IS NOT NULL"]
     for i, f in enumerate(plan.filters):
         bound = f.parameter if f.parameter is not None else f"{CONSTANT_PREFIX}{i}"

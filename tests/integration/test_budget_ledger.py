@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest

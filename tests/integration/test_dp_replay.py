@@ -25,8 +25,9 @@ def ledger_rows(world: World) -> list[Any]:
     return rows
 
 
+@pytest.mark.usefixtures("dp_template")
 def test_retries_with_one_key_in_a_burst_get_one_job_and_one_draw(
-    world: World, analyst: Caller, dp_template: dict[str, Any]
+    world: World, analyst: Caller
 ) -> None:
     key = {"Idempotency-Key": "burst-7"}
     ids = {analyst.post("/v1/jobs", json=SUBMIT, headers=key).json()["id"] for _ in range(5)}
@@ -40,11 +41,9 @@ def test_retries_with_one_key_in_a_burst_get_one_job_and_one_draw(
     assert [r.status for r in ledger_rows(world)] == ["committed"]
 
 
+@pytest.mark.usefixtures("dp_template")
 def test_a_crash_after_the_noise_releases_nothing_and_a_retry_does_not_redraw(
-    world: World,
-    analyst: Caller,
-    dp_template: dict[str, Any],
-    monkeypatch: pytest.MonkeyPatch,
+    world: World, analyst: Caller, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     draws: list[str] = []
 
