@@ -131,7 +131,10 @@ def insitu(home_dir: Path, query: str, repeat: int) -> tuple[list[float], list[d
     owner = issuer.issue(subject="owner@bench", department="bench", roles=["data_owner"])
     analyst = issuer.issue(subject="analyst@stats", department="stats", roles=["analyst"])
     released: list[dict[str, Any]] = []
-    with BackgroundServer(create_app(settings)) as url, httpx.Client(base_url=url) as http:
+    with (
+        BackgroundServer(create_app(settings)) as url,
+        httpx.Client(base_url=url, timeout=600) as http,
+    ):
 
         def call(token: str, method: str, path: str, **kw: Any) -> httpx.Response:
             headers = {"Authorization": f"Bearer {token}", **kw.pop("headers", {})}
