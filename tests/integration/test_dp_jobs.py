@@ -125,3 +125,44 @@ def test_dp_template_on_a_dataset_without_budget_is_rejected(
     proposed = analyst.post_yaml("/v1/templates", DP_TEMPLATE)
     assert proposed.status_code == 422
     assert "privacy budget" in proposed.text
+
+
+PRIVATE_KEYS_TEMPLATE = """\
+id: residents-dp-private
+version: 1
+kind: dp
+title: Residents by district, keys selected privately
+datasets: [civil.residents]
+dp:
+  bounds: {rows_per_unit: 1}
+  filters: [{column: household_size, op: ">=", value: 6}]
+  group_by: {columns: [district], keys: private, delta: 0.0000001}
+  measures: [{name: residents, kind: count}]
+  cost: {rho: 0.2}
+"""
+
+
+def test_private_key_selection_withholds_small_groups_and_books_delta(
+    world: World, owners: dict[str, Caller], analyst: Caller, dp_template: dict[str, Any]
+) -> None:
+    proposed = analyst.post_yaml("/v1/templates", PRIVATE_KEYS_TEMPLATE)
+    assert proposed.status_code == 201, proposed.text
+    r = owners["civil"].post(
+        "/v1/templates/residents-dp-private/versions/1/approvals",
+        json={"content_hash": proposed.json()["content_hash"]},
+    )
+    assert r.status_code == 201, r.text
+    submitted = analyst.post("/v1/jobs", json={"template": "residents-dp-private"})
+    assert submitted.status_code == 202, submitted.text
+    body = analyst.get(f"/v1/jobs/{submitted.json()['id']}/result", params={"wait": 60}).json()
+    assert body["status"] == "released", body
+    released = {row[0] for row in body["rows"]}
+    withheld = {cell["key"]["district"] for cell in body["withheld"]}
+    assert released and withheld and not released & withheld
+    assert all(cell["rule"] == "key_selection" for cell in body["withheld"])
+    threshold = body["privacy"]["key_selection"]["threshold"]
+    assert all(row[1] >= threshold for row in body["rows"])
+    assert 0 < float(body["privacy"]["delta"]) <= 1e-7
+    mine = [b for b in analyst.get("/v1/budgets").json()["budgets"] if b["department"] == "stats"]
+    assert mine[0]["rho"]["spent"] == "0.2"
+    assert mine[0]["delta"]["spent"] != "0"
