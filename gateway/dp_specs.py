@@ -76,6 +76,14 @@ class DpMeasureSpec(_Strict):
     candidates: list[Decimal] = Field(default_factory=list, max_length=64)  # quantile
     alpha: Decimal | None = Field(default=None, ge=0, le=1)  # quantile: 0.5 = median
 
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> DpMeasureSpec:
+        if self.kind != "quantile" and (self.candidates or self.alpha is not None):
+            raise ValueError("candidates and alpha belong to a quantile measure")
+        if self.kind != "histogram" and self.bins:
+            raise ValueError("bins belong to a histogram measure")
+        return self
+
 
 class DpCost(_Strict):
     epsilon: Decimal | None = Field(default=None, gt=0, le=100)

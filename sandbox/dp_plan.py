@@ -260,19 +260,22 @@ def _num(value: Fraction) -> str:
     return text
 
 
-def _q(name: str) -> str:
+def _q(name: str, dialect: str = "duckdb") -> str:
+    """A checked identifier, quoted for ``dialect`` (Spark quotes with backticks)."""
     if not COLUMN_NAME.fullmatch(name):
         raise TemplateRejected(f"{name[:80]!r} is not a plain identifier")
-    return f'"{name}"'
+    return f"`{name}`" if dialect == "spark" else f'"{name}"'
 
 
-def _measure_sql(plan: DpPlan, i: int, m: DpMeasure, inner: list[str], outer: list[str]) -> None:
+def _measure_sql(
+    plan: DpPlan, i: int, m: DpMeasure, inner: list[str], outer: list[str], *, dialect: str
+) -> None:
     """The inner (per row) and outer (per group) expressions of measure ``i``."""
     if m.kind in (MeasureKind.SUM, MeasureKind.MEAN):
         assert m.column is not None and m.lower is not None and m.upper is not None
         k = plan.fixed_point(m)
         lo, hi = _num(m.lower * k), _num(m.upper * k)
-        col = f"t.{_q(m.column)}" if k == 1 else f"(t.{_q(m.column)} * {k})"
+        col = f"t.{_q(m.column, dialect)}" if k == 1 else f"(t.{_q(m.column, dialect)} * {k})"
         clamped = f"LEAST(GREATEST({col}, {lo}), {hi})"
         if m.kind is MeasureKind.MEAN:  # centred, doubled: 2·x − (lo + hi), an integer
             clamped = f"2 * {clamped} - ({lo} + {hi})"
@@ -281,13 +284,13 @@ def _measure_sql(plan: DpPlan, i: int, m: DpMeasure, inner: list[str], outer: li
         outer.append(f"COUNT(v{i}) AS c{i}")
     elif m.kind is MeasureKind.QUANTILE:
         assert m.column is not None
-        inner.append(f"t.{_q(m.column)} AS v{i}")
+        inner.append(f"t.{_q(m.column, dialect)} AS v{i}")
         for j, c in enumerate(m.bins):
             outer.append(f"COUNT(*) FILTER (WHERE v{i} < {_num(c)}) AS q{i}_lt{j}")
             outer.append(f"COUNT(*) FILTER (WHERE v{i} > {_num(c)}) AS q{i}_gt{j}")
     elif m.kind is MeasureKind.HISTOGRAM:
         assert m.column is not None
-        inner.append(f"t.{_q(m.column)} AS v{i}")
+        inner.append(f"t.{_q(m.column, dialect)} AS v{i}")
         edges = m.bins
         for b in range(len(edges) - 1):
             conds = [f"v{i} IS NOT NULL"]
@@ -307,16 +310,17 @@ def plan_sql(plan: DpPlan, dialect: str, *, bounded: bool = True) -> str:
     mark = "$" if dialect == "duckdb" else ":"
     rand = "random()" if dialect == "duckdb" else "rand()"
     dept, name = plan.dataset_id.split(".")
-    inner = [f"t.{_q(plan.unit)} AS u"] + ([f"{rand} AS rk"] if bounded else [])
-    inner += [f"t.{_q(c)} AS g{i}" for i, c in enumerate(plan.group_by)]
-    outer = [f"g{i} AS {_q(c)}" for i, c in enumerate(plan.group_by)]
+    inner = [f"t.{_q(plan.unit, dialect)} AS u"] + ([f"{rand} AS rk"] if bounded else [])
+    inner += [f"t.{_q(c, dialect)} AS g{i}" for i, c in enumerate(plan.group_by)]
+    outer = [f"g{i} AS {_q(c, dialect)}" for i, c in enumerate(plan.group_by)]
     outer.append("COUNT(*) AS n")
     for i, m in enumerate(plan.measures):
-        _measure_sql(plan, i, m, inner, outer)
-    where = [f"t.{_q(plan.unit)} IS NOT NULL"]
+        _measure_sql(plan, i, m, inner, outer, dialect=dialect)
+    table = f"{_q(dept, dialect)}.{_q(name, dialect)}"
+    where = [f"t.{_q(plan.unit, dialect)} IS NOT NULL"]
     for i, f in enumerate(plan.filters):
         bound = f.parameter if f.parameter is not None else f"{CONSTANT_PREFIX}{i}"
-        where.append(f"t.{_q(f.column)} {OPERATORS[f.op]} {mark}{bound}")
+        where.append(f"t.{_q(f.column, dialect)} {OPERATORS[f.op]} {mark}{bound}")
     ranked = "f"
     groups = ""
     if plan.group_by and plan.groups_per_unit < plan.rows_per_unit:
@@ -332,11 +336,11 @@ def plan_sql(plan: DpPlan, dialect: str, *, bounded: bool = True) -> str:
         group = " GROUP BY " + ", ".join(f"g{i}" for i in range(len(plan.group_by)))
     if not bounded:
         return (
-            f"WITH f AS (SELECT {', '.join(inner)} FROM {_q(dept)}.{_q(name)} AS t "  # noqa: S608
+            f"WITH f AS (SELECT {', '.join(inner)} FROM {table} AS t "  # noqa: S608
             f"WHERE {' AND '.join(where)}) SELECT {', '.join(outer)} FROM f{group}"
         )
     return (
-        f"WITH f AS (SELECT {', '.join(inner)} FROM {_q(dept)}.{_q(name)} AS t "  # noqa: S608
+        f"WITH f AS (SELECT {', '.join(inner)} FROM {table} AS t "  # noqa: S608
         f"WHERE {' AND '.join(where)}), {groups}"
         f"b AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY u ORDER BY rk) AS rn FROM {ranked}) "
         f"SELECT {', '.join(outer)} FROM b WHERE rn <= {plan.rows_per_unit}{group}"
@@ -384,16 +388,20 @@ def compile_dp(
 def unit_profile(dataset_id: str, unit: str) -> CompiledQuery:
     """The most rows any (non-NULL) privacy unit has in the source: ``max_rows``."""
     dept, name = dataset_id.split(".")
-    sql = (
-        f"SELECT COALESCE(MAX(c), 0) AS max_rows FROM (SELECT COUNT(*) AS c "  # noqa: S608
-        f"FROM {_q(dept)}.{_q(name)} AS t WHERE t.{_q(unit)} IS NOT NULL "
-        f"GROUP BY t.{_q(unit)}) AS p"
-    )
+
+    def sql(dialect: str) -> str:
+        u = _q(unit, dialect)
+        return (
+            f"SELECT COALESCE(MAX(c), 0) AS max_rows FROM (SELECT COUNT(*) AS c "  # noqa: S608
+            f"FROM {_q(dept, dialect)}.{_q(name, dialect)} AS t WHERE t.{u} IS NOT NULL "
+            f"GROUP BY t.{u}) AS p"
+        )
+
     return CompiledQuery(
         kind=TemplateKind.DP,
-        source_sql=sql,
-        duckdb_sql=sql,
-        spark_sql=sql,
+        source_sql=sql("duckdb"),
+        duckdb_sql=sql("duckdb"),
+        spark_sql=sql("spark"),
         parameters=(),
         tables=(dataset_id,),
         output_columns=("max_rows",),
