@@ -198,7 +198,7 @@ def test_plan_binds_filter_parameters_never_splices_them(people: TableSource) ->
     p = plan(COUNT, filters=(DpFilter("income", "<", parameter="cap"),))
     query = compile_dp(p, ("cap",))
     assert "$cap" in query.duckdb_sql and ":cap" in query.spark_sql
-    assert "`income`" in query.spark_sql and "\"" not in query.spark_sql  # Spark quotes
+    assert "`income`" in query.spark_sql and '"' not in query.spark_sql  # Spark quotes
     table = DuckDBEngine().run(query, {"civil.residents": people}, {"cap": 1000})
     assert sum(int(row[1]) for row in table.rows) == 20  # type: ignore[call-overload]
 
