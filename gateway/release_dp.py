@@ -24,7 +24,7 @@ from gateway.releases import Outcome, Run
 from sandbox import CompiledQuery, DpPlan, compile_dp, dp_mechanism, dp_unit_profile
 
 MAX_KEYS = 10_000
-_PROFILES: dict[tuple[str, int, int, str], int] = {}
+_PROFILES: dict[tuple[str, int, int, str], tuple[int, int]] = {}
 _PROFILES_LOCK = threading.Lock()
 
 
@@ -39,17 +39,26 @@ def _plan_query(run: Run, plan: DpPlan) -> tuple[CompiledQuery, tuple[int, int]]
     snapshot = _snapshot(source.path)
     key = (str(source.path), *snapshot, plan.unit)
     with _PROFILES_LOCK:
-        max_rows = _PROFILES.get(key)
-    if max_rows is None:
+        profile = _PROFILES.get(key)
+    if profile is None:
         table = run.gw.engine.run(
             dp_unit_profile(plan.dataset_id, plan.unit), {plan.dataset_id: source}, {}
         )
-        value = table.rows[0][0]
-        max_rows = value if type(value) is int else MAX_KEYS * 1000
+        max_rows, null_rows = table.rows[0]
+        if type(max_rows) is not int or type(null_rows) is not int:
+            max_rows, null_rows = 2**62, 2**62  # unknown: never take the fast path
+        profile = (max_rows, null_rows)
         with _PROFILES_LOCK:
-            _PROFILES[key] = max_rows
+            _PROFILES[key] = profile
+    max_rows, null_rows = profile
     if max_rows <= min(plan.rows_per_unit, plan.groups_per_unit):
-        return compile_dp(plan, tuple(sorted(run.stored.spec.parameters)), bounded=False), snapshot
+        fast = compile_dp(
+            plan,
+            tuple(sorted(run.stored.spec.parameters)),
+            bounded=False,
+            units_not_null=null_rows == 0,
+        )
+        return fast, snapshot
     return run.compiled(), snapshot
 
 

@@ -301,12 +301,15 @@ def _measure_sql(
             outer.append(f"COUNT(*) FILTER (WHERE {' AND '.join(conds)}) AS h{i}_{b}")
 
 
-def plan_sql(plan: DpPlan, dialect: str, *, bounded: bool = True) -> str:
+def plan_sql(
+    plan: DpPlan, dialect: str, *, bounded: bool = True, units_not_null: bool = False
+) -> str:
     """The bounded-contribution aggregate for ``dialect`` ``duckdb`` ($name) or ``spark``.
 
     ``bounded=False`` leaves out the per-unit windows: only for a source in which no unit has
     more rows than ``min(rows_per_unit, groups_per_unit)`` (``unit_profile``), where the
-    windows keep every row and the result is the same."""
+    windows keep every row and the result is the same. ``units_not_null=True`` leaves out
+    the ``unit IS NOT NULL`` filter: only for a source profiled to have no NULL unit."""
     mark = "$" if dialect == "duckdb" else ":"
     rand = "random()" if dialect == "duckdb" else "rand()"
     dept, name = plan.dataset_id.split(".")
@@ -317,7 +320,7 @@ def plan_sql(plan: DpPlan, dialect: str, *, bounded: bool = True) -> str:
     for i, m in enumerate(plan.measures):
         _measure_sql(plan, i, m, inner, outer, dialect=dialect)
     table = f"{_q(dept, dialect)}.{_q(name, dialect)}"
-    where = [f"t.{_q(plan.unit, dialect)} IS NOT NULL"]
+    where = [] if units_not_null else [f"t.{_q(plan.unit, dialect)} IS NOT NULL"]
     for i, f in enumerate(plan.filters):
         bound = f.parameter if f.parameter is not None else f"{CONSTANT_PREFIX}{i}"
         where.append(f"t.{_q(f.column, dialect)} {OPERATORS[f.op]} {mark}{bound}")
@@ -337,11 +340,11 @@ def plan_sql(plan: DpPlan, dialect: str, *, bounded: bool = True) -> str:
     if not bounded:
         return (
             f"WITH f AS (SELECT {', '.join(inner)} FROM {table} AS t "  # noqa: S608
-            f"WHERE {' AND '.join(where)}) SELECT {', '.join(outer)} FROM f{group}"
+            f"WHERE {' AND '.join(where) or 'TRUE'}) SELECT {', '.join(outer)} FROM f{group}"
         )
     return (
         f"WITH f AS (SELECT {', '.join(inner)} FROM {table} AS t "  # noqa: S608
-        f"WHERE {' AND '.join(where)}), {groups}"
+        f"WHERE {' AND '.join(where) or 'TRUE'}), {groups}"
         f"b AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY u ORDER BY rk) AS rn FROM {ranked}) "
         f"SELECT {', '.join(outer)} FROM b WHERE rn <= {plan.rows_per_unit}{group}"
     )
@@ -360,10 +363,14 @@ def output_columns(plan: DpPlan) -> tuple[str, ...]:
 
 
 def compile_dp(
-    plan: DpPlan, template_parameters: tuple[str, ...], *, bounded: bool = True
+    plan: DpPlan,
+    template_parameters: tuple[str, ...],
+    *,
+    bounded: bool = True,
+    units_not_null: bool = False,
 ) -> CompiledQuery:
     """The plan as a CompiledQuery of kind DP (parameters: the template's and the constants).
-    ``bounded=False``: see ``plan_sql``."""
+    ``bounded`` and ``units_not_null``: see ``plan_sql``."""
     used = {f.parameter for f in plan.filters if f.parameter is not None}
     unused = set(template_parameters) - used
     if unused:
@@ -374,9 +381,9 @@ def compile_dp(
     outputs = output_columns(plan)
     return CompiledQuery(
         kind=TemplateKind.DP,
-        source_sql=plan_sql(plan, "duckdb", bounded=bounded),
-        duckdb_sql=plan_sql(plan, "duckdb", bounded=bounded),
-        spark_sql=plan_sql(plan, "spark", bounded=bounded),
+        source_sql=plan_sql(plan, "duckdb", bounded=bounded, units_not_null=units_not_null),
+        duckdb_sql=plan_sql(plan, "duckdb", bounded=bounded, units_not_null=units_not_null),
+        spark_sql=plan_sql(plan, "spark", bounded=bounded, units_not_null=units_not_null),
         parameters=tuple(sorted(used | set(plan.constants()))),
         tables=(plan.dataset_id,),
         output_columns=outputs,
@@ -386,15 +393,17 @@ def compile_dp(
 
 
 def unit_profile(dataset_id: str, unit: str) -> CompiledQuery:
-    """The most rows any (non-NULL) privacy unit has in the source: ``max_rows``."""
+    """The most rows any (non-NULL) privacy unit has in the source (``max_rows``) and the
+    number of rows whose unit is NULL (``null_rows``)."""
     dept, name = dataset_id.split(".")
 
     def sql(dialect: str) -> str:
         u = _q(unit, dialect)
         return (
-            f"SELECT COALESCE(MAX(c), 0) AS max_rows FROM (SELECT COUNT(*) AS c "  # noqa: S608
-            f"FROM {_q(dept, dialect)}.{_q(name, dialect)} AS t WHERE t.{u} IS NOT NULL "
-            f"GROUP BY t.{u}) AS p"
+            "SELECT COALESCE(MAX(CASE WHEN u IS NOT NULL THEN c END), 0) AS max_rows, "  # noqa: S608
+            "COALESCE(SUM(CASE WHEN u IS NULL THEN c END), 0) AS null_rows "
+            f"FROM (SELECT t.{u} AS u, COUNT(*) AS c "
+            f"FROM {_q(dept, dialect)}.{_q(name, dialect)} AS t GROUP BY t.{u}) AS p"
         )
 
     return CompiledQuery(
@@ -404,7 +413,7 @@ def unit_profile(dataset_id: str, unit: str) -> CompiledQuery:
         spark_sql=sql("spark"),
         parameters=(),
         tables=(dataset_id,),
-        output_columns=("max_rows",),
+        output_columns=("max_rows", "null_rows"),
         count_column=None,
         group_columns=(),
     )
