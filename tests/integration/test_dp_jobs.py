@@ -79,6 +79,19 @@ def test_dp_job_releases_noisy_counts_with_accuracy_and_charges_the_ledger(
     mine = [b for b in budgets if b["department"] == "stats"]
     assert mine and mine[0]["rho"]["spent"] == "0.1"
     assert mine[0]["rho"]["remaining"] == "0.2"
+    assert {b["department"] for b in budgets} == {"stats"}  # an analyst sees its own only
+
+
+def test_the_data_owner_sees_every_department_and_the_global_cap(
+    world: World, owners: dict[str, Caller], analyst: Caller, dp_template: dict[str, Any]
+) -> None:
+    assert run(analyst)["status"] == "released"
+    rows = owners["civil"].get("/v1/budgets").json()["budgets"]
+    by_dept = {b["department"]: b for b in rows if b["dataset"] == "civil.residents"}
+    assert by_dept["stats"]["rho"]["spent"] == "0.1"
+    assert by_dept["*"]["rho"]["cap"] == "0.5" and by_dept["*"]["rho"]["spent"] == "0.1"
+    others = owners["market"].get("/v1/budgets").json()["budgets"]
+    assert {b["department"] for b in others} == {"market"}  # its own budget there, no other
 
 
 def test_budget_exhausted_answers_429_with_the_remaining_budget_and_runs_nothing(
