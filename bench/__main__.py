@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import e2e, policy, tokens
+from bench import dp, e2e, policy, tokens
 
-BENCHMARKS = {"e2e": e2e.main, "policy": policy.main, "tokens": tokens.main}
+BENCHMARKS = {"e2e": e2e.main, "policy": policy.main, "tokens": tokens.main, "dp": dp.main}
 
 
 def main(argv: list[str]) -> int:

@@ -24,7 +24,7 @@ from gateway import catalogue, db, schema, templates
 from gateway.auth.principal import Principal
 from gateway.authz import decide, deny, purpose_state, require
 from gateway.context import Gateway
-from gateway.errors import InvalidInput, NotFound
+from gateway.errors import BudgetExhausted, InvalidInput, NotFound
 from gateway.specs import DatasetSpec, ShareClass, TemplateSpec
 from policies import data_object
 from sandbox import ParameterError, ParameterSpec, validate_parameters
@@ -71,10 +71,17 @@ def submit(
     version: int | None,
     parameters: dict[str, Any],
     purpose: str,
+    idempotency_key: str | None = None,
 ) -> dict[str, Any]:
     ref = f"{template_id}@{version if version is not None else 'latest'}"
     target = f"template:{ref}"
     decision = require(gw, principal, "job", "submit", event="job.denied", target=target)
+    from gateway import dp_admission  # noqa: PLC0415  (it imports templates, as we do)
+
+    request = dp_admission.request_hash(template_id, version, parameters, purpose)
+    replayed = dp_admission.replay(gw, principal, idempotency_key, request)
+    if replayed is not None:
+        return replayed
 
     def refuse(
         reason: str,
@@ -148,46 +155,66 @@ def submit(
 
     job_id = str(uuid.uuid4())
     now = datetime.now(UTC)
-    with gw.db.begin() as conn:
-        conn.execute(
-            schema.jobs.insert().values(
-                id=job_id,
-                template_id=template_id,
-                version=stored.spec.version,
-                content_hash=stored.content_hash,
-                parameters=parameters,
-                purpose=purpose,
-                subject=principal.subject,
-                department=principal.department,
-                roles=list(principal.roles),
-                status=JobStatus.ACCEPTED.value,
-                created_at=now,
+    try:
+        with gw.db.begin() as conn:
+            conn.execute(
+                schema.jobs.insert().values(
+                    id=job_id,
+                    template_id=template_id,
+                    version=stored.spec.version,
+                    content_hash=stored.content_hash,
+                    parameters=parameters,
+                    purpose=purpose,
+                    subject=principal.subject,
+                    department=principal.department,
+                    roles=list(principal.roles),
+                    status=JobStatus.ACCEPTED.value,
+                    created_at=now,
+                )
             )
-        )
-        index = gw.audit.record(
-            conn,
-            type="job.accepted",
-            principal=principal,
-            action="submit",
-            target=f"job:{job_id}",
-            allowed=True,
-            rule=decision.rule,
-            details={
-                "job": job_id,
-                "template": template_id,
-                "version": stored.spec.version,
-                "content_hash": stored.content_hash,
-                "datasets": sorted(datasets),
-                "providers": sorted({d.provider for d in datasets.values()}),
-                "parameters": gw.audit.fingerprint(parameters),
-                "purpose": gw.audit.fingerprint(purpose),
-                "policy_version": decision.policy_version,
-                "grants": grants,
-            },
-        )
-        conn.execute(
-            schema.jobs.update().where(schema.jobs.c.id == job_id).values(audit_index=index)
-        )
+            privacy = dp_admission.admit(
+                gw,
+                conn,
+                principal,
+                stored=stored,
+                datasets=datasets,
+                job_id=job_id,
+                key=idempotency_key,
+                request=request,
+            )
+            index = gw.audit.record(
+                conn,
+                type="job.accepted",
+                principal=principal,
+                action="submit",
+                target=f"job:{job_id}",
+                allowed=True,
+                rule=decision.rule,
+                details={
+                    "job": job_id,
+                    "template": template_id,
+                    "version": stored.spec.version,
+                    "content_hash": stored.content_hash,
+                    "datasets": sorted(datasets),
+                    "providers": sorted({d.provider for d in datasets.values()}),
+                    "parameters": gw.audit.fingerprint(parameters),
+                    "purpose": gw.audit.fingerprint(purpose),
+                    "policy_version": decision.policy_version,
+                    "grants": grants,
+                    **privacy,
+                },
+            )
+            conn.execute(
+                schema.jobs.update().where(schema.jobs.c.id == job_id).values(audit_index=index)
+            )
+    except BudgetExhausted as exc:  # rolled back: no job, nothing reserved
+        dp_admission.audit_exhausted(gw, principal, target=target, template=template_id, exc=exc)
+        raise
+    except sa.exc.IntegrityError:  # the same Idempotency-Key, sent concurrently, won the race
+        replayed = dp_admission.replay(gw, principal, idempotency_key, request)
+        if replayed is None:
+            raise
+        return replayed
     gw.jobs_submitted.notify()
     return {"id": job_id, "status": JobStatus.ACCEPTED.value}
 

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from audit import Actor
-from gateway import catalogue, db, releases, schema, templates
+from gateway import catalogue, db, ledger, releases, schema, templates
 from gateway.authz import recheck_job
 from gateway.context import Gateway
 from gateway.jobs import JobStatus, resolve_parameter_specs
@@ -177,6 +177,8 @@ def finish(gw: Gateway, job: sa.Row[Any], outcome: Outcome) -> None:
             )
         else:
             details["error"] = outcome.error
+        # The DP ledger: commit the reservation with the release, give it back otherwise.
+        details.update(ledger.settle(conn, job.id, released=outcome.result is not None))
         if outcome.policy_version is not None:
             details["policy_version"] = outcome.policy_version
         index = gw.audit.record(

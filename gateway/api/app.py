@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.api import (
     audit_routes,
+    budget_routes,
     catalogue_routes,
     health,
     job_routes,
@@ -118,6 +119,7 @@ def create_app(
         job_routes,
         policy_routes,
         audit_routes,
+        budget_routes,
     ):
         app.include_router(module.router)
     return app
