@@ -21,6 +21,7 @@ from audit.checkpoint import (
     sign_checkpoint,
     sign_note,
 )
+from audit.committer import Committed, GroupCommitter
 from audit.errors import (
     AuditError,
     CheckpointError,
@@ -69,10 +70,12 @@ __all__ = [
     "BundleReader",
     "Checkpoint",
     "CheckpointError",
+    "Committed",
     "CompactRange",
     "EntryNotFoundError",
     "Event",
     "EventError",
+    "GroupCommitter",
     "JSONValue",
     "NodeId",
     "NoteVerifier",

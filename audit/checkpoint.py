@@ -37,6 +37,7 @@ __all__ = [
     "open_note",
     "sign_checkpoint",
     "sign_note",
+    "split_note",
 ]
 
 ED25519: Final = 0x01
@@ -215,7 +216,8 @@ def sign_checkpoint(checkpoint: Checkpoint, signers: Sequence[Signer]) -> str:
     return sign_note(checkpoint.body(), signers)
 
 
-def _split_note(note: str) -> tuple[str, list[tuple[str, bytes]]]:
+def split_note(note: str) -> tuple[str, list[tuple[str, bytes]]]:
+    """The text of a note and its (key name, key hash + signature) pairs; nothing verified."""
     if not isinstance(note, str) or not note.endswith("\n") or _CONTROL.search(note):
         raise CheckpointError("a note is text ending in a newline, without control characters")
     try:
@@ -244,7 +246,7 @@ def open_note(note: str, verifiers: Sequence[NoteVerifier], *, required: int = 1
     """The text of `note`, after checking `required` signatures by distinct known keys."""
     if not isinstance(required, int) or required < 1:
         raise CheckpointError("at least one signature must be required")
-    text, signatures = _split_note(note)
+    text, signatures = split_note(note)
     known = {(v.name, v.key_hash): v for v in verifiers}
     verified: set[tuple[str, bytes]] = set()
     for name, raw in signatures:

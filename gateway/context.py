@@ -88,6 +88,7 @@ class Gateway:
     def close(self) -> None:
         if isinstance(self.key_source, RemoteJwks):
             self.key_source.close()
+        self.audit.close()
         self.engine.close()
         self.db.dispose()
 
@@ -126,10 +127,12 @@ def build_gateway(settings: Settings) -> Gateway:
         max_rows=settings.max_result_rows,
     )
     sandbox_engine = DuckDBEngine(limits, spares=settings.workers)
+    trail = open_trail(settings)
+    trail.attach(engine)
     return Gateway(
         settings=settings,
         db=engine,
-        audit=open_trail(settings),
+        audit=trail,
         policy=LivePolicy(engine),
         tokens=verifier,
         key_source=keys,

@@ -217,6 +217,7 @@ def finish(gw: Gateway, job: sa.Row[Any], outcome: Outcome) -> None:
                 error=outcome.error,
             )
         )
+    gw.audit.nudge()  # sign a checkpoint covering the release soon, off the request path
 
 
 def recover_stale(gw: Gateway) -> int:
