@@ -121,6 +121,24 @@ def _entry(document: dict[str, Any], position: int) -> BundleEntry:
     return BundleEntry(index, raw, bytes.fromhex(stored))
 
 
+# The exact line `write_bundle` writes; anything else takes the general JSON path.
+_ENTRY_LINE = re.compile(
+    r'\{"body":"([A-Za-z0-9+/]*={0,2})","index":(0|[1-9][0-9]{0,17}),"leaf_hash":"([0-9a-f]{64})"\}\n?'
+)
+
+
+def _read_entry(line: str, position: int) -> BundleEntry:
+    match = _ENTRY_LINE.fullmatch(line)
+    if match is None:
+        return _entry(_parse(line, f"entry line {position}", position), position)
+    body, index, stored = match.groups()
+    try:
+        raw = base64.b64decode(body, validate=True)
+    except binascii.Error:
+        raise VerificationError(f"entry {position} body is not base64", index=position) from None
+    return BundleEntry(int(index), raw, bytes.fromhex(stored))
+
+
 class BundleReader:
     """Reads a bundle: header, keys and checkpoints on entry; entries streamed by `entries()`.
 
@@ -186,10 +204,10 @@ class BundleReader:
         try:
             if self._pending is not None:
                 pending, self._pending = self._pending, None
-                yield _entry(_parse(pending, f"entry line {position}", position), position)
+                yield _read_entry(pending, position)
                 position += 1
             for line in lines:
-                yield _entry(_parse(line, f"entry line {position}", position), position)
+                yield _read_entry(line, position)
                 position += 1
         except UnicodeDecodeError:
             raise VerificationError(f"entry {position} is not UTF-8", index=position) from None

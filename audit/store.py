@@ -395,7 +395,7 @@ class SqlAuditLog:
     def _signed(self, conn: sa.Connection) -> CheckpointSet:
         c = checkpoints_table.c
         stored = list(conn.execute(sa.select(c.size, c.root, c.note).order_by(c.size)))
-        opened = open_checkpoints([r.note for r in stored], [self.verifier], self.origin)
+        opened = open_checkpoints([r.note for r in stored], self.verifiers, self.origin)
         for row, cp in zip(stored, opened, strict=True):
             if cp.size != row.size or not hmac.compare_digest(cp.root, bytes(row.root)):
                 raise VerificationError(f"checkpoint row {row.size} does not match its note")
@@ -411,8 +411,8 @@ class SqlAuditLog:
             nodes = self._completed_nodes(conn, tree.size, int(rows[-1].idx) + 1)
             for row in rows:
                 index, digest = tree.size, bytes(row.leaf_hash)
-                event = check_entry(index, int(row.idx), bytes(row.body), digest)
-                if event.type != row.event_type:
+                kind = check_entry(index, int(row.idx), bytes(row.body), digest)
+                if kind != row.event_type:
                     raise VerificationError(f"entry {index} has the wrong event_type", index=index)
                 for node_id, expected in tree.append(digest):
                     if not hmac.compare_digest(nodes.get(node_id, b""), expected):
@@ -428,12 +428,48 @@ class SqlAuditLog:
         return VerifyReport(size, tree.root(), signed.count, signed.signed_size)
 
     def export_bundle(self, conn: sa.Connection, path: str | os.PathLike[str]) -> int:
-        """Write every entry (streamed), checkpoint and this log's vkey as a bundle."""
+        """Write every entry (streamed), every checkpoint (with its witness cosignatures) and
+        this log's vkeys (current and retired) as a bundle."""
         c = checkpoints_table.c
-        notes = [str(n) for n in conn.execute(sa.select(c.note).order_by(c.size)).scalars()]
+        rows = conn.execute(sa.select(c.size, c.note).order_by(c.size)).all()
+        notes = [self._with_cosignatures(conn, int(r.size), str(r.note)) for r in rows]
+        size = self.size(conn)
         entries = (
             BundleEntry(int(r.idx), bytes(r.body), bytes(r.leaf_hash))
-            for batch in self._batches(conn, self.size(conn))
+            for batch in self._batches(conn, size)
             for r in batch
         )
-        return write_bundle(path, entries, notes, [self.verifier.vkey])
+        return write_bundle(path, entries, notes, [v.vkey for v in self.verifiers])
+
+    # -- review -------------------------------------------------------------------------------
+
+    def query(
+        self,
+        conn: sa.Connection,
+        *,
+        terms: Sequence[str] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: int = -1,
+        limit: int = 100,
+        descending: bool = False,
+    ) -> list[tuple[int, bytes]]:
+        """Entries (index, body) carrying every one of `terms` (see `audit.terms`), appended in
+        [since, until), with index > `after` (or < `after` when descending), at most `limit`."""
+        e = entries_table.c
+        query = sa.select(e.idx, e.body)
+        for t in terms:
+            t_alias = terms_table.alias()
+            query = query.where(sa.exists().where(t_alias.c.term == t, t_alias.c.idx == e.idx))
+        if since is not None:
+            query = query.where(e.created_at >= since)
+        if until is not None:
+            query = query.where(e.created_at < until)
+        if descending:
+            if after >= 0:
+                query = query.where(e.idx < after)
+            query = query.order_by(e.idx.desc())
+        else:
+            query = query.where(e.idx > after).order_by(e.idx)
+        rows = conn.execute(query.limit(limit))
+        return [(int(r.idx), bytes(r.body)) for r in rows]

@@ -1,6 +1,7 @@
 """Offline verification of an exported bundle, and the `python -m audit.verify` command.
 
     python -m audit.verify BUNDLE [--pin FILE] [--vkey VKEY]... [--origin O] [--required K]
+                           [--witness VKEY]... [--cosignatures K]
 
 prints one line and exits 0 (verified), 1 (verification failed) or 2 (usage error). Nothing here
 touches a database: every leaf hash, every root and every signature is recomputed from the file.
@@ -25,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audit.bundle import BundleReader
-from audit.checkpoint import Checkpoint, NoteVerifier, open_checkpoint
+from audit.checkpoint import Checkpoint, NoteVerifier, count_signatures, open_checkpoint
 from audit.errors import AuditError, EventError, VerificationError
-from audit.events import Event, decode
+from audit.events import check_encoded
 from audit.merkle import EMPTY_ROOT, leaf_hash
 from audit.tree import CompactRange
 
@@ -38,6 +39,7 @@ __all__ = [
     "main",
     "open_checkpoints",
     "verify_bundle",
+    "witnessed_size",
 ]
 
 
@@ -49,13 +51,15 @@ class VerifyReport:
     root: bytes  # Merkle root over all of them
     checkpoints: int  # signed checkpoints verified (a pin included)
     signed_size: int  # the largest verified checkpoint's size; entries past it are unsigned
+    witnessed_size: int = 0  # the largest checkpoint with the required witness cosignatures
 
     def __str__(self) -> str:
         unsigned = self.size - self.signed_size
         tail = f", {unsigned} entries after it not yet signed" if unsigned else ""
+        witnessed = f", witnessed up to size {self.witnessed_size}" if self.witnessed_size else ""
         return (
             f"{self.size} entries, root {self.root.hex()}, {self.checkpoints} checkpoint(s) "
-            f"verified, signed up to size {self.signed_size}{tail}"
+            f"verified, signed up to size {self.signed_size}{tail}{witnessed}"
         )
 
 
@@ -118,24 +122,51 @@ class CheckpointSet:
             )
 
 
-def check_entry(position: int, index: int, body: bytes, stored_hash: bytes) -> Event:
-    """The event of the entry found at `position`; VerificationError(index=position) unless
-    its index is `position`, its body is a canonical event and it hashes to `stored_hash`."""
+def check_entry(position: int, index: int, body: bytes, stored_hash: bytes) -> str:
+    """The event type of the entry found at `position`; VerificationError(index=position)
+    unless its index is `position`, its body is a canonical event and it hashes to
+    `stored_hash`."""
     if index != position:
         raise VerificationError(
             f"entry {position} is missing or out of order (found index {index})", index=position
         )
     try:
-        event = decode(body)
+        kind = check_encoded(body)
     except EventError as exc:
         raise VerificationError(f"entry {position}: {exc}", index=position) from None
     if not hmac.compare_digest(leaf_hash(body), stored_hash):
         raise VerificationError(f"entry {position} does not hash to its leaf hash", index=position)
-    return event
+    return kind
 
 
 def _origin_of(note: str) -> str:
     return note.split("\n", 1)[0]
+
+
+def witnessed_size(
+    notes: Sequence[str], opened: Sequence[Checkpoint], witnesses: Sequence[str], required: int
+) -> int:
+    """The largest size among checkpoints cosigned by `required` distinct `witnesses`; raises
+    VerificationError if none is (when `required` > 0) or a known witness's signature is bad."""
+    if required <= 0:
+        return 0
+    try:
+        keys = [NoteVerifier.from_vkey(v) for v in witnesses]
+    except AuditError as exc:
+        raise VerificationError(f"a witness key is malformed: {exc}") from None
+    best = -1
+    for number, (note, cp) in enumerate(zip(notes, opened, strict=True)):
+        try:
+            count = count_signatures(note, keys)
+        except AuditError as exc:
+            raise VerificationError(f"checkpoint #{number}: {exc}") from None
+        if count >= required:
+            best = max(best, cp.size)
+    if best < 0:
+        raise VerificationError(
+            f"no checkpoint carries {required} cosignature(s) by the given witness keys"
+        )
+    return best
 
 
 def verify_bundle(
@@ -145,8 +176,13 @@ def verify_bundle(
     vkeys: Sequence[str] | None = None,
     origin: str | None = None,
     required_signatures: int = 1,
+    witnesses: Sequence[str] = (),
+    cosignatures: int = 0,
 ) -> VerifyReport:
     """Verify a bundle offline; return what was established or raise VerificationError.
+
+    With `cosignatures` = k > 0, some checkpoint must also carry k valid cosignatures by
+    distinct `witnesses` (vkeys); the report names the largest such size.
 
     `vkeys` are the trusted verifier keys; without them the bundle's own keys are used, which
     proves integrity but not authorship (pass the keys you got out of band). `origin` defaults
@@ -162,6 +198,7 @@ def verify_bundle(
             raise VerificationError("the bundle holds no signed checkpoint")
         origin = origin or _origin_of(notes[0] if notes else pin or "")
         checkpoints = open_checkpoints(notes, verifiers, origin, required=required_signatures)
+        witnessed = witnessed_size(notes, checkpoints, witnesses, cosignatures)
         pinned = None
         if pin is not None:
             try:
@@ -177,7 +214,7 @@ def verify_bundle(
             if tree.size in signed:
                 signed.check(tree.size, tree.root())
         signed.finish(tree.size)
-    return VerifyReport(tree.size, tree.root(), signed.count, signed.signed_size)
+    return VerifyReport(tree.size, tree.root(), signed.count, signed.signed_size, witnessed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -197,20 +234,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--required", type=int, default=1, help="signatures by distinct trusted keys needed"
     )
+    parser.add_argument(
+        "--witness", action="append", default=[], help="a witness's vkey (repeatable)"
+    )
+    parser.add_argument(
+        "--cosignatures",
+        type=int,
+        default=0,
+        help="witness cosignatures a checkpoint must carry (needs --witness)",
+    )
     args = parser.parse_args(argv)
     if args.required < 1:
         parser.error("--required must be at least 1")
+    if args.cosignatures < 0 or args.cosignatures > len(args.witness):
+        parser.error("--cosignatures must be between 0 and the number of --witness keys")
     if not args.bundle.is_file():
         parser.error(f"no such bundle file: {args.bundle}")
     try:
         pin = args.pin.read_text(encoding="utf-8") if args.pin else None
     except (OSError, UnicodeDecodeError) as exc:
         parser.error(f"cannot read the pin file: {exc}")
-    for vkey in args.vkey:
+    for vkey in [*args.vkey, *args.witness]:
         try:
             NoteVerifier.from_vkey(vkey)
         except AuditError as exc:
-            parser.error(f"bad --vkey: {exc}")
+            parser.error(f"bad key {vkey[:40]!r}: {exc}")
     try:
         report = verify_bundle(
             args.bundle,
@@ -218,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             vkeys=args.vkey or None,
             origin=args.origin,
             required_signatures=args.required,
+            witnesses=args.witness,
+            cosignatures=args.cosignatures,
         )
     except AuditError as exc:
         index = exc.index if isinstance(exc, VerificationError) else None

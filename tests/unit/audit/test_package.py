@@ -10,7 +10,15 @@ from pathlib import Path
 import audit
 
 PACKAGE = Path(audit.__file__).parent
-OFFLINE = ["audit.verify", "audit.bundle", "audit.merkle", "audit.checkpoint", "audit.events"]
+OFFLINE = [
+    "audit.verify",
+    "audit.bundle",
+    "audit.merkle",
+    "audit.checkpoint",
+    "audit.events",
+    "audit.receipt",
+    "audit.witness",
+]
 
 
 def test_public_exports_are_pinned() -> None:
@@ -22,20 +30,26 @@ def test_public_exports_are_pinned() -> None:
         "BundleReader",
         "Checkpoint",
         "CheckpointError",
+        "Committed",
         "CompactRange",
         "EMPTY_ROOT",
         "EntryNotFoundError",
         "Event",
         "EventError",
+        "GroupCommitter",
         "JSONValue",
         "NodeId",
         "NoteVerifier",
         "ProofError",
+        "SignedHead",
         "Signer",
         "SqlAuditLog",
         "StoreError",
         "VerificationError",
+        "VerifiedReceipt",
         "VerifyReport",
+        "Witness",
+        "WitnessRefusal",
         "consistency_proof",
         "decode",
         "encode",
@@ -51,9 +65,11 @@ def test_public_exports_are_pinned() -> None:
         "root_from_nodes",
         "sign_checkpoint",
         "sign_note",
+        "terms_of",
         "verify_bundle",
         "verify_consistency",
         "verify_inclusion",
+        "verify_receipt",
         "write_bundle",
     ]
     for name in audit.__all__:
