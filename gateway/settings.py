@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     audit_origin: str = Field(
         default="insitu.local/audit", description="Origin line of signed audit checkpoints."
     )
+    audit_witnesses: str = Field(
+        default="",
+        description="Witness vkeys (space-separated) whose audit checkpoint cosignatures are kept.",
+    )
     host: str = Field(default="127.0.0.1", description="Address `insitu serve` binds.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `insitu serve` binds.")
 
