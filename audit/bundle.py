@@ -9,7 +9,9 @@ One JSON object per line, UTF-8, in this order:
 
 `leaf_hash` is the hash the log stored; a verifier authenticates it through the signed roots and
 compares it with the hash of `body`, so a damaged body is reported at its own index. Readers
-check the shape of every line and report a bad entry line with its position.
+check the shape of every line and report a bad entry line with its position. Every line must be
+exactly as `write_bundle` writes it (canonical JSON ending in one newline), so any changed byte
+fails verification.
 """
 
 from __future__ import annotations
@@ -123,14 +125,20 @@ def _entry(document: dict[str, Any], position: int) -> BundleEntry:
 
 # The exact line `write_bundle` writes; anything else takes the general JSON path.
 _ENTRY_LINE = re.compile(
-    r'\{"body":"([A-Za-z0-9+/]*={0,2})","index":(0|[1-9][0-9]{0,17}),"leaf_hash":"([0-9a-f]{64})"\}\n?'
+    r'\{"body":"([A-Za-z0-9+/]*={0,2})","index":(0|[1-9][0-9]{0,17}),"leaf_hash":"([0-9a-f]{64})"\}\n'
 )
 
 
 def _read_entry(line: str, position: int) -> BundleEntry:
     match = _ENTRY_LINE.fullmatch(line)
     if match is None:
-        return _entry(_parse(line, f"entry line {position}", position), position)
+        document = _parse(line, f"entry line {position}", position)
+        entry = _entry(document, position)
+        if _line(document) != line:  # every byte of a bundle counts
+            raise VerificationError(
+                f"entry line {position} is not in canonical form", index=position
+            )
+        return entry
     body, index, stored = match.groups()
     try:
         raw = base64.b64decode(body, validate=True)
@@ -157,11 +165,14 @@ class BundleReader:
     def __enter__(self) -> BundleReader:
         try:
             self._file = self.path.open("r", encoding="utf-8", newline="\n")
-            header = _parse(self._file.readline(), "bundle header")
-            if header != {"format": FORMAT, "v": VERSION}:
+            first = self._file.readline()
+            header = _parse(first, "bundle header")
+            if header != {"format": FORMAT, "v": VERSION} or _line(header) != first:
                 raise VerificationError(f"not an {FORMAT} v{VERSION} file")
             for line in self._file:
                 document = _parse(line, "bundle line")
+                if _line(document) != line:
+                    raise VerificationError("a key or checkpoint line is not in canonical form")
                 if set(document) == {"vkey"} and isinstance(document["vkey"], str):
                     if self.checkpoints:
                         raise VerificationError("vkey lines must come before checkpoints")

@@ -121,6 +121,20 @@ def _nodes_query(slots: int) -> sa.Select[Any]:
     return sa.select(n.level, n.idx, n.hash).where(sa.or_(*pairs))
 
 
+def _insert_many(conn: sa.Connection, table: sa.Table, rows: list[tuple[Any, ...]]) -> None:
+    """Insert rows (tuples in column order, values ready for the driver) with the driver's
+    executemany: SQLAlchemy's per-row parameter handling costs more than the database when a
+    group commit writes thousands of rows."""
+    if rows:
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        columns = [c.name for c in table.columns]
+        sql = (
+            f"INSERT INTO {table.name} ({', '.join(columns)}) "
+            f"VALUES ({', '.join(mark for _ in columns)})"
+        )
+        conn.exec_driver_sql(sql, rows)
+
+
 @dataclass(frozen=True, slots=True)
 class AppendResult:
     """Where an appended event landed: its 0-based index and its leaf hash."""
@@ -188,28 +202,22 @@ class SqlAuditLog:
         self._lock(conn)
         size = self.size(conn)
         tree = CompactRange.load(size, self._getter(conn, perfect_nodes(0, size)))
-        now = self._clock()
-        results, entry_rows, node_rows = [], [], []
-        term_rows: list[dict[str, Any]] = []
+        proc = entries_table.c.created_at.type.bind_processor(conn.dialect)
+        now = proc(self._clock()) if proc else self._clock()
+        results: list[AppendResult] = []
+        entry_rows: list[tuple[Any, ...]] = []
+        node_rows: list[tuple[Any, ...]] = []
+        term_rows: list[tuple[Any, ...]] = []
         for event, body in zip(events, bodies, strict=True):
             index, digest = tree.size, leaf_hash(body)
-            for (level, node_index), node in tree.append(digest):
-                node_rows.append({"level": level, "idx": node_index, "hash": node})
-            entry_rows.append(
-                {
-                    "idx": index,
-                    "leaf_hash": digest,
-                    "body": body,
-                    "event_type": event.type,
-                    "created_at": now,
-                }
-            )
-            term_rows.extend({"term": t, "idx": index} for t in terms_of(event))
+            node_rows.extend((lv, ix, node) for (lv, ix), node in tree.append(digest))
+            entry_rows.append((index, digest, body, event.type, now))
+            term_rows.extend((t, index) for t in terms_of(event))
             results.append(AppendResult(index, digest))
         try:
-            conn.execute(entries_table.insert(), entry_rows)
-            conn.execute(nodes_table.insert(), node_rows)
-            conn.execute(terms_table.insert(), term_rows)
+            _insert_many(conn, entries_table, entry_rows)
+            _insert_many(conn, nodes_table, node_rows)
+            _insert_many(conn, terms_table, term_rows)
         except sa.exc.IntegrityError:
             raise StoreError(
                 "another writer appended to the audit log concurrently; roll back and retry"

@@ -36,6 +36,7 @@ FIELDS: Final = (
 )
 _LISTS: Final = {"datasets": "dataset", "providers": "provider", "managers": "manager"}
 _SCALARS: Final = {"template": "template", "dataset": "dataset", "job": "job"}
+_KEYS: Final = (*_LISTS.items(), *_SCALARS.items())
 
 
 def term(field: str, value: str) -> str:
@@ -55,13 +56,14 @@ def _strings(value: object) -> Iterable[str]:
 def terms_of(event: Event) -> list[str]:
     """The distinct terms of `event`, sorted; values too long to index are left out."""
     found = {
-        term("type", event.type),
-        term("subject", event.actor.subject),
-        term("department", event.actor.department),
-        term("decision", "allowed" if event.allowed else "denied"),
+        "type:" + event.type,
+        "subject:" + event.actor.subject,
+        "department:" + event.actor.department,
+        "decision:allowed" if event.allowed else "decision:denied",
     }
     details = event.details
-    for key, field in (*_LISTS.items(), *_SCALARS.items()):
-        for value in _strings(details.get(key)):
-            found.add(term(field, value))
+    for key, field in _KEYS:
+        value = details.get(key)
+        if value is not None:
+            found.update(f"{field}:{v}" for v in _strings(value))
     return sorted(t for t in found if len(t) <= MAX_TERM)

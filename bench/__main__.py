@@ -1,16 +1,16 @@
-"""Run every benchmark, or the ones named: `python -m bench [e2e ...]`."""
+"""Run every benchmark, or the ones named: `python -m bench [e2e audit ...] [--quick]`."""
 
 from __future__ import annotations
 
 import sys
 
-from bench import e2e
+from bench import audit, e2e
 
-BENCHMARKS = {"e2e": e2e.main}
+BENCHMARKS = {"e2e": e2e.main, "audit": audit.main}
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(BENCHMARKS)
+    names = [a for a in argv if not a.startswith("-")] or list(BENCHMARKS)  # flags: benchmarks
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
