@@ -95,7 +95,11 @@ class Gateway:
 
 def build_gateway(settings: Settings) -> Gateway:
     engine = db.create_engine(settings.resolved_database_url)
-    db.check_durability(engine)
+    try:
+        db.check_durability(engine)
+    except BaseException:
+        engine.dispose()
+        raise
     issuer: LocalIssuer | None = None
     issuer_keys: IssuerKeys | None = None
     keys: KeySource
