@@ -12,33 +12,21 @@ import json
 import logging
 import threading
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from audit import Actor
-from gateway import catalogue, db, schema, templates
+from gateway import catalogue, db, releases, schema, templates
 from gateway.context import Gateway
 from gateway.jobs import JobStatus, resolve_parameter_specs
-from sandbox import (
-    CompiledQuery,
-    DisclosureRules,
-    SandboxError,
-    apply_disclosure,
-    validate_parameters,
-)
+from gateway.release_registry import RELEASES
+from gateway.releases import Outcome
+from sandbox import CompiledQuery, SandboxError, validate_parameters
 
 log = logging.getLogger("insitu.worker")
 GRACE_S = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    status: JobStatus
-    result: dict[str, Any] | None
-    error: str | None
 
 
 def claim_next(gw: Gateway, worker_id: str) -> sa.Row[Any] | None:
@@ -90,7 +78,10 @@ def result_hash(result: dict[str, Any]) -> str:
 
 
 class Runner:
-    """Runs one claimed job in the sandbox; compiled templates are cached by content hash."""
+    """Runs one claimed job: common checks here, the kind's release in `gateway.releases`.
+
+    Compiled templates are cached by content hash.
+    """
 
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
@@ -111,45 +102,27 @@ class Runner:
         with db.reading(gw.db) as conn:
             stored = templates.load(conn, job.template_id, job.version)
             datasets = templates.datasets_of(conn, stored.spec)
-        if stored.spec.kind not in templates.RUNNABLE_KINDS:
+        release = RELEASES.get(stored.spec.kind)
+        if release is None or stored.spec.kind not in templates.RUNNABLE_KINDS:
             return Outcome(JobStatus.FAILED, None, "this template kind cannot be released yet")
         if (
             stored.content_hash != job.content_hash
             or stored.status is not templates.Status.APPROVED
         ):
             return Outcome(JobStatus.FAILED, None, "the template version is no longer approved")
-        query = self.compiled(stored, datasets)
         values = validate_parameters(
             resolve_parameter_specs(gw, stored.spec, datasets), job.parameters
         )
-        sources = {ds_id: catalogue.table_source(gw, ds) for ds_id, ds in datasets.items()}
-        table = gw.engine.run(query, sources, values)
-        rules = DisclosureRules(
-            min_group_size=max(ds.disclosure.min_group_size for ds in datasets.values())
+        run = releases.Run(
+            gw=gw,
+            job=job,
+            stored=stored,
+            datasets=datasets,
+            values=values,
+            sources={ds_id: catalogue.table_source(gw, ds) for ds_id, ds in datasets.items()},
+            compiled=lambda: self.compiled(stored, datasets),
         )
-        if query.count_column is None:
-            return Outcome(JobStatus.FAILED, None, "the template has no count column")
-        disclosed = apply_disclosure(
-            table, count_column=query.count_column, group_columns=query.group_columns, rules=rules
-        )
-        result = {
-            "columns": list(disclosed.columns),
-            "rows": [list(row) for row in disclosed.rows],
-            "withheld": [
-                {
-                    "key": dict(cell.key),
-                    "column": cell.column,
-                    "rule": cell.rule,
-                    "reason": cell.reason,
-                }
-                for cell in disclosed.withheld
-            ],
-            "disclosure": {"min_group_size": rules.min_group_size},
-        }
-        status = (
-            JobStatus.RELEASED if disclosed.rows or not disclosed.withheld else JobStatus.SUPPRESSED
-        )
-        return Outcome(status, result, None)
+        return release(run)
 
     def run(self, job: sa.Row[Any]) -> None:
         try:

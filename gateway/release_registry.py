@@ -1,0 +1,13 @@
+"""Which release function handles which template kind (see `gateway.releases`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from gateway.release_aggregate import release_aggregate
+from gateway.releases import Release
+from gateway.specs import TemplateKindName
+
+RELEASES: Mapping[TemplateKindName, Release] = {
+    TemplateKindName.AGGREGATE: release_aggregate,
+}
