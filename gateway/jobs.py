@@ -230,7 +230,7 @@ def result(gw: Gateway, principal: Principal, job_id: str, *, wait_s: float) -> 
         if JobStatus(row.status) not in TERMINAL:
             # Another replica may finish it: wake up now and then to look.
             gw.jobs_finished.wait(seen, timeout=min(remaining, 0.5))
-    with gw.db.connect() as conn:
+    with db.reading(gw.db) as conn:  # no write lock to read a stored result
         res = conn.execute(
             sa.select(schema.job_results).where(schema.job_results.c.job_id == job_id)
         ).first()

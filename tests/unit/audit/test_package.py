@@ -111,3 +111,15 @@ def test_audit_imports_only_stdlib_cryptography_and_its_store_sqlalchemy() -> No
         }
         allowed = {"cryptography", "sqlalchemy"} if path.name == "store.py" else {"cryptography"}
         assert third_party <= allowed, f"{path.name} imports {sorted(third_party - allowed)}"
+
+
+def test_offline_verifier_loads_only_audit_stdlib_and_cryptography() -> None:
+    code = (
+        "import sys; before = {m.split('.')[0] for m in sys.modules}; "
+        "import audit.verify, audit.receipt, audit.witness; "
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules} - before)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(out.stdout.split()) - set(sys.stdlib_module_names)
+    # cryptography's native parts (_cffi_backend, _openssl) come with it
+    assert loaded <= {"audit", "cryptography", "_cffi_backend", "_openssl"}, loaded
