@@ -30,7 +30,7 @@ from typing import IO, Any, Final
 from audit.errors import VerificationError
 from audit.merkle import HASH_SIZE, leaf_hash
 
-__all__ = ["FORMAT", "BundleEntry", "BundleReader", "write_bundle"]
+__all__ = ["FORMAT", "BundleEntry", "BundleReader", "read_entry", "write_bundle"]
 
 FORMAT: Final = "insitu-audit-bundle"
 VERSION: Final = 1
@@ -129,7 +129,8 @@ _ENTRY_LINE = re.compile(
 )
 
 
-def _read_entry(line: str, position: int) -> BundleEntry:
+def read_entry(line: str, position: int) -> BundleEntry:
+    """The entry on `line`, found at `position`; VerificationError if the line is malformed."""
     match = _ENTRY_LINE.fullmatch(line)
     if match is None:
         document = _parse(line, f"entry line {position}", position)
@@ -208,6 +209,11 @@ class BundleReader:
 
     def entries(self) -> Iterator[BundleEntry]:
         """The entry lines, in file order; raises VerificationError naming a malformed one."""
+        for position, line in enumerate(self.entry_lines()):
+            yield read_entry(line, position)
+
+    def entry_lines(self) -> Iterator[str]:
+        """The raw entry lines, in file order (UTF-8 already checked); `read_entry` parses one."""
         if self._file is None:
             raise RuntimeError("use BundleReader as a context manager")
         position = 0
@@ -215,10 +221,10 @@ class BundleReader:
         try:
             if self._pending is not None:
                 pending, self._pending = self._pending, None
-                yield _read_entry(pending, position)
+                yield pending
                 position += 1
             for line in lines:
-                yield _read_entry(line, position)
+                yield line
                 position += 1
         except UnicodeDecodeError:
             raise VerificationError(f"entry {position} is not UTF-8", index=position) from None

@@ -290,3 +290,33 @@ def test_any_deleted_reordered_or_duplicated_entry_fails(
     path.write_bytes(b"".join(head + changed))
     with pytest.raises(VerificationError):
         verify_bundle(path)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda ls: ls,
+        flip_body_byte(9, 5),
+        lambda ls: [*ls[: entry_lines(ls) + 4], *ls[entry_lines(ls) + 5 :]],
+        lambda ls: [
+            *ls[: entry_lines(ls) + 17],
+            ls[entry_lines(ls) + 3],
+            *ls[entry_lines(ls) + 17 :],
+        ],
+        lambda ls: ls[:-3],
+    ],
+)
+def test_checking_in_several_processes_gives_the_same_outcome(
+    bundle: Path, change: Callable[[Lines], Lines], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import audit.verify
+
+    edit(bundle, change)
+    outcomes = []
+    for workers in (1, 2):
+        monkeypatch.setattr(audit.verify, "_CHUNK", 5)  # many chunks, failures inside one
+        try:
+            outcomes.append(("ok", str(verify_bundle(bundle, workers=workers))))
+        except VerificationError as exc:
+            outcomes.append((str(exc), str(exc.index)))
+    assert outcomes[0] == outcomes[1]
