@@ -16,6 +16,9 @@ One writer at a time: on PostgreSQL `append`/`checkpoint` first take a transacti
 advisory lock (key `AUDIT_LOCK_KEY`); on SQLite the engine must begin transactions with
 `BEGIN IMMEDIATE`, which already serialises writers. Other databases are refused. Reads of
 roots and proofs fetch O(log n) stored nodes in one query; `verify` recomputes everything.
+
+This module is longer than the others on purpose: it is the only one in the package that knows
+SQL (a test keeps SQLAlchemy out of every other module, so the offline verifier never loads it).
 """
 
 from __future__ import annotations

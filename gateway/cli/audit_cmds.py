@@ -67,6 +67,7 @@ def audit_verify(
                 vkeys=vkey or None,
                 witnesses=witness or [],
                 cosignatures=cosignatures,
+                workers=None,  # several processes for a large bundle
             )
         except AuditError as exc:
             index = exc.index if isinstance(exc, VerificationError) else None
