@@ -230,7 +230,8 @@ def bench_verify(entries: int, scratch: Path) -> dict[str, Any]:
         header = src.readline()
         out.write(header)
         out.write('{"vkey":"' + signer.verifier().vkey + '"}\n')
-        out.write(json.dumps({"checkpoint": note}) + "\n")
+        out.write(json.dumps({"checkpoint": note}, separators=(",", ":"), ensure_ascii=False))
+        out.write("\n")
         for line in src:
             out.write(line)
     entries_path.unlink()
