@@ -125,18 +125,27 @@ def _nodes_query(slots: int) -> sa.Select[Any]:
 
 
 def _insert_many(conn: sa.Connection, table: sa.Table, rows: list[tuple[Any, ...]]) -> None:
-    """Insert rows (tuples in column order, values ready for the driver) with the driver's
-    executemany: SQLAlchemy's per-row parameter handling costs more than the database when a
-    group commit writes thousands of rows."""
-    if rows:
-        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        columns = [c.name for c in table.columns]
-        # Names come from our own Table objects, never from input; every value is bound.
-        sql = (
-            f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608
-            f"VALUES ({', '.join(mark for _ in columns)})"
-        )
-        conn.exec_driver_sql(sql, rows)
+    """Insert rows (tuples in column order, values ready for the driver) in one statement.
+
+    SQLite: the driver's executemany (in-process, cheap per row). PostgreSQL: one
+    `INSERT … SELECT * FROM unnest(<one array per column>)`, because executemany sends one INSERT
+    per row and a long multi-row VALUES list costs the driver more to prepare than the server to
+    run. SQLAlchemy's per-row parameter handling costs more than either at thousands of rows.
+    """
+    if not rows:
+        return
+    columns = table.columns
+    # Names and types come from our own Table objects, never from input; every value is bound.
+    head = f"INSERT INTO {table.name} ({', '.join(c.name for c in columns)}) "
+    if conn.dialect.paramstyle == "qmark":
+        conn.exec_driver_sql(head + f"VALUES ({', '.join('?' for _ in columns)})", rows)
+        return
+    arrays = ", ".join(f"%s::{c.type.compile(dialect=conn.dialect)}[]" for c in columns)
+    select = f"SELECT * FROM unnest({arrays})"  # noqa: S608 - placeholders and casts only
+    conn.exec_driver_sql(
+        head + select,
+        tuple(list(col) for col in zip(*rows, strict=True)),
+    )
 
 
 @dataclass(frozen=True, slots=True)
