@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import audit, e2e
+from bench import audit, e2e, policy, tokens
 
-BENCHMARKS = {"e2e": e2e.main, "audit": audit.main}
+BENCHMARKS = {"e2e": e2e.main, "policy": policy.main, "tokens": tokens.main, "audit": audit.main}
 
 
 def main(argv: list[str]) -> int:
