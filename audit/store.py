@@ -333,12 +333,6 @@ class SqlAuditLog:
             return None
         return SignedHead(int(row.size), self._with_cosignatures(conn, int(row.size), row.note))
 
-    def head_at(self, conn: sa.Connection, size: int) -> SignedHead | None:
-        """The stored checkpoint of exactly `size` entries, with its cosignatures."""
-        c = checkpoints_table.c
-        note = conn.execute(sa.select(c.note).where(c.size == size)).scalar()
-        return None if note is None else SignedHead(size, self._with_cosignatures(conn, size, note))
-
     def _with_cosignatures(self, conn: sa.Connection, size: int, note: str) -> str:
         w = cosignatures_table.c
         lines = conn.execute(
