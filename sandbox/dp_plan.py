@@ -274,6 +274,9 @@ def _measure_sql(
     if m.kind in (MeasureKind.SUM, MeasureKind.MEAN):
         assert m.column is not None and m.lower is not None and m.upper is not None
         k = plan.fixed_point(m)
+        if (m.lower * k).denominator != 1 or (m.upper * k).denominator != 1:
+            # ROUND of a value clamped to a fractional bound can pass the bound (0.5 → 1)
+            raise TemplateRejected(f"measure {m.name}: bounds have at most 3 decimals")
         lo, hi = _num(m.lower * k), _num(m.upper * k)
         col = f"t.{_q(m.column, dialect)}" if k == 1 else f"(t.{_q(m.column, dialect)} * {k})"
         clamped = f"LEAST(GREATEST({col}, {lo}), {hi})"
