@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import sqlalchemy as sa
 
+from gateway import schema, worker
 from gateway.demo import documents
 from tests.integration.conftest import Caller, World
 
@@ -86,3 +89,42 @@ def test_a_file_rewritten_with_the_same_size_and_mtime_is_still_bounded_per_unit
     second = _run(analyst, "residents-count-dp")
     assert second["status"] == "released", second
     assert sum(row[1] for row in second["rows"]) < 5  # one row of one person, not 200
+
+
+def test_a_job_recovered_as_stale_cannot_be_released_later_for_free(
+    world: World, owners: dict[str, Caller], analyst: Caller
+) -> None:
+    """A worker that outlives the stale cutoff finishes after `recover_stale` failed its job
+    and gave its budget back: its late result must be dropped, not stored uncharged."""
+    gw = world.app.state.gateway
+    world.app.state.pool.stop()
+    r = owners["civil"].post_yaml("/v1/datasets", documents.RESIDENTS + PRIVACY)
+    assert r.status_code == 201, r.text
+    _approve(owners["civil"], analyst, COUNT_TEMPLATE, "residents-count-dp")
+    submitted = analyst.post("/v1/jobs", json={"template": "residents-count-dp"})
+    assert submitted.status_code == 202, submitted.text
+    job = worker.claim_next(gw, "slow-worker")
+    assert job is not None and job.id == submitted.json()["id"]
+    outcome = worker.Runner(gw).execute(job)
+    assert outcome.result is not None
+    with gw.db.begin() as conn:
+        conn.execute(
+            schema.jobs.update()
+            .where(schema.jobs.c.id == job.id)
+            .values(started_at=datetime.now(UTC) - timedelta(days=1))
+        )
+    assert worker.recover_stale(gw) == 1
+    worker.finish(gw, job, outcome)  # the slow worker, late
+    with gw.db.connect() as conn:
+        status = conn.execute(
+            sa.select(schema.jobs.c.status).where(schema.jobs.c.id == job.id)
+        ).scalar_one()
+        results = conn.execute(
+            sa.select(sa.func.count()).select_from(schema.job_results)
+        ).scalar_one()
+        reservation = conn.execute(sa.select(schema.budget_reservations)).one()
+    assert status == "failed"
+    assert results == 0
+    assert reservation.status == "returned"
+    mine = [b for b in analyst.get("/v1/budgets").json()["budgets"] if b["department"] == "stats"]
+    assert mine[0]["rho"]["spent"] == "0"
