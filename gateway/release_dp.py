@@ -11,11 +11,14 @@ release's own transaction.
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from gateway import catalogue
+import sqlalchemy as sa
+
+from gateway import catalogue, db, ledger, schema
 from gateway.dp_templates import dp_plan
 from gateway.jobs import JobStatus
 from gateway.ledger import DELTA_UNIT, RHO_UNIT, Cost, epsilon_at
@@ -28,6 +31,22 @@ MAX_KEYS = 10_000
 def _snapshot(path: Path) -> tuple[int, int]:
     stat = path.stat()
     return stat.st_mtime_ns, stat.st_size
+
+
+def _charged_to_this_snapshot(run: Run, plan: DpPlan) -> bool:
+    """With ``refresh: snapshot`` the reservation was booked to the period of the file as it
+    was at admission; a job running on a newer file would spend the new snapshot's data on
+    the old period's budget (and the new period's budget on top of it). Refuse it instead."""
+    ds = run.datasets[plan.dataset_id]
+    if ds.privacy is None or ds.privacy.budget.refresh != "snapshot":
+        return True
+    r = schema.budget_reservations
+    with db.reading(run.gw.db) as conn:
+        booked = conn.execute(sa.select(r.c.period).where(r.c.job_id == run.job.id)).scalar()
+    now = ledger.period(
+        ds.privacy.budget, now=datetime.now(UTC), source=run.sources[plan.dataset_id].path
+    )
+    return booked == now
 
 
 def _key_set(run: Run, plan: DpPlan) -> list[tuple[object, ...]] | None:
@@ -62,6 +81,8 @@ def release_dp(run: Run) -> Outcome:
     # Compiled from the very plan the mechanism was built for (same bounds, same fixed point).
     query = compile_dp(plan, tuple(sorted(run.stored.spec.parameters)))
     snapshot = _snapshot(run.sources[plan.dataset_id].path)
+    if not _charged_to_this_snapshot(run, plan):
+        return Outcome(JobStatus.FAILED, None, "the source changed since the job was accepted")
     table = run.gw.engine.run(query, run.sources, {**run.values, **plan.constants()})
     if _snapshot(run.sources[plan.dataset_id].path) != snapshot:
         return Outcome(JobStatus.FAILED, None, "the source changed while the job ran; retry")

@@ -128,3 +128,30 @@ def test_a_job_recovered_as_stale_cannot_be_released_later_for_free(
     assert reservation.status == "returned"
     mine = [b for b in analyst.get("/v1/budgets").json()["budgets"] if b["department"] == "stats"]
     assert mine[0]["rho"]["spent"] == "0"
+
+
+def test_a_job_booked_to_one_snapshot_does_not_run_on_the_next(
+    world: World, owners: dict[str, Caller], analyst: Caller
+) -> None:
+    """With `refresh: snapshot` a job is charged to the period of the file it was accepted
+    on. Run on a newer file it would spend that file's privacy on the old period's budget,
+    on top of the new period's full budget: it must fail (and give its reservation back)."""
+    gw = world.app.state.gateway
+    world.app.state.pool.stop()
+    path = world.settings.data_dir / "civil" / "residents.parquet"
+    _write(path, [f"p{i:04d}" for i in range(200)])
+    snapshot = PRIVACY.replace("refresh: monthly", "refresh: snapshot")
+    r = owners["civil"].post_yaml("/v1/datasets", documents.RESIDENTS + snapshot)
+    assert r.status_code == 201, r.text
+    _approve(owners["civil"], analyst, COUNT_TEMPLATE, "residents-count-dp")
+    submitted = analyst.post("/v1/jobs", json={"template": "residents-count-dp"})
+    assert submitted.status_code == 202, submitted.text
+    _write(path, [f"p{i:04d}" for i in range(300)])  # the next snapshot
+    job = worker.claim_next(gw, "w")
+    assert job is not None
+    outcome = worker.Runner(gw).execute(job)
+    assert outcome.result is None
+    worker.finish(gw, job, outcome)
+    with gw.db.connect() as conn:
+        reservation = conn.execute(sa.select(schema.budget_reservations)).one()
+    assert reservation.status == "returned"
