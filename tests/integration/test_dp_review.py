@@ -155,3 +155,20 @@ def test_a_job_booked_to_one_snapshot_does_not_run_on_the_next(
     with gw.db.connect() as conn:
         reservation = conn.execute(sa.select(schema.budget_reservations)).one()
     assert reservation.status == "returned"
+
+
+def test_an_analyst_of_the_providing_department_sees_only_its_own_budget(
+    world: World, owners: dict[str, Caller], analyst: Caller
+) -> None:
+    """Every department's charges and the global row are for the data owner; an analyst who
+    happens to work in the providing department sees its own department's row only."""
+    r = owners["civil"].post_yaml("/v1/datasets", documents.RESIDENTS + PRIVACY)
+    assert r.status_code == 201, r.text
+    _approve(owners["civil"], analyst, COUNT_TEMPLATE, "residents-count-dp")
+    assert _run(analyst, "residents-count-dp")["status"] == "released"
+    civil_analyst = world.as_("analyst@civil", "civil", "analyst")
+    seen = civil_analyst.get("/v1/budgets")
+    assert seen.status_code == 200, seen.text
+    assert {b["department"] for b in seen.json()["budgets"]} == {"civil"}
+    owner_view = owners["civil"].get("/v1/budgets").json()["budgets"]
+    assert {"stats", "*"} <= {b["department"] for b in owner_view}

@@ -62,3 +62,25 @@ def test_bounds_finer_than_the_fixed_point_are_refused(
         return  # refused: nothing to bound
     sens = mech.built[0].primitive.sensitivity
     assert abs(int(table.rows[0][1])) <= sens  # type: ignore[call-overload]
+
+
+def test_only_the_contrib_feature_is_ever_enabled() -> None:
+    """Building a mechanism enables OpenDP's `contrib` and nothing else: `floating-point`
+    exposes float attacks, `honest-but-curious` lets code declare its own privacy."""
+    import opendp.mod
+
+    dp_mechanism(_plan(DpMeasure("n", MeasureKind.COUNT), rows=1))
+    assert set(opendp.mod.GLOBAL_FEATURES) == {"contrib"}
+
+
+def test_the_opendp_imports_stay_in_dp_measure() -> None:
+    """No other product module imports opendp or calls enable_features."""
+    root = Path(__file__).resolve().parents[3]
+    offenders = [
+        str(p.relative_to(root))
+        for pkg in ("sandbox", "gateway", "policies", "audit")
+        for p in (root / pkg).rglob("*.py")
+        if p.name != "dp_measure.py"
+        and ("opendp" in (text := p.read_text()) or "enable_features" in text)
+    ]
+    assert offenders == []
