@@ -19,7 +19,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from audit import leaf_hash
 from gateway import catalogue, db, schema, templates
 from gateway.auth.principal import Principal
 from gateway.authz import decide, deny, purpose_state, require
@@ -272,40 +271,37 @@ def result(gw: Gateway, principal: Principal, job_id: str, *, wait_s: float) -> 
         if JobStatus(row.status) not in TERMINAL:
             # Another replica may finish it: wake up now and then to look.
             gw.jobs_finished.wait(seen, timeout=min(remaining, 0.5))
-    with gw.db.connect() as conn:
+    with db.reading(gw.db) as conn:  # no write lock to read a stored result
         res = conn.execute(
             sa.select(schema.job_results).where(schema.job_results.c.job_id == job_id)
         ).first()
     body: dict[str, Any] = {"job": job_view(row), "status": row.status}
     if res is not None:
+        release = int(res.audit_index)
+        # Fail closed: the read is durable in the log before anything is handed out, and the
+        # same group commit returns a checkpoint that covers the release entry.
+        committed = gw.audit.record_durable(
+            type="result.read",
+            principal=principal,
+            action="read",
+            target=f"job:{job_id}",
+            allowed=True,
+            details={"job": job_id, "template": row.template_id, "release": release},
+            covering=release + 1,
+        )
         body.update(res.result)
         body["result_hash"] = res.result_hash
-        body["receipt"] = receipt(gw, int(res.audit_index))
-        with gw.db.begin() as conn:
-            gw.audit.record(
-                conn,
-                type="result.read",
-                principal=principal,
-                action="read",
-                target=f"job:{job_id}",
-                allowed=True,
-                details={"job": job_id},
-            )
+        body["receipt"] = receipt(gw, release, committed.checkpoint, committed.checkpoint_size)
     return body
 
 
-def receipt(gw: Gateway, index: int) -> dict[str, Any]:
-    """Where the release sits in the audit log: index, leaf hash, proof, signed checkpoint."""
-    log = gw.audit.log
-    with gw.db.begin() as conn:
-        note = log.checkpoint(conn)
-        size = log.size(conn)
-        leaf = leaf_hash(log.entry(conn, index))
-        proof = log.inclusion_proof(conn, index, size)
-    return {
-        "audit_index": index,
-        "tree_size": size,
-        "leaf_hash": leaf.hex(),
-        "inclusion_proof": [p.hex() for p in proof],
-        "checkpoint": note,
-    }
+def receipt(
+    gw: Gateway, index: int, note: str | None = None, size: int | None = None
+) -> dict[str, Any]:
+    """Where the release sits in the audit log: index, entry, leaf hash, inclusion proof and a
+    signed checkpoint covering it (the newest one the log signed, or a new one if none does)."""
+    if note is None or size is None or size <= index:
+        committed = gw.audit.committer.checkpoint(index + 1)
+        assert committed.checkpoint is not None
+        note, size = committed.checkpoint, committed.checkpoint_size
+    return gw.audit.receipt(index, note=note, size=size)

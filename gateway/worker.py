@@ -157,6 +157,24 @@ class Runner:
         self.gw.jobs_finished.notify()
 
 
+def responsible_parties(conn: sa.Connection, job: sa.Row[Any]) -> dict[str, list[str]]:
+    """谁提供/谁管理: the job's datasets, their provider departments, and the departments whose
+    data owners approved this template version (the managers of access to that data)."""
+    a, d = schema.template_approvals.c, schema.datasets.c
+    approvals = conn.execute(
+        sa.select(a.dataset_id, a.approver_department).where(
+            a.template_id == job.template_id, a.version == job.version, a.decision == "approved"
+        )
+    ).all()
+    datasets = sorted({str(r.dataset_id) for r in approvals})
+    providers = conn.execute(sa.select(d.provider).where(d.id.in_(datasets))).scalars()
+    return {
+        "datasets": datasets,
+        "providers": sorted({str(p) for p in providers}),
+        "managers": sorted({str(r.approver_department) for r in approvals}),
+    }
+
+
 def finish(gw: Gateway, job: sa.Row[Any], outcome: Outcome) -> None:
     now = datetime.now(UTC)
     details: dict[str, Any] = {
@@ -178,6 +196,7 @@ def finish(gw: Gateway, job: sa.Row[Any], outcome: Outcome) -> None:
         if claimed.rowcount != 1:
             log.warning("job %s was already finished; its late outcome is dropped", job.id)
             return
+        details.update(responsible_parties(conn, job))
         event = f"job.{outcome.status.value}"
         if outcome.result is not None:
             digest = result_hash(outcome.result)
@@ -212,6 +231,7 @@ def finish(gw: Gateway, job: sa.Row[Any], outcome: Outcome) -> None:
                     created_at=now,
                 )
             )
+    gw.audit.nudge()  # sign a checkpoint covering the release soon, off the request path
 
 
 def recover_stale(gw: Gateway) -> int:
