@@ -61,11 +61,12 @@ classification: important
 privacy_unit: person_id
 columns:
   - {name: person_id, type: VARCHAR, sensitivity: identifier}
-  - {name: district, type: VARCHAR, sensitivity: public}
+  - {name: district, type: VARCHAR, sensitivity: public, values: [@DISTRICTS@]}
   - {name: income, type: BIGINT, sensitivity: sensitive}
 privacy:
   budget: {rho_per_department: 1000, rho_total: 1000, refresh: never}
 """
+DATASET = DATASET.replace("@DISTRICTS@", ", ".join(str(d) for d in DISTRICTS))
 MEASURE = {
     "count": "{name: value, kind: count}",
     "mean": "{name: value, kind: mean, column: income, lower: 0, upper: 100000}",

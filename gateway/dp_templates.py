@@ -14,6 +14,8 @@ from sandbox import (
     compile_dp,
 )
 
+MAX_PUBLIC_KEYS = 10_000
+
 
 def dp_plan(spec: TemplateSpec, datasets: dict[str, DatasetSpec]) -> DpPlan:
     """The plan of a dp template (raises TemplateRejected when it does not fit its dataset)."""
@@ -26,6 +28,19 @@ def dp_plan(spec: TemplateSpec, datasets: dict[str, DatasetSpec]) -> DpPlan:
     integer = frozenset(c.name for c in ds.columns if c.type.upper() in DP_INTEGER_TYPES)
     plan = to_plan(ds_id, ds.privacy_unit, spec.dp, integer)
     check_dp_plan(plan, catalogue.table_schema(ds), ds.privacy_unit)
+    if plan.group_by and not plan.private_keys:
+        declared = {c.name: c.values for c in ds.columns if c.sensitivity == "public"}
+        undeclared = [c for c in plan.group_by if declared.get(c) is None]
+        if undeclared:
+            raise TemplateRejected(
+                f"public keys need the values of {', '.join(undeclared)} declared in the "
+                f"catalogue (a public column's `values`), or private key selection"
+            )
+        size = 1
+        for column in plan.group_by:
+            size *= len(declared[column] or ())
+        if size > MAX_PUBLIC_KEYS:
+            raise TemplateRejected(f"the public key set has more than {MAX_PUBLIC_KEYS} keys")
     return plan
 
 

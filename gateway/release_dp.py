@@ -18,14 +18,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from gateway import catalogue, db, ledger, schema
-from gateway.dp_templates import dp_plan
+from gateway import db, ledger, schema
+from gateway.dp_templates import MAX_PUBLIC_KEYS, dp_plan
 from gateway.jobs import JobStatus
 from gateway.ledger import DELTA_UNIT, RHO_UNIT, Cost, epsilon_at
 from gateway.releases import Outcome, Run
 from sandbox import DpPlan, compile_dp, dp_mechanism
-
-MAX_KEYS = 10_000
 
 
 def _snapshot(path: Path) -> tuple[int, int]:
@@ -50,19 +48,22 @@ def _charged_to_this_snapshot(run: Run, plan: DpPlan) -> bool:
 
 
 def _key_set(run: Run, plan: DpPlan) -> list[tuple[object, ...]] | None:
-    """The public key set: the product of the group columns' public value sets."""
+    """The public key set: the product of the group columns' declared values.
+
+    Only values the owner declared in the catalogue count, never values read from the data: a
+    key set taken from the data would tell which values occur without any noise.
+    """
     ds = run.datasets[plan.dataset_id]
-    public = {c.name for c in ds.columns if c.sensitivity == "public"}
-    if not set(plan.group_by) <= public:
+    declared = {c.name: c.values for c in ds.columns if c.sensitivity == "public"}
+    sets = [declared.get(column) for column in plan.group_by]
+    if any(values is None for values in sets):
         return None
-    source = catalogue.table_source(run.gw, ds)
-    sets = [run.gw.value_sets.get(source, column) for column in plan.group_by]
     size = 1
     for values in sets:
-        size *= len(values)
-    if size > MAX_KEYS:
+        size *= len(values or ())
+    if size > MAX_PUBLIC_KEYS:
         return None
-    return [tuple(k) for k in itertools.product(*sets)]
+    return [tuple(k) for k in itertools.product(*(values or () for values in sets))]
 
 
 def _pair(interval: tuple[float, float] | None) -> list[float] | None:
@@ -74,7 +75,7 @@ def release_dp(run: Run) -> Outcome:
     mech = dp_mechanism(plan)
     keys = _key_set(run, plan) if plan.group_by else [()]
     if keys is None and not plan.private_keys:
-        return Outcome(JobStatus.FAILED, None, "the public key set is too large to release")
+        return Outcome(JobStatus.FAILED, None, "the public key set is not declared or is too large")
     # Always the bounded plan: the per-unit windows are what the sensitivities rest on. (A
     # "fast path" that skipped them when a cached profile of the file showed no unit over the
     # bounds was removed: a file rewritten with the same size and mtime ran unbounded.)

@@ -8,10 +8,18 @@ from __future__ import annotations
 import hashlib
 import json
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 
 from gateway.dp_specs import DatasetPrivacySpec, DpQuerySpec
 from gateway.errors import InvalidInput
@@ -41,10 +49,30 @@ class SourceSpec(Strict):
     path: str = Field(min_length=1, max_length=500)
 
 
+MAX_DECLARED_VALUES = 1000
+DeclaredValue = Annotated[StrictStr, Field(min_length=1, max_length=128)] | StrictInt
+
+
 class ColumnSpec(Strict):
     name: str = Field(pattern=rf"^{NAME}$")
     type: str = Field(pattern=r"^[A-Z][A-Z0-9_ (),]{0,40}$")
     sensitivity: Literal["identifier", "quasi_identifier", "sensitive", "public"]
+    # The column's public domain, declared by the owner (e.g. the districts of a city). A `dp`
+    # template groups by public keys only over declared values: a key set read from the data
+    # would itself disclose which values occur.
+    values: list[DeclaredValue] | None = Field(
+        default=None, min_length=1, max_length=MAX_DECLARED_VALUES
+    )
+
+    @model_validator(mode="after")
+    def _values_are_public(self) -> ColumnSpec:
+        if self.values is None:
+            return self
+        if self.sensitivity != "public":
+            raise ValueError(f"column {self.name}: only a public column declares its values")
+        if len(set(self.values)) != len(self.values):
+            raise ValueError(f"column {self.name}: declared values repeat")
+        return self
 
 
 class DominanceSpec(Strict):

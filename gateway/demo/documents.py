@@ -50,7 +50,11 @@ update_cycle: daily
 privacy_unit: person_id
 columns:
   - {name: person_id, type: VARCHAR, sensitivity: identifier}
-  - {name: district, type: VARCHAR, sensitivity: public}
+  - name: district
+    type: VARCHAR
+    sensitivity: public
+    values: [chaoyang, haidian, fengtai, dongcheng, xicheng, tongzhou, shunyi, changping,
+             daxing, fangshan, mentougou, huairou, pinggu, miyun, yanqing, shijingshan]
   - {name: birth_year, type: INTEGER, sensitivity: quasi_identifier}
   - {name: sex, type: VARCHAR, sensitivity: quasi_identifier}
   - {name: household_size, type: INTEGER, sensitivity: sensitive}

@@ -179,3 +179,40 @@ def test_private_key_selection_withholds_small_groups_and_books_delta(
     mine = [b for b in analyst.get("/v1/budgets").json()["budgets"] if b["department"] == "stats"]
     assert mine[0]["rho"]["spent"] == "0.2"
     assert mine[0]["delta"]["spent"] != "0"
+
+
+def _residents_with(district_line: str) -> str:
+    doc = documents.RESIDENTS
+    start = doc.index("  - name: district\n")
+    end = doc.index("  - {name: birth_year")
+    return doc[:start] + district_line + doc[end:] + PRIVACY
+
+
+def test_public_keys_need_declared_values_not_values_read_from_the_data(
+    world: World, owners: dict[str, Caller], analyst: Caller
+) -> None:
+    undeclared = _residents_with("  - {name: district, type: VARCHAR, sensitivity: public}\n")
+    assert owners["civil"].post_yaml("/v1/datasets", undeclared).status_code == 201
+    proposed = analyst.post_yaml("/v1/templates", DP_TEMPLATE)
+    assert proposed.status_code == 422, proposed.text
+    assert "declared" in proposed.json()["detail"]
+
+
+def test_released_cells_are_exactly_the_declared_keys(
+    world: World, owners: dict[str, Caller], analyst: Caller
+) -> None:
+    # "atlantis" has no resident; "haidian" has many but is not declared.
+    declared = (
+        "  - {name: district, type: VARCHAR, sensitivity: public, values: [chaoyang, atlantis]}\n"
+    )
+    assert owners["civil"].post_yaml("/v1/datasets", _residents_with(declared)).status_code == 201
+    proposed = analyst.post_yaml("/v1/templates", DP_TEMPLATE)
+    assert proposed.status_code == 201, proposed.text
+    approved = owners["civil"].post(
+        "/v1/templates/residents-dp/versions/1/approvals",
+        json={"content_hash": proposed.json()["content_hash"]},
+    )
+    assert approved.status_code == 201, approved.text
+    body = run(analyst)
+    assert body["status"] == "released", body
+    assert sorted(row[0] for row in body["rows"]) == ["atlantis", "chaoyang"]

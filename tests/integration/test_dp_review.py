@@ -20,6 +20,17 @@ privacy:
   budget: {rho_per_department: 1000, rho_total: 10000, refresh: monthly}
 """
 
+
+def _residents_in_four_districts() -> str:
+    """The residents document with the districts these tests write (d0-d3) declared."""
+    doc = documents.RESIDENTS
+    start, end = doc.index("  - name: district\n"), doc.index("  - {name: birth_year")
+    district = (
+        "  - {name: district, type: VARCHAR, sensitivity: public, values: [d0, d1, d2, d3]}\n"
+    )
+    return doc[:start] + district + doc[end:]
+
+
 COUNT_TEMPLATE = """\
 id: residents-count-dp
 version: 1
@@ -76,7 +87,7 @@ def test_a_file_rewritten_with_the_same_size_and_mtime_is_still_bounded_per_unit
     rows_per_unit: a profile cached on path+mtime+size would run the plan unbounded."""
     path = world.settings.data_dir / "civil" / "residents.parquet"
     _write(path, [f"p{i:04d}" for i in range(200)])
-    r = owners["civil"].post_yaml("/v1/datasets", documents.RESIDENTS + PRIVACY)
+    r = owners["civil"].post_yaml("/v1/datasets", _residents_in_four_districts() + PRIVACY)
     assert r.status_code == 201, r.text
     _approve(owners["civil"], analyst, COUNT_TEMPLATE, "residents-count-dp")
     first = _run(analyst, "residents-count-dp")
@@ -98,7 +109,7 @@ def test_a_job_recovered_as_stale_cannot_be_released_later_for_free(
     and gave its budget back: its late result must be dropped, not stored uncharged."""
     gw = world.app.state.gateway
     world.app.state.pool.stop()
-    r = owners["civil"].post_yaml("/v1/datasets", documents.RESIDENTS + PRIVACY)
+    r = owners["civil"].post_yaml("/v1/datasets", _residents_in_four_districts() + PRIVACY)
     assert r.status_code == 201, r.text
     _approve(owners["civil"], analyst, COUNT_TEMPLATE, "residents-count-dp")
     submitted = analyst.post("/v1/jobs", json={"template": "residents-count-dp"})
@@ -162,7 +173,7 @@ def test_an_analyst_of_the_providing_department_sees_only_its_own_budget(
 ) -> None:
     """Every department's charges and the global row are for the data owner; an analyst who
     happens to work in the providing department sees its own department's row only."""
-    r = owners["civil"].post_yaml("/v1/datasets", documents.RESIDENTS + PRIVACY)
+    r = owners["civil"].post_yaml("/v1/datasets", _residents_in_four_districts() + PRIVACY)
     assert r.status_code == 201, r.text
     _approve(owners["civil"], analyst, COUNT_TEMPLATE, "residents-count-dp")
     assert _run(analyst, "residents-count-dp")["status"] == "released"
