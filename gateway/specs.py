@@ -44,6 +44,11 @@ class ColumnSpec(Strict):
     name: str = Field(pattern=rf"^{NAME}$")
     type: str = Field(pattern=r"^[A-Z][A-Z0-9_ (),]{0,40}$")
     sensitivity: Literal["identifier", "quasi_identifier", "sensitive", "public"]
+    # Whether a value says something about a natural person. Fail closed: a column is personal
+    # unless its owner marks it otherwise (an enterprise code is an identifier, not personal).
+    # Only non-personal, non-sensitive columns may appear in the rows of a `list` template.
+    personal: bool = True
+    description: str = Field(default="", max_length=500)
 
 
 class DominanceSpec(Strict):
@@ -54,6 +59,28 @@ class DominanceSpec(Strict):
 class DisclosureSpec(Strict):
     min_group_size: int = Field(default=10, ge=1, le=100_000)
     dominance: DominanceSpec | None = None
+
+
+class OpenClass(StrEnum):
+    """Open class of the resource catalogue (开放属性)."""
+
+    OPEN = "open"  # 无条件开放
+    CONDITIONAL = "conditional"  # 有条件开放
+    CLOSED = "closed"  # 不予开放
+
+
+class VerifyLimits(Strict):
+    """The owner's bounds on `verify` templates over a dataset (against enumeration).
+
+    A request carries at most `max_keys_per_request` keys; a department verifies at most
+    `max_keys_per_day` keys a day. A sweep -- at least `sweep_min_keys` keys in a day of which
+    at most `sweep_max_match_rate` matched -- is refused and reported to the owner.
+    """
+
+    max_keys_per_request: int = Field(default=100, ge=1, le=1000)
+    max_keys_per_day: int = Field(default=1000, ge=1, le=1_000_000)
+    sweep_min_keys: int = Field(default=50, ge=1, le=1_000_000)
+    sweep_max_match_rate: float = Field(default=0.1, ge=0, le=1)
 
 
 class DatasetSpec(Strict):
@@ -68,6 +95,12 @@ class DatasetSpec(Strict):
     privacy_unit: str | None = None
     columns: list[ColumnSpec] = Field(min_length=1, max_length=500)
     disclosure: DisclosureSpec = DisclosureSpec()
+    verify: VerifyLimits = VerifyLimits()
+    # Government information-resource catalogue (政务信息资源目录) fields.
+    resource_code: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9./-]{0,63}$")
+    share_conditions: str = Field(default="", max_length=1000)  # 共享条件
+    open_class: OpenClass = OpenClass.CLOSED  # 开放属性
+    keywords: list[str] = Field(default_factory=list, max_length=20)
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSpec:
@@ -78,6 +111,8 @@ class DatasetSpec(Strict):
             raise ValueError("column names must be unique")
         if self.privacy_unit is not None and self.privacy_unit not in names:
             raise ValueError("privacy_unit must name one of the columns")
+        if self.share_class is ShareClass.NONE and self.open_class is not OpenClass.CLOSED:
+            raise ValueError("a dataset that is not shared (share_class none) cannot be open")
         return self
 
 
@@ -92,6 +127,23 @@ class TemplateKindName(StrEnum):
     LIST = "list"
 
 
+class VerifyKeySpec(Strict):
+    """The key a requester brings to a `verify` template, bound as `:<name>` in its SQL."""
+
+    name: str = Field(pattern=rf"^{NAME}$")
+    type: Literal["string", "integer"] = "string"
+    pattern: str | None = Field(default=None, max_length=200)
+    max_length: int = Field(default=64, ge=1, le=256)
+
+
+class VerifySpec(Strict):
+    key: VerifyKeySpec
+    answer: Literal["match", "count"] = "match"  # yes/no per key, or how many keys match
+
+
+OPTIONAL_SECTIONS = ("verify", "dp")
+
+
 class TemplateSpec(Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9-]{0,99}$")
     version: int = Field(ge=1, le=1_000_000)
@@ -102,18 +154,25 @@ class TemplateSpec(Strict):
     parameters: dict[str, dict[str, Any]] = Field(default_factory=dict, max_length=50)
     sql: str = Field(min_length=1, max_length=20_000)
     output: OutputSpec = OutputSpec()
+    verify: VerifySpec | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> TemplateSpec:
         if len(set(self.datasets)) != len(self.datasets):
             raise ValueError("datasets must be listed once each")
+        if (self.verify is not None) != (self.kind is TemplateKindName.VERIFY):
+            raise ValueError("a verify section is required for, and only for, kind verify")
+        if self.verify is not None and self.verify.key.name in self.parameters:
+            raise ValueError("the verify key must not also be declared as a parameter")
         return self
 
     def content_hash(self) -> str:
         """Approval binds to this: any change to the document is a new hash."""
-        canonical = json.dumps(
-            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        )
+        data = self.model_dump(mode="json")
+        for section in OPTIONAL_SECTIONS:  # absent sections leave older hashes unchanged
+            if data.get(section) is None:
+                data.pop(section, None)
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
