@@ -4,15 +4,19 @@
     (a refused submission creates no job: it is audited as `job.denied` / `job.rejected`)
 
 Submission checks, in order: may the caller submit jobs at all; does the template version exist
-and is it approved; may the caller's department query each dataset of the template under its
-share class and classification (and is a purpose given where the share class needs one); are the
-parameters valid. The job row and its `job.accepted` entry are written in one transaction.
+(a retired one is 410 Gone) and is it approved; may the caller's department query each dataset
+of the template under its share class (不予共享 only by verify and dp) and classification, and
+does it hold an approved, unexpired purpose for each conditionally shared one
+(`gateway.purposes`); are the parameters valid; for verify, are the keys within the owner's
+bounds (`gateway.verify_quota`). The job row, its reservations and its `job.accepted` entry are
+written in one transaction.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -20,11 +24,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from audit import leaf_hash
-from gateway import catalogue, db, schema, templates
+from gateway import catalogue, db, purposes, schema, templates, verify_quota
 from gateway.auth.principal import Principal
 from gateway.authz import decide, deny, require
 from gateway.context import Gateway
-from gateway.errors import InvalidInput, NotFound
+from gateway.errors import Gone, InvalidInput, NotFound
 from gateway.specs import DatasetSpec, ShareClass, TemplateSpec
 from policies import data_object
 from sandbox import ParameterError, ParameterSpec, validate_parameters
@@ -63,6 +67,63 @@ def resolve_parameter_specs(
     return resolved
 
 
+def _check_datasets(
+    gw: Gateway,
+    principal: Principal,
+    refuse: Callable[..., Exception],
+    *,
+    spec: TemplateSpec,
+    datasets: dict[str, DatasetSpec],
+    purpose: str,
+) -> dict[str, str]:
+    """Share class, policy and purpose per dataset; returns the purpose relied on per dataset."""
+    kind = spec.kind.value
+    unshared = templates.unshared_problem(spec, datasets)
+    if unshared is not None:
+        raise refuse(
+            f"dataset {unshared.id} is not shared (不予共享): only verify and dp templates may "
+            f"read it, not {kind}",
+            dataset=unshared.id,
+            reason_code="share_class_none",
+        )
+    relied_on: dict[str, str] = {}
+    for ds in datasets.values():
+        obj = data_object(ds.share_class.value, ds.classification.value, ds.id)
+        d = decide(gw, principal, obj, f"query:{kind}")
+        if not d.allowed:
+            raise refuse(
+                f"dataset {ds.id} ({ds.share_class.value} share, {ds.classification.value}) "
+                f"may not be queried by {kind} templates: {d.reason}",
+                rule=d.rule,
+                version_=d.policy_version,
+                dataset=ds.id,
+            )
+        if ds.share_class is ShareClass.CONDITIONAL and not purpose.strip():
+            raise refuse(
+                f"dataset {ds.id} is shared on condition: the job needs a stated purpose",
+                dataset=ds.id,
+                reason_code=purposes.ReasonCode.MISSING_APPROVAL.value,
+            )
+        if ds.share_class is ShareClass.CONDITIONAL:
+            with db.reading(gw.db) as conn:
+                standing = purposes.standing(conn, principal.department, ds.id)
+            if standing.purpose_id is None:
+                code = standing.reason_code or purposes.ReasonCode.MISSING_APPROVAL
+                why = (
+                    "has expired"
+                    if code is purposes.ReasonCode.EXPIRED_PURPOSE
+                    else "is missing (request one: POST /v1/purposes)"
+                )
+                raise refuse(
+                    f"dataset {ds.id} is shared on condition: department "
+                    f"{principal.department}'s approved purpose for it {why}",
+                    dataset=ds.id,
+                    reason_code=code.value,
+                )
+            relied_on[ds.id] = standing.purpose_id
+    return relied_on
+
+
 def submit(
     gw: Gateway,
     principal: Principal,
@@ -95,31 +156,22 @@ def submit(
         stored = templates.get(gw, template_id, version)
     except NotFound:
         raise refuse("the template or version does not exist") from None
+    except Gone as gone:
+        refuse(gone.detail, reason_code="retired")  # audited as job.denied
+        raise
     target = f"template:{stored.ref}"
     if stored.status is not templates.Status.APPROVED:
         raise refuse(f"template {stored.ref} is not approved (it is {stored.status.value})")
     with gw.db.connect() as conn:
         datasets = templates.datasets_of(conn, stored.spec)
-    kind = stored.spec.kind.value
-    for ds in datasets.values():
-        obj = data_object(ds.share_class.value, ds.classification.value, ds.id)
-        d = decide(gw, principal, obj, f"query:{kind}")
-        if not d.allowed:
-            raise refuse(
-                f"dataset {ds.id} ({ds.share_class.value} share, {ds.classification.value}) "
-                f"may not be queried by {kind} templates: {d.reason}",
-                rule=d.rule,
-                version_=d.policy_version,
-                dataset=ds.id,
-            )
-        if ds.share_class is ShareClass.CONDITIONAL and not purpose.strip():
-            raise refuse(
-                f"dataset {ds.id} is shared on condition: the job needs a stated purpose",
-                dataset=ds.id,
-            )
+    relied_on = _check_datasets(
+        gw, principal, refuse, spec=stored.spec, datasets=datasets, purpose=purpose
+    )
+    keys: verify_quota.KeyRequest | None = None
     try:
+        parameters, keys = verify_quota.split_keys(gw, stored.spec, datasets, parameters)
         validate_parameters(resolve_parameter_specs(gw, stored.spec, datasets), parameters)
-    except ParameterError as exc:
+    except (ParameterError, InvalidInput) as exc:
         with gw.db.begin() as conn:
             gw.audit.record(
                 conn,
@@ -131,11 +183,70 @@ def submit(
                 reason="invalid parameters",
                 details={"template": template_id, "parameters": gw.audit.fingerprint(parameters)},
             )
+        if isinstance(exc, InvalidInput):
+            raise
         raise InvalidInput(str(exc), parameter=exc.parameter) from None
+    if keys is not None:
+        verify_quota.ensure_rows(gw, principal.department, list(datasets.values()))
+        with db.reading(gw.db) as conn:
+            over = verify_quota.precheck(
+                conn, principal.department, list(datasets.values()), len(keys.keys)
+            )
+        if over is not None:
+            raise _quota_refusal(refuse, over)
 
     job_id = str(uuid.uuid4())
     now = datetime.now(UTC)
+    try:
+        _accept(
+            gw, principal, decision, job_id=job_id, now=now, stored=stored, datasets=datasets,
+            parameters=parameters, purpose=purpose, keys=keys, relied_on=relied_on,
+        )  # fmt: skip
+    except _QuotaRace as race:
+        raise _quota_refusal(refuse, race.refusal) from None
+    gw.jobs_submitted.notify()
+    return {"id": job_id, "status": JobStatus.ACCEPTED.value}
+
+
+class _QuotaRace(Exception):
+    def __init__(self, refusal: tuple[str, DatasetSpec]) -> None:
+        self.refusal = refusal
+
+
+def _quota_refusal(refuse: Callable[..., Exception], over: tuple[str, DatasetSpec]) -> Exception:
+    code, ds = over
+    if code == verify_quota.SWEEP:
+        why = "is blocked for today: its verifications looked like a sweep (reported to the owner)"
+    else:
+        why = f"has used its {ds.verify.max_keys_per_day} keys of the day (the owner's limit)"
+    err: Exception = refuse(
+        f"department verification of dataset {ds.id} {why}", dataset=ds.id, reason_code=code
+    )
+    return err
+
+
+def _accept(
+    gw: Gateway,
+    principal: Principal,
+    decision: Any,
+    *,
+    job_id: str,
+    now: datetime,
+    stored: templates.StoredTemplate,
+    datasets: dict[str, DatasetSpec],
+    parameters: dict[str, Any],
+    purpose: str,
+    keys: verify_quota.KeyRequest | None,
+    relied_on: dict[str, str],
+) -> int:
+    template_id = stored.spec.id
     with gw.db.begin() as conn:
+        if keys is not None:
+            refused = verify_quota.reserve(
+                conn, principal.department, list(datasets.values()), len(keys.keys)
+            )
+            if refused is not None:
+                raise _QuotaRace(refused)  # rolls the reservation back
         conn.execute(
             schema.jobs.insert().values(
                 id=job_id,
@@ -168,14 +279,17 @@ def submit(
                 "providers": sorted({d.provider for d in datasets.values()}),
                 "parameters": gw.audit.fingerprint(parameters),
                 "purpose": gw.audit.fingerprint(purpose),
+                "purposes": relied_on,
+                **({"keys": list(keys.fingerprints)} if keys is not None else {}),
                 "policy_version": decision.policy_version,
             },
         )
         conn.execute(
             schema.jobs.update().where(schema.jobs.c.id == job_id).values(audit_index=index)
         )
-    gw.jobs_submitted.notify()
-    return {"id": job_id, "status": JobStatus.ACCEPTED.value}
+        if keys is not None:
+            verify_quota.store_keys(conn, job_id, keys)
+    return index
 
 
 def _load_job(conn: sa.Connection, job_id: str) -> sa.Row[Any]:

@@ -157,7 +157,7 @@ verify_usage = sa.Table(
     sa.Column("department", sa.String(64), primary_key=True),
     sa.Column("dataset_id", sa.String(130), primary_key=True),
     sa.Column("day", sa.Date, primary_key=True),
-    sa.Column("keys", sa.Integer, nullable=False),
+    sa.Column("reserved", sa.Integer, nullable=False),
     sa.Column("checked", sa.Integer, nullable=False),
     sa.Column("matches", sa.Integer, nullable=False),
     sa.Column("blocked", sa.Boolean, nullable=False),
@@ -172,8 +172,15 @@ verify_alerts = sa.Table(
     sa.Column("department", sa.String(64), nullable=False),
     sa.Column("day", sa.Date, nullable=False),
     sa.Column("job_id", sa.String(36), nullable=False),
-    sa.Column("keys", sa.Integer, nullable=False),
+    sa.Column("checked", sa.Integer, nullable=False),
     sa.Column("matches", sa.Integer, nullable=False),
     sa.Column("created_at", TS, nullable=False),
     sa.Index("ix_verify_alerts_provider", "provider"),
+)
+
+verify_requests = sa.Table(  # a verify job's keys, kept only until the job has answered
+    "verify_requests",
+    metadata,
+    sa.Column("job_id", sa.String(36), sa.ForeignKey("jobs.id"), primary_key=True),
+    sa.Column("key_values", sa.JSON, nullable=False),
 )

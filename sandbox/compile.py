@@ -99,8 +99,14 @@ def compile_template(
     used_parameters = check_placeholders(tree, declared)
     if kind is TemplateKind.VERIFY:
         assert verify_key is not None  # checked above
-        return _compile_verify(tree, sql, tables, used_tables, verify_key, verify_answer,
-                               verify_slots, set(parameters))  # fmt: skip
+        return _compile_verify(
+            tree,
+            sql,
+            [tables[t] for t in used_tables],
+            key=verify_key,
+            answer=verify_answer,
+            slots=verify_slots,
+        )
     names = output_names(tree)
     if count_column is not None and count_column not in names:
         raise TemplateRejected(f"count_column {count_column} is not an output column")
@@ -122,15 +128,15 @@ def compile_template(
 def _compile_verify(
     tree: exp.Select,
     sql: str,
-    tables: Mapping[str, TableSchema],
-    used_tables: tuple[str, ...],
+    schemas: list[TableSchema],
+    *,
     key: ParameterSpec,
     answer: str,
     slots: int,
-    own: set[str],
 ) -> CompiledQuery:
+    own = {p.name for p in tree.find_all(exp.Placeholder)} - {key.name}
     compile_verify.check_filter(tree, key.name, own)
-    _qualify(tree, [tables[t] for t in used_tables])  # unknown columns are refused
+    _qualify(tree, schemas)  # unknown columns are refused
     wrapped, outputs = compile_verify.wrap(tree, key.name, answer, slots)
     names = compile_verify.slot_names(slots)
     return CompiledQuery(
@@ -139,7 +145,7 @@ def _compile_verify(
         duckdb_sql=wrapped.sql(dialect="duckdb", comments=False),
         spark_sql=wrapped.sql(dialect="spark", comments=False),
         parameters=tuple(sorted(own | set(names))),
-        tables=used_tables,
+        tables=tuple(sorted(s.dataset_id for s in schemas)),
         output_columns=outputs,
         count_column=None,
         group_columns=(),

@@ -53,6 +53,5 @@ def check_list_outputs(
             )
         if found.sensitivity is Sensitivity.SENSITIVE:
             raise TemplateRejected(
-                f"output column {name} is sensitive: a list template may not release it row "
-                "by row"
+                f"output column {name} is sensitive: a list template may not release it row by row"
             )

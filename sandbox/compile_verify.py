@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import sqlglot
 from sqlglot import exp
 
 from sandbox.errors import SandboxBug, TemplateRejected
@@ -48,8 +47,8 @@ def check_filter(select: exp.Select, key: str, declared: set[str]) -> None:
     for feature in ("group", "having", "order", "limit", "offset", "qualify", "distinct"):
         if select.args.get(feature):
             raise TemplateRejected(
-                f"a verify template is a row filter (SELECT 1 FROM … WHERE …): "
-                f"{feature.upper()} is not allowed at its top level"
+                f"{feature.upper()} is not allowed at the top level of a verify template: it "
+                "only filters rows by key"
             )
     for projection in select.expressions:
         if projection.find(exp.AggFunc, exp.Window) is not None:
@@ -89,31 +88,42 @@ def _is_key_lookup(node: exp.Expr, key: str) -> bool:
     return has_key and has_column
 
 
-def wrap(select: exp.Select, key: str, answer: str, slots: int) -> tuple[exp.Select, tuple[str, ...]]:
+def wrap(
+    select: exp.Select, key: str, answer: str, slots: int
+) -> tuple[exp.Select, tuple[str, ...]]:
     """The query that answers ``slots`` keys; returns it and its output column names."""
     if answer not in ANSWERS:
         raise TemplateRejected("verify.answer must be match or count")
     names = slot_names(slots)
-    rows = ", ".join(f"({i}, :{name})" for i, name in enumerate(names, start=1))
-    keys = f"(VALUES {rows}) AS {KEYS_ALIAS}(slot, key_value)"  # names we generated: no values
-    if answer == "match":
-        text = (
-            f"SELECT {KEYS_ALIAS}.slot AS key_index, EXISTS (SELECT 1) AS matched "
-            f"FROM {keys} ORDER BY key_index"
-        )
-        outputs: tuple[str, ...] = ("key_index", "matched")
-    else:
-        text = f"SELECT COUNT(*) AS matches FROM {keys} WHERE EXISTS (SELECT 1)"
-        outputs = ("matches",)
-    outer = sqlglot.parse_one(text, read="spark")
-    if not isinstance(outer, exp.Select):
-        raise SandboxBug("the verify wrapper did not parse as a SELECT")
+    keys = exp.Values(
+        expressions=[
+            exp.Tuple(expressions=[exp.Literal.number(i), exp.Placeholder(this=name)])
+            for i, name in enumerate(names, start=1)
+        ],
+        alias=exp.TableAlias(
+            this=exp.to_identifier(KEYS_ALIAS),
+            columns=[exp.to_identifier("slot"), exp.to_identifier("key_value")],
+        ),
+    )
     inner = select.copy()
     for placeholder in list(inner.find_all(exp.Placeholder)):
         if placeholder.name == key:
             placeholder.replace(exp.column("key_value", table=KEYS_ALIAS))
-    exists = outer.find(exp.Exists)
-    if exists is None:
-        raise SandboxBug("the verify wrapper lost its EXISTS")
-    exists.set("this", inner)
+    if answer == "match":
+        outer = (
+            exp.select(
+                exp.alias_(exp.column("slot", table=KEYS_ALIAS), "key_index"),
+                exp.alias_(exp.Exists(this=inner), "matched"),
+            )
+            .from_(keys)
+            .order_by(exp.column("key_index"))
+        )
+        outputs: tuple[str, ...] = ("key_index", "matched")
+    else:
+        outer = (
+            exp.select(exp.alias_(exp.Count(this=exp.Star()), "matches"))
+            .from_(keys)
+            .where(exp.Exists(this=inner))
+        )
+        outputs = ("matches",)
     return outer, outputs

@@ -20,6 +20,7 @@ from gateway.cli import (  # noqa: F401
     job_cmds,
     local,
     policy_cmds,
+    purpose_cmds,
     template_cmds,
 )
 from gateway.cli.app import app

@@ -151,6 +151,11 @@ def test_cli_runs_the_job_path_against_a_served_gateway(
     for owner in (market, tax):
         ok = as_(owner, "template", "approve", "enterprises-without-tax-filing", "1")
         assert ok.returncode == 0, ok.stderr
+    for owner, dataset in ((market, "market.enterprise_registry"), (tax, "tax.filings")):
+        asked = as_(analyst, "purpose", "request", dataset, "--purpose", "compliance")
+        assert asked.returncode == 0, asked.stderr
+        ok = as_(owner, "purpose", "approve", asked.stdout.strip(), "--days", "30")
+        assert ok.returncode == 0, ok.stderr
     run = as_(
         analyst,
         "job",

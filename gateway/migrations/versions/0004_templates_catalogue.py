@@ -48,7 +48,7 @@ def upgrade() -> None:
         sa.Column("department", sa.String(64), primary_key=True),
         sa.Column("dataset_id", sa.String(130), primary_key=True),
         sa.Column("day", sa.Date, primary_key=True),
-        sa.Column("keys", sa.Integer, nullable=False),
+        sa.Column("reserved", sa.Integer, nullable=False),
         sa.Column("checked", sa.Integer, nullable=False),
         sa.Column("matches", sa.Integer, nullable=False),
         sa.Column("blocked", sa.Boolean, nullable=False),
@@ -61,14 +61,20 @@ def upgrade() -> None:
         sa.Column("department", sa.String(64), nullable=False),
         sa.Column("day", sa.Date, nullable=False),
         sa.Column("job_id", sa.String(36), nullable=False),
-        sa.Column("keys", sa.Integer, nullable=False),
+        sa.Column("checked", sa.Integer, nullable=False),
         sa.Column("matches", sa.Integer, nullable=False),
         sa.Column("created_at", TS, nullable=False),
     )
     op.create_index("ix_verify_alerts_provider", "verify_alerts", ["provider"])
+    op.create_table(
+        "verify_requests",
+        sa.Column("job_id", sa.String(36), sa.ForeignKey("jobs.id"), primary_key=True),
+        sa.Column("key_values", sa.JSON, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("verify_requests")
     op.drop_index("ix_verify_alerts_provider", table_name="verify_alerts")
     op.drop_table("verify_alerts")
     op.drop_table("verify_usage")

@@ -68,13 +68,13 @@ def test_third_party_libraries_stay_in_their_modules() -> None:
     allowed = {
         "duckdb": {"duckdb_engine.py"},
         "sqlglot": {
-                "compile.py",
-                "compile_safety.py",
-                "compile_shape.py",
-                "compile_aggregate.py",
-                "compile_verify.py",
-                "compile_list.py",
-            },
+            "compile.py",
+            "compile_safety.py",
+            "compile_shape.py",
+            "compile_aggregate.py",
+            "compile_verify.py",
+            "compile_list.py",
+        },
     }
     for path in PACKAGE.glob("*.py"):
         imported = imports_of(path)
