@@ -10,6 +10,7 @@ that exist in the synthetic data and one that does not.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -26,17 +27,21 @@ from sandbox import (
     ParamType,
     TableSchema,
     TableSource,
+    compared_literals,
+    synthetic_values,
     validate_parameters,
+    write_synthetic_csv,
 )
-from sandbox.synthetic import ROWS, column_values, write_csv
 
 SHOWN_ROWS = 50
+ROWS = 200  # synthetic rows per dataset
+Seeds = Mapping[str, tuple[str, ...]]
 
 
-def _example(spec: ParameterSpec, schemas: dict[str, TableSchema]) -> object:
+def _example(spec: ParameterSpec, schemas: dict[str, TableSchema], seeds: Seeds) -> object:
     if spec.values_from is not None:
         ds_id, _, column = spec.values_from.rpartition(".")
-        values = column_values(schemas[ds_id], column) if ds_id in schemas else ()
+        values = synthetic_values(schemas[ds_id], column, ROWS, seeds) if ds_id in schemas else ()
         return values[0] if values else None
     if spec.values:
         return spec.values[0]
@@ -52,12 +57,14 @@ def _example(spec: ParameterSpec, schemas: dict[str, TableSchema]) -> object:
     return "example"
 
 
-def _synthetic_domain(spec: ParameterSpec, schemas: dict[str, TableSchema]) -> ParameterSpec:
+def _synthetic_domain(
+    spec: ParameterSpec, schemas: dict[str, TableSchema], seeds: Seeds
+) -> ParameterSpec:
     """A `values_from` domain resolved from the synthetic column, never from the real one."""
     if spec.values_from is None:
         return spec
     ds_id, _, column = spec.values_from.rpartition(".")
-    values = column_values(schemas[ds_id], column) if ds_id in schemas else ()
+    values = synthetic_values(schemas[ds_id], column, ROWS, seeds) if ds_id in schemas else ()
     return spec.resolved(tuple(v for v in values if isinstance(v, str | int)) or ("",))
 
 
@@ -67,7 +74,7 @@ def _keys(spec: Any, schemas: dict[str, TableSchema]) -> list[object]:
     named = [(s, c) for s, c in columns if c.name.lower() == spec.verify.key.name.lower()]
     idents = [(s, c) for s, c in columns if c.sensitivity.value == "identifier"]
     schema, column = (named or idents or columns)[0]
-    present = list(column_values(schema, column.name))[:3]
+    present = list(synthetic_values(schema, column.name, ROWS))[:3]
     missing: object = -1 if spec.verify.key.type == "integer" else "NO-SUCH-KEY"
     return [*present, missing]
 
@@ -80,7 +87,9 @@ def preflight(gw: Gateway, principal: Principal, template_id: str, version: int)
     with db.reading(gw.db) as conn:
         datasets: dict[str, DatasetSpec] = templates.datasets_of(conn, spec)
     schemas = {ds_id: catalogue.table_schema(ds) for ds_id, ds in datasets.items()}
-    examples = {name: _example(p, schemas) for name, p in templates.parameter_specs(spec).items()}
+    seeds = compared_literals(spec.sql)
+    own = templates.parameter_specs(spec)
+    examples = {name: _example(p, schemas, seeds) for name, p in own.items()}
     body: dict[str, Any] = {
         "template": spec.id,
         "version": spec.version,
@@ -91,7 +100,8 @@ def preflight(gw: Gateway, principal: Principal, template_id: str, version: int)
         "parameters": {k: str(v) if isinstance(v, Decimal) else v for k, v in examples.items()},
     }
     specs = {
-        name: _synthetic_domain(p, schemas) for name, p in templates.parameter_specs(spec).items()
+        name: _synthetic_domain(p, schemas, seeds)
+        for name, p in templates.parameter_specs(spec).items()
     }
     try:
         values = validate_parameters(specs, examples)
@@ -104,7 +114,7 @@ def preflight(gw: Gateway, principal: Principal, template_id: str, version: int)
         sources = {}
         for ds_id, schema in schemas.items():
             path = Path(tmp) / f"{ds_id}.csv"
-            write_csv(schema, path)
+            write_synthetic_csv(schema, path, ROWS, seeds)
             sources[ds_id] = TableSource(ds_id, "csv", path.resolve())
         if spec.verify is not None:
             keys = _keys(spec, schemas)

@@ -2,7 +2,7 @@
 disclosure. Never imports gateway, policies or audit. See README.md.
 """
 
-from sandbox.compile import compile_template
+from sandbox.compile import compared_literals, compile_template
 from sandbox.disclosure import (
     DisclosedTable,
     DisclosureRules,
@@ -25,6 +25,7 @@ from sandbox.query import CompiledQuery, TemplateKind
 from sandbox.results import ResultTable
 from sandbox.schema import Column, Sensitivity, TableSchema
 from sandbox.sources import Limits, TableSource
+from sandbox.synthetic import synthetic_values, write_synthetic_csv
 
 __all__ = [
     "Column",
@@ -50,6 +51,9 @@ __all__ = [
     "TemplateRejected",
     "WithheldCell",
     "apply_disclosure",
+    "compared_literals",
     "compile_template",
+    "synthetic_values",
     "validate_parameters",
+    "write_synthetic_csv",
 ]

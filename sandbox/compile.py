@@ -153,6 +153,21 @@ def _compile_verify(
     )
 
 
+def compared_literals(sql: str) -> dict[str, tuple[str, ...]]:
+    """String literals a template compares columns with (``col = 'x'``, ``col IN ('a', 'b')``),
+    by column name: pre-flight data includes them so its filters have something to find."""
+    found: dict[str, list[str]] = {}
+    for node in _parse_select(sql).find_all(exp.EQ, exp.In):
+        column = node.this
+        others = node.expressions if isinstance(node, exp.In) else [node.expression]
+        if not isinstance(column, exp.Column):
+            continue
+        for other in others:
+            if isinstance(other, exp.Literal) and other.is_string:
+                found.setdefault(column.name.lower(), []).append(other.this)
+    return {name: tuple(dict.fromkeys(values)) for name, values in found.items()}
+
+
 def _parse_select(sql: str) -> exp.Select:
     if not isinstance(sql, str) or not sql.strip():
         raise TemplateRejected("the template has no SQL")

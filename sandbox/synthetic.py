@@ -10,6 +10,7 @@ values carry no information about any real record.
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -22,8 +23,11 @@ _FLOAT = ("DOUBLE", "FLOAT", "REAL", "DECIMAL", "NUMERIC")
 _PUBLIC_VALUES = 5
 
 
-def value(column: Column, row: int) -> object:
-    """The synthetic value of ``column`` in row ``row`` (0-based)."""
+def value(column: Column, row: int, seeds: tuple[str, ...] = ()) -> object:
+    """The synthetic value of ``column`` in row ``row`` (0-based).
+
+    ``seeds`` are strings a template compares the column with; a public string column takes
+    them in turn with its made-up values, so the template's filters find rows."""
     kind = column.type.upper().split("(")[0].strip()
     name = column.name
     if kind in _INTEGER:
@@ -41,22 +45,32 @@ def value(column: Column, row: int) -> object:
     if column.sensitivity is Sensitivity.IDENTIFIER:
         return f"{name.upper()}-{row + 1:06d}"
     if column.sensitivity is Sensitivity.PUBLIC:
-        return f"{name}_{row % _PUBLIC_VALUES + 1}"
+        pool = (*seeds, *(f"{name}_{i}" for i in range(1, _PUBLIC_VALUES + 1)))
+        return pool[row % len(pool)]
     return f"{name}_{row % 97 + 1}"
 
 
-def column_values(schema: TableSchema, column: str, rows: int = ROWS) -> tuple[object, ...]:
+Seeds = Mapping[str, tuple[str, ...]]
+
+
+def synthetic_values(
+    schema: TableSchema, column: str, rows: int = ROWS, seeds: Seeds | None = None
+) -> tuple[object, ...]:
     """The distinct synthetic values of one column, in first-seen order."""
     found = schema.column(column)
     if found is None:
         return ()
-    return tuple(dict.fromkeys(value(found, i) for i in range(rows)))
+    mine = (seeds or {}).get(found.name.lower(), ())
+    return tuple(dict.fromkeys(value(found, i, mine) for i in range(rows)))
 
 
-def write_csv(schema: TableSchema, path: Path, rows: int = ROWS) -> None:
+def write_synthetic_csv(
+    schema: TableSchema, path: Path, rows: int = ROWS, seeds: Seeds | None = None
+) -> None:
     """Write ``rows`` synthetic rows of ``schema`` as a CSV file with a header."""
+    seeds = seeds or {}
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow([c.name for c in schema.columns])
         for i in range(rows):
-            writer.writerow([value(c, i) for c in schema.columns])
+            writer.writerow([value(c, i, seeds.get(c.name.lower(), ())) for c in schema.columns])

@@ -35,8 +35,11 @@ def test_public_exports_are_pinned() -> None:
         "TemplateRejected",
         "WithheldCell",
         "apply_disclosure",
+        "compared_literals",
         "compile_template",
+        "synthetic_values",
         "validate_parameters",
+        "write_synthetic_csv",
     ]
     for name in sandbox.__all__:
         assert hasattr(sandbox, name)
