@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,12 @@ def _example(spec: ParameterSpec, schemas: dict[str, TableSchema], seeds: Seeds)
     if spec.values:
         return spec.values[0]
     bound = spec.min if spec.min is not None else spec.max
+    if spec.type is ParamType.INTEGER_RANGE:
+        low = bound if isinstance(bound, int) else 2018
+        return [low, low + (spec.min_width or 1)]
+    if spec.type is ParamType.DATE_RANGE:
+        first = date.fromisoformat(bound) if isinstance(bound, str) else date(2020, 1, 1)
+        return [first.isoformat(), (first + timedelta(days=spec.min_width or 1)).isoformat()]
     if spec.type is ParamType.INTEGER:
         return bound if isinstance(bound, int) else 2020
     if spec.type is ParamType.NUMBER:

@@ -93,7 +93,8 @@ def compile_template(
     check_nodes(tree)
     used_tables = check_tables(tree, tables)
     check_literals(tree)
-    declared = set(parameters) | ({verify_key.name} if verify_key is not None else set())
+    declared = {bound for spec in parameters.values() for bound in spec.bound_names}
+    declared |= {verify_key.name} if verify_key is not None else set()
     if verify_key is not None and verify_key.name in parameters:
         raise TemplateRejected(f"the verify key {verify_key.name} is also a parameter")
     used_parameters = check_placeholders(tree, declared)

@@ -305,3 +305,35 @@ def test_list_needs_every_providers_approval(
     assert body["columns"] == ["enterprise_id", "district"]
     assert body["rows"] == expected_list(world)
     assert body["rows"], "the fixture data should list some enterprises"
+
+
+RANGE_TEMPLATE = """\
+id: licences-by-expiry
+version: 1
+kind: aggregate
+title: Valid licences expiring within a span of years, by district
+datasets: [market.licences]
+parameters:
+  until: {type: integer_range, min: 2024, max: 2030, min_width: 2}
+sql: |
+  SELECT l.district, COUNT(*) AS n FROM market.licences AS l
+  WHERE l.valid_until BETWEEN :until_from AND :until_to
+  GROUP BY l.district
+output: {count_column: n}
+"""
+
+
+def test_range_parameters_need_their_minimum_width(
+    registered: None, published: None, owners: dict[str, Caller], analyst: Caller
+) -> None:
+    template = propose(analyst, RANGE_TEMPLATE)
+    assert approve(owners["market"], template).json()["status"] == "approved"
+    body = run_job(
+        analyst, {"template": "licences-by-expiry", "parameters": {"until": [2025, 2027]}}
+    )
+    assert body["status"] == "released", body["job"]["error"]
+    narrow = analyst.post(
+        "/v1/jobs", json={"template": "licences-by-expiry", "parameters": {"until": [2025, 2026]}}
+    )
+    assert narrow.status_code == 422
+    assert "at least 2 years wide" in narrow.json()["detail"]
