@@ -49,7 +49,11 @@ def release_verify(run: Run) -> Outcome:
     query = _query(run, len(keys))
     values = dict(run.values)
     values.update(zip(query.key_parameters, keys, strict=True))
-    table = run.gw.engine.run(query, run.sources, values)
+    try:
+        table = run.gw.engine.run(query, run.sources, values)
+    except BaseException:
+        verify_quota.forget_keys(run.gw, run.job.id)  # a failed job keeps no keys either
+        raise
     if spec.verify.answer == "match":
         answers = [(int(str(index)), bool(matched)) for index, matched in table.rows]
         matches = sum(1 for _, matched in answers if matched)

@@ -182,6 +182,13 @@ def load_keys(gw: Gateway, job_id: str) -> tuple[str | int, ...] | None:
     return None if row is None else tuple(row.key_values)
 
 
+def forget_keys(gw: Gateway, job_id: str) -> None:
+    with gw.db.begin() as conn:
+        conn.execute(
+            schema.verify_requests.delete().where(schema.verify_requests.c.job_id == job_id)
+        )
+
+
 def record_answers(
     gw: Gateway,
     actor: Actor | Principal,
