@@ -140,7 +140,7 @@ def submit(
     def refuse(
         reason: str, *, rule: str | None = None, version_: int | None = None, **details: Any
     ) -> Exception:
-        return deny(
+        err = deny(
             gw,
             principal,
             event="job.denied",
@@ -151,6 +151,9 @@ def submit(
             policy_version=version_ or decision.policy_version,
             details={"template": template_id, **details},
         )
+        if "reason_code" in details:  # the 403 says why in a word a program can act on
+            err.extensions.setdefault("reason_code", details["reason_code"])
+        return err
 
     try:
         stored = templates.get(gw, template_id, version)

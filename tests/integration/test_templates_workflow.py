@@ -164,6 +164,7 @@ def test_conditional_data_without_an_approved_purpose_is_denied(
     denied = analyst.post("/v1/jobs", json=SUBMIT)
     assert denied.status_code == 403
     assert denied.json()["dataset"] in {"market.enterprise_registry", "tax.filings"}
+    assert denied.json()["reason_code"] == "missing_approval"
     assert audit_events(world, "job.denied")[-1]["details"]["reason_code"] == "missing_approval"
     # a purpose requested but not yet approved is still missing
     analyst.post("/v1/purposes", json={"dataset": "market.enterprise_registry", "purpose": "x"})
@@ -193,6 +194,7 @@ def test_conditional_data_with_an_expired_purpose_is_denied(
     denied = analyst.post("/v1/jobs", json=SUBMIT)
     assert denied.status_code == 403
     assert "expired" in denied.json()["detail"]
+    assert denied.json()["reason_code"] == "expired_purpose"
     assert audit_events(world, "job.denied")[-1]["details"]["reason_code"] == "expired_purpose"
 
 
@@ -254,6 +256,7 @@ def test_not_shared_data_is_refused_to_aggregate_and_list_by_the_gateway(
     assert denied.status_code == 403
     assert denied.json()["dataset"] == ds
     assert "不予共享" in denied.json()["detail"]
+    assert denied.json()["reason_code"] == "share_class_none"
     event = audit_events(world, "job.denied")[-1]
     assert event["details"]["reason_code"] == "share_class_none"
     assert event["rule"] is None  # the gateway's share-class rule decided, before policy

@@ -136,6 +136,7 @@ def test_daily_key_quota_per_department_is_enforced(
         assert body["status"] == "released", body["job"]["error"]
     refused = submit(analyst, people[200:201])
     assert refused.status_code == 403
+    assert refused.json()["reason_code"] == "verify_quota"
     assert "civil.residents" in refused.json()["detail"]
     denied = [i["event"] for i in audit_items(world) if i["event"]["type"] == "job.denied"]
     assert denied[-1]["details"]["reason_code"] == "verify_quota"
@@ -158,6 +159,7 @@ def test_a_sweep_is_refused_blocked_and_reported_to_the_owner(
     # the department is blocked for the day
     blocked = submit(analyst, ["P000000099"])
     assert blocked.status_code == 403
+    assert blocked.json()["reason_code"] == "verify_sweep"
     denied = [i["event"] for i in audit_items(world) if i["event"]["type"] == "job.denied"]
     assert denied[-1]["details"]["reason_code"] == "verify_sweep"
     # the owner sees the alert; an audit entry records it
@@ -196,3 +198,43 @@ def test_count_answer_releases_only_the_number_of_matches(
     body = analyst.get(f"/v1/jobs/{submitted.json()['id']}/result", params={"wait": 60}).json()
     assert body["status"] == "released", body["job"]["error"]
     assert body["columns"] == ["matches"] and body["rows"] == [[4]]
+
+
+def test_concurrent_requests_never_reserve_more_keys_than_the_day_allows(
+    world: World, analyst: Caller, verify_template: dict[str, Any]
+) -> None:
+    """12 requests of 20 keys race for a day of 200: exactly 10 are accepted."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gateway import jobs
+    from gateway.errors import Forbidden
+
+    gw = world.app.state.gateway
+    principal = gw.tokens.verify(analyst.token)
+    people = [p["person_id"] for p in residents(world) if p["district"] == "chaoyang"]
+
+    def one(n: int) -> str:
+        try:
+            jobs.submit(
+                gw,
+                principal,
+                template_id=TEMPLATE,
+                version=None,
+                parameters={"district": "chaoyang", "person_id": people[n * 20 : (n + 1) * 20]},
+                purpose="",
+            )
+        except Forbidden as exc:
+            return str(exc.extensions.get("reason_code"))
+        return "accepted"
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        outcomes = list(pool.map(one, range(12)))
+    assert outcomes.count("accepted") == 10
+    assert outcomes.count("verify_quota") == 2
+    engine = db.create_engine(world.settings.resolved_database_url)
+    try:
+        with engine.connect() as conn:
+            reserved = conn.execute(sa.select(schema.verify_usage.c.reserved)).scalar_one()
+    finally:
+        engine.dispose()
+    assert reserved == 200
