@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import e2e
+from bench import e2e, verify
 
-BENCHMARKS = {"e2e": e2e.main}
+BENCHMARKS = {"e2e": e2e.main, "verify": verify.main}
 
 
 def main(argv: list[str]) -> int:
