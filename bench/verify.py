@@ -76,7 +76,10 @@ def raw_duckdb(path: Path, keys: list[str]) -> list[float]:
     con.execute(
         f"CREATE SCHEMA bench; CREATE VIEW bench.people AS SELECT * FROM read_parquet('{path}')"
     )
-    params: dict[str, object] = {"district": "d03", **dict(zip(query.key_parameters, keys, strict=True))}
+    params: dict[str, object] = {
+        "district": "d03",
+        **dict(zip(query.key_parameters, keys, strict=True)),
+    }
     samples = timed(lambda: con.execute(query.duckdb_sql, params).fetchall(), repeat=REPEAT)
     con.close()
     return samples
