@@ -12,6 +12,7 @@ denied with reason code `missing_approval` or `expired_purpose`, naming the data
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -24,7 +25,7 @@ from gateway.auth.principal import Principal
 from gateway.authz import deny, require
 from gateway.context import Gateway
 from gateway.errors import Conflict, InvalidInput, NotFound
-from gateway.specs import ShareClass
+from gateway.specs import DatasetSpec, ShareClass
 
 MAX_VALIDITY = timedelta(days=366)
 
@@ -216,3 +217,34 @@ def standing(conn: sa.Connection, department: str, dataset_id: str) -> Standing:
     if rows:
         return Standing(None, ReasonCode.EXPIRED_PURPOSE)
     return Standing(None, ReasonCode.MISSING_APPROVAL)
+
+
+def require_purposes(
+    gw: Gateway,
+    principal: Principal,
+    datasets: Mapping[str, DatasetSpec],
+    refuse: Callable[..., Exception],
+) -> dict[str, str]:
+    """The approved purpose a job relies on per conditional dataset; refuse when one is missing
+    or expired (reason codes `missing_approval`, `expired_purpose`)."""
+    relied_on: dict[str, str] = {}
+    for ds in datasets.values():
+        if ds.share_class is not ShareClass.CONDITIONAL:
+            continue
+        with db.reading(gw.db) as conn:
+            found = standing(conn, principal.department, ds.id)
+        if found.purpose_id is None:
+            code = found.reason_code or ReasonCode.MISSING_APPROVAL
+            why = (
+                "has expired"
+                if code is ReasonCode.EXPIRED_PURPOSE
+                else "is missing (request one: POST /v1/purposes)"
+            )
+            raise refuse(
+                f"dataset {ds.id} is shared on condition: department "
+                f"{principal.department}'s approved purpose for it {why}",
+                dataset=ds.id,
+                reason_code=code.value,
+            )
+        relied_on[ds.id] = found.purpose_id
+    return relied_on

@@ -11,6 +11,7 @@ A retired version answers 410 Gone to reads and jobs; it never runs again.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -91,11 +92,20 @@ def compile_spec(
     )
 
 
-def unshared_problem(spec: TemplateSpec, datasets: dict[str, DatasetSpec]) -> DatasetSpec | None:
-    """The first not-shared dataset this template's kind may not read, if any."""
+def refuse_unshared(
+    spec: TemplateSpec, datasets: dict[str, DatasetSpec], refuse: Callable[..., Exception]
+) -> None:
+    """不予共享: a not-shared dataset answers only verify and dp templates, whatever the policy."""
     if spec.kind in KINDS_ON_UNSHARED:
-        return None
-    return next((d for d in datasets.values() if d.share_class is ShareClass.NONE), None)
+        return
+    unshared = next((d for d in datasets.values() if d.share_class is ShareClass.NONE), None)
+    if unshared is not None:
+        raise refuse(
+            f"dataset {unshared.id} is not shared (不予共享): only verify and dp templates may "
+            f"read it, not {spec.kind.value}",
+            dataset=unshared.id,
+            reason_code="share_class_none",
+        )
 
 
 def datasets_of(conn: sa.Connection, spec: TemplateSpec) -> dict[str, DatasetSpec]:

@@ -20,7 +20,8 @@ the owner gets an alert (`GET /v1/verify/alerts`) and a `verify.sweep_detected` 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -97,6 +98,94 @@ def split_keys(
     return own, KeyRequest(tuple(keys), tuple(gw.audit.fingerprint(k) for k in keys))
 
 
+def take_keys(
+    gw: Gateway,
+    principal: Principal,
+    *,
+    target: str,
+    spec: TemplateSpec,
+    datasets: Mapping[str, DatasetSpec],
+    parameters: dict[str, Any],
+) -> tuple[dict[str, Any], KeyRequest | None]:
+    """`split_keys`, auditing a refusal as `job.rejected` (bad input, never the keys' values)."""
+    try:
+        return split_keys(gw, spec, datasets, parameters)
+    except InvalidInput:
+        with gw.db.begin() as conn:
+            gw.audit.record(
+                conn,
+                type="job.rejected",
+                principal=principal,
+                action="submit",
+                target=target,
+                allowed=False,
+                reason="invalid verification keys",
+                details={"template": spec.id, "parameters": gw.audit.fingerprint(parameters)},
+            )
+        raise
+
+
+def refusal(refuse: Callable[..., Exception], over: tuple[str, DatasetSpec]) -> Exception:
+    code, ds = over
+    if code == SWEEP:
+        why = "is blocked for today: its verifications looked like a sweep (reported to the owner)"
+    else:
+        why = f"has used its {ds.verify.max_keys_per_day} keys of the day (the owner's limit)"
+    return refuse(
+        f"department verification of dataset {ds.id} {why}", dataset=ds.id, reason_code=code
+    )
+
+
+def check_quota(
+    gw: Gateway,
+    principal: Principal,
+    datasets: Mapping[str, DatasetSpec],
+    keys: KeyRequest | None,
+    refuse: Callable[..., Exception],
+) -> None:
+    """Refuse before anything is written when today's quota or a sweep block says no."""
+    if keys is None:
+        return
+    ensure_rows(gw, principal.department, list(datasets.values()))
+    with db.reading(gw.db) as conn:
+        over = precheck(conn, principal.department, list(datasets.values()), len(keys.keys))
+    if over is not None:
+        raise refusal(refuse, over)
+
+
+class _QuotaRace(Exception):
+    def __init__(self, over: tuple[str, DatasetSpec]) -> None:
+        self.over = over
+
+
+@contextmanager
+def refused_by(refuse: Callable[..., Exception]) -> Iterator[None]:
+    """Enter before the job's transaction: a reservation lost to a concurrent request rolls the
+    transaction back first, then becomes an audited denial (in a transaction of its own)."""
+    try:
+        yield
+    except _QuotaRace as race:
+        raise refusal(refuse, race.over) from None
+
+
+def reserve_keys(
+    conn: sa.Connection,
+    department: str,
+    datasets: Mapping[str, DatasetSpec],
+    keys: KeyRequest | None,
+) -> None:
+    """Reserve the keys in the job's transaction (inside `refused_by`)."""
+    if keys is None:
+        return
+    over = reserve(conn, department, list(datasets.values()), len(keys.keys))
+    if over is not None:
+        raise _QuotaRace(over)
+
+
+def audit_details(keys: KeyRequest | None) -> dict[str, Any]:
+    return {} if keys is None else {"keys": list(keys.fingerprints)}
+
+
 def precheck(
     conn: sa.Connection, department: str, datasets: Sequence[DatasetSpec], n: int
 ) -> tuple[str, DatasetSpec] | None:
@@ -166,7 +255,9 @@ def reserve(
     return None
 
 
-def store_keys(conn: sa.Connection, job_id: str, request: KeyRequest) -> None:
+def store_keys(conn: sa.Connection, job_id: str, request: KeyRequest | None) -> None:
+    if request is None:
+        return
     conn.execute(
         schema.verify_requests.insert().values(job_id=job_id, key_values=list(request.keys))
     )
