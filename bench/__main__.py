@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import e2e, verify
+from bench import e2e, policy, verify
 
-BENCHMARKS = {"e2e": e2e.main, "verify": verify.main}
+BENCHMARKS = {"e2e": e2e.main, "policy": policy.main, "verify": verify.main}
 
 
 def main(argv: list[str]) -> int:

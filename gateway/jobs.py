@@ -4,19 +4,19 @@
     (a refused submission creates no job: it is audited as `job.denied` / `job.rejected`)
 
 Submission checks, in order: may the caller submit jobs at all; does the template version exist
-(a retired one is 410 Gone) and is it approved; may the caller's department query each dataset
-of the template under its share class (不予共享 only by verify and dp) and classification, and
-does it hold an approved, unexpired purpose for each conditionally shared one
-(`gateway.purposes`); are the parameters valid; for verify, are the keys within the owner's
-bounds (`gateway.verify_quota`). The job row, its reservations and its `job.accepted` entry are
-written in one transaction.
+and is it approved; may the caller's department query each dataset of the template under its
+share class and classification (and is a purpose given where the share class needs one); are the
+parameters valid. The job row and its `job.accepted` entry are written in one transaction.
+Issue 5 adds: a retired version is 410 Gone; 不予共享 data answers only verify and dp
+(`templates.refuse_unshared`); conditional data needs an approved, unexpired purpose
+(`purposes.require_purposes`); verify keys are validated, capped and reserved
+(`gateway.verify_quota`).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from audit import leaf_hash
 from gateway import catalogue, db, purposes, schema, templates, verify_quota
 from gateway.auth.principal import Principal
-from gateway.authz import decide, deny, require
+from gateway.authz import decide, deny, purpose_state, require
 from gateway.context import Gateway
 from gateway.errors import Gone, InvalidInput, NotFound
 from gateway.specs import DatasetSpec, ShareClass, TemplateSpec
@@ -67,63 +67,6 @@ def resolve_parameter_specs(
     return resolved
 
 
-def _check_datasets(
-    gw: Gateway,
-    principal: Principal,
-    refuse: Callable[..., Exception],
-    *,
-    spec: TemplateSpec,
-    datasets: dict[str, DatasetSpec],
-    purpose: str,
-) -> dict[str, str]:
-    """Share class, policy and purpose per dataset; returns the purpose relied on per dataset."""
-    kind = spec.kind.value
-    unshared = templates.unshared_problem(spec, datasets)
-    if unshared is not None:
-        raise refuse(
-            f"dataset {unshared.id} is not shared (不予共享): only verify and dp templates may "
-            f"read it, not {kind}",
-            dataset=unshared.id,
-            reason_code="share_class_none",
-        )
-    relied_on: dict[str, str] = {}
-    for ds in datasets.values():
-        obj = data_object(ds.share_class.value, ds.classification.value, ds.id)
-        d = decide(gw, principal, obj, f"query:{kind}")
-        if not d.allowed:
-            raise refuse(
-                f"dataset {ds.id} ({ds.share_class.value} share, {ds.classification.value}) "
-                f"may not be queried by {kind} templates: {d.reason}",
-                rule=d.rule,
-                version_=d.policy_version,
-                dataset=ds.id,
-            )
-        if ds.share_class is ShareClass.CONDITIONAL and not purpose.strip():
-            raise refuse(
-                f"dataset {ds.id} is shared on condition: the job needs a stated purpose",
-                dataset=ds.id,
-                reason_code=purposes.ReasonCode.MISSING_APPROVAL.value,
-            )
-        if ds.share_class is ShareClass.CONDITIONAL:
-            with db.reading(gw.db) as conn:
-                standing = purposes.standing(conn, principal.department, ds.id)
-            if standing.purpose_id is None:
-                code = standing.reason_code or purposes.ReasonCode.MISSING_APPROVAL
-                why = (
-                    "has expired"
-                    if code is purposes.ReasonCode.EXPIRED_PURPOSE
-                    else "is missing (request one: POST /v1/purposes)"
-                )
-                raise refuse(
-                    f"dataset {ds.id} is shared on condition: department "
-                    f"{principal.department}'s approved purpose for it {why}",
-                    dataset=ds.id,
-                    reason_code=code.value,
-                )
-            relied_on[ds.id] = standing.purpose_id
-    return relied_on
-
-
 def submit(
     gw: Gateway,
     principal: Principal,
@@ -138,9 +81,14 @@ def submit(
     decision = require(gw, principal, "job", "submit", event="job.denied", target=target)
 
     def refuse(
-        reason: str, *, rule: str | None = None, version_: int | None = None, **details: Any
+        reason: str,
+        *,
+        rule: str | None = None,
+        version_: int | None = None,
+        reason_code: str | None = None,
+        **details: Any,
     ) -> Exception:
-        err = deny(
+        return deny(
             gw,
             principal,
             event="job.denied",
@@ -150,31 +98,51 @@ def submit(
             rule=rule,
             policy_version=version_ or decision.policy_version,
             details={"template": template_id, **details},
+            reason_code=reason_code,
         )
-        if "reason_code" in details:  # the 403 says why in a word a program can act on
-            err.extensions.setdefault("reason_code", details["reason_code"])
-        return err
 
     try:
         stored = templates.get(gw, template_id, version)
     except NotFound:
         raise refuse("the template or version does not exist") from None
     except Gone as gone:
-        refuse(gone.detail, reason_code="retired")  # audited as job.denied
+        refuse(gone.detail, reason_code="retired")  # audited as job.denied; answered 410
         raise
     target = f"template:{stored.ref}"
     if stored.status is not templates.Status.APPROVED:
-        raise refuse(f"template {stored.ref} is not approved (it is {stored.status.value})")
+        raise refuse(
+            f"template {stored.ref} is not approved (it is {stored.status.value})",
+            reason_code="missing_approval",
+        )
     with gw.db.connect() as conn:
         datasets = templates.datasets_of(conn, stored.spec)
-    relied_on = _check_datasets(
-        gw, principal, refuse, spec=stored.spec, datasets=datasets, purpose=purpose
+    kind = stored.spec.kind.value
+    templates.refuse_unshared(stored.spec, datasets, refuse)
+    for ds in datasets.values():
+        obj = data_object(ds.share_class.value, ds.classification.value, ds.id)
+        d = decide(gw, principal, obj, f"query:{kind}", purpose=purpose_state(purpose))
+        if not d.allowed:
+            raise refuse(
+                f"dataset {ds.id} ({ds.share_class.value} share, {ds.classification.value}) "
+                f"may not be queried by {kind} templates: {d.reason}",
+                rule=d.rule,
+                version_=d.policy_version,
+                dataset=ds.id,
+                reason_code=d.reason_code,
+            )
+        if ds.share_class is ShareClass.CONDITIONAL and not purpose.strip():
+            raise refuse(
+                f"dataset {ds.id} is shared on condition: the job needs a stated purpose",
+                dataset=ds.id,
+                reason_code="missing_purpose",
+            )
+    relied_on = purposes.require_purposes(gw, principal, datasets, refuse)
+    parameters, keys = verify_quota.take_keys(
+        gw, principal, target=target, spec=stored.spec, datasets=datasets, parameters=parameters
     )
-    keys: verify_quota.KeyRequest | None = None
     try:
-        parameters, keys = verify_quota.split_keys(gw, stored.spec, datasets, parameters)
         validate_parameters(resolve_parameter_specs(gw, stored.spec, datasets), parameters)
-    except (ParameterError, InvalidInput) as exc:
+    except ParameterError as exc:
         with gw.db.begin() as conn:
             gw.audit.record(
                 conn,
@@ -186,70 +154,13 @@ def submit(
                 reason="invalid parameters",
                 details={"template": template_id, "parameters": gw.audit.fingerprint(parameters)},
             )
-        if isinstance(exc, InvalidInput):
-            raise
         raise InvalidInput(str(exc), parameter=exc.parameter) from None
-    if keys is not None:
-        verify_quota.ensure_rows(gw, principal.department, list(datasets.values()))
-        with db.reading(gw.db) as conn:
-            over = verify_quota.precheck(
-                conn, principal.department, list(datasets.values()), len(keys.keys)
-            )
-        if over is not None:
-            raise _quota_refusal(refuse, over)
+    verify_quota.check_quota(gw, principal, datasets, keys, refuse)
 
     job_id = str(uuid.uuid4())
     now = datetime.now(UTC)
-    try:
-        _accept(
-            gw, principal, decision, job_id=job_id, now=now, stored=stored, datasets=datasets,
-            parameters=parameters, purpose=purpose, keys=keys, relied_on=relied_on,
-        )  # fmt: skip
-    except _QuotaRace as race:
-        raise _quota_refusal(refuse, race.refusal) from None
-    gw.jobs_submitted.notify()
-    return {"id": job_id, "status": JobStatus.ACCEPTED.value}
-
-
-class _QuotaRace(Exception):
-    def __init__(self, refusal: tuple[str, DatasetSpec]) -> None:
-        self.refusal = refusal
-
-
-def _quota_refusal(refuse: Callable[..., Exception], over: tuple[str, DatasetSpec]) -> Exception:
-    code, ds = over
-    if code == verify_quota.SWEEP:
-        why = "is blocked for today: its verifications looked like a sweep (reported to the owner)"
-    else:
-        why = f"has used its {ds.verify.max_keys_per_day} keys of the day (the owner's limit)"
-    err: Exception = refuse(
-        f"department verification of dataset {ds.id} {why}", dataset=ds.id, reason_code=code
-    )
-    return err
-
-
-def _accept(
-    gw: Gateway,
-    principal: Principal,
-    decision: Any,
-    *,
-    job_id: str,
-    now: datetime,
-    stored: templates.StoredTemplate,
-    datasets: dict[str, DatasetSpec],
-    parameters: dict[str, Any],
-    purpose: str,
-    keys: verify_quota.KeyRequest | None,
-    relied_on: dict[str, str],
-) -> int:
-    template_id = stored.spec.id
-    with gw.db.begin() as conn:
-        if keys is not None:
-            refused = verify_quota.reserve(
-                conn, principal.department, list(datasets.values()), len(keys.keys)
-            )
-            if refused is not None:
-                raise _QuotaRace(refused)  # rolls the reservation back
+    with verify_quota.refused_by(refuse), gw.db.begin() as conn:
+        verify_quota.reserve_keys(conn, principal.department, datasets, keys)
         conn.execute(
             schema.jobs.insert().values(
                 id=job_id,
@@ -283,16 +194,16 @@ def _accept(
                 "parameters": gw.audit.fingerprint(parameters),
                 "purpose": gw.audit.fingerprint(purpose),
                 "purposes": relied_on,
-                **({"keys": list(keys.fingerprints)} if keys is not None else {}),
+                **verify_quota.audit_details(keys),
                 "policy_version": decision.policy_version,
             },
         )
         conn.execute(
             schema.jobs.update().where(schema.jobs.c.id == job_id).values(audit_index=index)
         )
-        if keys is not None:
-            verify_quota.store_keys(conn, job_id, keys)
-    return index
+        verify_quota.store_keys(conn, job_id, keys)
+    gw.jobs_submitted.notify()
+    return {"id": job_id, "status": JobStatus.ACCEPTED.value}
 
 
 def _load_job(conn: sa.Connection, job_id: str) -> sa.Row[Any]:
