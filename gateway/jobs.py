@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from audit import leaf_hash
 from gateway import catalogue, db, purposes, schema, templates, verify_quota
 from gateway.auth.principal import Principal
-from gateway.authz import decide, deny, purpose_state, require
+from gateway.authz import decide, deny, require
 from gateway.context import Gateway
 from gateway.errors import Gone, InvalidInput, NotFound
 from gateway.specs import DatasetSpec, ShareClass, TemplateSpec
@@ -120,7 +120,8 @@ def submit(
     templates.refuse_unshared(stored.spec, datasets, refuse)
     for ds in datasets.values():
         obj = data_object(ds.share_class.value, ds.classification.value, ds.id)
-        d = decide(gw, principal, obj, f"query:{kind}", purpose=purpose_state(purpose))
+        state = purposes.state_for(gw, principal, ds, purpose)
+        d = decide(gw, principal, obj, f"query:{kind}", purpose=state)
         if not d.allowed:
             raise refuse(
                 f"dataset {ds.id} ({ds.share_class.value} share, {ds.classification.value}) "

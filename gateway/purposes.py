@@ -248,3 +248,16 @@ def require_purposes(
             )
         relied_on[ds.id] = found.purpose_id
     return relied_on
+
+
+def state_for(gw: Gateway, principal: Principal, dataset: DatasetSpec, stated: str) -> str:
+    """The purpose attribute policy decides on for one dataset, from the gateway's records:
+    `approved` (an approved purpose in force), `expired` (only lapsed approvals), else
+    `stated` / `none` from the job's purpose text."""
+    with db.reading(gw.db) as conn:
+        found = standing(conn, principal.department, dataset.id)
+    if found.purpose_id is not None:
+        return "approved"
+    if found.reason_code is ReasonCode.EXPIRED_PURPOSE:
+        return "expired"
+    return "stated" if stated.strip() else "none"

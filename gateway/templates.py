@@ -101,10 +101,10 @@ def refuse_unshared(
     unshared = next((d for d in datasets.values() if d.share_class is ShareClass.NONE), None)
     if unshared is not None:
         raise refuse(
-            f"dataset {unshared.id} is not shared (不予共享): only verify and dp templates may "
-            f"read it, not {spec.kind.value}",
+            f"dataset {unshared.id} has share class 'none' (不予共享): only verify and dp "
+            f"templates may read it, not {spec.kind.value}",
             dataset=unshared.id,
-            reason_code="share_class_none",
+            reason_code="share_class",
         )
 
 

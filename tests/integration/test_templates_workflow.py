@@ -255,11 +255,11 @@ def test_not_shared_data_is_refused_to_aggregate_and_list_by_the_gateway(
     denied = analyst.post("/v1/jobs", json={"template": f"internal-{kind}"})
     assert denied.status_code == 403
     assert denied.json()["dataset"] == ds
-    assert "不予共享" in denied.json()["detail"]
-    assert denied.json()["reason_code"] == "share_class_none"
+    assert denied.json()["reason_code"] == "share_class"
+    # the gateway's own share-class rule decided, before policy was asked
+    assert "only verify and dp templates may read it" in denied.json()["detail"]
     event = audit_events(world, "job.denied")[-1]
-    assert event["details"]["reason_code"] == "share_class_none"
-    assert event["rule"] is None  # the gateway's share-class rule decided, before policy
+    assert event["details"]["reason_code"] == "share_class" and event["rule"] is None
 
 
 def test_list_needs_a_policy_that_allows_it(
