@@ -205,7 +205,7 @@ def run_verification(owners: dict[str, Actor], analyst: Actor, residents: Path) 
 
 
 def run_list(owners: dict[str, Actor], analyst: Actor) -> None:
-    step("a list template: enterprise codes (not personal data) from a registry-vs-tax comparison")
+    step("a list template: enterprise codes (not personal data) from a licence-vs-tax comparison")
     t = yaml_post(analyst, "/v1/templates", documents.LIST_TEMPLATE)
     for dept in ("market", "tax"):
         t = owners[dept].ok(
