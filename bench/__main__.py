@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from bench import e2e, policy, verify
+from bench import e2e, policy, tokens, verify
 
-BENCHMARKS = {"e2e": e2e.main, "policy": policy.main, "verify": verify.main}
+BENCHMARKS = {
+    "e2e": e2e.main,
+    "policy": policy.main,
+    "tokens": tokens.main,
+    "verify": verify.main,
+}
 
 
 def main(argv: list[str]) -> int:
