@@ -118,10 +118,12 @@ def submit(
         datasets = templates.datasets_of(conn, stored.spec)
     kind = stored.spec.kind.value
     templates.refuse_unshared(stored.spec, datasets, refuse)
+    grants: list[dict[str, Any]] = []  # every data decision, audited with the job
     for ds in datasets.values():
         obj = data_object(ds.share_class.value, ds.classification.value, ds.id)
         state = purposes.state_for(gw, principal, ds, purpose)
         d = decide(gw, principal, obj, f"query:{kind}", purpose=state)
+        grants.append({"dataset": ds.id, "rule": d.rule, "policy_version": d.policy_version})
         if not d.allowed:
             raise refuse(
                 f"dataset {ds.id} ({ds.share_class.value} share, {ds.classification.value}) "
@@ -197,6 +199,7 @@ def submit(
                 "purposes": relied_on,
                 **verify_quota.audit_details(keys),
                 "policy_version": decision.policy_version,
+                "grants": grants,
             },
         )
         conn.execute(
