@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench serve clean
+.PHONY: demo test lint typecheck unit bench serve clean peers peers-dp
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,24 @@ test: lint typecheck
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# Benchmark peers, each in its own virtualenv (their pins clash with ours): see peers/dp/README.md
+PEERS := .venv-peers
+peers: peers-dp
+
+peers-dp: $(PEERS)/opendp/.installed $(PEERS)/smartnoise/.installed
+
+$(PEERS)/opendp/.installed:
+	$(PYTHON) -m venv $(PEERS)/opendp
+	$(PEERS)/opendp/bin/python -m pip install --quiet 'opendp[polars]==0.16.0' pyarrow numpy
+	touch $@
+
+$(PEERS)/smartnoise/.installed:
+	$(PYTHON) -m venv $(PEERS)/smartnoise
+	$(PEERS)/smartnoise/bin/python -m pip install --quiet 'smartnoise-sql==1.0.10' pyarrow
+	touch $@
+
 serve: $(STAMP)
 	$(BIN)/insitu serve
 
 clean:
-	rm -rf $(VENV) .insitu .pytest_cache .mypy_cache .ruff_cache bench/results
+	rm -rf $(VENV) $(PEERS) .insitu .pytest_cache .mypy_cache .ruff_cache bench/results

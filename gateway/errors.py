@@ -6,6 +6,7 @@
     ├── NotFound              404  unknown dataset, template, version or job
     ├── Conflict              409  already exists / wrong state for the action
     ├── Gone                  410  a retired template version (and jobs on it)
+    ├── BudgetExhausted       429  the privacy budget cannot cover the job (carries what remains)
     └── Unavailable           503  store or audit log cannot write: nothing was released
 
 Errors from `policies`, `sandbox` and `gateway.auth` (401 for tokens) are translated in
@@ -60,6 +61,10 @@ class Conflict(GatewayError):
 
 class Gone(GatewayError):
     status, slug, title = 410, "gone", "Gone"
+
+
+class BudgetExhausted(GatewayError):
+    status, slug, title = 429, "budget-exhausted", "Privacy budget exhausted"
 
 
 class Unavailable(GatewayError):

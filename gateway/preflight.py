@@ -93,6 +93,15 @@ def preflight(gw: Gateway, principal: Principal, template_id: str, version: int)
     with db.reading(gw.db) as conn:
         datasets: dict[str, DatasetSpec] = templates.datasets_of(conn, spec)
     schemas = {ds_id: catalogue.table_schema(ds) for ds_id, ds in datasets.items()}
+    if spec.sql is None:  # dp templates are declarative; their plan is reviewed, not run here
+        return {
+            "template": spec.id,
+            "version": spec.version,
+            "content_hash": stored.content_hash,
+            "synthetic": True,
+            "ran": False,
+            "reason": "pre-flight runs SQL templates; a dp template's plan is shown by its spec",
+        }
     seeds = compared_literals(spec.sql)
     own = templates.parameter_specs(spec)
     examples = {name: _example(p, schemas, seeds) for name, p in own.items()}

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gateway.dp_specs import DatasetPrivacySpec, DpQuerySpec
 from gateway.errors import InvalidInput
 
 DEPT = r"[a-z][a-z0-9_]{0,62}"
@@ -101,6 +102,7 @@ class DatasetSpec(Strict):
     share_conditions: str = Field(default="", max_length=1000)  # 共享条件
     open_class: OpenClass = OpenClass.CLOSED  # 开放属性
     keywords: list[str] = Field(default_factory=list, max_length=20)
+    privacy: DatasetPrivacySpec | None = None  # DP budget caps (gateway/dp_specs.py)
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSpec:
@@ -113,6 +115,8 @@ class DatasetSpec(Strict):
             raise ValueError("privacy_unit must name one of the columns")
         if self.share_class is ShareClass.NONE and self.open_class is not OpenClass.CLOSED:
             raise ValueError("a dataset that is not shared (share_class none) cannot be open")
+        if self.privacy is not None and self.privacy_unit is None:
+            raise ValueError("a privacy budget needs a privacy_unit")
         return self
 
 
@@ -141,9 +145,6 @@ class VerifySpec(Strict):
     answer: Literal["match", "count"] = "match"  # yes/no per key, or how many keys match
 
 
-OPTIONAL_SECTIONS = ("verify", "dp")
-
-
 class TemplateSpec(Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9-]{0,99}$")
     version: int = Field(ge=1, le=1_000_000)
@@ -152,14 +153,20 @@ class TemplateSpec(Strict):
     description: str = Field(default="", max_length=4000)
     datasets: list[str] = Field(min_length=1, max_length=20)
     parameters: dict[str, dict[str, Any]] = Field(default_factory=dict, max_length=50)
-    sql: str = Field(min_length=1, max_length=20_000)
+    sql: str | None = Field(default=None, min_length=1, max_length=20_000)
     output: OutputSpec = OutputSpec()
     verify: VerifySpec | None = None
+    dp: DpQuerySpec | None = None  # kind dp: the declarative query instead of `sql`
 
     @model_validator(mode="after")
     def _consistent(self) -> TemplateSpec:
         if len(set(self.datasets)) != len(self.datasets):
             raise ValueError("datasets must be listed once each")
+        if self.kind is TemplateKindName.DP:
+            if self.dp is None or self.sql is not None or len(self.datasets) != 1:
+                raise ValueError("a dp template has a `dp` section, no `sql`, and one dataset")
+        elif self.sql is None or self.dp is not None:
+            raise ValueError(f"a {self.kind.value} template has `sql` and no `dp` section")
         if (self.verify is not None) != (self.kind is TemplateKindName.VERIFY):
             raise ValueError("a verify section is required for, and only for, kind verify")
         if self.verify is not None and self.verify.key.name in self.parameters:
@@ -169,9 +176,9 @@ class TemplateSpec(Strict):
     def content_hash(self) -> str:
         """Approval binds to this: any change to the document is a new hash."""
         data = self.model_dump(mode="json")
-        for section in OPTIONAL_SECTIONS:  # absent sections leave older hashes unchanged
-            if data.get(section) is None:
-                data.pop(section, None)
+        for optional in ("sql", "dp", "verify"):  # absent when unused: others hash as before
+            if data.get(optional) is None:
+                data.pop(optional, None)
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -23,13 +23,19 @@ from gateway import catalogue, db, schema
 from gateway.auth.principal import Principal
 from gateway.authz import deny, require
 from gateway.context import Gateway
+from gateway.dp_templates import dp_compile
 from gateway.errors import Conflict, Gone, InvalidInput, NotFound
 from gateway.specs import DatasetSpec, ShareClass, TemplateKindName, TemplateSpec
 from policies import Decision
 from sandbox import CompiledQuery, ParameterSpec, ParamType, TemplateKind, compile_template
 
 RUNNABLE_KINDS = frozenset(
-    {TemplateKindName.AGGREGATE, TemplateKindName.VERIFY, TemplateKindName.LIST}
+    {
+        TemplateKindName.AGGREGATE,
+        TemplateKindName.DP,
+        TemplateKindName.VERIFY,
+        TemplateKindName.LIST,
+    }
 )
 # 不予共享: data that is not shared answers at most a verification or a protected statistic.
 KINDS_ON_UNSHARED = frozenset({TemplateKindName.VERIFY, TemplateKindName.DP})
@@ -80,6 +86,10 @@ def verify_key_spec(spec: TemplateSpec) -> ParameterSpec | None:
 def compile_spec(
     spec: TemplateSpec, datasets: dict[str, DatasetSpec], *, verify_slots: int = 1
 ) -> CompiledQuery:
+    if spec.kind is TemplateKindName.DP:
+        return dp_compile(spec, datasets)
+    if spec.sql is None:
+        raise InvalidInput("the template has no sql")
     return compile_template(
         spec.sql,
         kind=TemplateKind(spec.kind.value),

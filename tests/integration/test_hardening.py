@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from gateway.demo import documents
 from tests.integration.conftest import Caller, World, grant_purpose
 from tests.integration.test_job_path import run_job
@@ -23,13 +21,11 @@ output: {count_column: n}
 """
 
 
-@pytest.mark.parametrize("kind", ["dp"])
-def test_kinds_without_their_release_path_cannot_be_proposed(
-    registered: None, analyst: Caller, kind: str
-) -> None:
-    response = analyst.post_yaml("/v1/templates", RESIDENT_ROWS.replace("KIND", kind))
+def test_a_dp_template_written_as_sql_is_refused(registered: None, analyst: Caller) -> None:
+    """A dp template is declarative (`dp:` section); SQL would release exact rows."""
+    response = analyst.post_yaml("/v1/templates", RESIDENT_ROWS.replace("KIND", "dp"))
     assert response.status_code == 422
-    assert "not available" in response.json()["detail"]
+    assert "no `sql`" in response.text
 
 
 def test_a_department_cannot_republish_another_departments_file(
