@@ -66,7 +66,7 @@ def resolve_parameter_specs(
     return resolved
 
 
-def submit(
+def submit(  # noqa: PLR0915  (one use case: each check in order, each one call)
     gw: Gateway,
     principal: Principal,
     *,
@@ -75,7 +75,7 @@ def submit(
     parameters: dict[str, Any],
     purpose: str,
     idempotency_key: str | None = None,
-) -> dict[str, Any]:  # noqa: PLR0915  (one use case: each check in order, each one call)
+) -> dict[str, Any]:
     ref = f"{template_id}@{version if version is not None else 'latest'}"
     target = f"template:{ref}"
     decision = require(gw, principal, "job", "submit", event="job.denied", target=target)
