@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import audit, dp, e2e, policy, tokens
+from bench import audit, dp, e2e, policy, tokens, verify
 
 BENCHMARKS = {
     "e2e": e2e.main,
@@ -12,6 +12,7 @@ BENCHMARKS = {
     "tokens": tokens.main,
     "audit": audit.main,
     "dp": dp.main,
+    "verify": verify.main,
 }
 
 

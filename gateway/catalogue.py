@@ -48,13 +48,19 @@ def table_schema(spec: DatasetSpec) -> TableSchema:
     return TableSchema(
         dataset_id=spec.id,
         columns=tuple(
-            Column(name=c.name, type=c.type, sensitivity=Sensitivity(c.sensitivity))
+            Column(
+                name=c.name,
+                type=c.type,
+                sensitivity=Sensitivity(c.sensitivity),
+                personal=c.personal,
+            )
             for c in spec.columns
         ),
     )
 
 
 def _check_declared_schema(gw: Gateway, spec: DatasetSpec) -> None:
+    """The schema inferred from the source must hold every declared column with its type."""
     actual = dict(gw.engine.infer_schema(table_source(gw, spec)))
     for column in spec.columns:
         found = actual.get(column.name)
@@ -139,4 +145,80 @@ def public_view(spec: DatasetSpec) -> dict[str, Any]:
     """What the catalogue shows: metadata and schema, never the source location."""
     data = spec.model_dump(mode="json")
     data["source"] = {"format": spec.source.format}
+    data["catalogue"] = resource_entry(spec)
     return data
+
+
+_SHARE_CLASS_ZH = {"unconditional": "无条件共享", "conditional": "有条件共享", "none": "不予共享"}
+_OPEN_CLASS_ZH = {"open": "无条件开放", "conditional": "有条件开放", "closed": "不予开放"}
+_LEVEL_ZH = {"general": "一般", "important": "重要", "core": "核心"}
+
+
+def resource_entry(spec: DatasetSpec) -> dict[str, Any]:
+    """The entry as the government information-resource catalogue (政务信息资源目录) lists it."""
+    return {
+        "resource_code": spec.resource_code or spec.id,  # 信息资源代码
+        "name": spec.title,  # 信息资源名称
+        "provider": spec.provider,  # 信息资源提供方
+        "summary": spec.description,  # 信息资源摘要
+        "format": spec.source.format,  # 信息资源格式
+        "share_class": spec.share_class.value,  # 共享属性
+        "share_class_label": _SHARE_CLASS_ZH[spec.share_class.value],
+        "share_conditions": spec.share_conditions,  # 共享条件
+        "open_class": spec.open_class.value,  # 开放属性
+        "open_class_label": _OPEN_CLASS_ZH[spec.open_class.value],
+        "update_cycle": spec.update_cycle,  # 更新周期
+        "classification": spec.classification.value,  # 分级
+        "classification_label": _LEVEL_ZH[spec.classification.value],
+        "items": [  # 信息项
+            {"name": c.name, "type": c.type, "sensitivity": c.sensitivity, "personal": c.personal}
+            for c in spec.columns
+        ],
+    }
+
+
+def dcat_view(spec: DatasetSpec) -> dict[str, Any]:
+    """A DCAT (W3C Data Catalog Vocabulary) flavoured JSON-LD description of the dataset."""
+    return {
+        "@context": {
+            "dcat": "http://www.w3.org/ns/dcat#",
+            "dct": "http://purl.org/dc/terms/",
+            "csvw": "http://www.w3.org/ns/csvw#",
+            "foaf": "http://xmlns.com/foaf/0.1/",
+            "insitu": "urn:insitu:vocab:",
+        },
+        "@id": f"urn:insitu:dataset:{spec.id}",
+        "@type": "dcat:Dataset",
+        "dct:identifier": spec.resource_code or spec.id,
+        "dct:title": spec.title,
+        "dct:description": spec.description,
+        "dct:publisher": {"@type": "foaf:Agent", "@id": f"urn:insitu:department:{spec.provider}"},
+        "dct:accrualPeriodicity": spec.update_cycle,
+        "dct:accessRights": spec.share_class.value,
+        "dcat:keyword": list(spec.keywords),
+        "insitu:shareConditions": spec.share_conditions,
+        "insitu:openClass": spec.open_class.value,
+        "insitu:classification": spec.classification.value,
+        "dcat:distribution": [
+            {
+                "@type": "dcat:Distribution",
+                "dct:format": spec.source.format,
+                "dcat:accessService": {
+                    "@type": "dcat:DataService",
+                    "dct:description": "data stays home: approved query templates only",
+                    "dcat:endpointURL": "/v1/jobs",
+                },
+            }
+        ],
+        "csvw:tableSchema": {
+            "csvw:column": [
+                {
+                    "csvw:name": c.name,
+                    "csvw:datatype": c.type,
+                    "insitu:sensitivity": c.sensitivity,
+                    "insitu:personal": c.personal,
+                }
+                for c in spec.columns
+            ]
+        },
+    }

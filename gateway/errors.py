@@ -5,6 +5,7 @@
     ├── Forbidden             403  a policy or workflow decision said no (carries the rule)
     ├── NotFound              404  unknown dataset, template, version or job
     ├── Conflict              409  already exists / wrong state for the action
+    ├── Gone                  410  a retired template version (and jobs on it)
     ├── BudgetExhausted       429  the privacy budget cannot cover the job (carries what remains)
     └── Unavailable           503  store or audit log cannot write: nothing was released
 
@@ -56,6 +57,10 @@ class NotFound(GatewayError):
 
 class Conflict(GatewayError):
     status, slug, title = 409, "conflict", "Conflict"
+
+
+class Gone(GatewayError):
+    status, slug, title = 410, "gone", "Gone"
 
 
 class BudgetExhausted(GatewayError):

@@ -7,6 +7,10 @@ Submission checks, in order: may the caller submit jobs at all; does the templat
 and is it approved; may the caller's department query each dataset of the template under its
 share class and classification (and is a purpose given where the share class needs one); are the
 parameters valid. The job row and its `job.accepted` entry are written in one transaction.
+Issue 5 adds: a retired version is 410 Gone; 不予共享 data answers only verify and dp
+(`templates.refuse_unshared`); conditional data needs an approved, unexpired purpose
+(`purposes.require_purposes`); verify keys are validated, capped and reserved
+(`gateway.verify_quota`).
 """
 
 from __future__ import annotations
@@ -19,11 +23,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from gateway import catalogue, db, schema, templates
+from gateway import catalogue, db, purposes, schema, templates, verify_quota
 from gateway.auth.principal import Principal
-from gateway.authz import decide, deny, purpose_state, require
+from gateway.authz import decide, deny, require
 from gateway.context import Gateway
-from gateway.errors import BudgetExhausted, InvalidInput, NotFound
+from gateway.errors import BudgetExhausted, Gone, InvalidInput, NotFound
 from gateway.specs import DatasetSpec, ShareClass, TemplateSpec
 from policies import data_object
 from sandbox import ParameterError, ParameterSpec, validate_parameters
@@ -62,7 +66,7 @@ def resolve_parameter_specs(
     return resolved
 
 
-def submit(
+def submit(  # noqa: PLR0915  (one use case: each check in order, each one call)
     gw: Gateway,
     principal: Principal,
     *,
@@ -107,6 +111,9 @@ def submit(
         stored = templates.get(gw, template_id, version)
     except NotFound:
         raise refuse("the template or version does not exist") from None
+    except Gone as gone:
+        refuse(gone.detail, reason_code="retired")  # audited as job.denied; answered 410
+        raise
     target = f"template:{stored.ref}"
     if stored.status is not templates.Status.APPROVED:
         raise refuse(
@@ -116,10 +123,12 @@ def submit(
     with gw.db.connect() as conn:
         datasets = templates.datasets_of(conn, stored.spec)
     kind = stored.spec.kind.value
+    templates.refuse_unshared(stored.spec, datasets, refuse)
     grants: list[dict[str, Any]] = []  # every data decision, audited with the job
     for ds in datasets.values():
         obj = data_object(ds.share_class.value, ds.classification.value, ds.id)
-        d = decide(gw, principal, obj, f"query:{kind}", purpose=purpose_state(purpose))
+        state = purposes.state_for(gw, principal, ds, purpose)
+        d = decide(gw, principal, obj, f"query:{kind}", purpose=state)
         grants.append({"dataset": ds.id, "rule": d.rule, "policy_version": d.policy_version})
         if not d.allowed:
             raise refuse(
@@ -136,6 +145,10 @@ def submit(
                 dataset=ds.id,
                 reason_code="missing_purpose",
             )
+    relied_on = purposes.require_purposes(gw, principal, datasets, refuse)
+    parameters, keys = verify_quota.take_keys(
+        gw, principal, target=target, spec=stored.spec, datasets=datasets, parameters=parameters
+    )
     try:
         validate_parameters(resolve_parameter_specs(gw, stored.spec, datasets), parameters)
     except ParameterError as exc:
@@ -151,11 +164,13 @@ def submit(
                 details={"template": template_id, "parameters": gw.audit.fingerprint(parameters)},
             )
         raise InvalidInput(str(exc), parameter=exc.parameter) from None
+    verify_quota.check_quota(gw, principal, datasets, keys, refuse)
 
     job_id = str(uuid.uuid4())
     now = datetime.now(UTC)
     try:
-        with gw.db.begin() as conn:
+        with verify_quota.refused_by(refuse), gw.db.begin() as conn:
+            verify_quota.reserve_keys(conn, principal.department, datasets, keys)
             conn.execute(
                 schema.jobs.insert().values(
                     id=job_id,
@@ -198,6 +213,8 @@ def submit(
                     "providers": sorted({d.provider for d in datasets.values()}),
                     "parameters": gw.audit.fingerprint(parameters),
                     "purpose": gw.audit.fingerprint(purpose),
+                    "purposes": relied_on,
+                    **verify_quota.audit_details(keys),
                     "policy_version": decision.policy_version,
                     "grants": grants,
                     **privacy,
@@ -206,6 +223,7 @@ def submit(
             conn.execute(
                 schema.jobs.update().where(schema.jobs.c.id == job_id).values(audit_index=index)
             )
+            verify_quota.store_keys(conn, job_id, keys)
     except BudgetExhausted as exc:  # rolled back: no job, nothing reserved
         dp_admission.audit_exhausted(gw, principal, target=target, template=template_id, exc=exc)
         raise

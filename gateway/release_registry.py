@@ -6,10 +6,14 @@ from collections.abc import Mapping
 
 from gateway.release_aggregate import release_aggregate
 from gateway.release_dp import release_dp
+from gateway.release_list import release_list
+from gateway.release_verify import release_verify
 from gateway.releases import Release
 from gateway.specs import TemplateKindName
 
 RELEASES: Mapping[TemplateKindName, Release] = {
     TemplateKindName.AGGREGATE: release_aggregate,
     TemplateKindName.DP: release_dp,
+    TemplateKindName.VERIFY: release_verify,
+    TemplateKindName.LIST: release_list,
 }

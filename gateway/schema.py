@@ -149,6 +149,71 @@ job_results = sa.Table(
     sa.Column("created_at", TS, nullable=False),
 )
 
+# --- issue 5: templates and catalogue (retirement, purposes, verify quotas) ---------------------
+
+template_retirements = sa.Table(
+    "template_retirements",
+    metadata,
+    sa.Column("template_id", sa.String(100), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("retired_by", sa.String(128), nullable=False),
+    sa.Column("reason", sa.String(500), nullable=False),
+    sa.Column("retired_at", TS, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["template_id", "version"], ["templates.id", "templates.version"], ondelete="CASCADE"
+    ),
+)
+
+purposes = sa.Table(
+    "purposes",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("dataset_id", sa.String(130), sa.ForeignKey("datasets.id"), nullable=False),
+    sa.Column("department", sa.String(64), nullable=False),
+    sa.Column("purpose", sa.String(500), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("requested_by", sa.String(128), nullable=False),
+    sa.Column("requested_at", TS, nullable=False),
+    sa.Column("expires_at", TS, nullable=True),
+    sa.Column("decided_by", sa.String(128), nullable=True),
+    sa.Column("decided_at", TS, nullable=True),
+    sa.Index("ix_purposes_department_dataset", "department", "dataset_id"),
+)
+
+verify_usage = sa.Table(
+    "verify_usage",
+    metadata,
+    sa.Column("department", sa.String(64), primary_key=True),
+    sa.Column("dataset_id", sa.String(130), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("reserved", sa.Integer, nullable=False),
+    sa.Column("checked", sa.Integer, nullable=False),
+    sa.Column("matches", sa.Integer, nullable=False),
+    sa.Column("blocked", sa.Boolean, nullable=False),
+)
+
+verify_alerts = sa.Table(
+    "verify_alerts",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("dataset_id", sa.String(130), nullable=False),
+    sa.Column("provider", sa.String(64), nullable=False),
+    sa.Column("department", sa.String(64), nullable=False),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("job_id", sa.String(36), nullable=False),
+    sa.Column("checked", sa.Integer, nullable=False),
+    sa.Column("matches", sa.Integer, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Index("ix_verify_alerts_provider", "provider"),
+)
+
+verify_requests = sa.Table(  # a verify job's keys, kept only until the job has answered
+    "verify_requests",
+    metadata,
+    sa.Column("job_id", sa.String(36), sa.ForeignKey("jobs.id"), primary_key=True),
+    sa.Column("key_values", sa.JSON, nullable=False),
+)
+
 # Differential privacy (issue 6): the budget ledger, reservations, idempotent submissions.
 # Budgets are integers: ρ in micro-units (1e-6), δ in femto-units (1e-15); never binary floats.
 privacy_budgets = sa.Table(

@@ -63,6 +63,11 @@ class ColumnSpec(Strict):
     values: list[DeclaredValue] | None = Field(
         default=None, min_length=1, max_length=MAX_DECLARED_VALUES
     )
+    # Whether a value says something about a natural person. Fail closed: a column is personal
+    # unless its owner marks it otherwise (an enterprise code is an identifier, not personal).
+    # Only non-personal, non-sensitive columns may appear in the rows of a `list` template.
+    personal: bool = True
+    description: str = Field(default="", max_length=500)
 
     @model_validator(mode="after")
     def _values_are_public(self) -> ColumnSpec:
@@ -85,6 +90,28 @@ class DisclosureSpec(Strict):
     dominance: DominanceSpec | None = None
 
 
+class OpenClass(StrEnum):
+    """Open class of the resource catalogue (开放属性)."""
+
+    OPEN = "open"  # 无条件开放
+    CONDITIONAL = "conditional"  # 有条件开放
+    CLOSED = "closed"  # 不予开放
+
+
+class VerifyLimits(Strict):
+    """The owner's bounds on `verify` templates over a dataset (against enumeration).
+
+    A request carries at most `max_keys_per_request` keys; a department verifies at most
+    `max_keys_per_day` keys a day. A sweep -- at least `sweep_min_keys` keys in a day of which
+    at most `sweep_max_match_rate` matched -- is refused and reported to the owner.
+    """
+
+    max_keys_per_request: int = Field(default=100, ge=1, le=1000)
+    max_keys_per_day: int = Field(default=1000, ge=1, le=1_000_000)
+    sweep_min_keys: int = Field(default=50, ge=1, le=1_000_000)
+    sweep_max_match_rate: float = Field(default=0.1, ge=0, le=1)
+
+
 class DatasetSpec(Strict):
     id: str = Field(pattern=rf"^{DEPT}\.{NAME}$")
     title: str = Field(min_length=1, max_length=200)
@@ -97,6 +124,12 @@ class DatasetSpec(Strict):
     privacy_unit: str | None = None
     columns: list[ColumnSpec] = Field(min_length=1, max_length=500)
     disclosure: DisclosureSpec = DisclosureSpec()
+    verify: VerifyLimits = VerifyLimits()
+    # Government information-resource catalogue (政务信息资源目录) fields.
+    resource_code: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9./-]{0,63}$")
+    share_conditions: str = Field(default="", max_length=1000)  # 共享条件
+    open_class: OpenClass = OpenClass.CLOSED  # 开放属性
+    keywords: list[str] = Field(default_factory=list, max_length=20)
     privacy: DatasetPrivacySpec | None = None  # DP budget caps (gateway/dp_specs.py)
 
     @model_validator(mode="after")
@@ -108,6 +141,8 @@ class DatasetSpec(Strict):
             raise ValueError("column names must be unique")
         if self.privacy_unit is not None and self.privacy_unit not in names:
             raise ValueError("privacy_unit must name one of the columns")
+        if self.share_class is ShareClass.NONE and self.open_class is not OpenClass.CLOSED:
+            raise ValueError("a dataset that is not shared (share_class none) cannot be open")
         if self.privacy is not None and self.privacy_unit is None:
             raise ValueError("a privacy budget needs a privacy_unit")
         return self
@@ -124,6 +159,20 @@ class TemplateKindName(StrEnum):
     LIST = "list"
 
 
+class VerifyKeySpec(Strict):
+    """The key a requester brings to a `verify` template, bound as `:<name>` in its SQL."""
+
+    name: str = Field(pattern=rf"^{NAME}$")
+    type: Literal["string", "integer"] = "string"
+    pattern: str | None = Field(default=None, max_length=200)
+    max_length: int = Field(default=64, ge=1, le=256)
+
+
+class VerifySpec(Strict):
+    key: VerifyKeySpec
+    answer: Literal["match", "count"] = "match"  # yes/no per key, or how many keys match
+
+
 class TemplateSpec(Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9-]{0,99}$")
     version: int = Field(ge=1, le=1_000_000)
@@ -134,6 +183,7 @@ class TemplateSpec(Strict):
     parameters: dict[str, dict[str, Any]] = Field(default_factory=dict, max_length=50)
     sql: str | None = Field(default=None, min_length=1, max_length=20_000)
     output: OutputSpec = OutputSpec()
+    verify: VerifySpec | None = None
     dp: DpQuerySpec | None = None  # kind dp: the declarative query instead of `sql`
 
     @model_validator(mode="after")
@@ -145,12 +195,16 @@ class TemplateSpec(Strict):
                 raise ValueError("a dp template has a `dp` section, no `sql`, and one dataset")
         elif self.sql is None or self.dp is not None:
             raise ValueError(f"a {self.kind.value} template has `sql` and no `dp` section")
+        if (self.verify is not None) != (self.kind is TemplateKindName.VERIFY):
+            raise ValueError("a verify section is required for, and only for, kind verify")
+        if self.verify is not None and self.verify.key.name in self.parameters:
+            raise ValueError("the verify key must not also be declared as a parameter")
         return self
 
     def content_hash(self) -> str:
         """Approval binds to this: any change to the document is a new hash."""
         data = self.model_dump(mode="json")
-        for optional in ("sql", "dp"):  # absent when unused: other kinds hash as before
+        for optional in ("sql", "dp", "verify"):  # absent when unused: others hash as before
             if data.get(optional) is None:
                 data.pop(optional, None)
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

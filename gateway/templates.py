@@ -1,15 +1,17 @@
 """Templates: proposed by analysts, approved by every provider dataset's owner.
 
-    proposed ──(every provider's owner approves)──▶ approved
+    proposed ──(every provider's owner approves)──▶ approved ──(owner or author retires)──▶ retired
         └────(any provider's owner rejects)───────▶ rejected
 
 Approval binds to the content hash; a change is a new version that starts at `proposed`.
 The author can never approve, nor can anyone outside the provider department of a dataset.
+A retired version answers 410 Gone to reads and jobs; it never runs again.
 """
 
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -22,18 +24,28 @@ from gateway.auth.principal import Principal
 from gateway.authz import deny, require
 from gateway.context import Gateway
 from gateway.dp_templates import dp_compile
-from gateway.errors import Conflict, InvalidInput, NotFound
-from gateway.specs import DatasetSpec, TemplateKindName, TemplateSpec
+from gateway.errors import Conflict, Gone, InvalidInput, NotFound
+from gateway.specs import DatasetSpec, ShareClass, TemplateKindName, TemplateSpec
 from policies import Decision
-from sandbox import CompiledQuery, ParameterSpec, TemplateKind, compile_template
+from sandbox import CompiledQuery, ParameterSpec, ParamType, TemplateKind, compile_template
 
-RUNNABLE_KINDS = frozenset({TemplateKindName.AGGREGATE, TemplateKindName.DP})
+RUNNABLE_KINDS = frozenset(
+    {
+        TemplateKindName.AGGREGATE,
+        TemplateKindName.DP,
+        TemplateKindName.VERIFY,
+        TemplateKindName.LIST,
+    }
+)
+# 不予共享: data that is not shared answers at most a verification or a protected statistic.
+KINDS_ON_UNSHARED = frozenset({TemplateKindName.VERIFY, TemplateKindName.DP})
 
 
 class Status(StrEnum):
     PROPOSED = "proposed"
     APPROVED = "approved"
     REJECTED = "rejected"
+    RETIRED = "retired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +73,19 @@ def parameter_specs(spec: TemplateSpec) -> dict[str, ParameterSpec]:
     return {name: ParameterSpec.from_mapping(name, body) for name, body in spec.parameters.items()}
 
 
-def compile_spec(spec: TemplateSpec, datasets: dict[str, DatasetSpec]) -> CompiledQuery:
+def verify_key_spec(spec: TemplateSpec) -> ParameterSpec | None:
+    """The domain of a verify template's keys (each key is validated against it)."""
+    if spec.verify is None:
+        return None
+    key = spec.verify.key
+    if key.type == "integer":
+        return ParameterSpec(key.name, ParamType.INTEGER)
+    return ParameterSpec(key.name, ParamType.STRING, pattern=key.pattern, max_length=key.max_length)
+
+
+def compile_spec(
+    spec: TemplateSpec, datasets: dict[str, DatasetSpec], *, verify_slots: int = 1
+) -> CompiledQuery:
     if spec.kind is TemplateKindName.DP:
         return dp_compile(spec, datasets)
     if spec.sql is None:
@@ -72,7 +96,26 @@ def compile_spec(spec: TemplateSpec, datasets: dict[str, DatasetSpec]) -> Compil
         tables={ds_id: catalogue.table_schema(ds) for ds_id, ds in datasets.items()},
         parameters=parameter_specs(spec),
         count_column=spec.output.count_column,
+        verify_key=verify_key_spec(spec),
+        verify_answer=spec.verify.answer if spec.verify is not None else "match",
+        verify_slots=verify_slots,
     )
+
+
+def refuse_unshared(
+    spec: TemplateSpec, datasets: dict[str, DatasetSpec], refuse: Callable[..., Exception]
+) -> None:
+    """不予共享: a not-shared dataset answers only verify and dp templates, whatever the policy."""
+    if spec.kind in KINDS_ON_UNSHARED:
+        return
+    unshared = next((d for d in datasets.values() if d.share_class is ShareClass.NONE), None)
+    if unshared is not None:
+        raise refuse(
+            f"dataset {unshared.id} has share class 'none' (不予共享): only verify and dp "
+            f"templates may read it, not {spec.kind.value}",
+            dataset=unshared.id,
+            reason_code="share_class",
+        )
 
 
 def datasets_of(conn: sa.Connection, spec: TemplateSpec) -> dict[str, DatasetSpec]:
@@ -259,9 +302,81 @@ def _record_decision(
     return get(gw, template_id, version)
 
 
-def get(gw: Gateway, template_id: str, version: int | None = None) -> StoredTemplate:
+def get(
+    gw: Gateway, template_id: str, version: int | None = None, *, allow_retired: bool = False
+) -> StoredTemplate:
+    """One version (None: the newest approved, else the newest); a retired one is Gone."""
     with gw.db.connect() as conn:
-        return load(conn, template_id, version)
+        stored = load(conn, template_id, version)
+    if stored.status is Status.RETIRED and not allow_retired:
+        raise Gone(f"template {stored.ref} was retired")
+    return stored
+
+
+def retire(
+    gw: Gateway, principal: Principal, template_id: str, version: int, *, reason: str
+) -> StoredTemplate:
+    """The author or an owner of one of its datasets retires a version: it never runs again."""
+    target = f"template:{template_id}@{version}"
+    decision = require(gw, principal, "template", "read", event="template.denied", target=target)
+    current = get(gw, template_id, version, allow_retired=True)
+    if current.status is Status.RETIRED:
+        raise Gone(f"template {current.ref} was retired")
+    with db.reading(gw.db) as conn:
+        datasets = datasets_of(conn, current.spec)
+    owner = "data_owner" in principal.roles and any(
+        d.provider == principal.department for d in datasets.values()
+    )
+    if not (owner or same_person(current.author, principal.subject)):
+        raise deny(
+            gw,
+            principal,
+            event="template.denied",
+            action="retire",
+            target=target,
+            reason="only the author or a data owner of one of its datasets may retire a template",
+            policy_version=decision.policy_version,
+            details={"template": template_id},
+        )
+    now = datetime.now(UTC)
+    with gw.db.begin() as conn:
+        updated = conn.execute(
+            schema.templates.update()
+            .where(
+                schema.templates.c.id == template_id,
+                schema.templates.c.version == version,
+                schema.templates.c.status != Status.RETIRED.value,
+            )
+            .values(status=Status.RETIRED.value)
+        )
+        if updated.rowcount != 1:
+            raise Gone(f"template {current.ref} was retired")
+        conn.execute(
+            schema.template_retirements.insert().values(
+                template_id=template_id,
+                version=version,
+                retired_by=principal.subject,
+                reason=reason,
+                retired_at=now,
+            )
+        )
+        gw.audit.record(
+            conn,
+            type="template.retired",
+            principal=principal,
+            action="retire",
+            target=target,
+            allowed=True,
+            rule=decision.rule,
+            details={
+                "template": template_id,
+                "version": version,
+                "content_hash": current.content_hash,
+                "previous_status": current.status.value,
+                "policy_version": decision.policy_version,
+            },
+        )
+    return get(gw, template_id, version, allow_retired=True)
 
 
 def load(conn: sa.Connection, template_id: str, version: int | None = None) -> StoredTemplate:
@@ -303,6 +418,7 @@ def list_all(gw: Gateway) -> list[StoredTemplate]:
     t = schema.templates
     with gw.db.connect() as conn:
         keys = conn.execute(sa.select(t.c.id, t.c.version).order_by(t.c.id, t.c.version)).all()
+        # (retired versions are listed with their status; reading one answers 410)
         return [load(conn, k.id, k.version) for k in keys]
 
 

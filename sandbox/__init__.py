@@ -2,7 +2,7 @@
 disclosure. Never imports gateway, policies or audit. See README.md.
 """
 
-from sandbox.compile import compile_template
+from sandbox.compile import compared_literals, compile_template
 from sandbox.disclosure import (
     DisclosedTable,
     DisclosureRules,
@@ -37,6 +37,7 @@ from sandbox.query import CompiledQuery, TemplateKind
 from sandbox.results import ResultTable
 from sandbox.schema import Column, Sensitivity, TableSchema
 from sandbox.sources import Limits, TableSource
+from sandbox.synthetic import synthetic_values, write_synthetic_csv
 
 __all__ = [
     "DP_INTEGER_TYPES",
@@ -71,8 +72,11 @@ __all__ = [
     "WithheldCell",
     "apply_disclosure",
     "check_dp_plan",
+    "compared_literals",
     "compile_dp",
     "compile_template",
     "dp_mechanism",
+    "synthetic_values",
     "validate_parameters",
+    "write_synthetic_csv",
 ]

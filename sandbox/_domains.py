@@ -32,10 +32,18 @@ class ParamType(StrEnum):
     STRING = "string"
     DATE = "date"  # ISO 'YYYY-MM-DD' in JSON; bound as datetime.date
     BOOLEAN = "boolean"
+    # A range [from, to] bound as `:<name>_from` and `:<name>_to`, at least `min_width` wide
+    # (years, or days for dates): a narrow range would single records out.
+    INTEGER_RANGE = "integer_range"
+    DATE_RANGE = "date_range"
+
+
+RANGE_ELEMENT = {ParamType.INTEGER_RANGE: ParamType.INTEGER, ParamType.DATE_RANGE: ParamType.DATE}
 
 
 def parse_bound(kind: ParamType, raw: object) -> int | Decimal | date:
     """A min/max or value of ``kind`` as written in a spec; ValueError says what is wrong."""
+    kind = RANGE_ELEMENT.get(kind, kind)
     if kind is ParamType.INTEGER and type(raw) is int:
         return raw
     if kind is ParamType.NUMBER and (type(raw) is int or isinstance(raw, str)):
@@ -77,6 +85,8 @@ def check_spec(spec: ParameterSpec) -> str | None:
         ParamType.STRING: {"values", "pattern", "values_from", "max_length"},
         ParamType.DATE: {"min", "max"},
         ParamType.BOOLEAN: set(),
+        ParamType.INTEGER_RANGE: {"min", "max", "min_width"},
+        ParamType.DATE_RANGE: {"min", "max", "min_width"},
     }[kind]
     used = {
         key
@@ -91,6 +101,8 @@ def check_spec(spec: ParameterSpec) -> str | None:
     }
     if spec.max_length != MAX_STRING_LENGTH:
         used.add("max_length")
+    if spec.min_width is not None:
+        used.add("min_width")
     if used - allowed_keys:
         return f"{', '.join(sorted(used - allowed_keys))} cannot be used with type {kind}"
     if spec.values_from is None and spec.values is not None and used & {"min", "max", "pattern"}:
@@ -99,6 +111,8 @@ def check_spec(spec: ParameterSpec) -> str | None:
         return "values_from cannot be combined with min/max/pattern"
     if not isinstance(spec.description, str) or len(spec.description) > 500:
         return "description must be a string of at most 500 characters"
+    if kind in RANGE_ELEMENT and (type(spec.min_width) is not int or spec.min_width < 1):
+        return "a range needs min_width, a positive integer (years, or days for dates)"
     return _check_parts(spec)
 
 
@@ -187,8 +201,45 @@ def _in_range(spec: ParameterSpec, value: object) -> bool:
     return not (spec.max is not None and _key(value) > _key(parse_bound(spec.type, spec.max)))
 
 
+def range_value(spec: ParameterSpec, value: object) -> tuple[object, object] | None:
+    """A range value ``[from, to]`` (or ``{"from": …, "to": …}``) converted, or None."""
+    if isinstance(value, dict) and set(value) == {"from", "to"}:
+        pair = [value["from"], value["to"]]
+    elif isinstance(value, list | tuple) and len(value) == 2:
+        pair = list(value)
+    else:
+        return None
+    element = RANGE_ELEMENT[spec.type]
+    low, high = (_element(spec, element, v) for v in pair)
+    if low is None or high is None or spec.min_width is None:
+        return None
+    width = (high - low).days if isinstance(low, date) and isinstance(high, date) else None
+    if width is None and type(low) is int and type(high) is int:
+        width = high - low
+    if width is None or width < spec.min_width:
+        return None
+    return low, high
+
+
+def _element(spec: ParameterSpec, element: ParamType, value: object) -> int | date | None:
+    if element is ParamType.INTEGER:
+        converted: int | date | None = value if type(value) is int else None
+    else:
+        converted = _date(value)
+    if converted is None or not _in_range(spec, converted):
+        return None
+    return converted
+
+
 def domain_text(spec: ParameterSpec) -> str:
     """The rule in words: 'an integer from 2015 to 2030', "one of 'a', 'b'", …"""
+    if spec.type in RANGE_ELEMENT:
+        unit = "years" if spec.type is ParamType.INTEGER_RANGE else "days"
+        bounds = f" within {spec.min} to {spec.max}" if spec.min is not None else ""
+        return (
+            f"a range [from, to]{bounds}, at least {spec.min_width} {unit} wide "
+            f"(from :{spec.name}_from to :{spec.name}_to)"
+        )
     noun = {
         ParamType.INTEGER: "an integer",
         ParamType.NUMBER: f"a number with at most {MAX_DIGITS} digits each side of the point",

@@ -14,6 +14,9 @@ after the shape and identifier-lineage checks of ``compile_shape``:
   QUANTILE, FIRST_VALUE, LAG, …) only of ``public`` columns.
 - ``check_identifier_parameters``: a parameter is never compared with (or otherwise put
   in one expression with) an ``identifier`` column: targeted lookups are for ``verify``.
+- ``check_parameter_columns``: a parameter is matched (``=``, ``<>``, ``IN``, ``LIKE``, …)
+  only against ``public`` columns: quasi-identifiers and sensitive values have too many
+  distinct values to be picked one at a time (ranges on them remain allowed).
 
 A column whose table cannot be resolved is treated as the most sensitive kind.
 """
@@ -194,10 +197,34 @@ def _parameter_and_identifier(
     if parameter and identifier is not None and not isinstance(node, _CLAUSES):
         raise TemplateRejected(
             f"a parameter is compared with {identifier.name}, an identifier column: "
-            "aggregate templates may not look up chosen records (parameters on identifier "
-            "columns are for verify templates)"
+            "aggregate and list templates may not look up chosen records (parameters on "
+            "identifier columns are for verify templates)"
         )
     return parameter, identifier
+
+
+_MATCHES = (exp.EQ, exp.NEQ, exp.NullSafeEQ, exp.NullSafeNEQ, exp.In, exp.Like, exp.ILike,
+            exp.RegexpLike)  # fmt: skip
+
+
+def check_parameter_columns(root: Scope, tables: Mapping[str, TableSchema]) -> None:
+    """Refuse a parameter matched for equality against a non-public (high-cardinality) column."""
+    resolver = _Resolver(root, tables)
+    for node in root.expression.walk():
+        if not isinstance(node, _MATCHES):
+            continue
+        operands = [n for n in _walk_local(node) if n is not node]
+        if not any(isinstance(n, exp.Placeholder) for n in operands):
+            continue
+        for column in (n for n in operands if isinstance(n, exp.Column)):
+            sensitivity = resolver.sensitivity(column)
+            if sensitivity is not Sensitivity.PUBLIC:
+                kind = sensitivity.value if sensitivity else "unknown"
+                raise TemplateRejected(
+                    f"a parameter is matched against {column.name} ({kind}): parameters may "
+                    "pick values only of public columns (a high-cardinality column would "
+                    "single records out); use a range or a verify template"
+                )
 
 
 def _check_count(count: exp.Count) -> None:

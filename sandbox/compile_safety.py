@@ -7,6 +7,8 @@
   CTE defined in the query; no table functions, no quoted file names or URLs.
 - ``check_placeholders``: parameters are ``:name``, declared, all used, and only stand for
   values (not in LIMIT/OFFSET, ORDER BY, GROUP BY, window specs, table or type positions).
+- ``check_literals``: no string literal that names a file or a URL (a path, ``scheme://``,
+  a data-file extension): nothing in a template may point an engine at storage.
 """
 
 from __future__ import annotations
@@ -101,6 +103,12 @@ _TABLE_FUNCTIONS = (
     "table functions (read_parquet, read_csv, range, …) are not allowed; read catalogue "
     "datasets as <department>.<name>"
 )
+# A literal naming a URL (scheme://, s3:, hf:, …), an absolute or home path, a Windows drive,
+# or a file by a data-file extension.
+_FILE_OR_URL = re.compile(
+    r"(?i)^\s*([a-z][a-z0-9+.-]*://|[a-z][a-z0-9+.-]*:[^ ]*/|[/~\\]|[a-z]:[\\/]|\.\.?[\\/])"
+    r"|\.(parquet|csv|tsv|json|ndjson|jsonl|db|duckdb|sqlite|arrow|feather|xlsx?|txt|gz|zst)\s*$"
+)
 _TABLE_PART = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _PLACEHOLDER = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
@@ -140,6 +148,16 @@ def check_nodes(tree: exp.Expr) -> None:
             raise TemplateRejected("recursive CTEs (WITH RECURSIVE) are not allowed")
         if isinstance(node, exp.Star) and not isinstance(node.parent, exp.Count):
             raise TemplateRejected("SELECT * is not allowed: list the columns you need")
+
+
+def check_literals(tree: exp.Expr) -> None:
+    """Refuse string literals that name files or URLs."""
+    for node in tree.find_all(exp.Literal):
+        if node.is_string and _FILE_OR_URL.search(node.this):
+            raise TemplateRejected(
+                "string literals naming files or URLs are not allowed: templates read only "
+                "catalogue datasets"
+            )
 
 
 def check_tables(tree: exp.Expr, tables: Mapping[str, TableSchema]) -> tuple[str, ...]:

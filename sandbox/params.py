@@ -19,18 +19,21 @@ from decimal import Decimal
 
 from sandbox._domains import (
     MAX_STRING_LENGTH,
+    RANGE_ELEMENT,
     ParamType,
     check_spec,
     convert_value,
     domain_text,
     parse_bound,
+    range_value,
 )
 from sandbox.errors import ParameterError, SandboxBug, TemplateRejected
 
 PARAMETER_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _SPEC_KEYS = frozenset(
-    {"type", "min", "max", "values", "pattern", "values_from", "max_length", "description"}
-)
+    {"type", "min", "max", "values", "pattern", "values_from", "max_length", "description",
+     "min_width"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,7 @@ class ParameterSpec:
     values_from: str | None = None
     max_length: int = MAX_STRING_LENGTH
     description: str = ""
+    min_width: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not PARAMETER_NAME.fullmatch(self.name):
@@ -91,6 +95,9 @@ class ParameterSpec:
             raise TemplateRejected(f"parameter '{name}': values must be a list")
         max_length = spec.get("max_length", MAX_STRING_LENGTH)
         description = spec.get("description", "")
+        min_width = spec.get("min_width")
+        if min_width is not None and type(min_width) is not int:
+            raise TemplateRejected(f"parameter '{name}': min_width must be an integer")
         if not isinstance(max_length, int) or not isinstance(description, str):
             raise TemplateRejected(
                 f"parameter '{name}': max_length must be an integer, description a string"
@@ -105,7 +112,15 @@ class ParameterSpec:
             values_from=_optional_str(name, "values_from", spec.get("values_from")),
             max_length=max_length,
             description=description,
+            min_width=min_width,
         )
+
+    @property
+    def bound_names(self) -> tuple[str, ...]:
+        """The names the SQL binds: ``<name>_from`` and ``<name>_to`` for a range."""
+        if self.type in RANGE_ELEMENT:
+            return (f"{self.name}_from", f"{self.name}_to")
+        return (self.name,)
 
     @property
     def is_resolved(self) -> bool:
@@ -166,6 +181,12 @@ def validate_parameters(
     for key, spec in specs.items():
         if key not in values:
             raise ParameterError(key, f"is required: {domain_text(spec)}")
+        if spec.type in RANGE_ELEMENT:
+            pair = range_value(spec, values[key])
+            if pair is None:
+                raise ParameterError(key, f"must be {domain_text(spec)}")
+            result.update(zip(spec.bound_names, pair, strict=True))
+            continue
         converted = convert_value(spec, values[key])
         if converted is None:
             raise ParameterError(key, f"must be {domain_text(spec)}")

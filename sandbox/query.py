@@ -30,6 +30,8 @@ class CompiledQuery:
     ever contains a parameter value. ``parameters`` and ``tables`` are sorted.
     ``group_columns`` are the output columns that identify a released group (AGGREGATE);
     ``count_column`` is the output column holding each group's COUNT.
+    ``key_parameters`` (VERIFY) are the parameters that carry the requester's keys, one per
+    slot, in the order of the keys' positions; the other parameters are the template's own.
     """
 
     kind: TemplateKind
@@ -41,6 +43,7 @@ class CompiledQuery:
     output_columns: tuple[str, ...]
     count_column: str | None
     group_columns: tuple[str, ...]
+    key_parameters: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         try:
@@ -65,3 +68,7 @@ class CompiledQuery:
             raise SandboxBug("CompiledQuery.count_column must be one of the output columns")
         if not set(self.group_columns) <= set(outputs) - {self.count_column}:
             raise SandboxBug("CompiledQuery.group_columns must be non-count output columns")
+        if not set(self.key_parameters) <= set(self.parameters):
+            raise SandboxBug("CompiledQuery.key_parameters must be parameters of the query")
+        if self.key_parameters and self.kind is not TemplateKind.VERIFY:
+            raise SandboxBug("only VERIFY queries carry key parameters")

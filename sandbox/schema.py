@@ -44,11 +44,13 @@ class Sensitivity(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """One catalogue column: its name, DuckDB type name and sensitivity."""
+    """One catalogue column: its name, DuckDB type name, sensitivity, and whether its values
+    concern natural persons (``personal``; True unless the owner says otherwise)."""
 
     name: str
     type: str
     sensitivity: Sensitivity
+    personal: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not COLUMN_NAME.fullmatch(self.name):
@@ -98,6 +100,10 @@ class TableSchema:
     @property
     def name(self) -> str:
         return self.dataset_id.split(".")[1]
+
+    def column(self, name: str) -> Column | None:
+        """The column called ``name`` (case-insensitive), or None."""
+        return next((c for c in self.columns if c.name.lower() == name.lower()), None)
 
     def sensitivity_of(self, column: str) -> Sensitivity | None:
         """The sensitivity of ``column`` (case-insensitive), or None if there is no such column."""

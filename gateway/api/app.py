@@ -20,6 +20,7 @@ from gateway.api import (
     health,
     job_routes,
     policy_routes,
+    purpose_routes,
     template_routes,
 )
 from gateway.api.metrics import CountRequests, Metrics
@@ -138,6 +139,7 @@ def create_app(
         job_routes,
         policy_routes,
         audit_routes,
+        purpose_routes,
         budget_routes,
     ):
         app.include_router(module.router)

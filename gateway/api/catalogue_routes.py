@@ -1,10 +1,11 @@
-"""/v1/datasets: register (YAML or JSON), list, show."""
+"""/v1/datasets: register (YAML or JSON), list, show (also as DCAT JSON-LD)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from gateway import catalogue, db
@@ -41,3 +42,12 @@ def show_dataset(dataset_id: str, gw: GatewayDep, principal: PrincipalDep) -> di
     require(gw, principal, "catalogue", "read", event="catalogue.denied", target="catalogue")
     with db.reading(gw.db) as conn:
         return catalogue.public_view(catalogue.get(conn, dataset_id))
+
+
+@router.get("/{dataset_id}/dcat")
+def show_dataset_dcat(dataset_id: str, gw: GatewayDep, principal: PrincipalDep) -> JSONResponse:
+    """The dataset as DCAT-flavoured JSON-LD."""
+    require(gw, principal, "catalogue", "read", event="catalogue.denied", target="catalogue")
+    with db.reading(gw.db) as conn:
+        body = catalogue.dcat_view(catalogue.get(conn, dataset_id))
+    return JSONResponse(body, media_type="application/ld+json")

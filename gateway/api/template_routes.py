@@ -1,4 +1,4 @@
-"""/v1/templates: propose, list, show a version, approve, reject."""
+"""/v1/templates: propose, list, show a version, approve, reject, retire, pre-flight."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from gateway import templates
+from gateway import preflight, templates
 from gateway.api.deps import GatewayDep, PrincipalDep, document_body
 from gateway.api.documents import parse_body
 from gateway.auth.principal import Principal
@@ -23,6 +23,11 @@ class ApprovalRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     content_hash: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
     comment: str = Field(default="", max_length=500)
+
+
+class RetirementRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="", max_length=500)
 
 
 @router.get("")
@@ -85,3 +90,24 @@ def reject(
     template_id: str, version: int, body: ApprovalRequest, gw: GatewayDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     return _decide(template_id, version, body, gw, principal, approve=False)
+
+
+@router.post("/{template_id}/versions/{version}/retirement", status_code=201)
+def retire(
+    template_id: str,
+    version: int,
+    body: RetirementRequest,
+    gw: GatewayDep,
+    principal: PrincipalDep,
+) -> dict[str, Any]:
+    """Retire a version (its author or an owner of one of its datasets): it answers 410 after."""
+    stored = templates.retire(gw, principal, template_id, version, reason=body.reason)
+    return templates.view(stored)
+
+
+@router.get("/{template_id}/versions/{version}/preflight")
+def run_preflight(
+    template_id: str, version: int, gw: GatewayDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """The template run on synthetic data generated from its datasets' schemas."""
+    return preflight.preflight(gw, principal, template_id, version)

@@ -21,6 +21,7 @@ from gateway.cli import (  # noqa: F401
     local,
     login_cmds,
     policy_cmds,
+    purpose_cmds,
     template_cmds,
 )
 from gateway.cli.app import app

@@ -30,3 +30,9 @@ def dataset_list() -> None:
 @dataset_app.command("show")
 def dataset_show(dataset_id: str) -> None:
     print_json(Client().get(f"/v1/datasets/{dataset_id}"))
+
+
+@dataset_app.command("dcat")
+def dataset_dcat(dataset_id: str) -> None:
+    """The dataset as DCAT-flavoured JSON-LD."""
+    print_json(Client().get(f"/v1/datasets/{dataset_id}/dcat"))

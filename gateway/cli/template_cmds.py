@@ -63,3 +63,27 @@ def template_list() -> None:
 @template_app.command("show")
 def template_show(template_id: str, version: int) -> None:
     print_json(Client().get(f"/v1/templates/{template_id}/versions/{version}"))
+
+
+@template_app.command("retire")
+def template_retire(template_id: str, version: int, reason: str = "") -> None:
+    """Retire a version (its author or a data owner of one of its datasets)."""
+    out = Client().post(
+        f"/v1/templates/{template_id}/versions/{version}/retirement", json={"reason": reason}
+    )
+    console.print(f"{template_id}@{version} is {out['status']}")
+
+
+@template_app.command("preflight")
+def template_preflight(template_id: str, version: int) -> None:
+    """Run a version on synthetic data generated from its datasets' schemas (for reviewers)."""
+    out = Client().get(f"/v1/templates/{template_id}/versions/{version}/preflight")
+    console.print(f"{template_id}@{version} on synthetic data ({out['note']})", markup=False)
+    console.print(f"parameters: {out['parameters']}", markup=False)
+    if not out.get("ran"):
+        console.print(f"not run: {out.get('reason')}", markup=False)
+        return
+    table = Table(*out["columns"], title=f"{out['total_rows']} row(s), first shown")
+    for row in out["rows"]:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)

@@ -115,6 +115,32 @@ def residents(rng: np.random.Generator, n: int) -> pa.Table:
     )
 
 
+def licences(rng: np.random.Generator, registry: pa.Table) -> pa.Table:
+    """Business licences (market), one per enterprise: published, non-personal."""
+    n = registry.num_rows
+    active = registry.column("status").to_numpy(zero_copy_only=False) == "active"
+    status = np.where(active, np.where(rng.random(n) < 0.9, "valid", "expired"), "revoked")
+    return pa.table(
+        {
+            "enterprise_id": registry.column("enterprise_id"),
+            "district": registry.column("district"),
+            "licence_status": status,
+            "valid_until": rng.integers(2024, 2031, size=n).astype(np.int32),
+        }
+    )
+
+
+def abnormal_taxpayers(rng: np.random.Generator, registry: pa.Table) -> pa.Table:
+    """Enterprises the tax bureau listed as abnormal taxpayers (非正常户) per year: published."""
+    ids = registry.column("enterprise_id").to_numpy(zero_copy_only=False)
+    parts_id, parts_year = [], []
+    for year in YEARS:
+        listed = rng.random(len(ids)) < 0.02
+        parts_id.append(ids[listed])
+        parts_year.append(np.full(int(listed.sum()), year, dtype=np.int32))
+    return pa.table({"enterprise_id": np.concatenate(parts_id), "year": np.concatenate(parts_year)})
+
+
 def write_demo_data(
     data_dir: Path,
     *,
@@ -129,6 +155,9 @@ def write_demo_data(
         "tax/filings.parquet": filings(rng, registry),
         "civil/residents.parquet": residents(rng, residents_n),
     }
+    extra_rng = np.random.default_rng(seed + 1)  # the original three stay as they were
+    tables["market/licences.parquet"] = licences(extra_rng, registry)
+    tables["tax/abnormal_taxpayers.parquet"] = abnormal_taxpayers(extra_rng, registry)
     for relative, table in tables.items():
         path = data_dir / relative
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -137,5 +166,5 @@ def write_demo_data(
         enterprises=data_dir / "market/enterprise_registry.parquet",
         filings=data_dir / "tax/filings.parquet",
         residents=data_dir / "civil/residents.parquet",
-        rows={k.split("/")[0]: v.num_rows for k, v in tables.items()},
+        rows={k.split("/")[0]: v.num_rows for k, v in list(tables.items())[:3]},
     )

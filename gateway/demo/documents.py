@@ -60,6 +60,8 @@ columns:
   - {name: household_size, type: INTEGER, sensitivity: sensitive}
   - {name: monthly_income, type: BIGINT, sensitivity: sensitive}
 disclosure: {min_group_size: 20}
+verify: {max_keys_per_request: 20, max_keys_per_day: 200, sweep_min_keys: 30,
+         sweep_max_match_rate: 0.2}
 """
 
 NO_FILING_TEMPLATE = """\
@@ -96,4 +98,75 @@ sql: |
   WHERE p.birth_year >= :born_since
   GROUP BY p.district
 output: {count_column: residents}
+"""
+
+LICENCES = """\
+id: market.licences
+title: Business licences
+description: The business licence of every registered enterprise (营业执照), as published.
+provider: market
+resource_code: 11000000-MKT-0002
+source: {format: parquet, path: data/market/licences.parquet}
+share_class: unconditional
+share_conditions: none; licences are public records
+open_class: open
+classification: general
+update_cycle: daily
+keywords: [licence, enterprise]
+columns:
+  - {name: enterprise_id, type: VARCHAR, sensitivity: identifier, personal: false,
+     description: unified social credit code of a legal entity}
+  - {name: district, type: VARCHAR, sensitivity: public, personal: false}
+  - {name: licence_status, type: VARCHAR, sensitivity: public, personal: false}
+  - {name: valid_until, type: INTEGER, sensitivity: public, personal: false}
+"""
+
+ABNORMAL_TAXPAYERS = """\
+id: tax.abnormal_taxpayers
+title: Abnormal taxpayers
+description: Enterprises listed as abnormal taxpayers (非正常户) per year, as published.
+provider: tax
+resource_code: 11000000-TAX-0007
+source: {format: parquet, path: data/tax/abnormal_taxpayers.parquet}
+share_class: unconditional
+open_class: open
+classification: general
+update_cycle: monthly
+columns:
+  - {name: enterprise_id, type: VARCHAR, sensitivity: identifier, personal: false}
+  - {name: year, type: INTEGER, sensitivity: public, personal: false}
+"""
+
+LIST_TEMPLATE = """\
+id: licensed-abnormal-taxpayers
+version: 1
+kind: list
+title: Enterprises with a valid licence listed as abnormal taxpayers, in a district and year
+datasets: [market.licences, tax.abnormal_taxpayers]
+parameters:
+  district: {type: string, values_from: market.licences.district}
+  year: {type: integer, min: 2018, max: 2025}
+sql: |
+  SELECT l.enterprise_id, l.district
+  FROM market.licences AS l
+  WHERE l.licence_status = 'valid' AND l.district = :district
+    AND EXISTS (SELECT 1 FROM tax.abnormal_taxpayers AS a
+                WHERE a.enterprise_id = l.enterprise_id AND a.year = :year)
+  ORDER BY l.enterprise_id
+"""
+
+VERIFY_TEMPLATE = """\
+id: resident-of-district
+version: 1
+kind: verify
+title: Is this person a registered resident of the district? (核验)
+datasets: [civil.residents]
+parameters:
+  district: {type: string, values_from: civil.residents.district}
+verify:
+  key: {name: person_id, type: string, pattern: "P[0-9]{9}", max_length: 10}
+  answer: match
+sql: |
+  SELECT 1 FROM civil.residents AS p
+  WHERE p.person_id = :person_id AND p.district = :district
 """

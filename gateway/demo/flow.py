@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import shutil
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
@@ -83,14 +85,17 @@ def show_result(body: dict[str, Any]) -> None:
 
 
 def register_and_approve(owners: dict[str, Actor], analyst: Actor) -> None:
-    step("each provider's data owner registers its dataset")
+    step("each provider's data owner registers its datasets")
     for dept, doc in (
         ("market", documents.ENTERPRISE_REGISTRY),
         ("tax", documents.TAX_FILINGS),
         ("civil", documents.RESIDENTS),
+        ("market", documents.LICENCES),
+        ("tax", documents.ABNORMAL_TAXPAYERS),
     ):
         ds = yaml_post(owners[dept], "/v1/datasets", doc)
-        console.print(f"  {ds['id']}: {ds['share_class']} share, {ds['classification']}")
+        label = ds["catalogue"]["share_class_label"]
+        console.print(f"  {ds['id']}: {ds['share_class']} share ({label}), {ds['classification']}")
     step("a statistics-bureau analyst proposes a cross-department template")
     t = yaml_post(analyst, "/v1/templates", documents.NO_FILING_TEMPLATE)
     console.print(f"  {t['id']}@{t['version']} {t['content_hash'][:23]}… {t['status']}")
@@ -102,6 +107,18 @@ def register_and_approve(owners: dict[str, Actor], analyst: Actor) -> None:
             json={"content_hash": t["content_hash"], "comment": "reviewed"},
         )
         console.print(f"  {dept} approved → {t['status']}")
+    step("both datasets are shared on condition (有条件共享): each owner approves a purpose")
+    expires = (datetime.now(UTC) + timedelta(days=90)).isoformat()
+    for dept, dataset in (("market", "market.enterprise_registry"), ("tax", "tax.filings")):
+        asked = analyst.ok(
+            "POST",
+            "/v1/purposes",
+            json={"dataset": dataset, "purpose": "2025 filing-compliance campaign"},
+        )
+        done = owners[dept].ok(
+            "POST", f"/v1/purposes/{asked['id']}/approvals", json={"expires_at": expires}
+        )
+        console.print(f"  {dataset}: purpose {done['status']} until {done['expires_at'][:10]}")
 
 
 def run_main_job(analyst: Actor) -> None:
@@ -130,7 +147,7 @@ def show_denial(owners: dict[str, Actor], analyst: Actor) -> None:
         f"/v1/templates/{r['id']}/versions/1/approvals",
         json={"content_hash": r["content_hash"]},
     )
-    step("…but policy refuses exact aggregates on a not-shared dataset")
+    step("…but not-shared data answers only verify and dp templates: the job is denied")
     denied = analyst.call(
         "POST",
         "/v1/jobs",
@@ -142,10 +159,74 @@ def show_denial(owners: dict[str, Actor], analyst: Actor) -> None:
     )
     problem = denied.json()
     console.print(f"  {denied.status_code} {problem['title']}: {problem['detail']}")
-    rule = problem.get("rule") or "no rule grants it (the policy denies by default)"
+    rule = problem.get("rule") or "share class 不予共享 admits only verify and dp"
     console.print(f"  deciding rule: {rule}; policy version {problem.get('policy_version')}")
     if denied.status_code != 403:
         raise DemoError("the residents job should have been denied")
+
+
+def run_verification(owners: dict[str, Actor], analyst: Actor, residents: Path) -> None:
+    step("核验: verify residency of people the requester already holds, on not-shared data")
+    t = yaml_post(analyst, "/v1/templates", documents.VERIFY_TEMPLATE)
+    pre = owners["civil"].ok("GET", f"/v1/templates/{t['id']}/versions/1/preflight")
+    answers = ", ".join("yes" if r[1] else "no" for r in pre["rows"])
+    console.print(
+        f"  the civil owner reviews a pre-flight on synthetic data (no real record read): "
+        f"{len(pre['rows'])} made-up keys answered {answers}"
+    )
+    owners["civil"].ok(
+        "POST",
+        f"/v1/templates/{t['id']}/versions/1/approvals",
+        json={"content_hash": t["content_hash"]},
+    )
+    people = pq.read_table(residents, columns=["person_id", "district"]).to_pylist()
+    inside = [p["person_id"] for p in people if p["district"] == "haidian"][:3]
+    outside = next(p["person_id"] for p in people if p["district"] != "haidian")
+    keys = [inside[0], outside, inside[1], "P999999999", inside[2]]
+    job = analyst.ok(
+        "POST",
+        "/v1/jobs",
+        json={
+            "template": t["id"],
+            "parameters": {"district": "haidian", "person_id": keys},
+            "purpose": "housing-benefit eligibility",
+        },
+    )
+    body = analyst.ok("GET", f"/v1/jobs/{job['id']}/result", params={"wait": 60})
+    if body["status"] != "released":
+        raise DemoError(f"the verification ended {body['status']}: {body['job'].get('error')}")
+    table = Table(title="Registered residents of haidian? (one bit per key; nothing else leaves)")
+    table.add_column("key the requester holds")
+    table.add_column("match")
+    for index, matched in body["rows"]:
+        table.add_row(keys[index - 1], "yes" if matched else "no")
+    console.print(table)
+    console.print("  every key is in the audit log as a keyed fingerprint, never as its value")
+
+
+def run_list(owners: dict[str, Actor], analyst: Actor) -> None:
+    step("a list template: enterprise codes (not personal data) from a licence-vs-tax comparison")
+    t = yaml_post(analyst, "/v1/templates", documents.LIST_TEMPLATE)
+    for dept in ("market", "tax"):
+        t = owners[dept].ok(
+            "POST",
+            f"/v1/templates/{t['id']}/versions/1/approvals",
+            json={"content_hash": t["content_hash"]},
+        )
+        console.print(f"  {dept} approved → {t['status']}")
+    job = analyst.ok(
+        "POST",
+        "/v1/jobs",
+        json={"template": t["id"], "parameters": {"district": "mentougou", "year": 2024}},
+    )
+    body = analyst.ok("GET", f"/v1/jobs/{job['id']}/result", params={"wait": 60})
+    if body["status"] != "released":
+        raise DemoError(f"the list job ended {body['status']}: {body['job'].get('error')}")
+    shown = body["rows"][:4]
+    console.print(
+        f"  {len(body['rows'])} licensed enterprises in mentougou were abnormal taxpayers in "
+        f"2024, e.g. {', '.join(r[0] for r in shown)} …"
+    )
 
 
 def verify_log(settings: Settings) -> None:
@@ -168,7 +249,7 @@ def print_next(home_dir: Path) -> None:
         "  export INSITU_URL=http://127.0.0.1:8000\n"
         f"  export INSITU_TOKEN=$(insitu token issue --home {home_dir} --subject me@stats "
         "--department stats --role analyst)\n"
-        "  insitu template list\n"
+        "  insitu template list; insitu purpose list\n"
         "  insitu job submit enterprises-without-tax-filing -p year=2023 -p industry=retail "
         "--purpose 'compliance review' --wait\n"
         f"  insitu audit verify --home {home_dir}",
@@ -205,6 +286,8 @@ def run_demo(home_dir: Path, *, serve: bool = False, port: int = 0) -> None:
             analyst = actor(http, "analyst@stats", "stats", "analyst")
             register_and_approve(owners, analyst)
             run_main_job(analyst)
+            run_verification(owners, analyst, data.residents)
+            run_list(owners, analyst)
             show_denial(owners, analyst)
     finally:
         if not serve:

@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,17 @@ def served(tmp_path: Path) -> Iterator[Served]:
                 f"/v1/templates/{t['id']}/versions/1/approvals",
                 json={"content_hash": t["content_hash"]},
             )
+        expires = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+        for dept, dataset in (("market", "market.enterprise_registry"), ("tax", "tax.filings")):
+            asked = s.call(
+                analyst, "POST", "/v1/purposes", json={"dataset": dataset, "purpose": "p"}
+            )
+            s.call(
+                s.token(f"o@{dept}", dept, "data_owner"),
+                "POST",
+                f"/v1/purposes/{asked['id']}/approvals",
+                json={"expires_at": expires},
+            )  # conditional data needs an approved purpose (issue 5)
         yield s
 
 

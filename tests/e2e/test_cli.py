@@ -161,6 +161,11 @@ def test_cli_runs_the_job_path_against_a_served_gateway(
     for owner in (market, tax):
         ok = as_(owner, "template", "approve", "enterprises-without-tax-filing", "1")
         assert ok.returncode == 0, ok.stderr
+    for owner, dataset in ((market, "market.enterprise_registry"), (tax, "tax.filings")):
+        asked = as_(analyst, "purpose", "request", dataset, "--purpose", "compliance")
+        assert asked.returncode == 0, asked.stderr
+        ok = as_(owner, "purpose", "approve", asked.stdout.strip(), "--days", "30")
+        assert ok.returncode == 0, ok.stderr
     run = as_(
         analyst,
         "job",
@@ -189,6 +194,23 @@ def test_cli_runs_the_job_path_against_a_served_gateway(
         "test",
     )
     assert bad.returncode == 2 and "year" in bad.stderr
+    # 核验 on the not-shared residents: pre-flight, approval, one yes/no per key
+    civil = token("o@civil", "civil", "data_owner")
+    for name, text in (("civil.yaml", documents.RESIDENTS), ("v.yaml", documents.VERIFY_TEMPLATE)):
+        (tmp_path / name).write_text(text)
+    assert as_(civil, "dataset", "register", str(tmp_path / "civil.yaml")).returncode == 0
+    assert as_(analyst, "template", "propose", str(tmp_path / "v.yaml")).returncode == 0
+    pre = as_(civil, "template", "preflight", "resident-of-district", "1")
+    assert pre.returncode == 0 and "synthetic" in pre.stdout, pre.stderr
+    assert as_(civil, "template", "approve", "resident-of-district", "1").returncode == 0
+    checked = as_(analyst, "verify", "run", "resident-of-district", "P000000001", "P999999999",
+                  "--key-name", "person_id", "-p", "district=chaoyang")  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    assert "P999999999" in checked.stdout and "no" in checked.stdout
+    retired = as_(analyst, "template", "retire", "resident-of-district", "1")
+    assert retired.returncode == 0 and "retired" in retired.stdout, retired.stderr
+    gone = as_(analyst, "template", "show", "resident-of-district", "1")
+    assert gone.returncode == 2 and "410" in gone.stderr
     verified = insitu("audit", "verify", "--home", str(home_dir))
     assert verified.returncode == 0, verified.stderr
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,21 @@ def registered(owners: dict[str, Caller]) -> None:
         assert response.status_code == 201, response.text
 
 
+def grant_purpose(
+    analyst: Caller, owner: Caller, dataset: str, *, days: int = 30
+) -> dict[str, Any]:
+    """The analyst's department requests a purpose for a conditional dataset; its owner approves."""
+    asked = analyst.post("/v1/purposes", json={"dataset": dataset, "purpose": "compliance review"})
+    assert asked.status_code == 201, asked.text
+    expires = (datetime.now(UTC) + timedelta(days=days)).isoformat()
+    approved = owner.post(
+        f"/v1/purposes/{asked.json()['id']}/approvals", json={"expires_at": expires}
+    )
+    assert approved.status_code == 201, approved.text
+    body: dict[str, Any] = approved.json()
+    return body
+
+
 @pytest.fixture
 def approved_template(
     registered: None, owners: dict[str, Caller], analyst: Caller
@@ -117,4 +133,6 @@ def approved_template(
         assert r.status_code == 201, r.text
     final: dict[str, Any] = r.json()
     assert final["status"] == "approved"
+    for dept, dataset in (("market", "market.enterprise_registry"), ("tax", "tax.filings")):
+        grant_purpose(analyst, owners[dept], dataset)  # both are shared on condition
     return final

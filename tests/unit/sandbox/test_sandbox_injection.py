@@ -53,7 +53,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TableSource]:
 @pytest.fixture(scope="module")
 def query() -> CompiledQuery:
     schema = TableSchema(DATASET, (Column("industry", "VARCHAR", Sensitivity.PUBLIC),))
-    return compile_template(SQL, kind=TemplateKind.LIST, tables={DATASET: schema},
+    return compile_template(SQL, kind=TemplateKind.AGGREGATE, tables={DATASET: schema},
                             parameters=SPECS, count_column="n")  # fmt: skip
 
 
@@ -85,7 +85,7 @@ def test_parameter_values_never_change_the_sql_text(
     """Compilation never sees a value; running binds it and counts exactly its rows."""
     recompiled = compile_template(
         SQL,
-        kind=TemplateKind.LIST,
+        kind=TemplateKind.AGGREGATE,
         tables={
             DATASET: TableSchema(DATASET, (Column("industry", "VARCHAR", Sensitivity.PUBLIC),))
         },
