@@ -1,23 +1,83 @@
-"""`aggregate` templates: exact counts per group, released through disclosure control."""
+"""`aggregate` templates: exact counts and sums per group, released through disclosure control.
+
+One engine call runs the template and the two queries derived from it
+(`sandbox.compile_disclosure`): contributors per group (distinct units, largest
+contributions) and population sketches. Then, in one transaction holding the dataset's
+lock, the release history withholds cells that difference an earlier release
+(`gateway.release_history`), the disclosure pipeline runs (`sandbox.disclosure`), and the
+released cells are recorded. The work done does not depend on what is withheld.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from gateway import release_history
 from gateway.jobs import JobStatus
 from gateway.releases import Outcome, Run
-from sandbox import DisclosureRules, apply_disclosure
+from gateway.specs import DatasetSpec
+from sandbox import DisclosureRules, ResultTable, apply_disclosure
+from sandbox.auxiliary import POPULATION_KEY
+from sandbox.compile_disclosure import (
+    DisclosureQueries,
+    base_table,
+    derive_disclosure_queries,
+)
+from sandbox.disclosure import Contributors, GroupKey, group_key
+from sandbox.population import PopulationSketch
 
 
 def release_aggregate(run: Run) -> Outcome:
     query = run.compiled()
-    table = run.gw.engine.run(query, run.sources, run.values)
-    rules = DisclosureRules(
-        min_group_size=max(ds.disclosure.min_group_size for ds in run.datasets.values())
-    )
     if query.count_column is None:
         return Outcome(JobStatus.FAILED, None, "the template has no count column")
-    disclosed = apply_disclosure(
-        table, count_column=query.count_column, group_columns=query.group_columns, rules=rules
+    gw = run.gw
+    rules = disclosure_rules(run.datasets.values())
+    k = rules.min_group_size
+    base = run.datasets[base_table(query)]
+    unit = unit_column(base)
+    derived = derive_disclosure_queries(
+        query,
+        unit=unit,
+        top_n=rules.top_n,
+        cells_per_hash=sketch_size(k),
+        max_groups=gw.engine.limits.max_rows,
     )
+    auxiliary = [derived.contributors]
+    if derived.populations is not None:
+        auxiliary.append(derived.populations)
+    key = release_history.population_key(gw.settings.keys_dir)
+    table, aux = gw.engine.run_with_auxiliary(
+        query, run.sources, run.values, auxiliary, {POPULATION_KEY: key}
+    )
+    contributors = _contributors(aux[0], derived)
+    keys = [group_key(table.columns, query.group_columns, row) for row in table.rows]
+    sketches = _sketches(aux[1], derived, keys) if len(aux) > 1 else {}
+    with gw.db.begin() as conn:
+        differencing: dict[GroupKey, str] = {}
+        if unit is not None:
+            differencing = release_history.check(
+                conn, dataset_id=base.id, unit_column=unit, k=k, sketches=sketches
+            )
+        disclosed = apply_disclosure(
+            table,
+            count_column=query.count_column,
+            group_columns=query.group_columns,
+            rules=rules,
+            contributors=contributors,
+            differencing=differencing,
+        )
+        if unit is not None:
+            released = [group_key(table.columns, query.group_columns, r) for r in disclosed.rows]
+            release_history.record(
+                conn,
+                dataset_id=base.id,
+                unit_column=unit,
+                job_id=run.job.id,
+                department=run.job.department,
+                sketches=[sketches[g] for g in released if g in sketches],
+            )
     result = {
         "columns": list(disclosed.columns),
         "rows": [list(row) for row in disclosed.rows],
@@ -30,9 +90,99 @@ def release_aggregate(run: Run) -> Outcome:
             }
             for cell in disclosed.withheld
         ],
-        "disclosure": {"min_group_size": rules.min_group_size},
+        "disclosure": _described(rules, unit),
     }
     status = (
         JobStatus.RELEASED if disclosed.rows or not disclosed.withheld else JobStatus.SUPPRESSED
     )
     return Outcome(status, result, None)
+
+
+def disclosure_rules(datasets: Sequence[DatasetSpec] | Any) -> DisclosureRules:
+    """The strictest rules of all datasets the query reads."""
+    specs = [ds.disclosure for ds in datasets]
+    dominance = [d.dominance for d in specs if d.dominance is not None]
+    p_values = [d.p_percent for d in specs if d.p_percent is not None]
+    rounding = [d.rounding for d in specs if d.rounding is not None]
+    return DisclosureRules(
+        min_group_size=max(d.min_group_size for d in specs),
+        dominance_n=max(d.n for d in dominance) if dominance else None,
+        dominance_k=min(d.k for d in dominance) if dominance else None,
+        p_percent=max(p_values) if p_values else None,
+        rounding_base=max(rounding) if rounding else None,
+        secondary=any(d.secondary_suppression for d in specs),
+    )
+
+
+def unit_column(spec: DatasetSpec) -> str | None:
+    """Whose contributions are counted: the privacy unit, else the first identifier column."""
+    if spec.privacy_unit is not None:
+        return spec.privacy_unit
+    return next((c.name for c in spec.columns if c.sensitivity == "identifier"), None)
+
+
+def sketch_size(k: int) -> int:
+    """Cells per hash function: decodes differences of up to ~2 × this, comfortably k − 1."""
+    return max(8, 2 * k)
+
+
+def _number(value: object) -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(str(value))
+    except ValueError:
+        return float("inf")  # unreadable: treated as dominant
+
+
+def _contributors(table: ResultTable, derived: DisclosureQueries) -> dict[GroupKey, Contributors]:
+    width = len(derived.group_columns)
+    out: dict[GroupKey, Contributors] = {}
+    for row in table.rows:
+        key = tuple(zip(derived.group_columns, row[:width], strict=True))
+        units = row[width]
+        magnitudes: dict[str, tuple[float, tuple[float, ...]]] = {}
+        for i, column in enumerate(derived.magnitudes):
+            total, top = row[width + 1 + 2 * i], row[width + 2 + 2 * i]
+            tops = tuple(_number(v) for v in top) if isinstance(top, list) else ()
+            magnitudes[column] = (_number(total), tops)
+        if isinstance(units, int) and not isinstance(units, bool):
+            out[key] = Contributors(units=units, magnitudes=magnitudes)
+    return out
+
+
+def _sketches(
+    table: ResultTable, derived: DisclosureQueries, keys: Sequence[GroupKey]
+) -> dict[GroupKey, PopulationSketch]:
+    width = len(derived.group_columns)
+    rows: dict[GroupKey, list[tuple[object, object, object, object]]] = {}
+    for row in table.rows:
+        key = tuple(zip(derived.group_columns, row[:width], strict=True))
+        cell, n, hashes, checks = row[width:]
+        rows.setdefault(key, []).append((cell, n, hashes, checks))
+    wanted = set(keys)
+    return {
+        key: PopulationSketch.from_rows(derived.cells_per_hash, cells)
+        for key, cells in rows.items()
+        if key in wanted
+    }
+
+
+def _described(rules: DisclosureRules, unit: str | None) -> Mapping[str, object]:
+    return {
+        "min_group_size": rules.min_group_size,
+        "counted": "distinct units" if unit is not None else "rows",
+        "dominance": (
+            {"n": rules.dominance_n, "k": rules.dominance_k}
+            if rules.dominance_n is not None
+            else None
+        ),
+        "p_percent": rules.p_percent,
+        "rounding": rules.rounding_base,
+        "secondary_suppression": rules.secondary,
+        "differencing": unit is not None,
+    }

@@ -119,3 +119,20 @@ job_results = sa.Table(
     sa.Column("audit_index", sa.BigInteger, nullable=False),
     sa.Column("created_at", TS, nullable=False),
 )
+
+# Disclosure control (issue 5): every released cell of an aggregate release, with a keyed
+# sketch of the units it describes (see gateway/release_history.py). No unit ids are stored.
+release_cells = sa.Table(
+    "release_cells",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("dataset_id", sa.String(130), nullable=False),
+    sa.Column("unit_column", sa.String(64), nullable=False),
+    sa.Column("cells_per_hash", sa.Integer, nullable=False),
+    sa.Column("units", sa.BigInteger, nullable=False),
+    sa.Column("sketch", sa.LargeBinary, nullable=False),
+    sa.Column("job_id", sa.String(36), nullable=False),
+    sa.Column("department", sa.String(64), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Index("ix_release_cells_population", "dataset_id", "unit_column", "units"),
+)

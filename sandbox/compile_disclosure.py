@@ -1,0 +1,247 @@
+"""Derive the auxiliary queries disclosure control needs from a compiled AGGREGATE template.
+
+The released table says how many rows each group has and what its sums are; it does not say
+how many *units* (people, enterprises) contributed, how much the largest contributors hold,
+or which units they were. Two queries answer that, built from the template's own syntax tree
+with sqlglot (same FROM, WHERE and GROUP BY expressions; parameters stay placeholders the
+engine binds, nothing is spliced into text):
+
+- ``contributors``: per group, the number of distinct units (``units``) and, for every
+  magnitude output (``SUM``/``AVG`` of a column), the total of absolute contributions per
+  unit and the top-n of them — for the dominance (n, k) and p % rules;
+- ``populations``: per group, an invertible Bloom lookup table (IBLT) of keyed hashes of the
+  contributing units — the population sketch the differencing defence compares across
+  releases. The hash is SHA-256 of a per-deployment secret (bound as a parameter) and the
+  unit, so the sketch holds no re-identifiable id. Unit ``u`` is in three cells (one per
+  sub-table of ``cells_per_hash`` cells); each cell holds the count, the XOR of the 64-bit
+  hashes and the XOR of a check value ``mix64(hash)`` (``population.mix64`` is the same
+  function in Python).
+
+A unit is the dataset's privacy unit (or identifier) column; without one every row is its
+own contributor and no population sketch is derived.
+
+Threshold probes: an aggregate whose argument holds a parameter (``SUM(SIGN(x - :t))``)
+turns a release into a conditional count chosen at run time, so it is refused here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+
+from sandbox.auxiliary import POPULATION_KEY, AuxiliaryQuery
+from sandbox.errors import SandboxBug, TemplateRejected
+from sandbox.population import HASHES, SHIFT
+from sandbox.query import CompiledQuery, TemplateKind
+
+# mix64 (splitmix64's finaliser) in DuckDB: 64-bit products taken modulo 2**64 in UHUGEINT.
+MIX_MULTIPLIERS = (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
+MIX_SHIFTS = (30, 27, 31)
+
+
+@dataclass(frozen=True, slots=True)
+class DisclosureQueries:
+    """What ``derive_disclosure_queries`` returns; ``magnitudes`` are output column names."""
+
+    dataset_id: str
+    group_columns: tuple[str, ...]
+    magnitudes: tuple[str, ...]
+    top_n: int
+    contributors: AuxiliaryQuery
+    populations: AuxiliaryQuery | None
+    cells_per_hash: int
+
+
+def derive_disclosure_queries(
+    query: CompiledQuery,
+    *,
+    unit: str | None,
+    top_n: int,
+    cells_per_hash: int,
+    max_groups: int,
+) -> DisclosureQueries:
+    """The contributor and population queries of an AGGREGATE ``query``."""
+    if query.kind is not TemplateKind.AGGREGATE:
+        raise SandboxBug("disclosure queries are derived for aggregate templates only")
+    if not 1 <= top_n <= 10 or not 1 <= cells_per_hash <= 2**SHIFT:
+        raise SandboxBug("top_n must be 1..10 and cells_per_hash 1..2**21")
+    select = _parse(query.source_sql)
+    _refuse_threshold_probes(select)
+    source = select.args.get("from_") or select.args.get("from")
+    if not isinstance(source, exp.From) or not isinstance(source.this, exp.Table):
+        raise SandboxBug("an aggregate template reads one table")
+    table = source.this
+    where = select.args.get("where")
+    items = {item.alias_or_name: item for item in select.selects}
+    groups = [_unaliased(items[name]).copy() for name in query.group_columns]
+    magnitudes: list[tuple[str, exp.Expr]] = []
+    for name in query.output_columns:
+        value = _unaliased(items[name])
+        if isinstance(value, exp.Sum | exp.Avg):
+            magnitudes.append((name, value.this.copy()))
+    unit_expr: exp.Expr | None = (
+        exp.column(unit, table=table.alias_or_name) if unit is not None else None
+    )
+
+    def contributions(with_magnitudes: bool) -> exp.Select:
+        """Per group (g0..), per unit (u): the unit's magnitude sums (m0..)."""
+        columns: list[exp.Expr] = [exp.alias_(g.copy(), f"g{i}") for i, g in enumerate(groups)]
+        if unit_expr is not None:
+            columns.append(exp.alias_(unit_expr.copy(), "u"))
+        if with_magnitudes:
+            for i, (_name, value) in enumerate(magnitudes):
+                contribution = exp.func("COALESCE", value.copy(), exp.Literal.number(0))
+                if unit_expr is not None:
+                    contribution = exp.Sum(this=contribution)
+                columns.append(exp.alias_(contribution, f"m{i}"))
+        inner = exp.select(*columns).from_(table.copy())
+        if where is not None:
+            inner = inner.where(where.this.copy())
+        if unit_expr is not None:
+            inner = inner.group_by(*[g.copy() for g in groups], unit_expr.copy())
+        return inner
+
+    keys = [f"g{i}" for i in range(len(groups))]
+    contributors = _contributors_sql(contributions(True), keys, len(magnitudes), top_n)
+    stats_columns = (
+        *keys,
+        "units",
+        *(f"{kind}{i}" for i in range(len(magnitudes)) for kind in ("total", "top")),
+    )
+    populations = None
+    if unit_expr is not None:
+        populations_sql = _populations_sql(contributions(False), keys, cells_per_hash)
+        populations = AuxiliaryQuery(
+            name="populations",
+            duckdb_sql=populations_sql,
+            parameters=_parameters(populations_sql, extra=(POPULATION_KEY,)),
+            output_columns=(*keys, "cell", "n", "keys", "checks"),
+            max_rows=max_groups * HASHES * cells_per_hash,
+        )
+    return DisclosureQueries(
+        dataset_id=f"{table.db}.{table.name}".lower(),
+        group_columns=query.group_columns,
+        magnitudes=tuple(name for name, _value in magnitudes),
+        top_n=top_n,
+        contributors=AuxiliaryQuery(
+            name="contributors",
+            duckdb_sql=contributors,
+            parameters=_parameters(contributors),
+            output_columns=stats_columns,
+            max_rows=max_groups,
+        ),
+        populations=populations,
+        cells_per_hash=cells_per_hash,
+    )
+
+
+def base_table(query: CompiledQuery) -> str:
+    """The dataset id an AGGREGATE template counts rows of (its FROM table)."""
+    source = _parse(query.source_sql).args.get("from_")
+    if not isinstance(source, exp.From) or not isinstance(source.this, exp.Table):
+        raise SandboxBug("an aggregate template reads one table")
+    return f"{source.this.db}.{source.this.name}".lower()
+
+
+def _contributors_sql(inner: exp.Select, keys: list[str], magnitudes: int, top_n: int) -> str:
+    """Rank each magnitude's contributions per group; sum the top n and the total."""
+    ranks = [
+        f"ROW_NUMBER() OVER ({_partition(keys)} ORDER BY ABS(m{i}) DESC) AS r{i}"
+        for i in range(magnitudes)
+    ]
+    ranked = exp.select("*", *ranks, dialect="duckdb").from_("insitu_c")
+    outputs = [*keys, "COUNT(*) AS units"]
+    for i in range(magnitudes):
+        outputs.append(f"SUM(ABS(m{i})) AS total{i}")
+        outputs.append(f"LIST(ABS(m{i}) ORDER BY r{i}) FILTER (WHERE r{i} <= {top_n}) AS top{i}")
+    outer = (
+        exp.select(*outputs, dialect="duckdb")
+        .from_("insitu_r")
+        .with_("insitu_c", as_=inner)
+        .with_("insitu_r", as_=ranked)
+    )
+    if keys:
+        outer = outer.group_by(*keys)
+    return outer.sql(dialect="duckdb", comments=False)
+
+
+def _populations_sql(inner: exp.Select, keys: list[str], cells_per_hash: int) -> str:
+    """Per group and IBLT cell: the count, XOR of unit hashes and XOR of check values.
+
+    Every text below is a constant or a generated column name; the secret and the template's
+    parameters are placeholders bound by the engine.
+    """
+    key = exp.Placeholder(this=POPULATION_KEY)
+    unit_text = exp.func("COALESCE", exp.cast(exp.column("u"), "VARCHAR"), exp.Literal.string(""))
+    digest = exp.func("SHA256", exp.DPipe(this=key, expression=unit_text))
+    hex64 = exp.DPipe(
+        this=exp.Literal.string("0x"),
+        expression=exp.func("LEFT", digest, exp.Literal.number(16)),
+    )
+    hashed = exp.select(*keys, exp.alias_(exp.cast(hex64, "UBIGINT", dialect="duckdb"), "h")).from_(
+        "insitu_c"
+    )
+
+    def mul_mod64(column: str, shift: int, multiplier: int) -> str:
+        return (
+            f"CAST(CAST(XOR({column}, {column} >> {shift}) AS UHUGEINT) * "
+            f"CAST({multiplier} AS UHUGEINT) % CAST({2**64} AS UHUGEINT) AS UBIGINT)"
+        )
+
+    (m1, m2), (s1, s2, s3) = MIX_MULTIPLIERS, MIX_SHIFTS
+    mixed = exp.select("*", f"{mul_mod64('h', s1, m1)} AS z1", dialect="duckdb").from_("hashed")
+    mixed2 = exp.select("*", f"{mul_mod64('z1', s2, m2)} AS z2", dialect="duckdb").from_("mixed")
+    cell = f"j * {cells_per_hash} + ((h >> (j * {SHIFT})) % {cells_per_hash}) AS cell"
+    placed = (
+        exp.select(*keys, "h", f"XOR(z2, z2 >> {s3}) AS chk", cell, dialect="duckdb")
+        .from_("mixed2")
+        .join(f"(SELECT UNNEST(RANGE({HASHES})) AS j) AS hashes", join_type="cross")
+    )
+    outer = (
+        exp.select(*keys, "cell", "COUNT(*) AS n", "BIT_XOR(h) AS keys", "BIT_XOR(chk) AS checks")
+        .from_("placed")
+        .group_by(*keys, "cell")
+        .with_("insitu_c", as_=inner)
+        .with_("hashed", as_=hashed)
+        .with_("mixed", as_=mixed)
+        .with_("mixed2", as_=mixed2)
+        .with_("placed", as_=placed)
+    )
+    return outer.sql(dialect="duckdb", comments=False)
+
+
+def _partition(keys: list[str]) -> str:
+    return f"PARTITION BY {', '.join(keys)}" if keys else ""
+
+
+def _parse(sql: str) -> exp.Select:
+    try:
+        tree = sqlglot.parse_one(sql, read="spark")
+    except SqlglotError:
+        raise SandboxBug("a compiled template no longer parses") from None
+    if not isinstance(tree, exp.Select):
+        raise SandboxBug("a compiled aggregate template is a SELECT")
+    return tree
+
+
+def _refuse_threshold_probes(select: exp.Select) -> None:
+    for node in select.walk():
+        if isinstance(node, exp.AggFunc) and node.find(exp.Placeholder) is not None:
+            raise TemplateRejected(
+                "an aggregate over an expression with a parameter (such as SUM(SIGN(x - :t))) "
+                "is a conditional count chosen at run time; put parameters in WHERE"
+            )
+
+
+def _unaliased(node: exp.Expr) -> exp.Expr:
+    return node.this if isinstance(node, exp.Alias) else node
+
+
+def _parameters(sql: str, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The ``$name`` parameters the rendered DuckDB SQL binds."""
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    names = {p.name for p in tree.find_all(exp.Placeholder) if p.name}
+    return tuple(sorted(names | set(extra)))

@@ -1,0 +1,124 @@
+"""Population sketches: invertible Bloom lookup tables of keyed unit hashes, per released cell.
+
+A cell's population is the set of units (people, enterprises) that contributed to it. The
+engine computes, per group, an IBLT (``compile_disclosure``): three cells per unit, each
+holding a count, the XOR of the units' 64-bit keyed hashes and the XOR of ``mix64`` of them.
+Subtracting two sketches cell by cell gives the sketch of the symmetric difference of the two
+populations; peeling it (repeatedly removing a cell that holds exactly one unit) lists the
+difference when it is small. A sketch of ``3 × cells_per_hash`` cells decodes a difference of
+up to roughly ``2 × cells_per_hash`` units; a larger one does not decode, which is read as
+"large". Only hashes keyed with a per-deployment secret are stored: no re-identifiable id.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sandbox.errors import SandboxBug
+
+HASHES = 3
+SHIFT = 21
+_MASK = 2**64 - 1
+_M1, _M2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+_CELL = struct.Struct("<IqQQ")  # cell index, count, XOR of hashes, XOR of checks
+
+
+def mix64(value: int) -> int:
+    """splitmix64's finaliser; ``compile_disclosure`` computes the same in DuckDB."""
+    z = ((value ^ (value >> 30)) * _M1) & _MASK
+    z = ((z ^ (z >> 27)) * _M2) & _MASK
+    return z ^ (z >> 31)
+
+
+def cells_of(value: int, cells_per_hash: int) -> tuple[int, ...]:
+    return tuple(
+        j * cells_per_hash + ((value >> (j * SHIFT)) % cells_per_hash) for j in range(HASHES)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PopulationSketch:
+    """The IBLT of one cell's population; ``cells`` holds (index, count, keys, checks)."""
+
+    cells_per_hash: int
+    units: int
+    cells: tuple[tuple[int, int, int, int], ...]
+
+    def __post_init__(self) -> None:
+        if type(self.cells_per_hash) is not int or not 1 <= self.cells_per_hash <= 2**SHIFT:
+            raise SandboxBug("cells_per_hash must be an integer in 1..2**21")
+        size = HASHES * self.cells_per_hash
+        if any(not 0 <= cell[0] < size for cell in self.cells):
+            raise SandboxBug("a sketch cell index is out of range")
+
+    @classmethod
+    def from_rows(
+        cls, cells_per_hash: int, rows: Iterable[tuple[object, object, object, object]]
+    ) -> PopulationSketch:
+        cells: list[tuple[int, int, int, int]] = []
+        for index, count, keys, checks in rows:
+            if not (
+                isinstance(index, int)
+                and isinstance(count, int)
+                and isinstance(keys, int)
+                and isinstance(checks, int)
+            ):
+                raise SandboxBug("population sketch rows hold integers")
+            cells.append((index, count, keys, checks))
+        cells.sort()
+        units = sum(c[1] for c in cells) // HASHES
+        return cls(cells_per_hash, units, tuple(cells))
+
+    def to_bytes(self) -> bytes:
+        return b"".join(_CELL.pack(*cell) for cell in self.cells)
+
+    @classmethod
+    def from_bytes(cls, cells_per_hash: int, units: int, data: bytes) -> PopulationSketch:
+        if len(data) % _CELL.size:
+            raise SandboxBug("a stored population sketch is truncated")
+        cells = tuple(_CELL.unpack_from(data, i) for i in range(0, len(data), _CELL.size))
+        return cls(cells_per_hash, units, cells)
+
+
+def difference_size(a: PopulationSketch, b: PopulationSketch, *, limit: int) -> int | None:
+    """How many units are in exactly one of the two populations, if fewer than ``limit``.
+
+    Returns the size when the difference decodes completely and is below ``limit``; None when
+    it is at least ``limit`` or does not decode (a large difference).
+    """
+    if a.cells_per_hash != b.cells_per_hash:
+        raise SandboxBug("sketches of different sizes cannot be compared")
+    diff: dict[int, list[int]] = {}
+    for sign, sketch in ((1, a), (-1, b)):
+        for index, count, keys, checks in sketch.cells:
+            cell = diff.setdefault(index, [0, 0, 0])
+            cell[0] += sign * count
+            cell[1] ^= keys
+            cell[2] ^= checks
+    found = 0
+    pure = [i for i, c in diff.items() if _pure(c)]
+    while pure:
+        index = pure.pop()
+        cell = diff[index]
+        if not _pure(cell):
+            continue
+        sign, value = cell[0], cell[1]
+        found += 1
+        if found >= limit:
+            return None
+        for other in cells_of(value, a.cells_per_hash):
+            target = diff.setdefault(other, [0, 0, 0])
+            target[0] -= sign
+            target[1] ^= value
+            target[2] ^= mix64(value)
+            if _pure(target):
+                pure.append(other)
+    if any(c != [0, 0, 0] for c in diff.values()):
+        return None
+    return found
+
+
+def _pure(cell: list[int]) -> bool:
+    return cell[0] in (1, -1) and mix64(cell[1]) == cell[2]
