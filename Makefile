@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench serve clean
+.PHONY: demo test lint typecheck unit bench serve clean peers peers-acro
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,18 @@ test: lint typecheck
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Peers run in virtualenvs of their own (they pin versions that clash with ours) and write
+# committed fixtures the tests compare with; nothing here runs during `make test`.
+peers: peers-acro
+
+peers/acro/.venv/.installed: peers/acro/requirements.txt
+	$(PYTHON) -m venv peers/acro/.venv
+	peers/acro/.venv/bin/python -m pip install --quiet -r peers/acro/requirements.txt
+	touch $@
+
+peers-acro: peers/acro/.venv/.installed
+	peers/acro/.venv/bin/python peers/acro/run.py tests/fixtures/acro
 
 serve: $(STAMP)
 	$(BIN)/insitu serve

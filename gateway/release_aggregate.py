@@ -17,15 +17,10 @@ from gateway import release_history
 from gateway.jobs import JobStatus
 from gateway.releases import Outcome, Run
 from gateway.specs import DatasetSpec
-from sandbox import DisclosureRules, ResultTable, apply_disclosure
+from sandbox import DisclosureRules, apply_disclosure
 from sandbox.auxiliary import POPULATION_KEY
-from sandbox.compile_disclosure import (
-    DisclosureQueries,
-    base_table,
-    derive_disclosure_queries,
-)
-from sandbox.disclosure import Contributors, GroupKey, group_key
-from sandbox.population import PopulationSketch
+from sandbox.compile_disclosure import base_table, derive_disclosure_queries
+from sandbox.disclosure import GroupKey, group_key
 
 
 def release_aggregate(run: Run) -> Outcome:
@@ -44,16 +39,13 @@ def release_aggregate(run: Run) -> Outcome:
         cells_per_hash=sketch_size(k),
         max_groups=gw.engine.limits.max_rows,
     )
-    auxiliary = [derived.contributors]
-    if derived.populations is not None:
-        auxiliary.append(derived.populations)
     key = release_history.population_key(gw.settings.keys_dir)
     table, aux = gw.engine.run_with_auxiliary(
-        query, run.sources, run.values, auxiliary, {POPULATION_KEY: key}
+        query, run.sources, run.values, derived.queries, {POPULATION_KEY: key}
     )
-    contributors = _contributors(aux[0], derived)
+    contributors = derived.contributors_from(aux[0])
     keys = [group_key(table.columns, query.group_columns, row) for row in table.rows]
-    sketches = _sketches(aux[1], derived, keys) if len(aux) > 1 else {}
+    sketches = derived.sketches_from(aux[1], keys) if len(aux) > 1 else {}
     with gw.db.begin() as conn:
         differencing: dict[GroupKey, str] = {}
         if unit is not None:
@@ -124,52 +116,6 @@ def unit_column(spec: DatasetSpec) -> str | None:
 def sketch_size(k: int) -> int:
     """Cells per hash function: decodes differences of up to ~2 × this, comfortably k − 1."""
     return max(8, 2 * k)
-
-
-def _number(value: object) -> float:
-    if value is None:
-        return 0.0
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, int | float):
-        return float(value)
-    try:
-        return float(str(value))
-    except ValueError:
-        return float("inf")  # unreadable: treated as dominant
-
-
-def _contributors(table: ResultTable, derived: DisclosureQueries) -> dict[GroupKey, Contributors]:
-    width = len(derived.group_columns)
-    out: dict[GroupKey, Contributors] = {}
-    for row in table.rows:
-        key = tuple(zip(derived.group_columns, row[:width], strict=True))
-        units = row[width]
-        magnitudes: dict[str, tuple[float, tuple[float, ...]]] = {}
-        for i, column in enumerate(derived.magnitudes):
-            total, top = row[width + 1 + 2 * i], row[width + 2 + 2 * i]
-            tops = tuple(_number(v) for v in top) if isinstance(top, list) else ()
-            magnitudes[column] = (_number(total), tops)
-        if isinstance(units, int) and not isinstance(units, bool):
-            out[key] = Contributors(units=units, magnitudes=magnitudes)
-    return out
-
-
-def _sketches(
-    table: ResultTable, derived: DisclosureQueries, keys: Sequence[GroupKey]
-) -> dict[GroupKey, PopulationSketch]:
-    width = len(derived.group_columns)
-    rows: dict[GroupKey, list[tuple[object, object, object, object]]] = {}
-    for row in table.rows:
-        key = tuple(zip(derived.group_columns, row[:width], strict=True))
-        cell, n, hashes, checks = row[width:]
-        rows.setdefault(key, []).append((cell, n, hashes, checks))
-    wanted = set(keys)
-    return {
-        key: PopulationSketch.from_rows(derived.cells_per_hash, cells)
-        for key, cells in rows.items()
-        if key in wanted
-    }
 
 
 def _described(rules: DisclosureRules, unit: str | None) -> Mapping[str, object]:

@@ -8,9 +8,13 @@ as the template, so both see the same data. Kept free of sqlglot so engines impo
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sandbox.disclosure import Contributors, GroupKey
 from sandbox.errors import SandboxBug
+from sandbox.population import PopulationSketch
+from sandbox.results import ResultTable
 
 # Names bound by the sandbox itself start with an underscore, which template parameters
 # cannot (``params.PARAMETER_NAME``), so they never collide.
@@ -35,3 +39,71 @@ class AuxiliaryQuery:
             raise SandboxBug("AuxiliaryQuery.parameters must be sorted and unique")
         if type(self.max_rows) is not int or self.max_rows < 1:
             raise SandboxBug("AuxiliaryQuery.max_rows must be a positive integer")
+
+
+@dataclass(frozen=True, slots=True)
+class DisclosureQueries:
+    """The derived queries of one template (``compile_disclosure``) and how to read them.
+
+    ``dataset_id`` is the table whose rows are counted; ``magnitudes`` are the output columns
+    holding SUM/AVG; ``populations`` is None without a unit column.
+    """
+
+    dataset_id: str
+    group_columns: tuple[str, ...]
+    magnitudes: tuple[str, ...]
+    top_n: int
+    contributors: AuxiliaryQuery
+    populations: AuxiliaryQuery | None
+    cells_per_hash: int
+
+    @property
+    def queries(self) -> tuple[AuxiliaryQuery, ...]:
+        if self.populations is None:
+            return (self.contributors,)
+        return (self.contributors, self.populations)
+
+    def contributors_from(self, table: ResultTable) -> dict[GroupKey, Contributors]:
+        """Per group: distinct units (rows without a unit column), totals and top values."""
+        width = len(self.group_columns)
+        out: dict[GroupKey, Contributors] = {}
+        for row in table.rows:
+            key = tuple(zip(self.group_columns, row[:width], strict=True))
+            units = row[width]
+            magnitudes: dict[str, tuple[float, tuple[float, ...]]] = {}
+            for i, column in enumerate(self.magnitudes):
+                total, top = row[width + 1 + 2 * i], row[width + 2 + 2 * i]
+                tops = tuple(_number(v) for v in top) if isinstance(top, list) else ()
+                magnitudes[column] = (_number(total), tops)
+            if isinstance(units, int) and not isinstance(units, bool):
+                out[key] = Contributors(units=units, magnitudes=magnitudes)
+        return out
+
+    def sketches_from(
+        self, table: ResultTable, keys: Sequence[GroupKey]
+    ) -> dict[GroupKey, PopulationSketch]:
+        """Per group among ``keys``: the population sketch."""
+        width = len(self.group_columns)
+        rows: dict[GroupKey, list[tuple[object, object, object, object]]] = {}
+        for row in table.rows:
+            key = tuple(zip(self.group_columns, row[:width], strict=True))
+            cell, n, hashes, checks = row[width:]
+            rows.setdefault(key, []).append((cell, n, hashes, checks))
+        wanted = set(keys)
+        return {
+            key: PopulationSketch.from_rows(self.cells_per_hash, cells)
+            for key, cells in rows.items()
+            if key in wanted
+        }
+
+
+def _number(value: object) -> float:
+    """A magnitude as a float; an unreadable one counts as infinite (so it dominates)."""
+    if value is None:
+        return 0.0
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(str(value))
+    except ValueError:
+        return float("inf")

@@ -26,13 +26,11 @@ turns a release into a conditional count chosen at run time, so it is refused he
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from sandbox.auxiliary import POPULATION_KEY, AuxiliaryQuery
+from sandbox.auxiliary import POPULATION_KEY, AuxiliaryQuery, DisclosureQueries
 from sandbox.errors import SandboxBug, TemplateRejected
 from sandbox.population import HASHES, SHIFT
 from sandbox.query import CompiledQuery, TemplateKind
@@ -40,19 +38,6 @@ from sandbox.query import CompiledQuery, TemplateKind
 # mix64 (splitmix64's finaliser) in DuckDB: 64-bit products taken modulo 2**64 in UHUGEINT.
 MIX_MULTIPLIERS = (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
 MIX_SHIFTS = (30, 27, 31)
-
-
-@dataclass(frozen=True, slots=True)
-class DisclosureQueries:
-    """What ``derive_disclosure_queries`` returns; ``magnitudes`` are output column names."""
-
-    dataset_id: str
-    group_columns: tuple[str, ...]
-    magnitudes: tuple[str, ...]
-    top_n: int
-    contributors: AuxiliaryQuery
-    populations: AuxiliaryQuery | None
-    cells_per_hash: int
 
 
 def derive_disclosure_queries(
