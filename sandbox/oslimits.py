@@ -14,16 +14,20 @@ import re
 import resource
 from dataclasses import dataclass
 
+from sandbox import landlock
 from sandbox.errors import SandboxBug
 
 
 @dataclass(frozen=True, slots=True)
 class OsLimits:
-    """``address_space`` in bytes (None: unlimited), ``open_files``, ``cpu_s`` per job."""
+    """``address_space`` in bytes (None: unlimited), ``open_files``, ``cpu_s`` per job, and
+    ``no_writes``: forbid every file write and TCP socket with Landlock where the kernel has
+    it (``sandbox.landlock``)."""
 
     address_space: int | None = None
     open_files: int = 256
     cpu_s: float = 120.0
+    no_writes: bool = True
 
     def __post_init__(self) -> None:
         if self.address_space is not None and (
@@ -36,12 +40,13 @@ class OsLimits:
             raise SandboxBug("OsLimits.cpu_s must be in (0, 86400] seconds")
 
 
-def apply(limits: OsLimits) -> None:
-    """Limit this process (call once, early, in the worker)."""
+def apply(limits: OsLimits) -> int:
+    """Limit this process (call once, early, in the worker); the Landlock ABI enforced."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
     if limits.address_space is not None:
         resource.setrlimit(resource.RLIMIT_AS, (limits.address_space, limits.address_space))
+    return landlock.restrict_writes() if limits.no_writes else 0
 
 
 def cpu_budget(seconds: float) -> None:

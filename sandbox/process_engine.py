@@ -83,6 +83,7 @@ class _Worker:
                 "address_space": os_limits.address_space,
                 "open_files": os_limits.open_files,
                 "cpu_s": os_limits.cpu_s,
+                "no_writes": os_limits.no_writes,
             },
         }
         reply = self.call(init, time.monotonic() + START_TIMEOUT_S)

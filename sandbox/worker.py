@@ -27,7 +27,9 @@ def _private_streams() -> tuple[int, int]:
     return fd_in, fd_out
 
 
-def _handle(engine: Any, limits: oslimits.OsLimits, message: dict[str, Any]) -> dict[str, Any]:
+def _handle(
+    engine: Any, limits: oslimits.OsLimits, landlock_abi: int, message: dict[str, Any]
+) -> dict[str, Any]:
     op = message.get("op")
     if op == "run":
         oslimits.cpu_budget(limits.cpu_s)
@@ -55,7 +57,7 @@ def _handle(engine: Any, limits: oslimits.OsLimits, message: dict[str, Any]) -> 
         columns = engine.infer_schema(protocol.decode_source(message["source"]))
         return {"ok": True, "columns": [list(c) for c in columns]}
     if op == "limits":
-        return {"ok": True, "limits": oslimits.current()}
+        return {"ok": True, "limits": {**oslimits.current(), "landlock": landlock_abi}}
     return {"ok": False, "error": {"type": "bug", "message": "unknown operation"}}
 
 
@@ -63,7 +65,7 @@ def main() -> int:
     fd_in, fd_out = _private_streams()
     init = protocol.read_frame(fd_in)
     limits = oslimits.OsLimits(**init["os"])
-    oslimits.apply(limits)
+    landlock_abi = oslimits.apply(limits)
     from sandbox.duckdb_engine import DuckDBEngine  # noqa: PLC0415 - after the limits
 
     engine = DuckDBEngine(protocol.decode_limits(init["limits"]), spares=1)
@@ -74,7 +76,7 @@ def main() -> int:
         except protocol.ProtocolError:
             break  # the parent hung up: exit
         try:
-            reply = _handle(engine, limits, message)
+            reply = _handle(engine, limits, landlock_abi, message)
         except SandboxError as exc:
             reply = {"ok": False, "error": protocol.encode_error(exc)}
         except MemoryError:
