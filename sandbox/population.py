@@ -6,12 +6,14 @@ holding a count, the XOR of the units' 64-bit keyed hashes and the XOR of ``mix6
 Subtracting two sketches cell by cell gives the sketch of the symmetric difference of the two
 populations; peeling it (repeatedly removing a cell that holds exactly one unit) lists the
 difference when it is small. A sketch of ``3 × cells_per_hash`` cells decodes a difference of
-up to roughly ``2 × cells_per_hash`` units; a larger one does not decode, which is read as
-"large". Only hashes keyed with a per-deployment secret are stored: no re-identifiable id.
+up to roughly ``2 × cells_per_hash`` units; a larger one does not decode and is then sized
+from the share of occupied cells (small estimates fail closed). Only hashes keyed with a
+per-deployment secret are stored: no re-identifiable id.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -71,6 +73,21 @@ class PopulationSketch:
         units = sum(c[1] for c in cells) // HASHES
         return cls(cells_per_hash, units, tuple(cells))
 
+    @classmethod
+    def from_hashes(cls, cells_per_hash: int, hashes: Iterable[int]) -> PopulationSketch:
+        """The sketch of a set of 64-bit unit hashes (what the engine computes in SQL)."""
+        cells: dict[int, list[int]] = {}
+        units = 0
+        for value in set(hashes):
+            units += 1
+            for index in cells_of(value, cells_per_hash):
+                cell = cells.setdefault(index, [0, 0, 0])
+                cell[0] += 1
+                cell[1] ^= value
+                cell[2] ^= mix64(value)
+        ordered = tuple((i, c[0], c[1], c[2]) for i, c in sorted(cells.items()))
+        return cls(cells_per_hash, units, ordered)
+
     def to_bytes(self) -> bytes:
         return b"".join(_CELL.pack(*cell) for cell in self.cells)
 
@@ -86,7 +103,8 @@ def difference_size(a: PopulationSketch, b: PopulationSketch, *, limit: int) -> 
     """How many units are in exactly one of the two populations, if fewer than ``limit``.
 
     Returns the size when the difference decodes completely and is below ``limit``; None when
-    it is at least ``limit`` or does not decode (a large difference).
+    it is at least ``limit``. A difference that does not decode is estimated from the cells it
+    occupies: an estimate below ``2 × limit`` is returned (fail closed), a larger one is None.
     """
     if a.cells_per_hash != b.cells_per_hash:
         raise SandboxBug("sketches of different sizes cannot be compared")
@@ -115,9 +133,27 @@ def difference_size(a: PopulationSketch, b: PopulationSketch, *, limit: int) -> 
             target[2] ^= mix64(value)
             if _pure(target):
                 pure.append(other)
-    if any(c != [0, 0, 0] for c in diff.values()):
-        return None
-    return found
+    if all(c == [0, 0, 0] for c in diff.values()):
+        return found
+    # Not decodable: a large difference, or (rarely) a few units that share all their cells.
+    # Estimate the rest from how many cells are still occupied; fail closed when it is small.
+    estimate = found + _occupancy_estimate(diff, a.cells_per_hash)
+    return max(estimate, 1) if estimate < 2 * limit else None
+
+
+def _occupancy_estimate(diff: dict[int, list[int]], cells_per_hash: int) -> int:
+    """Units still in the sketch, from the share of empty cells per sub-table (balls in bins)."""
+    estimates = []
+    for j in range(HASHES):
+        indices = range(j * cells_per_hash, (j + 1) * cells_per_hash)
+        empty = sum(1 for i in indices if diff.get(i, [0, 0, 0]) == [0, 0, 0])
+        if empty == 0:
+            return 2**62
+        if cells_per_hash == 1:
+            estimates.append(0.0 if empty else float(2**62))
+            continue
+        estimates.append(math.log(empty / cells_per_hash) / math.log(1 - 1 / cells_per_hash))
+    return max(1, round(sum(estimates) / len(estimates)))
 
 
 def _pure(cell: list[int]) -> bool:
