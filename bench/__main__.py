@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import e2e
+from bench import e2e, sandbox
 
-BENCHMARKS = {"e2e": e2e.main}
+BENCHMARKS = {"e2e": e2e.main, "sandbox": sandbox.main}
 
 
 def main(argv: list[str]) -> int:

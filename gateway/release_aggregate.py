@@ -18,7 +18,7 @@ from gateway.jobs import JobStatus
 from gateway.releases import Outcome, Run
 from gateway.specs import DatasetSpec
 from sandbox import DisclosureRules, apply_disclosure
-from sandbox.auxiliary import POPULATION_KEY
+from sandbox.auxiliary import population_params
 from sandbox.compile_disclosure import base_table, derive_disclosure_queries
 from sandbox.disclosure import GroupKey, group_key
 
@@ -41,7 +41,7 @@ def release_aggregate(run: Run) -> Outcome:
     )
     key = release_history.population_key(gw.settings.keys_dir)
     table, aux = gw.engine.run_with_auxiliary(
-        query, run.sources, run.values, derived.queries, {POPULATION_KEY: key}
+        query, run.sources, run.values, derived.queries, population_params(key)
     )
     contributors = derived.contributors_from(aux[0])
     keys = [group_key(table.columns, query.group_columns, row) for row in table.rows]

@@ -75,6 +75,7 @@ def check(
             sa.select(cells.c.units, cells.c.sketch, cells.c.cells_per_hash).where(
                 cells.c.dataset_id == dataset_id,
                 cells.c.unit_column == unit_column,
+                cells.c.scheme == sketch.scheme,
                 cells.c.units > sketch.units - k,
                 cells.c.units < sketch.units + k,
             )
@@ -82,7 +83,9 @@ def check(
         for row in rows:
             if row.cells_per_hash != sketch.cells_per_hash:
                 continue
-            earlier = PopulationSketch.from_bytes(row.cells_per_hash, row.units, row.sketch)
+            earlier = PopulationSketch.from_bytes(
+                row.cells_per_hash, row.units, row.sketch, sketch.scheme
+            )
             size = difference_size(sketch, earlier, limit=k)
             if size is not None and size > 0:
                 withheld[key] = (
@@ -111,6 +114,7 @@ def record(
                 "dataset_id": dataset_id,
                 "unit_column": unit_column,
                 "cells_per_hash": s.cells_per_hash,
+                "scheme": s.scheme,
                 "units": s.units,
                 "sketch": s.to_bytes(),
                 "job_id": job_id,

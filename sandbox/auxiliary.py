@@ -7,6 +7,7 @@ as the template, so both see the same data. Kept free of sqlglot so engines impo
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +19,18 @@ from sandbox.results import ResultTable
 
 # Names bound by the sandbox itself start with an underscore, which template parameters
 # cannot (``params.PARAMETER_NAME``), so they never collide.
-POPULATION_KEY = "_insitu_population_key"
+POPULATION_KEYS = ("_insitu_key1", "_insitu_key2")
+
+
+def population_params(secret: str) -> dict[str, object]:
+    """The two 64-bit words that key unit hashes, derived from the deployment's secret."""
+    digest = hashlib.sha256(b"insitu population sketch\0" + secret.encode()).digest()
+    return {
+        POPULATION_KEYS[0]: int.from_bytes(digest[:8], "big"),
+        POPULATION_KEYS[1]: int.from_bytes(digest[8:16], "big"),
+    }
+
+
 _BOUND_NAME = re.compile(r"_?[a-z][a-z0-9_]{0,62}")
 
 
@@ -85,13 +97,18 @@ class DisclosureQueries:
         """Per group among ``keys``: the population sketch."""
         width = len(self.group_columns)
         rows: dict[GroupKey, list[tuple[object, object, object, object]]] = {}
+        schemes = set()
         for row in table.rows:
             key = tuple(zip(self.group_columns, row[:width], strict=True))
-            cell, n, hashes, checks = row[width:]
+            cell, n, hashes, checks, scheme = row[width:]
             rows.setdefault(key, []).append((cell, n, hashes, checks))
+            schemes.add(str(scheme))
+        if len(schemes) > 1:
+            raise SandboxBug("one population query returned several hash schemes")
+        scheme = f"iblt3/duckdb-hash/{schemes.pop()}" if schemes else ""
         wanted = set(keys)
         return {
-            key: PopulationSketch.from_rows(self.cells_per_hash, cells)
+            key: PopulationSketch.from_rows(self.cells_per_hash, cells, scheme)
             for key, cells in rows.items()
             if key in wanted
         }

@@ -2,7 +2,7 @@
 
 A cell's population is the set of units (people, enterprises) that contributed to it. The
 engine computes, per group, an IBLT (``compile_disclosure``): three cells per unit, each
-holding a count, the XOR of the units' 64-bit keyed hashes and the XOR of ``mix64`` of them.
+holding a count, the XOR of the units' 64-bit keyed hashes and the XOR of ``check_of`` of them.
 Subtracting two sketches cell by cell gives the sketch of the symmetric difference of the two
 populations; peeling it (repeatedly removing a cell that holds exactly one unit) lists the
 difference when it is small. A sketch of ``3 × cells_per_hash`` cells decodes a difference of
@@ -23,15 +23,20 @@ from sandbox.errors import SandboxBug
 HASHES = 3
 SHIFT = 21
 _MASK = 2**64 - 1
-_M1, _M2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+_MURMUR = 0xD6E8FEB86659FD93
 _CELL = struct.Struct("<IqQQ")  # cell index, count, XOR of hashes, XOR of checks
 
 
-def mix64(value: int) -> int:
-    """splitmix64's finaliser; ``compile_disclosure`` computes the same in DuckDB."""
-    z = ((value ^ (value >> 30)) * _M1) & _MASK
-    z = ((z ^ (z >> 27)) * _M2) & _MASK
-    return z ^ (z >> 31)
+def check_of(value: int) -> int:
+    """DuckDB's ``hash`` of a UBIGINT (the MurmurHash3 finaliser): a cell's check value.
+
+    ``compile_disclosure`` computes it in SQL; a unit test pins that the two agree.
+    """
+    z = value ^ (value >> 32)
+    z = (z * _MURMUR) & _MASK
+    z ^= z >> 32
+    z = (z * _MURMUR) & _MASK
+    return z ^ (z >> 32)
 
 
 def cells_of(value: int, cells_per_hash: int) -> tuple[int, ...]:
@@ -47,6 +52,7 @@ class PopulationSketch:
     cells_per_hash: int
     units: int
     cells: tuple[tuple[int, int, int, int], ...]
+    scheme: str = ""  # how unit hashes were made; sketches of different schemes never compare
 
     def __post_init__(self) -> None:
         if type(self.cells_per_hash) is not int or not 1 <= self.cells_per_hash <= 2**SHIFT:
@@ -57,7 +63,10 @@ class PopulationSketch:
 
     @classmethod
     def from_rows(
-        cls, cells_per_hash: int, rows: Iterable[tuple[object, object, object, object]]
+        cls,
+        cells_per_hash: int,
+        rows: Iterable[tuple[object, object, object, object]],
+        scheme: str = "",
     ) -> PopulationSketch:
         cells: list[tuple[int, int, int, int]] = []
         for index, count, keys, checks in rows:
@@ -71,7 +80,7 @@ class PopulationSketch:
             cells.append((index, count, keys, checks))
         cells.sort()
         units = sum(c[1] for c in cells) // HASHES
-        return cls(cells_per_hash, units, tuple(cells))
+        return cls(cells_per_hash, units, tuple(cells), scheme)
 
     @classmethod
     def from_hashes(cls, cells_per_hash: int, hashes: Iterable[int]) -> PopulationSketch:
@@ -84,7 +93,7 @@ class PopulationSketch:
                 cell = cells.setdefault(index, [0, 0, 0])
                 cell[0] += 1
                 cell[1] ^= value
-                cell[2] ^= mix64(value)
+                cell[2] ^= check_of(value)
         ordered = tuple((i, c[0], c[1], c[2]) for i, c in sorted(cells.items()))
         return cls(cells_per_hash, units, ordered)
 
@@ -92,11 +101,13 @@ class PopulationSketch:
         return b"".join(_CELL.pack(*cell) for cell in self.cells)
 
     @classmethod
-    def from_bytes(cls, cells_per_hash: int, units: int, data: bytes) -> PopulationSketch:
+    def from_bytes(
+        cls, cells_per_hash: int, units: int, data: bytes, scheme: str = ""
+    ) -> PopulationSketch:
         if len(data) % _CELL.size:
             raise SandboxBug("a stored population sketch is truncated")
         cells = tuple(_CELL.unpack_from(data, i) for i in range(0, len(data), _CELL.size))
-        return cls(cells_per_hash, units, cells)
+        return cls(cells_per_hash, units, cells, scheme)
 
 
 def difference_size(a: PopulationSketch, b: PopulationSketch, *, limit: int) -> int | None:
@@ -106,8 +117,8 @@ def difference_size(a: PopulationSketch, b: PopulationSketch, *, limit: int) -> 
     it is at least ``limit``. A difference that does not decode is estimated from the cells it
     occupies: an estimate below ``2 × limit`` is returned (fail closed), a larger one is None.
     """
-    if a.cells_per_hash != b.cells_per_hash:
-        raise SandboxBug("sketches of different sizes cannot be compared")
+    if a.cells_per_hash != b.cells_per_hash or a.scheme != b.scheme:
+        raise SandboxBug("sketches of different sizes or schemes cannot be compared")
     diff: dict[int, list[int]] = {}
     for sign, sketch in ((1, a), (-1, b)):
         for index, count, keys, checks in sketch.cells:
@@ -130,7 +141,7 @@ def difference_size(a: PopulationSketch, b: PopulationSketch, *, limit: int) -> 
             target = diff.setdefault(other, [0, 0, 0])
             target[0] -= sign
             target[1] ^= value
-            target[2] ^= mix64(value)
+            target[2] ^= check_of(value)
             if _pure(target):
                 pure.append(other)
     if all(c == [0, 0, 0] for c in diff.values()):
@@ -157,4 +168,4 @@ def _occupancy_estimate(diff: dict[int, list[int]], cells_per_hash: int) -> int:
 
 
 def _pure(cell: list[int]) -> bool:
-    return cell[0] in (1, -1) and mix64(cell[1]) == cell[2]
+    return cell[0] in (1, -1) and check_of(cell[1]) == cell[2]

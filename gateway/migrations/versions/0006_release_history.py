@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("dataset_id", sa.String(130), nullable=False),
         sa.Column("unit_column", sa.String(64), nullable=False),
         sa.Column("cells_per_hash", sa.Integer, nullable=False),
+        sa.Column("scheme", sa.String(64), nullable=False),
         sa.Column("units", sa.BigInteger, nullable=False),
         sa.Column("sketch", sa.LargeBinary, nullable=False),
         sa.Column("job_id", sa.String(36), nullable=False),

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import random
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -23,9 +23,9 @@ from sandbox import (
     TemplateRejected,
     compile_template,
 )
-from sandbox.auxiliary import POPULATION_KEY
+from sandbox.auxiliary import POPULATION_KEYS, population_params
 from sandbox.compile_disclosure import base_table, derive_disclosure_queries
-from sandbox.population import PopulationSketch, difference_size
+from sandbox.population import PopulationSketch, check_of, difference_size
 
 K = 10
 CELLS = 2 * K
@@ -126,8 +126,17 @@ def people(tmp_path: Path) -> dict[str, TableSource]:
     return {DATASET: TableSource(DATASET, "parquet", path)}
 
 
-def keyed_hash(key: str, unit: str) -> int:
-    return int(hashlib.sha256((key + unit).encode()).hexdigest()[:16], 16)
+def keyed_hash(secret: str, unit: str) -> int:
+    """What the engine computes: hash(hash(hash(u) ^ k1) ^ k2) with DuckDB's hash."""
+    k1, k2 = population_params(secret).values()
+    (raw,) = duckdb.execute("SELECT hash($u)", {"u": unit}).fetchone()  # type: ignore[misc]
+    return check_of(check_of(raw ^ k1) ^ k2)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("value", [0, 1, 42, 2**63 + 5, 2**64 - 1, 123456789])
+def test_the_check_function_is_duckdbs_integer_hash(value: int) -> None:
+    (expected,) = duckdb.execute(f"SELECT hash({value}::UBIGINT)").fetchone()  # type: ignore[misc]
+    assert check_of(value) == expected
 
 
 def test_the_engine_computes_the_same_sketch_and_counts_distinct_units(
@@ -147,10 +156,12 @@ def test_the_engine_computes_the_same_sketch_and_counts_distinct_units(
     )
     assert derived.magnitudes == ("income",)
     assert derived.populations is not None
-    assert POPULATION_KEY in derived.populations.parameters
-    assert "secret-key" not in derived.populations.duckdb_sql  # bound, not spliced
+    assert set(POPULATION_KEYS) <= set(derived.populations.parameters)
+    secret_words = population_params("secret-key")
+    for word in secret_words.values():
+        assert str(word) not in derived.populations.duckdb_sql  # bound, never spliced
     table, (contributors, populations) = DuckDBEngine().run_with_auxiliary(
-        query, people, {"lo": 20, "hi": 69}, derived.queries, {POPULATION_KEY: "secret-key"}
+        query, people, {"lo": 20, "hi": 69}, derived.queries, secret_words
     )
     keys = [((("district", row[0]),)) for row in table.rows]
     counted = derived.contributors_from(contributors)
@@ -164,7 +175,8 @@ def test_the_engine_computes_the_same_sketch_and_counts_distinct_units(
         expected = PopulationSketch.from_hashes(
             CELLS, (keyed_hash("secret-key", m) for m in members)
         )
-        assert sketches[key] == expected
+        assert sketches[key].cells == expected.cells and sketches[key].units == len(members)
+        assert sketches[key].scheme.startswith("iblt3/duckdb-hash/")
 
 
 def test_a_parameter_inside_an_aggregate_is_refused_as_a_threshold_probe() -> None:
