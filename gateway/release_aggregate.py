@@ -10,16 +10,18 @@ released cells are recorded. The work done does not depend on what is withheld.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gateway import release_history
+from gateway.context import Gateway
 from gateway.jobs import JobStatus
 from gateway.releases import Outcome, Run
 from gateway.specs import DatasetSpec
-from sandbox import DisclosureRules, apply_disclosure
+from sandbox import DisclosureRules, TableSource, apply_disclosure
 from sandbox.auxiliary import population_params
-from sandbox.compile_disclosure import base_table, derive_disclosure_queries
+from sandbox.compile_disclosure import base_table, derive_disclosure_queries, uniqueness_query
 from sandbox.disclosure import GroupKey, group_key
 
 
@@ -38,6 +40,7 @@ def release_aggregate(run: Run) -> Outcome:
         top_n=rules.top_n,
         cells_per_hash=sketch_size(k),
         max_groups=gw.engine.limits.max_rows,
+        unit_is_unique=unit is not None and _UNIQUE.get(gw, run.sources[base.id], unit),
     )
     key = release_history.population_key(gw.settings.keys_dir)
     table, aux = gw.engine.run_with_auxiliary(
@@ -88,6 +91,40 @@ def release_aggregate(run: Run) -> Outcome:
         JobStatus.RELEASED if disclosed.rows or not disclosed.withheld else JobStatus.SUPPRESSED
     )
     return Outcome(status, result, None)
+
+
+class _Uniqueness:
+    """Whether a unit column is unique per row, per version of a source file (cached).
+
+    With a unique unit the derived queries skip grouping rows by unit (at 10M rows that
+    grouping costs more than the template itself). The answer is computed once per file
+    version (path, size, modification time) by the engine.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._known: dict[tuple[str, int, int, str], bool] = {}
+        self._lock = threading.Lock()
+
+    def get(self, gw: Gateway, source: TableSource, unit: str) -> bool:
+        stat = source.path.stat()
+        key = (str(source.path), stat.st_mtime_ns, stat.st_size, unit)
+        with self._lock:
+            known = self._known.get(key)
+        if known is None:
+            table = gw.engine.run(
+                uniqueness_query(source.dataset_id, unit), {source.dataset_id: source}, {}
+            )
+            ((rows, units),) = table.rows
+            known = rows == units
+            with self._lock:
+                if len(self._known) >= self._size:
+                    self._known.clear()
+                self._known[key] = known
+        return known
+
+
+_UNIQUE = _Uniqueness()
 
 
 def disclosure_rules(datasets: Sequence[DatasetSpec] | Any) -> DisclosureRules:

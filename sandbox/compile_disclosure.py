@@ -46,8 +46,13 @@ def derive_disclosure_queries(
     top_n: int,
     cells_per_hash: int,
     max_groups: int,
+    unit_is_unique: bool = False,
 ) -> DisclosureQueries:
-    """The contributor and population queries of an AGGREGATE ``query``."""
+    """The contributor and population queries of an AGGREGATE ``query``.
+
+    ``unit_is_unique``: every row has its own non-NULL unit (checked by the caller with
+    ``uniqueness_query`` for this version of the data), so rows need no grouping by unit.
+    """
     if query.kind is not TemplateKind.AGGREGATE:
         raise SandboxBug("disclosure queries are derived for aggregate templates only")
     if not 1 <= top_n <= 10 or not 1 <= cells_per_hash <= 2**SHIFT:
@@ -78,13 +83,13 @@ def derive_disclosure_queries(
         if with_magnitudes:
             for i, (_name, value) in enumerate(magnitudes):
                 contribution = exp.func("COALESCE", value.copy(), exp.Literal.number(0))
-                if unit_expr is not None:
+                if unit_expr is not None and not unit_is_unique:
                     contribution = exp.Sum(this=contribution)
                 columns.append(exp.alias_(contribution, f"m{i}"))
         inner = exp.select(*columns).from_(table.copy())
         if where is not None:
             inner = inner.where(where.this.copy())
-        if unit_expr is not None:
+        if unit_expr is not None and not unit_is_unique:
             inner = inner.group_by(*[g.copy() for g in groups], unit_expr.copy())
         return inner
 
@@ -119,6 +124,28 @@ def derive_disclosure_queries(
         ),
         populations=populations,
         cells_per_hash=cells_per_hash,
+    )
+
+
+def uniqueness_query(dataset_id: str, unit: str) -> CompiledQuery:
+    """Whether every row of ``dataset_id`` has its own non-NULL ``unit``: rows, distinct units."""
+    department, name = dataset_id.split(".")
+    column = exp.column(unit, table="t")
+    select = exp.select(
+        exp.alias_(exp.Count(this=exp.Star()), "n_rows"),
+        exp.alias_(exp.Count(this=exp.Distinct(expressions=[column])), "n_units"),
+    ).from_(exp.table_(name, db=department, alias="t"))
+    sql = select.sql(dialect="duckdb", comments=False)
+    return CompiledQuery(
+        kind=TemplateKind.AGGREGATE,
+        source_sql=select.sql(dialect="spark", comments=False),
+        duckdb_sql=sql,
+        spark_sql=select.sql(dialect="spark", comments=False),
+        parameters=(),
+        tables=(dataset_id,),
+        output_columns=("n_rows", "n_units"),
+        count_column="n_rows",
+        group_columns=(),
     )
 
 

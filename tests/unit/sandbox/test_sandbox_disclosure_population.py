@@ -24,7 +24,7 @@ from sandbox import (
     compile_template,
 )
 from sandbox.auxiliary import POPULATION_KEYS, population_params
-from sandbox.compile_disclosure import base_table, derive_disclosure_queries
+from sandbox.compile_disclosure import base_table, derive_disclosure_queries, uniqueness_query
 from sandbox.population import PopulationSketch, check_of, difference_size
 
 K = 10
@@ -192,3 +192,47 @@ def test_a_parameter_inside_an_aggregate_is_refused_as_a_threshold_probe() -> No
         derive_disclosure_queries(
             query, unit="person_id", top_n=2, cells_per_hash=CELLS, max_groups=100
         )
+
+
+def test_a_unique_unit_skips_grouping_and_gives_the_same_figures(tmp_path: Path) -> None:
+    path = tmp_path / "unique.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "person_id": [f"P{i:03d}" for i in range(90)],
+                "age": [20 + i % 50 for i in range(90)],
+                "district": [f"d{i % 3}" for i in range(90)],
+                "income": [100 * (i % 7) for i in range(90)],
+            }
+        ),
+        path,
+    )
+    sources = {DATASET: TableSource(DATASET, "parquet", path)}
+    engine = DuckDBEngine()
+    (counts,) = engine.run(uniqueness_query(DATASET, "person_id"), sources, {}).rows
+    assert counts == (90, 90)
+    query = compile_template(
+        "SELECT p.district, COUNT(*) AS n, SUM(p.income) AS income FROM civil.people AS p "
+        "GROUP BY p.district",
+        kind=TemplateKind.AGGREGATE,
+        tables=TABLES,
+        parameters={},
+        count_column="n",
+    )
+    figures = []
+    for unique in (False, True):
+        derived = derive_disclosure_queries(
+            query,
+            unit="person_id",
+            top_n=2,
+            cells_per_hash=CELLS,
+            max_groups=100,
+            unit_is_unique=unique,
+        )
+        assert ("GROUP BY p.district, p.person_id" in derived.contributors.duckdb_sql) != unique
+        table, aux = engine.run_with_auxiliary(
+            query, sources, {}, derived.queries, population_params("s")
+        )
+        keys = [(("district", row[0]),) for row in table.rows]
+        figures.append((derived.contributors_from(aux[0]), derived.sketches_from(aux[1], keys)))
+    assert figures[0] == figures[1]
