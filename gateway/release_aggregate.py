@@ -51,8 +51,9 @@ def release_aggregate(run: Run) -> Outcome:
     sketches = derived.sketches_from(aux[1], keys) if len(aux) > 1 else {}
     with gw.db.begin() as conn:
         differencing: dict[GroupKey, str] = {}
+        known: set[GroupKey] = set()
         if unit is not None:
-            differencing = release_history.check(
+            differencing, known = release_history.check(
                 conn, dataset_id=base.id, unit_column=unit, k=k, sketches=sketches
             )
         disclosed = apply_disclosure(
@@ -71,7 +72,7 @@ def release_aggregate(run: Run) -> Outcome:
                 unit_column=unit,
                 job_id=run.job.id,
                 department=run.job.department,
-                sketches=[sketches[g] for g in released if g in sketches],
+                sketches=[sketches[g] for g in released if g in sketches and g not in known],
             )
     result = {
         "columns": list(disclosed.columns),

@@ -62,13 +62,15 @@ def check(
     unit_column: str,
     k: int,
     sketches: Mapping[GroupKey, PopulationSketch],
-) -> dict[GroupKey, str]:
-    """Groups whose population is within k of an earlier released cell (with the reason).
+) -> tuple[dict[GroupKey, str], set[GroupKey]]:
+    """Groups whose population is within k of an earlier released cell (with the reason), and
+    groups whose exact population was released before (not recorded again).
 
     Takes the dataset's lock for the rest of the transaction; call ``record`` in the same one.
     """
     _lock(conn, dataset_id)
     withheld: dict[GroupKey, str] = {}
+    seen: set[GroupKey] = set()
     cells = schema.release_cells
     for key, sketch in sketches.items():
         rows = conn.execute(
@@ -76,23 +78,28 @@ def check(
                 cells.c.dataset_id == dataset_id,
                 cells.c.unit_column == unit_column,
                 cells.c.scheme == sketch.scheme,
+                cells.c.cells_per_hash == sketch.cells_per_hash,
                 cells.c.units > sketch.units - k,
                 cells.c.units < sketch.units + k,
             )
         ).all()
+        data = sketch.to_bytes()
         for row in rows:
-            if row.cells_per_hash != sketch.cells_per_hash:
+            if row.units == sketch.units and bytes(row.sketch) == data:
+                seen.add(key)  # the same population again: nothing new is learnt
                 continue
             earlier = PopulationSketch.from_bytes(
                 row.cells_per_hash, row.units, row.sketch, sketch.scheme
             )
             size = difference_size(sketch, earlier, limit=k)
-            if size is not None and size > 0:
+            if size == 0:
+                seen.add(key)
+            elif size is not None:
                 withheld[key] = (
                     f"its population differs from a cell released before by fewer than {k} units"
                 )
                 break
-    return withheld
+    return withheld, seen - set(withheld)
 
 
 def record(
