@@ -183,34 +183,33 @@ def _populations_sql(inner: exp.Select, keys: list[str], cells_per_hash: int) ->
         *keys, f"HASH(XOR(HASH(XOR(HASH(u), {k1})), {k2})) AS h", dialect="duckdb"
     ).from_("insitu_c")
     checked = exp.select("*", "HASH(h) AS chk", dialect="duckdb").from_("hashed")
-    cell = f"j * {cells_per_hash} + ((h >> (j * {SHIFT})) % {cells_per_hash}) AS cell"
-    placed = (
-        exp.select(*keys, "h", "chk", cell, dialect="duckdb")
-        .from_("checked")
-        .join(f"(SELECT UNNEST(RANGE({HASHES})) AS j) AS hashes", join_type="cross")
-    )
-    outer = (
-        exp.select(
-            *keys,
-            "cell",
-            "COUNT(*) AS n",
-            "BIT_XOR(h) AS keys",
-            "BIT_XOR(chk) AS checks",
-            f"HASH('{SCHEME_PROBE}') AS scheme",
-            dialect="duckdb",
+    # One aggregate per sub-table, unioned: a CROSS JOIN with the three hash functions cost
+    # ~15x more in DuckDB (9 s against 0.5 s at 10M rows).
+    parts = []
+    for j in range(HASHES):
+        cell = f"{j * cells_per_hash} + ((h >> {j * SHIFT}) % {cells_per_hash})"
+        parts.append(
+            exp.select(
+                *keys,
+                f"{cell} AS cell",
+                "COUNT(*) AS n",
+                "BIT_XOR(h) AS keys",
+                "BIT_XOR(chk) AS checks",
+                f"HASH('{SCHEME_PROBE}') AS scheme",
+                dialect="duckdb",
+            )
+            .from_("checked")
+            .group_by(*keys, cell, dialect="duckdb")
         )
-        .from_("placed")
-        .group_by(*keys, "cell")
+    union = exp.union(exp.union(parts[0], parts[1], distinct=False), parts[2], distinct=False)
+    outer = (
+        exp.select("*")
+        .from_(exp.alias_(exp.Subquery(this=union), "cells"))
         .with_("insitu_c", as_=inner)
         .with_("hashed", as_=hashed)
         .with_("checked", as_=checked)
-        .with_("placed", as_=placed)
     )
     return outer.sql(dialect="duckdb", comments=False)
-
-
-def _partition(keys: list[str]) -> str:
-    return f"PARTITION BY {', '.join(keys)}" if keys else ""
 
 
 def _parse(sql: str) -> exp.Select:
