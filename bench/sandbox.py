@@ -7,7 +7,8 @@ On one Parquet file (default 100k rows; `--rows N`), the same compiled template 
 - `worker process`: `ProcessEngine` (the gateway's default: a pre-started worker process,
   typed JSON frames over pipes, the same locked-down engine inside);
 - `+ disclosure queries`: the worker also runs the derived contributor and population
-  queries (distinct units, top contributions, population sketches).
+  queries (distinct units, top contributions, population sketches; the unit column is
+  unique per row, as the gateway finds for this data, so rows are not grouped by unit).
 
 The break-down rows isolate worker dispatch (a round trip that runs no query), lock-down
 (open + SET + read-back of a fresh instance, in-process) and result transfer (10,000 result
@@ -100,7 +101,12 @@ def main(argv: list[str] | None = None) -> None:
             count_column="events",
         )  # fmt: skip
         derived = derive_disclosure_queries(
-            query, unit="event_id", top_n=2, cells_per_hash=20, max_groups=10_000
+            query,
+            unit="event_id",
+            top_n=2,
+            cells_per_hash=20,
+            max_groups=10_000,
+            unit_is_unique=True,
         )
         params = {"year": 2020}
         limits = Limits(max_rows=10_000)
