@@ -185,13 +185,13 @@ def _secondary(groups: Sequence[_Group], rules: DisclosureRules) -> None:
                 if not released:
                     continue
                 smallest = min(released, key=_size)
-                column = groups[0].key[dim][0] if groups[0].key else "the total"
+                column = groups[0].key[dim][0]
                 smallest.withheld = WithheldCell(
                     smallest.key,
                     None,
                     "secondary",
-                    f"withheld with another cell of the same {column} line, so that cell "
-                    "cannot be recomputed from the line's total",
+                    "withheld too, so that a withheld cell cannot be recomputed from the "
+                    f"total over {column}",
                 )
                 changed = True
 
