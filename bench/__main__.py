@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import e2e, sandbox
+from bench import e2e, policy, sandbox
 
-BENCHMARKS = {"e2e": e2e.main, "sandbox": sandbox.main}
+BENCHMARKS = {"e2e": e2e.main, "policy": policy.main, "sandbox": sandbox.main}
 
 
 def main(argv: list[str]) -> int:

@@ -1,23 +1,45 @@
 """One path for every authorization decision: decide, audit a denial, raise.
 
 A denial is committed to the audit log in its own transaction before the error is raised, so a
-refused request leaves its trace even though the request itself changes nothing.
+refused request leaves its trace even though the request itself changes nothing. The 403 it
+becomes carries the explanation: `rule`, `reason`, `reason_code`, `dataset`, `policy_version`
+(the codes are `policies.ReasonCode` values, or `workflow` for a gateway rule such as "the
+author never approves"). The attributes of a request (share class, classification, template
+kind, purpose state) are set by the caller from the gateway's own records, never from input.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from gateway.auth.principal import Principal
 from gateway.context import Gateway
 from gateway.errors import Forbidden
-from policies import Decision, Request
+from policies import Decision, ReasonCode, Request
+
+#: The reason code of a denial decided by the gateway's workflow rather than by Casbin.
+WORKFLOW: Final = "workflow"
 
 
-def decide(gw: Gateway, principal: Principal, obj: str, action: str) -> Decision:
+def purpose_state(purpose: str | None) -> str:
+    """The purpose attribute for a job's stated purpose text: `stated` or `none`.
+
+    Approval and expiry of purposes are recorded by the gateway; a caller that knows them
+    passes `approved` / `expired` to `decide` directly.
+    """
+    return "stated" if purpose is not None and purpose.strip() else "none"
+
+
+def decide(
+    gw: Gateway, principal: Principal, obj: str, action: str, *, purpose: str = "none"
+) -> Decision:
     request = Request(
-        roles=principal.roles, department=principal.department, obj=obj, action=action
+        roles=principal.roles,
+        department=principal.department,
+        obj=obj,
+        action=action,
+        purpose=purpose,
     )
     return gw.policy.current().decide(request)
 
@@ -33,8 +55,15 @@ def deny(
     rule: str | None = None,
     policy_version: int | None = None,
     details: Mapping[str, Any] | None = None,
+    reason_code: str | None = None,
+    dataset: str | None = None,
 ) -> Forbidden:
     """Audit a denial and return the error to raise."""
+    if dataset is None and details and isinstance(details.get("dataset"), str):
+        dataset = details["dataset"]
+    code = str(reason_code) if reason_code is not None else WORKFLOW
+    if policy_version is None:
+        policy_version = gw.policy.current().version
     with gw.db.begin() as conn:
         gw.audit.record(
             conn,
@@ -45,12 +74,49 @@ def deny(
             allowed=False,
             rule=rule,
             reason=reason,
-            details={**(details or {}), "policy_version": policy_version},
+            details={
+                **(details or {}),
+                "policy_version": policy_version,
+                "reason_code": code,
+                **({"dataset": dataset} if dataset is not None else {}),
+            },
         )
-    extensions: dict[str, Any] = {"rule": rule, "policy_version": policy_version}
-    if details:
-        extensions.update({k: v for k, v in details.items() if k in {"dataset", "template"}})
+    extensions: dict[str, Any] = {
+        "rule": rule,
+        "reason": reason,
+        "reason_code": code,
+        "dataset": dataset,
+        "policy_version": policy_version,
+    }
+    if details and "template" in details:
+        extensions["template"] = details["template"]
     return Forbidden(reason, **extensions)
+
+
+def deny_decision(
+    gw: Gateway,
+    principal: Principal,
+    decision: Decision,
+    *,
+    event: str,
+    action: str,
+    target: str,
+    details: Mapping[str, Any] | None = None,
+) -> Forbidden:
+    """`deny` with everything the policy's decision says."""
+    return deny(
+        gw,
+        principal,
+        event=event,
+        action=action,
+        target=target,
+        reason=decision.reason,
+        rule=decision.rule,
+        policy_version=decision.policy_version,
+        details=details,
+        reason_code=(decision.reason_code or ReasonCode.MISSING_ROLE).value,
+        dataset=decision.dataset,
+    )
 
 
 def require(
@@ -65,15 +131,7 @@ def require(
 ) -> Decision:
     decision = decide(gw, principal, obj, action)
     if not decision.allowed:
-        raise deny(
-            gw,
-            principal,
-            event=event,
-            action=action,
-            target=target,
-            reason=decision.reason,
-            rule=decision.rule,
-            policy_version=decision.policy_version,
-            details=details,
+        raise deny_decision(
+            gw, principal, decision, event=event, action=action, target=target, details=details
         )
     return decision

@@ -133,7 +133,7 @@ def build_gateway(settings: Settings) -> Gateway:
         settings=settings,
         db=engine,
         audit=open_trail(settings),
-        policy=LivePolicy(engine),
+        policy=LivePolicy(engine, refresh_s=settings.policy_refresh_s),
         tokens=verifier,
         key_source=keys,
         issuer=issuer,

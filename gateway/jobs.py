@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from audit import leaf_hash
 from gateway import catalogue, db, schema, templates
 from gateway.auth.principal import Principal
-from gateway.authz import decide, deny, require
+from gateway.authz import decide, deny, purpose_state, require
 from gateway.context import Gateway
 from gateway.errors import InvalidInput, NotFound
 from gateway.specs import DatasetSpec, ShareClass, TemplateSpec
@@ -77,7 +77,12 @@ def submit(
     decision = require(gw, principal, "job", "submit", event="job.denied", target=target)
 
     def refuse(
-        reason: str, *, rule: str | None = None, version_: int | None = None, **details: Any
+        reason: str,
+        *,
+        rule: str | None = None,
+        version_: int | None = None,
+        reason_code: str | None = None,
+        **details: Any,
     ) -> Exception:
         return deny(
             gw,
@@ -89,6 +94,7 @@ def submit(
             rule=rule,
             policy_version=version_ or decision.policy_version,
             details={"template": template_id, **details},
+            reason_code=reason_code,
         )
 
     try:
@@ -97,13 +103,16 @@ def submit(
         raise refuse("the template or version does not exist") from None
     target = f"template:{stored.ref}"
     if stored.status is not templates.Status.APPROVED:
-        raise refuse(f"template {stored.ref} is not approved (it is {stored.status.value})")
+        raise refuse(
+            f"template {stored.ref} is not approved (it is {stored.status.value})",
+            reason_code="missing_approval",
+        )
     with gw.db.connect() as conn:
         datasets = templates.datasets_of(conn, stored.spec)
     kind = stored.spec.kind.value
     for ds in datasets.values():
         obj = data_object(ds.share_class.value, ds.classification.value, ds.id)
-        d = decide(gw, principal, obj, f"query:{kind}")
+        d = decide(gw, principal, obj, f"query:{kind}", purpose=purpose_state(purpose))
         if not d.allowed:
             raise refuse(
                 f"dataset {ds.id} ({ds.share_class.value} share, {ds.classification.value}) "
@@ -111,11 +120,13 @@ def submit(
                 rule=d.rule,
                 version_=d.policy_version,
                 dataset=ds.id,
+                reason_code=d.reason_code,
             )
         if ds.share_class is ShareClass.CONDITIONAL and not purpose.strip():
             raise refuse(
                 f"dataset {ds.id} is shared on condition: the job needs a stated purpose",
                 dataset=ds.id,
+                reason_code="missing_purpose",
             )
     try:
         validate_parameters(resolve_parameter_specs(gw, stored.spec, datasets), parameters)

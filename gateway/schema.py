@@ -41,6 +41,35 @@ policy_versions = sa.Table(
     sa.Column("created_by", sa.String(128), nullable=False),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("note", sa.String(500), nullable=False),
+    # Policy administration (issue 3): where a version came from. NULL for versions written by
+    # `insitu init` (the seed has no proposal).
+    sa.Column("base_version", sa.Integer, nullable=True),
+    sa.Column("proposal_id", sa.String(36), nullable=True),
+    sa.Column("approved_by", sa.String(128), nullable=True),
+)
+
+# A batch of policy changes: proposed by one security officer, live only once a second approves.
+policy_proposals = sa.Table(
+    "policy_proposals",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # change | rollback | import
+    sa.Column("status", sa.String(16), nullable=False),  # proposed | approved | rejected | stale
+    sa.Column("base_version", sa.Integer, nullable=False),
+    sa.Column("rollback_to", sa.Integer, nullable=True),
+    sa.Column("rules", sa.Text, nullable=False),
+    sa.Column("added", sa.Integer, nullable=False),
+    sa.Column("removed", sa.Integer, nullable=False),
+    sa.Column("impact", sa.JSON, nullable=False),
+    sa.Column("note", sa.String(500), nullable=False),
+    sa.Column("proposed_by", sa.String(128), nullable=False),
+    sa.Column("proposed_by_department", sa.String(64), nullable=False),
+    sa.Column("proposed_at", TS, nullable=False),
+    sa.Column("decided_by", sa.String(128), nullable=True),
+    sa.Column("decided_at", TS, nullable=True),
+    sa.Column("comment", sa.String(500), nullable=False),
+    sa.Column("result_version", sa.Integer, nullable=True),
+    sa.Index("ix_policy_proposals_status", "status", "proposed_at"),
 )
 
 datasets = sa.Table(

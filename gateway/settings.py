@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     audit_origin: str = Field(
         default="insitu.local/audit", description="Origin line of signed audit checkpoints."
     )
+    policy_refresh_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=2.0,
+        description="Seconds until a policy change made elsewhere is live on this worker.",
+    )
     host: str = Field(default="127.0.0.1", description="Address `insitu serve` binds.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `insitu serve` binds.")
 

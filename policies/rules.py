@@ -1,4 +1,5 @@
-"""A policy rule, and the text form of a list of rules (`p, role, department, object, action`).
+"""A policy rule, and the text form of a list of rules (`p, role, department, object, action`
+with an optional sixth field, the purpose condition of a data rule).
 
 The text form is what the policy store keeps and what security officers edit. Parsing is
 strict: a line is a rule, a `#` comment or blank; anything else is an `InvalidRule` naming the
@@ -14,13 +15,17 @@ from importlib import resources
 from policies.errors import InvalidRule
 from policies.vocabulary import (
     ANY_DEPARTMENT,
+    ANY_PURPOSE,
     action_problem,
     name_problem,
     object_problem,
     pairing_problem,
+    purpose_condition_problem,
 )
 
 PTYPE = "p"
+#: The most rules one policy may hold (a bound on memory and on the time to build an engine).
+MAX_RULES = 500_000
 DEFAULT_POLICY_FILE = "default_policy.csv"
 _BLANKS = " \t"  # the only padding stripped around fields; any other whitespace is refused
 
@@ -30,13 +35,15 @@ class Rule:
     """Grants `action` on `obj` to holders of `role` in `department` (`*` for any department).
 
     `obj` may end in a `/*` prefix wildcard (`data/unconditional/*`), matched with Casbin's
-    `keyMatch`.
+    `keyMatch`. `purpose` (data rules only) is what the rule requires of the request's purpose
+    attribute: `*` nothing, `stated` a stated or approved purpose, `approved` an approved one.
     """
 
     role: str
     department: str
     obj: str
     action: str
+    purpose: str = ANY_PURPOSE
 
     def __post_init__(self) -> None:
         department_problem = (
@@ -50,25 +57,41 @@ class Rule:
             or object_problem(self.obj, wildcard=True)
             or action_problem(self.action)
             or pairing_problem(self.obj, self.action)
+            or purpose_condition_problem(self.purpose, self.obj)
         )
         if problem is not None:
             raise InvalidRule(problem)
 
-    def fields(self) -> tuple[str, str, str, str]:
-        """The policy fields in model order: `sub, dom, obj, act`."""
-        return (self.role, self.department, self.obj, self.action)
+    def fields(self) -> tuple[str, str, str, str, str]:
+        """The policy fields in model order: `sub, dom, obj, act, purpose`."""
+        return (self.role, self.department, self.obj, self.action, self.purpose)
 
     def text(self) -> str:
-        """The rule as one policy line, e.g. `p, analyst, *, job, submit`."""
-        return ", ".join((PTYPE, *self.fields()))
+        """The rule as one policy line, e.g. `p, analyst, *, job, submit`; the purpose field is
+        written only when the rule has a condition."""
+        fields = self.fields() if self.purpose != ANY_PURPOSE else self.fields()[:4]
+        return ", ".join((PTYPE, *fields))
+
+    def as_dict(self) -> dict[str, str]:
+        """The rule as a mapping (YAML and JSON form); `purpose` only when it is a condition."""
+        out = {
+            "role": self.role,
+            "department": self.department,
+            "object": self.obj,
+            "action": self.action,
+        }
+        if self.purpose != ANY_PURPOSE:
+            out["purpose"] = self.purpose
+        return out
 
 
 def parse_rule_line(line: str, *, number: int | None = None) -> Rule:
-    """One line `p, role, department, object, action`; `InvalidRule` names `number`."""
+    """One line `p, role, department, object, action[, purpose]`; `InvalidRule` names `number`."""
     fields = [field.strip(_BLANKS) for field in line.split(",")]
-    if len(fields) != 5:
+    if len(fields) not in (5, 6):
         raise InvalidRule(
-            f"expected 'p, role, department, object, action' (5 fields), found {len(fields)}",
+            "expected 'p, role, department, object, action[, purpose]' (5 or 6 fields), "
+            f"found {len(fields)}",
             line=number,
         )
     if fields[0] != PTYPE:
@@ -77,7 +100,7 @@ def parse_rule_line(line: str, *, number: int | None = None) -> Rule:
             line=number,
         )
     try:
-        return Rule(role=fields[1], department=fields[2], obj=fields[3], action=fields[4])
+        return Rule(*fields[1:])
     except InvalidRule as exc:
         raise InvalidRule(str(exc), line=number) from None
 
@@ -93,6 +116,8 @@ def parse_rules(text: str) -> list[Rule]:
         line = raw.removesuffix("\r").strip(_BLANKS)
         if line and not line.startswith("#"):
             rules.append(parse_rule_line(line, number=number))
+            if len(rules) > MAX_RULES:
+                raise InvalidRule(f"a policy holds at most {MAX_RULES} rules", line=number)
     return rules
 
 
@@ -105,3 +130,10 @@ def default_rules() -> list[Rule]:
     """The packaged default policy (`policies/default_policy.csv`)."""
     text = resources.files("policies").joinpath(DEFAULT_POLICY_FILE).read_text(encoding="utf-8")
     return parse_rules(text)
+
+
+def diff_rules(old: Iterable[Rule], new: Iterable[Rule]) -> tuple[list[Rule], list[Rule]]:
+    """`(added, removed)`: rules of `new` not in `old` (in `new`'s order) and the reverse."""
+    old_list, new_list = list(dict.fromkeys(old)), list(dict.fromkeys(new))
+    old_set, new_set = set(old_list), set(new_list)
+    return [r for r in new_list if r not in old_set], [r for r in old_list if r not in new_set]

@@ -14,6 +14,8 @@ from typing import Final
 NAME_PATTERN: Final = re.compile(r"[a-z][a-z0-9_]{0,63}")
 ANY_DEPARTMENT: Final = "*"
 MAX_OBJECT_LENGTH: Final = 200
+#: No value of any field is longer than this; longer input is refused before any other check.
+MAX_VALUE_LENGTH: Final = 256
 
 #: Objects that are not per-dataset data.
 OBJECTS: Final = frozenset(
@@ -41,6 +43,15 @@ SHARE_CLASSES: Final = ("unconditional", "conditional", "none")
 CLASSIFICATIONS: Final = ("general", "important", "core")
 DATA_PREFIX: Final = "data/"
 
+#: The purpose attribute of a request, set by the gateway from its own records (never from the
+#: caller's input): no purpose, a purpose stated with the job, a purpose approved and in force,
+#: or an approval that has expired.
+PURPOSE_STATES: Final = ("none", "stated", "approved", "expired")
+#: What a rule may require of the purpose (data objects only); `*` = nothing. `stated` is met by
+#: a stated or an approved purpose, `approved` only by an approved one; `expired` meets neither.
+ANY_PURPOSE: Final = "*"
+PURPOSE_CONDITIONS: Final = (ANY_PURPOSE, "stated", "approved")
+
 _DATASET_ID: Final = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,127}")
 _FORBIDDEN: Final = re.compile(r"""[,"'`\s\x00-\x1f\x7f]""")
 _OBJECT_CHARS: Final = re.compile(r"[a-z0-9_./:-]+\*?")
@@ -64,6 +75,8 @@ def _show(value: object) -> str:
 def _text_problem(what: str, value: object) -> str | None:
     if not isinstance(value, str):
         return f"{what} must be a string, not {type(value).__name__}"
+    if len(value) > MAX_VALUE_LENGTH:
+        return f"{what} is {len(value)} characters long; at most {MAX_VALUE_LENGTH} are allowed"
     if _FORBIDDEN.search(value):
         return f"{what} {_show(value)} {_FIELD_HINT}"
     return None
@@ -135,6 +148,53 @@ def object_problem(value: object, *, wildcard: bool) -> str | None:
     return (
         f"object {obj!r} is not one of: {', '.join(sorted(OBJECTS))}, "
         "nor a data object data/<share_class>/<classification>/<dataset_id>"
+    )
+
+
+def purpose_condition_problem(value: object, obj: str) -> str | None:
+    """A rule's purpose condition: `*`, `stated` or `approved`, and only on data objects."""
+    problem = _text_problem("purpose", value)
+    if problem is None and value not in PURPOSE_CONDITIONS:
+        problem = f"purpose {_show(value)} is not one of: {', '.join(PURPOSE_CONDITIONS)}"
+    if problem is None and value != ANY_PURPOSE and not obj.startswith(DATA_PREFIX):
+        problem = f"a purpose condition applies to data objects (data/...), not to {obj!r}"
+    return problem
+
+
+def purpose_state_problem(value: object) -> str | None:
+    problem = _text_problem("purpose", value)
+    if problem is None and value not in PURPOSE_STATES:
+        problem = f"purpose state {_show(value)} is not one of: {', '.join(PURPOSE_STATES)}"
+    return problem
+
+
+def data_parts(obj: str) -> tuple[str, str, str] | None:
+    """`(share_class, classification, dataset_id)` of a data object, `None` for any other."""
+    if not obj.startswith(DATA_PREFIX):
+        return None
+    parts = obj[len(DATA_PREFIX) :].split("/")
+    if len(parts) != 3:
+        return None
+    return parts[0], parts[1], parts[2]
+
+
+def object_patterns(obj: str) -> tuple[str, ...]:
+    """Every rule object that can match the request object `obj` under `keyMatch`.
+
+    The grammar allows a `*` only as a whole last path segment, so a data object
+    `data/s/c/d` is matched by exactly `data/*`, `data/s/*`, `data/s/c/*` and itself, and a
+    named object only by itself. The engine's index relies on this (a test checks it against
+    Casbin's own `keyMatch`).
+    """
+    parts = data_parts(obj)
+    if parts is None:
+        return (obj,)
+    share, classification, _ = parts
+    return (
+        f"{DATA_PREFIX}*",
+        f"{DATA_PREFIX}{share}/*",
+        f"{DATA_PREFIX}{share}/{classification}/*",
+        obj,
     )
 
 

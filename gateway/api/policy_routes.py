@@ -1,73 +1,190 @@
-"""/v1/policies: the live rules, their history, and "may this subject do this?" checks."""
+"""/v1/policies: the live rules, four-eyes proposals, history, diff, export/import, checks.
+
+Rules travel as typed objects (`role`, `department`, `object`, `action`, optional `purpose`),
+each validated by `policies.Rule`; there is no field for matcher text anywhere.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-import sqlalchemy as sa
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway import db, schema
+from gateway import policy_admin, policy_reads
 from gateway.api.deps import GatewayDep, PrincipalDep
-from gateway.authz import require
-from policies import Request as PolicyRequest
+from gateway.errors import InvalidInput
+from gateway.policy_check import check as check_decision
+from policies import Rule
+from policies.documents import MAX_DOCUMENT_BYTES
 
 router = APIRouter(prefix="/v1/policies", tags=["policy"])
 
+Name = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class RuleBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Name
+    department: Name
+    object: str = Field(min_length=1, max_length=200)
+    action: str = Field(min_length=1, max_length=32)
+    purpose: str = Field(default="*", max_length=16)
+
+    def rule(self) -> Rule:
+        return Rule(self.role, self.department, self.object, self.action, self.purpose)
+
+
+class ProposalBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    add: list[RuleBody] = Field(default_factory=list, max_length=policy_admin.MAX_CHANGES)
+    remove: list[RuleBody] = Field(default_factory=list, max_length=policy_admin.MAX_CHANGES)
+    note: str = Field(default="", max_length=500)
+    base_version: int | None = Field(default=None, ge=0)
+
+
+class DecisionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    comment: str = Field(default="", max_length=500)
+
+
+class RollbackBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(ge=1)
+    note: str = Field(default="", max_length=500)
+
 
 class CheckRequest(BaseModel):
+    """One question; attributes (share class, classification, kind) are not accepted here."""
+
     model_config = ConfigDict(extra="forbid")
-    roles: list[str] = Field(min_length=1, max_length=20)
-    department: str = Field(max_length=64)
-    object: str = Field(max_length=200)
-    action: str = Field(max_length=32)
+    roles: list[Name] = Field(min_length=1, max_length=20)
+    department: Name
+    subject: str | None = Field(default=None, max_length=128)
+    object: str | None = Field(default=None, max_length=200)
+    dataset: str | None = Field(default=None, max_length=130)
+    template: str | None = Field(default=None, max_length=100)
+    version: int | None = Field(default=None, ge=1)
+    action: str | None = Field(default=None, max_length=32)
+    purpose: str | None = Field(default=None, max_length=500)
 
 
 @router.get("")
-def current_policy(gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
-    require(gw, principal, "policy", "read", event="policy.denied", target="policy")
-    engine = gw.policy.current()
-    return {"version": engine.version, "rules": [r.text() for r in engine.rules()]}
+def current_policy(
+    gw: GatewayDep, principal: PrincipalDep, version: Annotated[int | None, Query(ge=1)] = None
+) -> dict[str, Any]:
+    return policy_reads.current(gw, principal, version=version)
+
+
+@router.post("", status_code=201)
+def propose(body: ProposalBody, gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Propose a batch of changes; a second security officer must approve it."""
+    if not body.add and not body.remove:
+        raise InvalidInput("a proposal adds or removes at least one rule")
+    return policy_admin.propose(
+        gw,
+        principal,
+        add=[r.rule() for r in body.add],
+        remove=[r.rule() for r in body.remove],
+        note=body.note,
+        base_version=body.base_version,
+    )
 
 
 @router.post("/check")
 def check(body: CheckRequest, gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
-    require(gw, principal, "policy", "read", event="policy.denied", target="policy")
-    decision = gw.policy.current().decide(
-        PolicyRequest(
-            roles=tuple(body.roles),
-            department=body.department,
-            obj=body.object,
-            action=body.action,
-        )
+    return check_decision(
+        gw,
+        principal,
+        roles=list(body.roles),
+        department=body.department,
+        subject=body.subject,
+        obj=body.object,
+        dataset=body.dataset,
+        template=body.template,
+        version=body.version,
+        action=body.action,
+        purpose=body.purpose,
     )
-    return {
-        "allowed": decision.allowed,
-        "rule": decision.rule,
-        "reason": decision.reason,
-        "policy_version": decision.policy_version,
-    }
 
 
 @router.get("/history")
 def history(gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
-    require(gw, principal, "policy", "read", event="policy.denied", target="policy")
-    p = schema.policy_versions
-    with db.reading(gw.db) as conn:
-        rows = conn.execute(
-            sa.select(p.c.version, p.c.created_by, p.c.created_at, p.c.note).order_by(
-                p.c.version.desc()
-            )
-        ).all()
-    return {
-        "items": [
-            {
-                "version": r.version,
-                "created_by": r.created_by,
-                "created_at": r.created_at.isoformat(),
-                "note": r.note,
-            }
-            for r in rows
-        ]
-    }
+    return policy_reads.history(gw, principal)
+
+
+@router.get("/diff")
+def diff(
+    gw: GatewayDep,
+    principal: PrincipalDep,
+    from_version: Annotated[int, Query(alias="from", ge=1)],
+    to_version: Annotated[int, Query(alias="to", ge=1)],
+) -> dict[str, Any]:
+    return policy_reads.diff(gw, principal, from_version=from_version, to_version=to_version)
+
+
+@router.get("/export")
+def export(
+    gw: GatewayDep, principal: PrincipalDep, version: Annotated[int | None, Query(ge=1)] = None
+) -> PlainTextResponse:
+    text = policy_reads.export(gw, principal, version=version)
+    return PlainTextResponse(text, media_type="application/yaml")
+
+
+async def _policy_document(request: Request) -> bytes:
+    body = await request.body()
+    if len(body) > MAX_DOCUMENT_BYTES:
+        raise InvalidInput(f"a policy document is at most {MAX_DOCUMENT_BYTES} bytes")
+    return body
+
+
+@router.post("/import", status_code=201)
+def import_policy(
+    gw: GatewayDep,
+    principal: PrincipalDep,
+    document: Annotated[bytes, Depends(_policy_document)],
+    note: Annotated[str, Query(max_length=500)] = "",
+) -> dict[str, Any]:
+    """Propose the rules of a YAML policy document as the next version (four-eyes)."""
+    return policy_admin.import_document(gw, principal, document, note=note)
+
+
+@router.post("/rollback", status_code=201)
+def rollback(body: RollbackBody, gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Propose an earlier version's rules as the next version (four-eyes)."""
+    return policy_admin.rollback(gw, principal, to_version=body.version, note=body.note)
+
+
+@router.get("/proposals")
+def proposals(
+    gw: GatewayDep,
+    principal: PrincipalDep,
+    status: Annotated[Literal["proposed", "approved", "rejected", "stale"] | None, Query()] = None,
+) -> dict[str, Any]:
+    return policy_reads.list_proposals(gw, principal, status=status)
+
+
+@router.get("/proposals/{proposal_id}")
+def proposal(proposal_id: str, gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
+    return policy_reads.show_proposal(gw, principal, _proposal_id(proposal_id))
+
+
+@router.post("/proposals/{proposal_id}/approvals", status_code=201)
+def approve(
+    proposal_id: str, body: DecisionBody, gw: GatewayDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    return policy_admin.approve(gw, principal, _proposal_id(proposal_id), comment=body.comment)
+
+
+@router.post("/proposals/{proposal_id}/rejections", status_code=201)
+def reject(
+    proposal_id: str, body: DecisionBody, gw: GatewayDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    return policy_admin.reject(gw, principal, _proposal_id(proposal_id), comment=body.comment)
+
+
+def _proposal_id(value: str) -> str:
+    if len(value) != 36 or not all(c in "0123456789abcdef-" for c in value):
+        raise InvalidInput("a proposal id is a UUID")
+    return value

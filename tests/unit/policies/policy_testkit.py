@@ -10,8 +10,8 @@ import random
 from casbin.util import key_match
 from hypothesis import strategies as st
 
-from policies import ACTIONS, CLASSIFICATIONS, OBJECTS, SHARE_CLASSES, Request, Rule
-from policies.vocabulary import DATA_ACTIONS
+from policies import ACTIONS, CLASSIFICATIONS, OBJECTS, PURPOSE_STATES, SHARE_CLASSES, Request, Rule
+from policies.vocabulary import DATA_ACTIONS, PURPOSE_CONDITIONS
 
 ROLES = ("analyst", "data_owner", "auditor", "security_officer", "admin", "r2")
 DEPARTMENTS = ("market", "tax", "civil", "social_security")
@@ -36,11 +36,13 @@ def data_patterns() -> list[str]:
 
 def random_rule(rng: random.Random) -> Rule:
     department = rng.choice((*DEPARTMENTS, "*", "*"))
+    purpose = "*"
     if rng.random() < 0.5:
         obj, action = rng.choice(data_patterns()), rng.choice(QUERY_ACTIONS)
+        purpose = rng.choice(PURPOSE_CONDITIONS)
     else:
         obj, action = rng.choice(sorted(OBJECTS)), rng.choice(NAMED_ACTIONS)
-    return Rule(role=rng.choice(ROLES), department=department, obj=obj, action=action)
+    return Rule(rng.choice(ROLES), department, obj, action, purpose)
 
 
 def random_request(rng: random.Random) -> Request:
@@ -51,6 +53,7 @@ def random_request(rng: random.Random) -> Request:
         department=rng.choice((*DEPARTMENTS, "elsewhere")),
         obj=obj,
         action=rng.choice(sorted(ACTIONS)),
+        purpose=rng.choice(PURPOSE_STATES),
     )
 
 
@@ -61,6 +64,10 @@ def grants(rule: Rule, role: str, request: Request) -> bool:
         and rule.department in ("*", request.department)
         and key_match(request.obj, rule.obj)
         and rule.action == request.action
+        and (
+            rule.purpose in ("*", request.purpose)
+            or (rule.purpose == "stated" and request.purpose == "approved")
+        )
     )
 
 
@@ -77,4 +84,5 @@ rules = st.builds(
     department=st.one_of(st.just("*"), names),
     obj=st.sampled_from(data_patterns()),
     action=st.sampled_from(QUERY_ACTIONS),
+    purpose=st.sampled_from(PURPOSE_CONDITIONS),
 )

@@ -75,7 +75,9 @@ DENIED = [
 
 @pytest.mark.parametrize(("role", "obj", "action"), ALLOWED)
 def test_default_policy_allows(engine: PolicyEngine, role: str, obj: str, action: str) -> None:
-    decision = engine.decide(Request(roles=(role,), department="tax", obj=obj, action=action))
+    purpose = "stated" if obj.startswith("data/conditional/") else "none"
+    request = Request(roles=(role,), department="tax", obj=obj, action=action, purpose=purpose)
+    decision = engine.decide(request)
     assert decision.allowed, decision.reason
     assert decision.rule is not None
     assert decision.rule.startswith(f"p, {role}, ")
@@ -86,6 +88,16 @@ def test_default_policy_denies(engine: PolicyEngine, role: str, obj: str, action
     decision = engine.decide(Request(roles=(role,), department="tax", obj=obj, action=action))
     assert not decision.allowed
     assert decision.rule is None
+
+
+@pytest.mark.parametrize("action", ["query:aggregate", "query:dp", "query:verify"])
+def test_default_policy_needs_a_purpose_for_conditional_data(
+    engine: PolicyEngine, action: str
+) -> None:
+    obj = "data/conditional/general/tax.filings"
+    for purpose, allowed in [("none", False), ("expired", False), ("stated", True)]:
+        request = Request(("analyst",), "stats", obj, action, purpose=purpose)
+        assert engine.decide(request).allowed is allowed, (purpose, action)
 
 
 def test_default_policy_grants_nothing_for_aggregate_or_list_on_core_or_unshared_data() -> None:

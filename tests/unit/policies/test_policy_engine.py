@@ -41,8 +41,9 @@ def test_allow_names_the_matching_rule_and_version(engine: PolicyEngine) -> None
 
 def test_allow_names_the_wildcard_rule_for_data(engine: PolicyEngine) -> None:
     obj = "data/conditional/important/tax.filings"
-    decision = engine.decide(request("analyst", obj=obj, action="query:aggregate"))
-    assert decision.rule == "p, analyst, *, data/conditional/important/*, query:aggregate"
+    decision = engine.decide(Request(("analyst",), "tax", obj, "query:aggregate", purpose="stated"))
+    assert decision.dataset == "tax.filings"
+    assert decision.rule == "p, analyst, *, data/conditional/important/*, query:aggregate, stated"
 
 
 def test_denial_reason_names_roles_department_action_and_object(engine: PolicyEngine) -> None:

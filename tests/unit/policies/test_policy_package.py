@@ -19,17 +19,22 @@ def test_public_exports_are_pinned() -> None:
         "InvalidRequest",
         "InvalidRule",
         "OBJECTS",
+        "PURPOSE_STATES",
         "PolicyBug",
         "PolicyDenied",
         "PolicyEngine",
         "PolicyError",
+        "ReasonCode",
         "Request",
         "Rule",
         "SHARE_CLASSES",
         "data_object",
         "default_rules",
+        "diff_rules",
         "format_rules",
         "parse_rules",
+        "policy_from_yaml",
+        "policy_to_yaml",
     ]
     for name in policies.__all__:
         assert hasattr(policies, name), name

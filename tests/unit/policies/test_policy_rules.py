@@ -129,8 +129,11 @@ def test_parse_rules_skips_comments_and_blank_lines() -> None:
 @pytest.mark.parametrize(
     ("text", "line", "message"),
     [
-        ("p, analyst, *, job, submit\ng, alice, analyst", 2, "5 fields"),
-        ("p, analyst, *, job, submit, extra", 1, "5 fields"),
+        ("p, analyst, *, job, submit\ng, alice, analyst", 2, "5 or 6 fields"),
+        ("p, analyst, *, job, submit, stated, extra", 1, "5 or 6 fields"),
+        ("p, analyst, *, job, submit, extra", 1, "purpose 'extra' is not one of"),
+        ("p, analyst, *, job, submit, stated", 1, "applies to data objects"),
+        ("p, analyst, *, data/*, query:dp, approved or True", 1, "purpose"),
         ("# ok\nq, analyst, *, job, submit", 2, "starts with 'p,'"),
         ("p, analyst, *, job, submit # trailing", 1, "object|action"),
         ("\n\np, analyst, *, job, sub mit", 3, "action"),
