@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     )
     sandbox_address_space: str | None = Field(
         default=None,
+        pattern=r"^\d{1,6}(\.\d{1,3})?\s?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
         description="Address-space limit of a worker process (e.g. `6GB`); default twice the "
         "job memory limit plus 2 GiB.",
     )
