@@ -27,6 +27,7 @@ import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -71,20 +72,28 @@ def check(
     _lock(conn, dataset_id)
     withheld: dict[GroupKey, str] = {}
     seen: set[GroupKey] = set()
+    if not sketches:
+        return withheld, seen
     cells = schema.release_cells
-    for key, sketch in sketches.items():
-        rows = conn.execute(
-            sa.select(cells.c.units, cells.c.sketch, cells.c.cells_per_hash).where(
+    candidates: list[Any] = []
+    for low, high in _size_ranges([s.units for s in sketches.values()], k):
+        candidates += conn.execute(  # one query per run of similar sizes, filtered below
+            sa.select(cells.c.units, cells.c.sketch, cells.c.cells_per_hash, cells.c.scheme).where(
                 cells.c.dataset_id == dataset_id,
                 cells.c.unit_column == unit_column,
-                cells.c.scheme == sketch.scheme,
-                cells.c.cells_per_hash == sketch.cells_per_hash,
-                cells.c.units > sketch.units - k,
-                cells.c.units < sketch.units + k,
+                cells.c.units >= low,
+                cells.c.units <= high,
             )
         ).all()
+    for key, sketch in sketches.items():
         data = sketch.to_bytes()
-        for row in rows:
+        for row in candidates:
+            if (
+                abs(row.units - sketch.units) >= k
+                or row.scheme != sketch.scheme
+                or row.cells_per_hash != sketch.cells_per_hash
+            ):
+                continue
             if row.units == sketch.units and bytes(row.sketch) == data:
                 seen.add(key)  # the same population again: nothing new is learnt
                 continue
@@ -100,6 +109,18 @@ def check(
                 )
                 break
     return withheld, seen - set(withheld)
+
+
+def _size_ranges(sizes: list[int], k: int) -> list[tuple[int, int]]:
+    """The merged ranges [size − k + 1, size + k − 1] of candidate sizes."""
+    ranges: list[tuple[int, int]] = []
+    for size in sorted(sizes):
+        low, high = size - k + 1, size + k - 1
+        if ranges and low <= ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], max(ranges[-1][1], high))
+        else:
+            ranges.append((low, high))
+    return ranges
 
 
 def record(
