@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from bench import e2e, policy, sandbox
+from bench import e2e, policy, sandbox, tokens
 
-BENCHMARKS = {"e2e": e2e.main, "policy": policy.main, "sandbox": sandbox.main}
+BENCHMARKS = {
+    "e2e": e2e.main,
+    "policy": policy.main,
+    "sandbox": sandbox.main,
+    "tokens": tokens.main,
+}
 
 
 def main(argv: list[str]) -> int:

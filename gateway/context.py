@@ -16,7 +16,8 @@ from gateway import db
 from gateway.audit_trail import AuditTrail
 from gateway.auth.issuer import LocalIssuer
 from gateway.auth.keys import IssuerKeys
-from gateway.auth.keysource import KeySource, RemoteJwks, StaticKeySource
+from gateway.auth.keysource import KeySource, RemoteJwks
+from gateway.auth.localsource import LocalKeySource
 from gateway.auth.verifier import TokenVerifier
 from gateway.home import ISSUER_KEYS, open_trail
 from gateway.policy_store import LivePolicy
@@ -83,6 +84,7 @@ class Gateway:
     value_sets: ValueSets
     jobs_submitted: Signal = field(default_factory=Signal)
     jobs_finished: Signal = field(default_factory=Signal)
+    local_keys: LocalKeySource | None = None  # the local issuer's key file, reloaded on rotation
 
     @property
     def data_root(self) -> Path:
@@ -101,24 +103,33 @@ def build_gateway(settings: Settings) -> Gateway:
     issuer: LocalIssuer | None = None
     issuer_keys: IssuerKeys | None = None
     keys: KeySource
+    local_keys: LocalKeySource | None = None
     if settings.oidc_issuer is None:
-        issuer_keys = IssuerKeys.load(settings.keys_dir / ISSUER_KEYS)
+        local_keys = LocalKeySource(settings.keys_dir / ISSUER_KEYS)
+        issuer_keys = local_keys.keys()
         issuer = LocalIssuer(
             issuer_keys, issuer=settings.local_issuer, audience=settings.oidc_audience
         )
-        keys = StaticKeySource(issuer_keys.public_jwks())
+        keys = local_keys
         issuer_name = settings.local_issuer
     else:
-        if settings.oidc_jwks_url is None:
-            raise ValueError("INSITU_OIDC_JWKS_URL is required with INSITU_OIDC_ISSUER")
-        keys = RemoteJwks(settings.oidc_jwks_url)
+        # Without INSITU_OIDC_JWKS_URL: OpenID Connect discovery from the issuer's metadata.
+        keys = RemoteJwks(
+            settings.oidc_jwks_url,
+            issuer=settings.oidc_issuer,
+            min_refresh_interval_s=settings.jwks_refresh_interval_s,
+            cache_ttl_s=settings.jwks_cache_ttl_s,
+            max_stale_s=settings.jwks_max_stale_s,
+        )
         issuer_name = settings.oidc_issuer
     verifier = TokenVerifier(
         keys,
         issuer=issuer_name,
         audience=settings.oidc_audience,
+        algorithms=settings.token_algorithm_list,
         leeway_s=settings.token_leeway_s,
         token_type=settings.token_type,
+        token_type_claim=settings.token_type_claim,
         department_claim=settings.oidc_department_claim,
         roles_claim=settings.oidc_roles_claim,
     )
@@ -140,6 +151,7 @@ def build_gateway(settings: Settings) -> Gateway:
         issuer_keys=issuer_keys,
         engine=sandbox_engine,
         value_sets=ValueSets(sandbox_engine),
+        local_keys=local_keys,
     )
 
 

@@ -10,8 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gateway.auth.discovery import check_url
+from gateway.auth.keysource import ALGORITHM_KEYS
+from gateway.auth.verifier import parse_token_types, parse_type_claim
 
 CONFIG_FILE = "config.env"
 
@@ -42,7 +46,30 @@ class Settings(BaseSettings):
         default="roles", description="Claim (dotted path) holding the roles."
     )
     token_type: str = Field(
-        default="at+jwt", description="Required JWT `typ` header (RFC 9068 access tokens)."
+        default="at+jwt",
+        description="Accepted JWT `typ` headers, comma-separated (RFC 9068 access tokens); "
+        "empty only with `INSITU_TOKEN_TYPE_CLAIM`.",
+    )
+    # --- identity (issue 3): token checks and the external provider's key set ---
+    token_type_claim: str | None = Field(
+        default=None,
+        description="`claim=value` every access token must carry (Keycloak: `typ=Bearer`).",
+    )
+    token_algorithms: str = Field(
+        default="Ed25519,ES256,RS256",
+        description="Signature algorithms accepted, comma-separated (public-key only).",
+    )
+    jwks_refresh_interval_s: float = Field(
+        default=30.0, ge=0, le=3600, description="Least time between two fetches of the JWKS."
+    )
+    jwks_cache_ttl_s: float = Field(
+        default=300.0, ge=0, le=86400, description="Age at which cached JWKS keys are refetched."
+    )
+    jwks_max_stale_s: float = Field(
+        default=3600.0,
+        ge=0,
+        le=604800,
+        description="How long the last good keys serve while the JWKS fails; then 503.",
     )
     token_leeway_s: int = Field(default=30, ge=0, le=300, description="Clock leeway for tokens.")
     local_issuer: str = Field(
@@ -104,6 +131,28 @@ class Settings(BaseSettings):
         if value.startswith("postgresql:"):
             return "postgresql+psycopg:" + value.removeprefix("postgresql:")
         return value
+
+    @model_validator(mode="after")
+    def _identity_checks(self) -> Settings:
+        types = parse_token_types(self.token_type)
+        if not types and parse_type_claim(self.token_type_claim) is None:
+            raise ValueError("token_type may be empty only when token_type_claim is set")
+        parse_type_claim(self.token_type_claim)  # checked even when typ headers are set
+        if self.oidc_issuer is not None:
+            check_url(self.oidc_issuer, "oidc_issuer")
+        if self.oidc_jwks_url is not None:
+            check_url(self.oidc_jwks_url, "oidc_jwks_url")
+        algorithms = [a.strip() for a in self.token_algorithms.split(",") if a.strip()]
+        unknown = [a for a in algorithms if a not in ALGORITHM_KEYS]
+        if not algorithms or unknown:
+            raise ValueError(f"token_algorithms: not public-key JWS algorithms: {unknown}")
+        if not (self.jwks_refresh_interval_s <= self.jwks_cache_ttl_s <= self.jwks_max_stale_s):
+            raise ValueError("need jwks_refresh_interval_s <= jwks_cache_ttl_s <= jwks_max_stale_s")
+        return self
+
+    @property
+    def token_algorithm_list(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.token_algorithms.split(",") if a.strip())
 
     @property
     def resolved_database_url(self) -> str:

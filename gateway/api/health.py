@@ -36,6 +36,19 @@ def metrics(request: Request) -> Response:
 
 @router.get("/.well-known/jwks.json")
 def jwks(gw: GatewayDep) -> dict[str, object]:
-    if gw.issuer_keys is None:
+    """The local issuer's keys valid now: during a rotation window, the new and the old key."""
+    if gw.local_keys is None:
         raise NotFound("this gateway uses an external identity provider")
-    return gw.issuer_keys.public_jwks()
+    return gw.local_keys.public_jwks()
+
+
+@router.get("/.well-known/oauth-protected-resource")
+def protected_resource(gw: GatewayDep) -> dict[str, object]:
+    """RFC 9728 metadata: which authorization server issues tokens for this gateway."""
+    settings = gw.settings
+    issuer = settings.oidc_issuer or settings.local_issuer
+    return {
+        "resource": settings.oidc_audience,
+        "authorization_servers": [issuer],
+        "bearer_methods_supported": ["header"],
+    }

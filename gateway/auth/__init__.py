@@ -15,6 +15,7 @@ from gateway.auth.errors import (
 from gateway.auth.issuer import LocalIssuer
 from gateway.auth.keys import IssuerKeys
 from gateway.auth.keysource import KeySource, RemoteJwks, StaticKeySource, import_public_jwks
+from gateway.auth.localsource import LocalKeySource
 from gateway.auth.principal import (
     Principal,
     canonical_department,
@@ -32,6 +33,7 @@ __all__ = [
     "KeySource",
     "KeySourceUnavailable",
     "LocalIssuer",
+    "LocalKeySource",
     "Principal",
     "RemoteJwks",
     "StaticKeySource",

@@ -14,19 +14,17 @@ then fails closed with `KeySourceUnavailable`.
 from __future__ import annotations
 
 import base64
-import ipaddress
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Protocol
-from urllib.parse import urlsplit
+from typing import Any, Protocol
 
 import httpx
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, Key, KeySet, OKPKey, RSAKey
 
+from gateway.auth.discovery import check_url, discover_jwks_uri, fetch_json
 from gateway.auth.errors import KeySourceUnavailable
 
 log = logging.getLogger(__name__)
@@ -116,22 +114,20 @@ class StaticKeySource:
         return self._keys
 
 
-def _loopback(host: str | None) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return host is not None and ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class RemoteJwks:
-    """A JWKS fetched over HTTPS (plain HTTP only on loopback), cached and refreshed carefully."""
+    """A JWKS fetched over HTTPS (plain HTTP only on loopback), cached and refreshed carefully.
+
+    Give either the JWKS ``url`` or, through `RemoteJwks.discover`, the ``issuer`` whose
+    metadata names it; discovery then runs inside the first refresh (and again on later
+    refreshes until it succeeds), under the same rate limit, so a provider that is down at
+    start-up delays nothing and a wrong ``issuer`` in its metadata fails closed.
+    """
 
     def __init__(
         self,
-        url: str,
+        url: str | None,
         *,
+        issuer: str | None = None,
         http_client: httpx.Client | None = None,
         timeout_s: float = 3.0,
         min_refresh_interval_s: float = 30.0,
@@ -140,15 +136,19 @@ class RemoteJwks:
         max_response_bytes: int = 256 * 1024,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme != "https" and not (parts.scheme == "http" and _loopback(parts.hostname)):
-            raise ValueError("the JWKS URL must use https (plain http only on loopback)")
+        if url is not None:
+            check_url(url, "JWKS URL")
+        elif issuer is None:
+            raise ValueError("give the JWKS URL or the issuer to discover it from")
+        else:
+            check_url(issuer, "OIDC issuer")
         if not 0 <= min_refresh_interval_s <= cache_ttl_s <= max_stale_s:
             raise ValueError("need 0 <= min_refresh_interval_s <= cache_ttl_s <= max_stale_s")
         self.url = url
+        self.issuer = issuer
         self._owns_client = http_client is None
         self._client = http_client if http_client is not None else httpx.Client()
-        self._timeout = httpx.Timeout(timeout_s)
+        self._timeout_s = timeout_s
         self._min_interval = min_refresh_interval_s
         self._cache_ttl = cache_ttl_s
         self._max_stale = max_stale_s
@@ -159,6 +159,11 @@ class RemoteJwks:
         self._kids: frozenset[str | None] = frozenset()
         self._fetched_at = 0.0
         self._attempted_at: float | None = None
+
+    @classmethod
+    def discover(cls, issuer: str, **kwargs: Any) -> RemoteJwks:
+        """A JWKS found through the issuer's OpenID Connect metadata (its ``jwks_uri``)."""
+        return cls(None, issuer=issuer, **kwargs)
 
     def get_key_set(self, kid: str | None) -> KeySet:
         """The cached keys, refreshed if due; `KeySourceUnavailable` when none are fresh enough."""
@@ -180,7 +185,16 @@ class RemoteJwks:
 
     def _refresh(self, now: float) -> None:
         try:
-            keys = import_public_jwks(json.loads(self._fetch()))
+            if self.url is None:
+                assert self.issuer is not None  # checked in __init__
+                self.url = check_url(
+                    discover_jwks_uri(self._client, self.issuer, timeout_s=self._timeout_s),
+                    "JWKS URL",
+                )
+            document = fetch_json(
+                self._client, self.url, timeout_s=self._timeout_s, max_bytes=self._max_bytes
+            )
+            keys = import_public_jwks(document)
         except (httpx.HTTPError, ValueError, RecursionError) as exc:
             log.warning("JWKS refresh failed (%s); keeping the last good keys", type(exc).__name__)
             return
@@ -190,23 +204,6 @@ class RemoteJwks:
         self._keys = keys
         self._kids = frozenset(key.kid for key in keys.keys)
         self._fetched_at = now
-
-    def _fetch(self) -> bytes:
-        with self._client.stream(
-            "GET",
-            self.url,
-            timeout=self._timeout,
-            follow_redirects=False,
-            headers={"Accept": "application/json"},
-        ) as response:
-            if response.status_code != httpx.codes.OK:
-                raise ValueError(f"status {response.status_code}")
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > self._max_bytes:
-                    raise ValueError("response too large")
-            return bytes(body)
 
     def close(self) -> None:
         """Close the HTTP client if this object created it."""

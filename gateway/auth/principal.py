@@ -1,9 +1,11 @@
 """The authenticated caller, and the one canonical form of its names.
 
-Every name is NFKC-normalised first, so full-width and compatibility forms cannot pose as a
-different name (``ＭＡＲＫＥＴ`` is ``market``). Departments and roles are then case-folded and
-must match ``[a-z][a-z0-9_]{0,63}``; subjects keep their case and must match
-``[A-Za-z0-9._@:+-]{1,128}``. Anything else is refused, never "cleaned up".
+Every name is NFKC-normalised, case-folded and normalised again, so full-width, compatibility
+and case variants cannot pose as a different name (``ＭＡＲＫＥＴ`` and ``Market`` are ``market``,
+``Ａｌｉｃｅ`` is ``alice``). The result must then be plain ASCII: departments and roles
+``[a-z][a-z0-9_]{0,63}``, subjects ``[a-z0-9._@:+-]{1,128}``. Look-alikes from other scripts
+(Cyrillic ``а`` in ``mаrket``), combining marks, zero-width and control characters are refused,
+never "cleaned up", so two different spellings can never reach a policy decision as one name.
 """
 
 from __future__ import annotations
@@ -17,22 +19,28 @@ from datetime import datetime
 from gateway.auth.errors import InvalidIdentity
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
-_SUBJECT = re.compile(r"[A-Za-z0-9._@:+\-]{1,128}")
+_SUBJECT = re.compile(r"[a-z0-9._@:+\-]{1,128}")
 MAX_ROLES = 64
 
 
+def _fold(value: str) -> str:
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).casefold())
+
+
 def canonical_subject(value: object) -> str:
-    """The subject in canonical form (NFKC, case kept), or `InvalidIdentity`."""
-    if isinstance(value, str):
-        subject = unicodedata.normalize("NFKC", value)
+    """The subject in canonical form (NFKC, case-folded), or `InvalidIdentity`."""
+    if isinstance(value, str) and len(value) <= 4 * 128:
+        subject = _fold(value)
         if _SUBJECT.fullmatch(subject):
             return subject
-    raise InvalidIdentity("subject must be 1-128 characters of letters, digits and . _ @ : + -")
+    raise InvalidIdentity(
+        "subject must be 1-128 characters of ASCII letters, digits and . _ @ : + -"
+    )
 
 
 def _canonical_name(value: object, what: str) -> str:
-    if isinstance(value, str):
-        name = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).casefold())
+    if isinstance(value, str) and len(value) <= 4 * 64:
+        name = _fold(value)
         if _NAME.fullmatch(name):
             return name
     raise InvalidIdentity(

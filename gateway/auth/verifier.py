@@ -83,6 +83,32 @@ def _read_header(token: str) -> dict[str, Any]:
     return header
 
 
+def _media_type(value: str) -> str:
+    """A ``typ`` value compared the RFC 7515 way: case-insensitive, ``application/`` optional."""
+    return value.strip().lower().removeprefix("application/")
+
+
+def parse_token_types(value: str | Sequence[str] | None) -> frozenset[str]:
+    """Accepted ``typ`` values from a comma-separated string or a list; ``JWT`` is refused."""
+    if value is None:
+        return frozenset()
+    names = value.split(",") if isinstance(value, str) else list(value)
+    types = frozenset(_media_type(name) for name in names if name.strip())
+    if "jwt" in types:
+        raise ValueError("typ 'JWT' is what ID tokens carry: it cannot mark access tokens")
+    return types
+
+
+def parse_type_claim(value: str | None) -> tuple[str, str] | None:
+    """``"typ=Bearer"`` -> ("typ", "Bearer"): a claim that must hold exactly that value."""
+    if value is None or not value.strip():
+        return None
+    name, sep, required = value.strip().partition("=")
+    if not sep or not name or not required:
+        raise ValueError("token_type_claim must be written claim=value, e.g. typ=Bearer")
+    return name, required
+
+
 def _claim(claims: dict[str, Any], path: str) -> object:
     """A claim by name, or by dotted path into nested objects (``realm_access.roles``)."""
     if path in claims:
@@ -106,7 +132,8 @@ class TokenVerifier:
         audience: str,
         algorithms: Sequence[str] = ("Ed25519", "ES256", "RS256"),
         leeway_s: int = 30,
-        token_type: str | None = "at+jwt",  # noqa: S107 - a JWT "typ" value, not a secret
+        token_type: str | Sequence[str] | None = "at+jwt",  # noqa: S107 - a "typ" value
+        token_type_claim: str | None = None,
         department_claim: str = "department",
         roles_claim: str = "roles",
         clock: Callable[[], float] = time.time,
@@ -125,7 +152,13 @@ class TokenVerifier:
         self.audience = audience
         self.algorithms = tuple(algorithms)
         self.leeway_s = leeway_s
-        self._token_type = None if token_type is None else token_type.lower()
+        self.token_types = parse_token_types(token_type)
+        self.token_type_claim = parse_type_claim(token_type_claim)
+        if not self.token_types and self.token_type_claim is None:
+            raise ValueError(
+                "a token type check is required (a typ header value or a claim=value) "
+                "so that ID tokens are never accepted as access tokens"
+            )
         self.department_claim = department_claim
         self.roles_claim = roles_claim
         self._clock = clock
@@ -154,10 +187,9 @@ class TokenVerifier:
             raise TokenInvalid("unsupported critical header")
         if "b64" in header:
             raise TokenInvalid("unsupported header")
-        if self._token_type is not None:
+        if self.token_types:
             typ = header.get("typ")
-            typ = typ.lower().removeprefix("application/") if isinstance(typ, str) else None
-            if typ != self._token_type.removeprefix("application/"):
+            if not isinstance(typ, str) or _media_type(typ) not in self.token_types:
                 raise TokenInvalid("wrong token type")
         return alg
 
@@ -197,6 +229,10 @@ class TokenVerifier:
             exp={"essential": True},
             sub={"essential": True},
         )
+        if self.token_type_claim is not None:
+            name, value = self.token_type_claim
+            if _claim(claims, name) != value:
+                raise TokenInvalid("wrong token type")
         try:
             registry.validate(claims)
         except ExpiredTokenError:

@@ -19,6 +19,7 @@ from gateway.cli import (  # noqa: F401
     dataset_cmds,
     job_cmds,
     local,
+    login_cmds,
     policy_cmds,
     template_cmds,
 )

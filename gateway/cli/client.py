@@ -1,4 +1,8 @@
-"""HTTP client for the gateway: `INSITU_URL` + `INSITU_TOKEN`; problems become one-line errors."""
+"""HTTP client for the gateway: `INSITU_URL` + a token; problems become one-line errors.
+
+The token: an explicit one, else ``INSITU_TOKEN`` (always wins), else the one `insitu login`
+cached for this URL (refreshed shortly before it expires), else none.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,21 @@ from gateway.cli.output import CliError
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
+def gateway_url(url: str | None = None) -> str:
+    """The gateway URL in the one form the token cache is keyed by."""
+    return (url or os.environ.get("INSITU_URL") or DEFAULT_URL).strip().rstrip("/")
+
+
 class Client:
     def __init__(self, url: str | None = None, token: str | None = None) -> None:
-        self.url = (url or os.environ.get("INSITU_URL") or DEFAULT_URL).rstrip("/")
-        self.token = token if token is not None else os.environ.get("INSITU_TOKEN")
+        self.url = gateway_url(url)
+        if token is None:
+            token = os.environ.get("INSITU_TOKEN") or None
+        if token is None:
+            from gateway.cli.credentials import cached_token
+
+            token = cached_token(self.url)
+        self.token = token
         self._http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(330.0, connect=5.0))
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:

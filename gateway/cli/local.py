@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -10,8 +11,9 @@ import uvicorn
 from pydantic import ValidationError
 
 from gateway import home
+from gateway.auth.errors import IssuerKeyError
 from gateway.auth.issuer import LocalIssuer
-from gateway.auth.keys import IssuerKeys
+from gateway.auth.keys import DEFAULT_OVERLAP_S, IssuerKeys
 from gateway.cli.app import HomeOpt, app, token_app
 from gateway.cli.output import CliError, console
 from gateway.errors import GatewayError
@@ -59,6 +61,8 @@ def serve(
         application = create_app(settings)
     except GatewayError as exc:
         raise CliError(exc.detail, 1) from None
+    except IssuerKeyError as exc:  # its message names the problem, never the key
+        raise CliError(str(exc), 1) from None
     uvicorn.run(
         application,
         host=host or settings.host,
@@ -85,6 +89,40 @@ def token_issue(
     except ValueError as exc:
         raise CliError(str(exc)) from None
     typer.echo(token)
+
+
+@token_app.command("rotate-key")
+def token_rotate_key(
+    overlap: Annotated[
+        int,
+        typer.Option(
+            help="Seconds the previous key stays valid (0: revoke every earlier key now).",
+            min=0,
+            max=366 * 86400,
+        ),
+    ] = DEFAULT_OVERLAP_S,
+    home_dir: HomeOpt = None,
+) -> None:
+    """Rotate the local issuer's signing key; a running gateway picks the new key up."""
+    settings = settings_for(home_dir)
+    require_home(settings)
+    path = settings.keys_dir / home.ISSUER_KEYS
+    try:
+        keys = IssuerKeys.rotate_file(path, overlap_s=overlap)
+    except IssuerKeyError as exc:
+        raise CliError(str(exc).replace(str(path), path.name), 1) from None
+    console.print(f"new signing key {keys.kid}", markup=False)
+    for entry in keys.public_jwks()["keys"][1:]:  # type: ignore[index]
+        kid = str(entry["kid"])
+        until = keys.not_after(kid)
+        shown = "until rotated out" if until is None else f"until {_utc(until)}"
+        console.print(f"previous key {kid} stays valid {shown}", markup=False)
+    if overlap == 0:
+        console.print("earlier keys revoked: their tokens are refused from now on")
+
+
+def _utc(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @app.command("demo")

@@ -44,6 +44,16 @@ def test_init_creates_private_keys_and_is_idempotent(tmp_path: Path) -> None:
     assert "already initialised" in second.stdout
 
 
+def test_serve_with_a_malformed_issuer_key_says_so_in_one_line(tmp_path: Path) -> None:
+    assert insitu("init", "--home", str(tmp_path / "h")).returncode == 0
+    (tmp_path / "h" / "keys" / home.ISSUER_KEYS).write_text("garbage")
+    out = insitu("serve", "--home", str(tmp_path / "h"), "--port", "1")
+    assert out.returncode == 1
+    assert out.stderr.count("\n") == 1
+    assert "malformed" in out.stderr
+    assert "internal error" not in out.stderr
+
+
 def test_token_issue_prints_the_token_alone(tmp_path: Path) -> None:
     insitu("init", "--home", str(tmp_path))
     out = insitu(

@@ -81,3 +81,26 @@ def test_gateway_accepts_tokens_of_the_configured_idp_only(
         assert refused.status_code == 401
         # no local issuer in this configuration
         assert client.get("/.well-known/jwks.json").status_code == 404
+
+
+def test_gateway_finds_the_jwks_through_discovery_and_names_its_provider(
+    tmp_path: Path,
+) -> None:
+    from tests.e2e.oidc_provider import OidcProvider
+
+    with OidcProvider() as provider:
+        provider.person("li.na", "tax", "analyst")
+        settings = Settings(
+            home=tmp_path,
+            oidc_issuer=provider.issuer,  # INSITU_OIDC_JWKS_URL unset: discovery
+            oidc_department_claim="dept",
+            oidc_roles_claim="realm_access.roles",
+        )
+        home.init_home(settings)
+        token = provider.access_token(provider.state.people["li.na"])
+        with TestClient(create_app(settings, run_workers=False)) as client:
+            ok = client.get("/v1/datasets", headers={"Authorization": f"Bearer {token}"})
+            assert ok.status_code == 200, ok.text
+            metadata = client.get("/.well-known/oauth-protected-resource").json()
+            assert metadata["authorization_servers"] == [provider.issuer]
+            assert metadata["resource"] == "insitu"

@@ -120,3 +120,52 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class RoutesServer:
+    """An HTTP server on 127.0.0.1 answering GET by path from a table the test controls.
+
+    ``routes[path] = (status, body)``; unknown paths answer 404. ``hits`` counts per path.
+    """
+
+    def __init__(self) -> None:
+        self.routes: dict[str, tuple[int, bytes]] = {}
+        self.hits: dict[str, int] = {}
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                with server._lock:
+                    server.hits[path] = server.hits.get(path, 0) + 1
+                    status, body = server.routes.get(path, (404, b"{}"))
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+        self._thread.start()
+
+    def json(self, path: str, document: object, status: int = 200) -> None:
+        with self._lock:
+            self.routes[path] = (status, json.dumps(document).encode())
+
+    def raw(self, path: str, body: bytes, status: int = 200) -> None:
+        with self._lock:
+            self.routes[path] = (status, body)
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)

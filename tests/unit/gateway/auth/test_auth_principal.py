@@ -72,15 +72,32 @@ def test_department_of_64_characters_accepted() -> None:
     assert canonical_department("m" * 64) == "m" * 64
 
 
-def test_subject_keeps_case_but_is_nfkc_normalised() -> None:
-    assert canonical_subject("Alice.Smith@gov.example") == "Alice.Smith@gov.example"
+def test_subject_is_nfkc_normalised_and_casefolded() -> None:
+    assert canonical_subject("Alice.Smith@gov.example") == "alice.smith@gov.example"
     assert canonical_subject("ａｌｉｃｅ") == "alice"
+    assert canonical_subject("ＡＬＩＣＥ") == canonical_subject("alice") == "alice"
+    assert canonical_subject("\u212aim") == "kim"  # KELVIN SIGN
     assert canonical_subject("f47ac10b-58cc-4372-a567-0e02b2c3d479") == (
         "f47ac10b-58cc-4372-a567-0e02b2c3d479"
     )
 
 
-@pytest.mark.parametrize("raw", ["", "a b", "a/b", "<script>", "x" * 129, "ali\u0301ce", 7])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "a b",
+        "a/b",
+        "<script>",
+        "x" * 129,
+        "ali\u0301ce",  # combining acute accent
+        "\u0430lice",  # Cyrillic a
+        "alice\u200b",  # zero-width space
+        "alice\x00",
+        "strasse\u00df" * 40,  # folds to more than 128 characters
+        7,
+    ],
+)
 def test_subject_refused_when_outside_allowed_characters(raw: object) -> None:
     with pytest.raises(InvalidIdentity, match="subject"):
         canonical_subject(raw)

@@ -20,6 +20,7 @@ def test_public_exports_are_pinned() -> None:
         "KeySource",
         "KeySourceUnavailable",
         "LocalIssuer",
+        "LocalKeySource",
         "Principal",
         "RemoteJwks",
         "StaticKeySource",

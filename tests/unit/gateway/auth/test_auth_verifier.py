@@ -58,7 +58,7 @@ def test_issued_token_verifies_into_canonical_principal(
         subject="Alice", department="ＭＡＲＫＥＴ", roles=["Owner", "analyst"], ttl_s=600
     )
     p = verifier.verify(token)
-    assert (p.subject, p.department, p.roles) == ("Alice", "market", ("analyst", "owner"))
+    assert (p.subject, p.department, p.roles) == ("alice", "market", ("analyst", "owner"))
     assert p.token_id
     assert abs(p.expires_at.timestamp() - (time.time() + 600)) < 5
     header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
@@ -175,14 +175,70 @@ def test_access_token_type_accepted_case_insensitively(
     assert verifier.verify(signed(issuer_keys, {"typ": typ})).department == "market"
 
 
-def test_typ_not_checked_when_token_type_is_none(issuer_keys: IssuerKeys) -> None:
-    lax = TokenVerifier(
+def test_token_type_claim_replaces_the_header_check(issuer_keys: IssuerKeys) -> None:
+    """Keycloak marks its access tokens with a payload claim (typ=Bearer, ID tokens typ=ID)."""
+    keycloak_like = TokenVerifier(
         StaticKeySource(issuer_keys.public_jwks()),
         issuer=ISSUER,
         audience=AUDIENCE,
         token_type=None,
+        token_type_claim="typ=Bearer",
     )
-    assert lax.verify(signed(issuer_keys, {"typ": "JWT"})).subject == "alice"
+    header = {"typ": "JWT"}
+    assert keycloak_like.verify(signed(issuer_keys, header, typ="Bearer")).subject == "alice"
+    assert refused(keycloak_like, signed(issuer_keys, header, typ="ID")) == "wrong token type"
+    assert refused(keycloak_like, signed(issuer_keys, header)) == "wrong token type"
+
+
+def test_both_checks_apply_when_both_are_configured(issuer_keys: IssuerKeys) -> None:
+    strict = TokenVerifier(
+        StaticKeySource(issuer_keys.public_jwks()),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        token_type="at+jwt",
+        token_type_claim="token_use=access",
+    )
+    assert strict.verify(signed(issuer_keys, token_use="access")).subject == "alice"
+    assert refused(strict, signed(issuer_keys, token_use="id")) == "wrong token type"
+    assert refused(strict, signed(issuer_keys, {"typ": "JWT"}, token_use="access")) == (
+        "wrong token type"
+    )
+
+
+def test_configured_token_types_are_a_list(issuer_keys: IssuerKeys) -> None:
+    two = TokenVerifier(
+        StaticKeySource(issuer_keys.public_jwks()),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        token_type="at+jwt, application/vnd.gov.access+jwt",
+    )
+    assert two.verify(signed(issuer_keys, {"typ": "vnd.gov.access+jwt"})).subject == "alice"
+    assert refused(two, signed(issuer_keys, {"typ": "JWT"})) == "wrong token type"
+
+
+@pytest.mark.parametrize(
+    ("token_type", "claim", "message"),
+    [
+        (None, None, "token type check is required"),
+        ("", None, "token type check is required"),
+        ("", "  ", "token type check is required"),
+        ("JWT", None, "ID tokens carry"),
+        ("at+jwt,application/jwt", None, "ID tokens carry"),
+        ("at+jwt", "typ", "claim=value"),
+        ("at+jwt", "=Bearer", "claim=value"),
+    ],
+)
+def test_type_check_cannot_be_switched_off_or_made_meaningless(
+    issuer_keys: IssuerKeys, token_type: str | None, claim: str | None, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        TokenVerifier(
+            StaticKeySource(issuer_keys.public_jwks()),
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            token_type=token_type,
+            token_type_claim=claim,
+        )
 
 
 @pytest.mark.parametrize("alg", ["none", "None", "NONE"])
