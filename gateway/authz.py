@@ -10,13 +10,14 @@ kind, purpose state) are set by the caller from the gateway's own records, never
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from audit import Actor
 from gateway.auth.principal import Principal
 from gateway.context import Gateway
 from gateway.errors import Forbidden
-from policies import Decision, ReasonCode, Request
+from policies import Decision, ReasonCode, Request, data_object
 
 #: The reason code of a denial decided by the gateway's workflow rather than by Casbin.
 WORKFLOW: Final = "workflow"
@@ -135,3 +136,49 @@ def require(
             gw, principal, decision, event=event, action=action, target=target, details=details
         )
     return decision
+
+
+def recheck_job(
+    gw: Gateway,
+    actor: Actor,
+    *,
+    job_id: str,
+    purpose: str | None,
+    kind: str,
+    datasets: Sequence[tuple[str, str, str]],
+) -> tuple[int, Decision | None]:
+    """Decide a queued job again under the live policy before it runs: the policy version and
+    the denial, `None` if the job is still allowed.
+
+    The job was decided when it was accepted, but a revocation approved since then must stop
+    it too. `datasets` holds `(id, share_class, classification)` from the catalogue. A denial
+    is audited as `job.denied` with the policy version and reason; the caller fails the job.
+    """
+    engine = gw.policy.current()
+    roles, department = tuple(actor.roles), actor.department
+    requests = [Request(roles, department, "job", "submit")] + [
+        Request(roles, department, data_object(sc, cl, ds), f"query:{kind}", purpose_state(purpose))
+        for ds, sc, cl in datasets
+    ]
+    for request in requests:
+        decision = engine.decide(request)
+        if not decision.allowed:
+            with gw.db.begin() as conn:
+                gw.audit.record(
+                    conn,
+                    type="job.denied",
+                    principal=actor,
+                    action="run",
+                    target=f"job:{job_id}",
+                    allowed=False,
+                    rule=None,
+                    reason=decision.reason,
+                    details={
+                        "job": job_id,
+                        "policy_version": decision.policy_version,
+                        "reason_code": str(decision.reason_code),
+                        **({"dataset": decision.dataset} if decision.dataset else {}),
+                    },
+                )
+            return engine.version, decision
+    return engine.version, None

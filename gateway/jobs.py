@@ -110,9 +110,11 @@ def submit(
     with gw.db.connect() as conn:
         datasets = templates.datasets_of(conn, stored.spec)
     kind = stored.spec.kind.value
+    grants: list[dict[str, Any]] = []  # every data decision, audited with the job
     for ds in datasets.values():
         obj = data_object(ds.share_class.value, ds.classification.value, ds.id)
         d = decide(gw, principal, obj, f"query:{kind}", purpose=purpose_state(purpose))
+        grants.append({"dataset": ds.id, "rule": d.rule, "policy_version": d.policy_version})
         if not d.allowed:
             raise refuse(
                 f"dataset {ds.id} ({ds.share_class.value} share, {ds.classification.value}) "
@@ -180,6 +182,7 @@ def submit(
                 "parameters": gw.audit.fingerprint(parameters),
                 "purpose": gw.audit.fingerprint(purpose),
                 "policy_version": decision.policy_version,
+                "grants": grants,
             },
         )
         conn.execute(

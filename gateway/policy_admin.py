@@ -42,6 +42,11 @@ from policies import (
 
 MAX_CHANGES = 100_000
 FOUR_EYES = "four_eyes"
+#: The role that edits policy. Separation of duties: whatever two officers agree on, they may
+#: never grant their own role data, results or the audit log (DESIGN: officers never read
+#: results), so policy administration cannot turn into data access.
+OFFICER_ROLE = "security_officer"
+OFFICER_OBJECTS = frozenset({"policy"})
 
 
 class Status(StrEnum):
@@ -86,6 +91,12 @@ def _create(
     rollback_to: int | None = None,
 ) -> dict[str, Any]:
     added, removed = diff_rules(base.rules, rules)
+    for rule in added:
+        if rule.role == OFFICER_ROLE and rule.obj not in OFFICER_OBJECTS:
+            raise InvalidInput(
+                f"rule '{rule.text()}' would give security officers a right outside policy "
+                "administration; officers never query data or read results"
+            )
     if not added and not removed:
         raise InvalidInput(f"the proposal changes nothing in policy version {base.version}")
     proposed = PolicyEngine.from_rules(rules, version=base.version + 1)
@@ -236,7 +247,9 @@ def approve(gw: Gateway, principal: Principal, proposal_id: str, *, comment: str
     with db.reading(gw.db) as conn:
         row = load_proposal(conn, proposal_id)
     if row.status != Status.PROPOSED.value:
-        raise Conflict(f"the proposal is {row.status}, not proposed")
+        reason = f"the proposal is {row.status}, not proposed"
+        _refuse(gw, principal, decision, row, reason, action="approve", code="decided")
+        raise Conflict(reason)
     if same_person(row.proposed_by, principal.subject):
         raise deny(
             gw,
@@ -287,16 +300,24 @@ def approve(gw: Gateway, principal: Principal, proposal_id: str, *, comment: str
                 },
             )
     except Conflict as exc:
-        _refuse_stale(gw, principal, decision, row, str(exc))
+        _refuse(gw, principal, decision, row, str(exc), action="approve", code="stale")
         raise
     gw.policy.invalidate()
     return show_proposal(gw, principal, proposal_id, audit=False)
 
 
-def _refuse_stale(
-    gw: Gateway, principal: Principal, decision: Decision, row: sa.Row[Any], reason: str
+def _refuse(
+    gw: Gateway,
+    principal: Principal,
+    decision: Decision,
+    row: sa.Row[Any],
+    reason: str,
+    *,
+    action: str,
+    code: str,
 ) -> None:
-    """Record a refused approval; a proposal whose base is no longer newest is marked stale."""
+    """Record a refused approval or rejection; a proposal whose base is no longer newest is
+    marked stale."""
     p = schema.policy_proposals
     with gw.db.begin() as conn:
         head = policy_store.newest_version(conn)
@@ -308,9 +329,9 @@ def _refuse_stale(
             )
         gw.audit.record(
             conn,
-            type="policy.approval_refused",
+            type="policy.approval_refused" if action == "approve" else "policy.rejection_refused",
             principal=principal,
-            action="approve",
+            action=action,
             target=f"policy-proposal:{row.id}",
             allowed=False,
             rule=decision.rule,
@@ -319,7 +340,7 @@ def _refuse_stale(
                 "proposal": row.id,
                 "base_version": row.base_version,
                 "policy_version": head,
-                "reason_code": "stale",
+                "reason_code": code,
             },
         )
 
@@ -327,8 +348,21 @@ def _refuse_stale(
 def reject(gw: Gateway, principal: Principal, proposal_id: str, *, comment: str) -> dict[str, Any]:
     target = f"policy-proposal:{proposal_id}"
     decision = require_policy(gw, principal, "approve", target)
-    with gw.db.begin() as conn:
+    with db.reading(gw.db) as conn:
         row = load_proposal(conn, proposal_id)
+    try:
+        _reject(gw, principal, decision, row, comment)
+    except Conflict as exc:
+        _refuse(gw, principal, decision, row, str(exc), action="reject", code="decided")
+        raise
+    return show_proposal(gw, principal, proposal_id, audit=False)
+
+
+def _reject(
+    gw: Gateway, principal: Principal, decision: Decision, row: sa.Row[Any], comment: str
+) -> None:
+    proposal_id = row.id
+    with gw.db.begin() as conn:
         _claim(conn, proposal_id, Status.REJECTED, principal, comment)
         record(
             gw,
@@ -337,7 +371,7 @@ def reject(gw: Gateway, principal: Principal, proposal_id: str, *, comment: str)
             decision,
             type="policy.rejected",
             action="reject",
-            target=target,
+            target=f"policy-proposal:{proposal_id}",
             details={
                 "proposal": proposal_id,
                 "kind": row.kind,
@@ -347,4 +381,3 @@ def reject(gw: Gateway, principal: Principal, proposal_id: str, *, comment: str)
                 "comment": comment,
             },
         )
-    return show_proposal(gw, principal, proposal_id, audit=False)

@@ -14,7 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 from gateway import db
-from gateway.auth.principal import Principal
+from gateway.auth.principal import (
+    Principal,
+    canonical_department,
+    canonical_roles,
+    canonical_subject,
+)
 from gateway.authz import purpose_state, require
 from gateway.context import Gateway
 from gateway.errors import InvalidInput, NotFound
@@ -59,6 +64,11 @@ def check(
     purpose: str | None,
 ) -> dict[str, Any]:
     granted = require(gw, principal, "policy", "read", event="policy.denied", target="policy")
+    # The names a token would carry, in the form a token's are decided in (``ＭＡＲＫＥＴ`` is
+    # ``market``); the subject goes into the audit log, so it must be a subject's characters.
+    roles = list(canonical_roles(roles))
+    department = canonical_department(department)
+    subject = None if subject is None else canonical_subject(subject)
     if sum(x is not None for x in (obj, dataset, template)) != 1:
         raise InvalidInput("name exactly one of: template, dataset, object")
     engine = gw.policy.current()
@@ -115,6 +125,7 @@ def check(
                 },
                 "reason_code": result["reason_code"],
                 "dataset": result["dataset"],
+                "steps": result["steps"],
                 "check_granted_by": granted.rule,
             },
         )

@@ -65,7 +65,10 @@ def template_facts(conn: sa.Connection, template_id: str, version: int | None) -
     query = sa.select(t.c.id, t.c.version, t.c.kind, t.c.status, t.c.spec).where(
         t.c.id == template_id
     )
-    query = query.where(t.c.version == version) if version is not None else query
+    if version is not None:
+        query = query.where(t.c.version == version)
+    else:  # as `templates.load` (a job): the newest approved version, else the newest
+        query = query.order_by(sa.case((t.c.status == "approved", 0), else_=1))
     row = conn.execute(query.order_by(t.c.version.desc()).limit(1)).first()
     if row is None:
         raise NotFound("the template or version does not exist")
@@ -147,6 +150,9 @@ def template_decision(
                 f"not be queried by {template.kind} templates: {last.reason}"
             )
             return denied(reason, str(last.reason_code), None, attrs.id)
+        if attrs.share_class == "conditional" and purpose == "none":  # as `jobs.submit`
+            reason = f"dataset {attrs.id} is shared on condition: the job needs a stated purpose"
+            return denied(reason, ReasonCode.MISSING_PURPOSE.value, None, attrs.id)
     return {
         **base,
         "allowed": True,

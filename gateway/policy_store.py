@@ -111,9 +111,11 @@ def load_engine(conn: sa.Connection, version: int) -> PolicyEngine:
 class LivePolicy:
     """The engine of the newest policy version, refreshed when another writer adds one.
 
-    Only reads: nothing here writes a policy. While one thread rebuilds the engine for a new
-    version, the others keep deciding with the previous one; a failed refresh is retried on the
-    next call, and a store that cannot be read fails the request (closed).
+    Only reads: nothing here writes a policy. While one thread re-reads the version number, the
+    others keep deciding with the current engine; once a newer version is known, they wait for
+    its engine (seconds at 100,000 rules) instead of deciding under the older policy, so a
+    revocation is never served past the refresh interval. A failed rebuild is retried by the
+    next caller, and a store that cannot be read fails the request (closed).
     """
 
     def __init__(self, engine: sa.Engine, *, refresh_s: float = 2.0) -> None:
@@ -121,6 +123,7 @@ class LivePolicy:
         self._refresh_s = refresh_s
         self._lock = threading.Lock()
         self._checked = time.monotonic()
+        self._newer: int | None = None  # a newer version known to exist, not yet built
         with engine.connect() as conn:
             version = newest_version(conn)
             if version is None:
@@ -139,15 +142,17 @@ class LivePolicy:
         now = time.monotonic()
         if now - self._checked < self._refresh_s:
             return self._engine
-        if not self._lock.acquire(blocking=False):
-            return self._engine  # another thread is refreshing
+        if not self._lock.acquire(blocking=self._newer is not None):
+            return self._engine  # another thread is re-reading; no newer version known yet
         try:
-            if time.monotonic() - self._checked >= self._refresh_s:
+            if self._newer is not None or time.monotonic() - self._checked >= self._refresh_s:
                 with self._db.connect() as conn:
                     version = newest_version(conn)
                     if version is not None and version != self._engine.version:
+                        self._newer = version
                         self._engine = load_engine(conn, version)
                         _log.info("policy version %d is live on this worker", version)
+                    self._newer = None
                 self._checked = now
         finally:
             self._lock.release()

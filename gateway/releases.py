@@ -27,6 +27,7 @@ class Outcome:
     status: JobStatus
     result: dict[str, Any] | None
     error: str | None
+    policy_version: int | None = None  # the version the job was allowed to run under
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ database write lock on SQLite. A release is one transaction: result row, job sta
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -19,6 +20,7 @@ import sqlalchemy as sa
 
 from audit import Actor
 from gateway import catalogue, db, releases, schema, templates
+from gateway.authz import recheck_job
 from gateway.context import Gateway
 from gateway.jobs import JobStatus, resolve_parameter_specs
 from gateway.release_registry import RELEASES
@@ -110,6 +112,19 @@ class Runner:
             or stored.status is not templates.Status.APPROVED
         ):
             return Outcome(JobStatus.FAILED, None, "the template version is no longer approved")
+        policy_version, denied = recheck_job(
+            gw,
+            actor_of_job(job),
+            job_id=job.id,
+            purpose=job.purpose,
+            kind=stored.spec.kind.value,
+            datasets=[
+                (ds.id, ds.share_class.value, ds.classification.value) for ds in datasets.values()
+            ],
+        )
+        if denied is not None:
+            why = f"policy version {denied.policy_version} no longer allows this job"
+            return Outcome(JobStatus.FAILED, None, f"{why}: {denied.reason}"[:300], policy_version)
         values = validate_parameters(
             resolve_parameter_specs(gw, stored.spec, datasets), job.parameters
         )
@@ -122,7 +137,7 @@ class Runner:
             sources={ds_id: catalogue.table_source(gw, ds) for ds_id, ds in datasets.items()},
             compiled=lambda: self.compiled(stored, datasets),
         )
-        return release(run)
+        return dataclasses.replace(release(run), policy_version=policy_version)
 
     def run(self, job: sa.Row[Any]) -> None:
         try:
@@ -162,6 +177,8 @@ def finish(gw: Gateway, job: sa.Row[Any], outcome: Outcome) -> None:
             )
         else:
             details["error"] = outcome.error
+        if outcome.policy_version is not None:
+            details["policy_version"] = outcome.policy_version
         index = gw.audit.record(
             conn,
             type=event,

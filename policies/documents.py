@@ -11,8 +11,8 @@ rules:
 
 Reading is strict: a mapping with exactly these keys, each rule a mapping of the rule fields
 with string values (validated by `Rule`), no YAML anchors or aliases (no entity expansion), no
-tags beyond plain scalars, lists and mappings. Errors name the rule's position, never echo a
-whole document.
+duplicate or merge (`<<`) keys, no tags beyond plain scalars, lists and mappings. Errors name
+the rule's position, never echo a whole document.
 """
 
 from __future__ import annotations
@@ -42,6 +42,21 @@ class _NoAliasLoader(yaml.SafeLoader):
             raise InvalidRule("policy documents may not use YAML anchors")
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        # PyYAML keeps the last of two equal keys and merges `<<` keys silently: a reviewer
+        # reading the document in git would see one rule (or one `rules:` list) and get another.
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise InvalidRule("policy documents may not use YAML merge keys (<<)")
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool | None):
+                raise InvalidRule("the keys of a policy document are plain names")
+            if key in seen:
+                raise InvalidRule("a key appears twice in one mapping of the policy document")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
 
 def to_yaml(rules: Iterable[Rule], *, version: int | None = None) -> str:
     """The document for `rules` (one flow mapping per rule, in order)."""
@@ -60,12 +75,19 @@ def to_yaml(rules: Iterable[Rule], *, version: int | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _few(keys: set[Any]) -> str:
+    """At most three unknown keys, each cut short: an error never echoes a whole document."""
+    names = sorted(str(k)[:40] for k in keys)
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return ", ".join(names[:3]) + more
+
+
 def _rule(position: int, item: object) -> Rule:
     if not isinstance(item, dict):
         raise InvalidRule(f"rules[{position}] must be a mapping of role, department, ...")
     unknown = set(item) - _RULE_KEYS
     if unknown:
-        names = ", ".join(sorted(str(k)[:40] for k in unknown))
+        names = _few(unknown)
         raise InvalidRule(f"rules[{position}] has unknown field(s): {names}")
     missing = {"role", "department", "object", "action"} - set(item)
     if missing:
@@ -96,7 +118,7 @@ def from_yaml(text: str | bytes) -> tuple[list[Rule], int | None]:
         raise InvalidRule("a policy document is a mapping with format, version and rules")
     unknown = set(document) - _TOP_KEYS
     if unknown:
-        names = ", ".join(sorted(str(k)[:40] for k in unknown))
+        names = _few(unknown)
         raise InvalidRule(f"the policy document has unknown field(s): {names}")
     if document.get("format") != FORMAT:
         raise InvalidRule(f"the policy document must say format: {FORMAT}")

@@ -22,6 +22,10 @@ from policies.documents import MAX_DOCUMENT_BYTES
 router = APIRouter(prefix="/v1/policies", tags=["policy"])
 
 Name = Annotated[str, Field(min_length=1, max_length=64)]
+#: Free text (notes, comments) shown to other officers in terminals and the audit log: no
+#: control characters, so an escape sequence cannot rewrite what the approver sees.
+NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+Text = Annotated[str, Field(default="", max_length=500, pattern=NO_CONTROL)]
 
 
 class RuleBody(BaseModel):
@@ -40,19 +44,19 @@ class ProposalBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     add: list[RuleBody] = Field(default_factory=list, max_length=policy_admin.MAX_CHANGES)
     remove: list[RuleBody] = Field(default_factory=list, max_length=policy_admin.MAX_CHANGES)
-    note: str = Field(default="", max_length=500)
+    note: Text = ""
     base_version: int | None = Field(default=None, ge=0)
 
 
 class DecisionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    comment: str = Field(default="", max_length=500)
+    comment: Text = ""
 
 
 class RollbackBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: int = Field(ge=1)
-    note: str = Field(default="", max_length=500)
+    note: Text = ""
 
 
 class CheckRequest(BaseModel):
@@ -144,7 +148,7 @@ def import_policy(
     gw: GatewayDep,
     principal: PrincipalDep,
     document: Annotated[bytes, Depends(_policy_document)],
-    note: Annotated[str, Query(max_length=500)] = "",
+    note: Annotated[str, Query(max_length=500, pattern=NO_CONTROL)] = "",
 ) -> dict[str, Any]:
     """Propose the rules of a YAML policy document as the next version (four-eyes)."""
     return policy_admin.import_document(gw, principal, document, note=note)

@@ -319,3 +319,50 @@ def test_a_change_reaches_another_worker_within_the_refresh_interval(
         "/v1/jobs", json={"template": "x", "parameters": {}}
     )
     assert denied.status_code == 403 and denied.json()["policy_version"] == 2
+
+
+# --- officers granting their own role data or results ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"object": "result", "action": "read"},
+        {"object": "job", "action": "submit"},
+        {"object": "audit", "action": "export"},
+        {"object": "data/*", "action": "query:list"},
+    ],
+)
+def test_officers_cannot_give_their_own_role_data_or_results(
+    world: World, officer_a: Caller, rule: dict[str, str]
+) -> None:
+    grant = {"role": "security_officer", "department": "*", **rule}
+    problem = refused(officer_a, **grant)
+    assert "security officers" in problem["detail"]
+    document = (
+        "format: insitu-policy/1\nrules:\n"
+        + officer_a.get("/v1/policies/export").text.split("rules:\n", 1)[1]
+        + f"  - {{role: security_officer, department: '*', object: '{rule['object']}', "
+        f"action: '{rule['action']}'}}\n"
+    )
+    imported = officer_a.post("/v1/policies/import", content=document.encode())
+    assert imported.status_code == 422, imported.text
+    assert proposals(officer_a) == []
+
+
+def test_notes_and_comments_cannot_carry_terminal_escapes(
+    world: World, officer_a: Caller, officer_b: Caller
+) -> None:
+    escape = "fine\x1b[1A\x1b[2K+ nothing to see"
+    assert officer_a.post("/v1/policies", json={"add": [GOOD], "note": escape}).status_code == 422
+    assert (
+        officer_a.post("/v1/policies/rollback", json={"version": 1, "note": escape}).status_code
+        == 422
+    )
+    document = officer_a.get("/v1/policies/export").text
+    imported = officer_a.post("/v1/policies/import", content=document, params={"note": escape})
+    assert imported.status_code == 422
+    proposal = officer_a.post("/v1/policies", json={"add": [GOOD], "note": "plain"}).json()
+    path = f"/v1/policies/proposals/{proposal['id']}/rejections"
+    assert officer_b.post(path, json={"comment": escape}).status_code == 422
+    assert [p["status"] for p in proposals(officer_a)] == ["proposed"]

@@ -282,6 +282,24 @@ def test_a_template_check_lists_every_step_with_its_rule(
     assert checked["details"]["policy_version"] == 1
     assert checked["details"]["checked"]["subject"] == "someone@stats"
     assert checked["actor"]["subject"] == "officer-a@security"
+    # every step's rule is in the audit, not only the last one
+    assert [s["rule"] for s in checked["details"]["steps"]] == [s["rule"] for s in asked["steps"]]
+
+
+def test_an_accepted_job_records_the_rule_that_granted_each_dataset(
+    world: World, analyst: Caller, approved_template: dict[str, Any]
+) -> None:
+    assert analyst.post("/v1/jobs", json=SUBMIT).status_code == 202
+    accepted = events(world, "job.accepted")[-1]
+    assert accepted["rule"] == "p, analyst, *, job, submit"
+    grants = {g["dataset"]: g for g in accepted["details"]["grants"]}
+    assert grants["market.enterprise_registry"]["rule"] == (
+        "p, analyst, *, data/conditional/general/*, query:aggregate, stated"
+    )
+    assert grants["tax.filings"]["rule"] == (
+        "p, analyst, *, data/conditional/important/*, query:aggregate, stated"
+    )
+    assert {g["policy_version"] for g in grants.values()} == {1}
 
 
 def test_only_security_officers_administer_policy(world: World, analyst: Caller) -> None:
@@ -304,3 +322,87 @@ def test_policy_reads_are_audited_with_rule_and_version(world: World, officer_a:
     assert [r["details"]["read"] for r in reads][-2:] == ["version 1", "history"]
     assert all(r["rule"] == "p, security_officer, *, policy, read" for r in reads)
     assert all(r["details"]["policy_version"] == 1 for r in reads)
+
+
+def test_a_check_refuses_conditional_data_without_a_purpose_like_the_job(
+    world: World,
+    analyst: Caller,
+    officer_a: Caller,
+    officer_b: Caller,
+    approved_template: dict[str, Any],
+) -> None:
+    """A rule without a purpose condition on conditional data does not lift the gateway's own
+    rule that such data needs a stated purpose: the check must say what the job gets."""
+    loose = {
+        "role": "analyst",
+        "department": "*",
+        "object": "data/conditional/*",
+        "action": "query:aggregate",
+    }
+    approve(officer_b, propose(officer_a, add=[loose])["id"])
+    denied = analyst.post("/v1/jobs", json={**SUBMIT, "purpose": ""})
+    assert denied.status_code == 403, denied.text
+    problem = denied.json()
+    asked = check(officer_a, roles=["analyst"], department="stats", template=SUBMIT["template"])
+    assert not asked["allowed"]
+    assert (asked["reason_code"], asked["dataset"]) == (
+        problem["reason_code"],
+        problem["dataset"],
+    )
+
+
+def test_a_check_without_version_asks_about_the_version_a_job_would_run(
+    world: World, analyst: Caller, officer_a: Caller, approved_template: dict[str, Any]
+) -> None:
+    newer = documents.NO_FILING_TEMPLATE.replace("version: 1", "version: 2")
+    assert analyst.post_yaml("/v1/templates", newer).status_code == 201  # proposed, not approved
+    assert analyst.post("/v1/jobs", json=SUBMIT).status_code == 202  # runs version 1
+    asked = check(
+        officer_a,
+        roles=["analyst"],
+        department="stats",
+        template=SUBMIT["template"],
+        purpose="compliance campaign",
+    )
+    assert asked["allowed"], asked["reason"]
+    assert asked["template"] == f"{SUBMIT['template']}@1"
+
+
+def test_deciding_a_decided_proposal_again_is_refused_and_audited(
+    world: World, officer_a: Caller, officer_b: Caller
+) -> None:
+    proposal = propose(officer_a, remove=[SUBMIT_RULE])
+    approve(officer_b, proposal["id"])
+    path = f"/v1/policies/proposals/{proposal['id']}"
+    assert officer_b.post(f"{path}/approvals", json={}).status_code == 409
+    assert officer_b.post(f"{path}/rejections", json={}).status_code == 409
+    assert officer_a.get(path).json()["status"] == "approved"
+    for type_ in ("policy.approval_refused", "policy.rejection_refused"):
+        refused = events(world, type_)[-1]
+        assert refused["allowed"] is False
+        assert refused["actor"]["subject"] == "officer-b@security"
+        assert refused["details"]["reason_code"] == "decided"
+        assert refused["details"]["policy_version"] == 2
+        assert refused["rule"] == "p, security_officer, *, policy, approve"
+
+
+def test_a_check_canonicalises_names_like_a_token_and_refuses_a_forged_subject(
+    world: World, officer_a: Caller
+) -> None:
+    asked = check(
+        officer_a, roles=["Analyst"], department="ＳＴＡＴＳ", object="job", action="submit"
+    )
+    assert asked["allowed"] and asked["rule"] == "p, analyst, *, job, submit"
+    before = len(events(world, "policy.checked"))
+    forged = officer_a.post(
+        "/v1/policies/check",
+        json={
+            "roles": ["analyst"],
+            "department": "stats",
+            "object": "job",
+            "action": "submit",
+            "subject": "x\n\x1b[2Jpolicy.approved by officer-b",
+        },
+    )
+    assert forged.status_code == 422
+    assert len(events(world, "policy.checked")) == before

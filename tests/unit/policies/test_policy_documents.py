@@ -72,7 +72,40 @@ def test_yaml_anchors_and_aliases_are_refused() -> None:
         policy_from_yaml(alias_only)
 
 
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (  # PyYAML would keep the last role: git shows an analyst rule, the store gets another
+            "format: insitu-policy/1\nrules:\n"
+            " - {role: analyst, department: '*', object: job, action: read, role: auditor}\n",
+            "twice",
+        ),
+        (  # ... or the second `rules:` list, hidden below the one a reviewer reads
+            "format: insitu-policy/1\nrules: []\nrules:\n"
+            " - {role: analyst, department: '*', object: policy, action: approve}\n",
+            "twice",
+        ),
+        (
+            "format: insitu-policy/1\nrules:\n"
+            " - {<<: {object: policy}, role: analyst, department: '*', action: approve}\n",
+            "merge keys",
+        ),
+        ("format: insitu-policy/1\nrules:\n - {? [role]: analyst}\n", "plain names"),
+    ],
+)
+def test_duplicate_and_merge_keys_cannot_hide_a_rule(document: str, message: str) -> None:
+    with pytest.raises(InvalidRule, match=message):
+        policy_from_yaml(document)
+
+
 def test_diff_rules_lists_additions_and_removals_in_order() -> None:
     a, b, c = (Rule("analyst", "*", obj, "read") for obj in ("job", "result", "budget"))
     assert diff_rules([a, b], [b, c, a]) == ([c], [])
     assert diff_rules([a, b, c], [c]) == ([], [a, b])
+
+
+def test_an_error_names_a_few_unknown_keys_not_the_whole_document() -> None:
+    keys = "".join(f"secret_value_{i}: x\n" for i in range(2000))
+    with pytest.raises(InvalidRule) as raised:
+        policy_from_yaml(f"format: insitu-policy/1\nrules: []\n{keys}")
+    assert len(str(raised.value)) < 300 and "1997 more" in str(raised.value)
