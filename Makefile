@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench serve clean peers peers-acro
+.PHONY: demo test lint typecheck unit bench serve clean peers peers-acro peers-dp
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +32,21 @@ test: lint typecheck
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-# Peers run in virtualenvs of their own (they pin versions that clash with ours) and write
-# committed fixtures the tests compare with; nothing here runs during `make test`.
-peers: peers-acro
+# Benchmark peers, each in its own virtualenv (their pins clash with ours): see peers/dp/README.md
+PEERS := .venv-peers
+peers: peers-acro peers-dp
+
+peers-dp: $(PEERS)/opendp/.installed $(PEERS)/smartnoise/.installed
+
+$(PEERS)/opendp/.installed:
+	$(PYTHON) -m venv $(PEERS)/opendp
+	$(PEERS)/opendp/bin/python -m pip install --quiet 'opendp[polars]==0.16.0' pyarrow numpy
+	touch $@
+
+$(PEERS)/smartnoise/.installed:
+	$(PYTHON) -m venv $(PEERS)/smartnoise
+	$(PEERS)/smartnoise/bin/python -m pip install --quiet 'smartnoise-sql==1.0.10' pyarrow
+	touch $@
 
 peers/acro/.venv/.installed: peers/acro/requirements.txt
 	$(PYTHON) -m venv peers/acro/.venv
@@ -48,4 +60,4 @@ serve: $(STAMP)
 	$(BIN)/insitu serve
 
 clean:
-	rm -rf $(VENV) .insitu .pytest_cache .mypy_cache .ruff_cache bench/results
+	rm -rf $(VENV) $(PEERS) .insitu .pytest_cache .mypy_cache .ruff_cache bench/results

@@ -21,6 +21,7 @@ from audit.checkpoint import (
     sign_checkpoint,
     sign_note,
 )
+from audit.committer import Committed, GroupCommitter
 from audit.errors import (
     AuditError,
     CheckpointError,
@@ -39,6 +40,8 @@ from audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from audit.receipt import VerifiedReceipt, verify_receipt
+from audit.terms import terms_of
 from audit.tree import (
     CompactRange,
     NodeId,
@@ -47,13 +50,15 @@ from audit.tree import (
     perfect_nodes,
     root_from_nodes,
 )
+from audit.witness import Witness, WitnessRefusal
 
 if TYPE_CHECKING:
-    from audit.store import AppendResult, SqlAuditLog, metadata
+    from audit.store import AppendResult, SignedHead, SqlAuditLog, metadata
     from audit.verify import VerifyReport, verify_bundle
 
 _LAZY = {
     "AppendResult": "audit.store",
+    "SignedHead": "audit.store",
     "SqlAuditLog": "audit.store",
     "metadata": "audit.store",
     "VerifyReport": "audit.verify",
@@ -69,19 +74,25 @@ __all__ = [
     "BundleReader",
     "Checkpoint",
     "CheckpointError",
+    "Committed",
     "CompactRange",
     "EntryNotFoundError",
     "Event",
     "EventError",
+    "GroupCommitter",
     "JSONValue",
     "NodeId",
     "NoteVerifier",
     "ProofError",
+    "SignedHead",
     "Signer",
     "SqlAuditLog",
     "StoreError",
     "VerificationError",
+    "VerifiedReceipt",
     "VerifyReport",
+    "Witness",
+    "WitnessRefusal",
     "consistency_proof",
     "decode",
     "encode",
@@ -97,9 +108,11 @@ __all__ = [
     "root_from_nodes",
     "sign_checkpoint",
     "sign_note",
+    "terms_of",
     "verify_bundle",
     "verify_consistency",
     "verify_inclusion",
+    "verify_receipt",
     "write_bundle",
 ]
 

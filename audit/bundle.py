@@ -9,7 +9,9 @@ One JSON object per line, UTF-8, in this order:
 
 `leaf_hash` is the hash the log stored; a verifier authenticates it through the signed roots and
 compares it with the hash of `body`, so a damaged body is reported at its own index. Readers
-check the shape of every line and report a bad entry line with its position.
+check the shape of every line and report a bad entry line with its position. Every line must be
+exactly as `write_bundle` writes it (canonical JSON ending in one newline), so any changed byte
+fails verification.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import IO, Any, Final
 from audit.errors import VerificationError
 from audit.merkle import HASH_SIZE, leaf_hash
 
-__all__ = ["FORMAT", "BundleEntry", "BundleReader", "write_bundle"]
+__all__ = ["FORMAT", "BundleEntry", "BundleReader", "read_entry", "write_bundle"]
 
 FORMAT: Final = "insitu-audit-bundle"
 VERSION: Final = 1
@@ -121,6 +123,31 @@ def _entry(document: dict[str, Any], position: int) -> BundleEntry:
     return BundleEntry(index, raw, bytes.fromhex(stored))
 
 
+# The exact line `write_bundle` writes; anything else takes the general JSON path.
+_ENTRY_LINE = re.compile(
+    r'\{"body":"([A-Za-z0-9+/]*={0,2})","index":(0|[1-9][0-9]{0,17}),"leaf_hash":"([0-9a-f]{64})"\}\n'
+)
+
+
+def read_entry(line: str, position: int) -> BundleEntry:
+    """The entry on `line`, found at `position`; VerificationError if the line is malformed."""
+    match = _ENTRY_LINE.fullmatch(line)
+    if match is None:
+        document = _parse(line, f"entry line {position}", position)
+        entry = _entry(document, position)
+        if _line(document) != line:  # every byte of a bundle counts
+            raise VerificationError(
+                f"entry line {position} is not in canonical form", index=position
+            )
+        return entry
+    body, index, stored = match.groups()
+    try:
+        raw = base64.b64decode(body, validate=True)
+    except binascii.Error:
+        raise VerificationError(f"entry {position} body is not base64", index=position) from None
+    return BundleEntry(int(index), raw, bytes.fromhex(stored))
+
+
 class BundleReader:
     """Reads a bundle: header, keys and checkpoints on entry; entries streamed by `entries()`.
 
@@ -139,11 +166,14 @@ class BundleReader:
     def __enter__(self) -> BundleReader:
         try:
             self._file = self.path.open("r", encoding="utf-8", newline="\n")
-            header = _parse(self._file.readline(), "bundle header")
-            if header != {"format": FORMAT, "v": VERSION}:
+            first = self._file.readline()
+            header = _parse(first, "bundle header")
+            if header != {"format": FORMAT, "v": VERSION} or _line(header) != first:
                 raise VerificationError(f"not an {FORMAT} v{VERSION} file")
             for line in self._file:
                 document = _parse(line, "bundle line")
+                if _line(document) != line:
+                    raise VerificationError("a key or checkpoint line is not in canonical form")
                 if set(document) == {"vkey"} and isinstance(document["vkey"], str):
                     if self.checkpoints:
                         raise VerificationError("vkey lines must come before checkpoints")
@@ -179,6 +209,11 @@ class BundleReader:
 
     def entries(self) -> Iterator[BundleEntry]:
         """The entry lines, in file order; raises VerificationError naming a malformed one."""
+        for position, line in enumerate(self.entry_lines()):
+            yield read_entry(line, position)
+
+    def entry_lines(self) -> Iterator[str]:
+        """The raw entry lines, in file order (UTF-8 already checked); `read_entry` parses one."""
         if self._file is None:
             raise RuntimeError("use BundleReader as a context manager")
         position = 0
@@ -186,10 +221,10 @@ class BundleReader:
         try:
             if self._pending is not None:
                 pending, self._pending = self._pending, None
-                yield _entry(_parse(pending, f"entry line {position}", position), position)
+                yield pending
                 position += 1
             for line in lines:
-                yield _entry(_parse(line, f"entry line {position}", position), position)
+                yield line
                 position += 1
         except UnicodeDecodeError:
             raise VerificationError(f"entry {position} is not UTF-8", index=position) from None

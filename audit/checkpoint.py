@@ -32,11 +32,13 @@ __all__ = [
     "Checkpoint",
     "NoteVerifier",
     "Signer",
+    "count_signatures",
     "key_hash",
     "open_checkpoint",
     "open_note",
     "sign_checkpoint",
     "sign_note",
+    "split_note",
 ]
 
 ED25519: Final = 0x01
@@ -215,7 +217,8 @@ def sign_checkpoint(checkpoint: Checkpoint, signers: Sequence[Signer]) -> str:
     return sign_note(checkpoint.body(), signers)
 
 
-def _split_note(note: str) -> tuple[str, list[tuple[str, bytes]]]:
+def split_note(note: str) -> tuple[str, list[tuple[str, bytes]]]:
+    """The text of a note and its (key name, key hash + signature) pairs; nothing verified."""
     if not isinstance(note, str) or not note.endswith("\n") or _CONTROL.search(note):
         raise CheckpointError("a note is text ending in a newline, without control characters")
     try:
@@ -240,11 +243,14 @@ def _split_note(note: str) -> tuple[str, list[tuple[str, bytes]]]:
     return body, signatures
 
 
-def open_note(note: str, verifiers: Sequence[NoteVerifier], *, required: int = 1) -> str:
-    """The text of `note`, after checking `required` signatures by distinct known keys."""
-    if not isinstance(required, int) or required < 1:
-        raise CheckpointError("at least one signature must be required")
-    text, signatures = _split_note(note)
+def count_signatures(note: str, verifiers: Sequence[NoteVerifier]) -> int:
+    """How many distinct keys among `verifiers` validly signed `note` (a bad signature by one
+    of them raises CheckpointError; signatures by other keys are ignored)."""
+    return len(_verified(note, verifiers)[1])
+
+
+def _verified(note: str, verifiers: Sequence[NoteVerifier]) -> tuple[str, set[tuple[str, bytes]]]:
+    text, signatures = split_note(note)
     known = {(v.name, v.key_hash): v for v in verifiers}
     verified: set[tuple[str, bytes]] = set()
     for name, raw in signatures:
@@ -254,6 +260,14 @@ def open_note(note: str, verifiers: Sequence[NoteVerifier], *, required: int = 1
         if not verifier.verify(text.encode("utf-8"), raw[4:]):
             raise CheckpointError(f"the signature by known key {name!r} does not verify")
         verified.add((name, raw[:4]))
+    return text, verified
+
+
+def open_note(note: str, verifiers: Sequence[NoteVerifier], *, required: int = 1) -> str:
+    """The text of `note`, after checking `required` signatures by distinct known keys."""
+    if not isinstance(required, int) or required < 1:
+        raise CheckpointError("at least one signature must be required")
+    text, verified = _verified(note, verifiers)
     if len(verified) < required:
         raise CheckpointError(
             f"note carries {len(verified)} valid signature(s) by known keys, {required} required"

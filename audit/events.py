@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,16 @@ from audit import _json
 from audit._json import JSONValue
 from audit.errors import EventError
 
-__all__ = ["VERSION", "Actor", "Event", "JSONValue", "decode", "encode", "fingerprint"]
+__all__ = [
+    "VERSION",
+    "Actor",
+    "Event",
+    "JSONValue",
+    "check_encoded",
+    "decode",
+    "encode",
+    "fingerprint",
+]
 
 VERSION: Final = 1
 TYPE_PATTERN: Final = re.compile(r"[a-z_]+(\.[a-z_]+)+")
@@ -176,6 +186,80 @@ def decode(data: bytes) -> Event:
     if encode(event) != data:
         raise EventError("event bytes are not in canonical form")
     return event
+
+
+def _safe_int(text: str) -> int:
+    value = int(text)
+    if abs(value) > _json.MAX_SAFE_INTEGER:
+        raise EventError("an integer is beyond ±(2**53 - 1)")
+    return value
+
+
+def _no_float(_: str) -> Any:
+    raise EventError("floats are not allowed in canonical JSON")
+
+
+def _depth_ok(container: dict[str, Any] | list[Any], depth: int) -> bool:
+    """Mirrors `_json.normalize`: no value deeper than MAX_DEPTH (details at depth 0)."""
+    items = container.values() if isinstance(container, dict) else container
+    if depth > _json.MAX_DEPTH or (depth == _json.MAX_DEPTH and items):
+        return False
+    return all(_depth_ok(v, depth + 1) for v in items if isinstance(v, dict | list))
+
+
+_DECODER = json.JSONDecoder(parse_float=_no_float, parse_int=_safe_int, parse_constant=_no_float)
+
+
+def _nonempty(value: object) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def check_encoded(data: bytes) -> str:
+    """The event type of `data` if `decode(data)` would accept it, else EventError.
+
+    The verifier's fast path: the same acceptance as `decode` (a property test holds them
+    equal) without building the event.
+    """
+    if not isinstance(data, bytes):
+        raise EventError("encoded events are bytes")
+    try:
+        doc = _DECODER.decode(data.decode("utf-8"))
+    except (ValueError, RecursionError):
+        raise EventError("not valid UTF-8 JSON") from None
+    if not isinstance(doc, dict) or doc.keys() != _EVENT_KEYS:
+        raise EventError(f"an event must have exactly the fields {sorted(_EVENT_KEYS)}")
+    actor, time, kind = doc["actor"], doc["time"], doc["type"]
+    if (
+        doc["v"] != VERSION
+        or isinstance(doc["v"], bool)
+        or not isinstance(kind, str)
+        or len(kind) > 64
+        or not TYPE_PATTERN.fullmatch(kind)
+        or not isinstance(actor, dict)
+        or actor.keys() != _ACTOR_KEYS
+        or not _nonempty(actor["subject"])
+        or not _nonempty(actor["department"])
+        or not isinstance(actor["roles"], list)
+        or not all(_nonempty(role) for role in actor["roles"])
+        or not _nonempty(doc["action"])
+        or not _nonempty(doc["target"])
+        or not isinstance(doc["allowed"], bool)
+        or not (doc["rule"] is None or _nonempty(doc["rule"]))
+        or not (doc["reason"] is None or _nonempty(doc["reason"]))
+        or not isinstance(doc["details"], dict)
+        or not isinstance(time, str)
+        or not _TIME.fullmatch(time)
+        or not _depth_ok(doc["details"], 0)
+    ):
+        raise EventError("not a valid v1 event")
+    try:
+        datetime.fromisoformat(time[:-1])
+        canonical = _json.dumps(doc)
+    except (ValueError, UnicodeEncodeError):
+        raise EventError("not a valid v1 event") from None
+    if canonical != data:
+        raise EventError("event bytes are not in canonical form")
+    return kind
 
 
 def fingerprint(key: bytes, value: object) -> str:

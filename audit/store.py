@@ -7,18 +7,26 @@ Tables (the gateway's migration creates the same ones by hand; keep them in step
     audit_nodes        (level, idx) PK, hash: the perfect subtree of 2**level leaves starting at
                        leaf idx * 2**level; level 0 holds the leaf hashes
     audit_checkpoints  size PK, root, note (signed), created_at
+    audit_terms        (term, idx) PK: the review index, terms derived from each entry
+                       (`audit.terms`), written with the entry; not part of the hashed data
+    audit_cosignatures (size, key_name, key_hash) PK, signature line, created_at: witness
+                       cosignatures of a stored checkpoint, merged into its note on export
 
 One writer at a time: on PostgreSQL `append`/`checkpoint` first take a transaction-scoped
 advisory lock (key `AUDIT_LOCK_KEY`); on SQLite the engine must begin transactions with
 `BEGIN IMMEDIATE`, which already serialises writers. Other databases are refused. Reads of
 roots and proofs fetch O(log n) stored nodes in one query; `verify` recomputes everything.
+
+This module is longer than the others on purpose: it is the only one in the package that knows
+SQL (a test keeps SQLAlchemy out of every other module, so the offline verifier never loads it).
 """
 
 from __future__ import annotations
 
+import base64
+import functools
 import hmac
 import os
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,10 +35,19 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from audit.bundle import BundleEntry, write_bundle
-from audit.checkpoint import Checkpoint, NoteVerifier, Signer, sign_checkpoint
-from audit.errors import EntryNotFoundError, StoreError, VerificationError
+from audit.checkpoint import (
+    DASH,
+    Checkpoint,
+    NoteVerifier,
+    Signer,
+    open_checkpoint,
+    sign_checkpoint,
+    split_note,
+)
+from audit.errors import CheckpointError, EntryNotFoundError, StoreError, VerificationError
 from audit.events import Event, encode
 from audit.merkle import EMPTY_ROOT, leaf_hash
+from audit.terms import terms_of
 from audit.tree import (
     CompactRange,
     NodeGetter,
@@ -44,7 +61,7 @@ from audit.tree import (
 )
 from audit.verify import CheckpointSet, VerifyReport, check_entry, open_checkpoints
 
-__all__ = ["AUDIT_LOCK_KEY", "AppendResult", "SqlAuditLog", "metadata"]
+__all__ = ["AUDIT_LOCK_KEY", "AppendResult", "SignedHead", "SqlAuditLog", "metadata"]
 
 AUDIT_LOCK_KEY: Final = 0x696E_7369_7475_2F61  # b"insitu/a": pg_advisory_xact_lock key
 _BATCH: Final = 1024  # entries per read while verifying / exporting (a power of two)
@@ -61,6 +78,7 @@ entries_table = sa.Table(
     sa.Column("event_type", sa.String(64), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_audit_entries_event_type", "event_type"),
+    sa.Index("ix_audit_entries_created_at", "created_at"),
 )
 nodes_table = sa.Table(
     "audit_nodes",
@@ -77,6 +95,57 @@ checkpoints_table = sa.Table(
     sa.Column("note", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+terms_table = sa.Table(
+    "audit_terms",
+    metadata,
+    sa.Column("term", sa.String(200), primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+)
+cosignatures_table = sa.Table(
+    "audit_cosignatures",
+    metadata,
+    sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("key_name", sa.String(200), primary_key=True),
+    sa.Column("key_hash", sa.String(8), primary_key=True),
+    sa.Column("line", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+@functools.cache
+def _nodes_query(slots: int) -> sa.Select[Any]:
+    """`WHERE (level = :l0 AND idx = :i0) OR …` with `slots` pairs: PK lookups on both
+    databases (SQLite scans for a row-value IN list), one compiled statement per slot count."""
+    n = nodes_table.c
+    pairs = (
+        sa.and_(n.level == sa.bindparam(f"l{i}"), n.idx == sa.bindparam(f"i{i}"))
+        for i in range(slots)
+    )
+    return sa.select(n.level, n.idx, n.hash).where(sa.or_(*pairs))
+
+
+def _insert_many(conn: sa.Connection, table: sa.Table, rows: list[tuple[Any, ...]]) -> None:
+    """Insert rows (tuples in column order, values ready for the driver) in one statement.
+
+    SQLite: the driver's executemany (in-process, cheap per row). PostgreSQL: one
+    `INSERT … SELECT * FROM unnest(<one array per column>)`, because executemany sends one INSERT
+    per row and a long multi-row VALUES list costs the driver more to prepare than the server to
+    run. SQLAlchemy's per-row parameter handling costs more than either at thousands of rows.
+    """
+    if not rows:
+        return
+    columns = table.columns
+    # Names and types come from our own Table objects, never from input; every value is bound.
+    head = f"INSERT INTO {table.name} ({', '.join(c.name for c in columns)}) "
+    if conn.dialect.paramstyle == "qmark":
+        conn.exec_driver_sql(head + f"VALUES ({', '.join('?' for _ in columns)})", rows)
+        return
+    arrays = ", ".join(f"%s::{c.type.compile(dialect=conn.dialect)}[]" for c in columns)
+    select = f"SELECT * FROM unnest({arrays})"  # noqa: S608 - placeholders and casts only
+    conn.exec_driver_sql(
+        head + select,
+        tuple(list(col) for col in zip(*rows, strict=True)),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +154,14 @@ class AppendResult:
 
     index: int
     leaf_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SignedHead:
+    """A stored checkpoint: its size and its signed note (with any witness cosignatures)."""
+
+    size: int
+    note: str
 
 
 def _now() -> datetime:
@@ -99,12 +176,22 @@ class SqlAuditLog:
     """The append-only Merkle log of one `origin`, signed by `signer`."""
 
     def __init__(
-        self, *, origin: str, signer: Signer, clock: Callable[[], datetime] = _now
+        self,
+        *,
+        origin: str,
+        signer: Signer,
+        retired: Sequence[NoteVerifier] = (),
+        clock: Callable[[], datetime] = _now,
     ) -> None:
         Checkpoint(origin, 0, EMPTY_ROOT)  # validates the origin
         self.origin = origin
         self.signer = signer
         self.verifier: NoteVerifier = signer.verifier()
+        # Keys that signed earlier checkpoints (rotated out): still trusted to verify them.
+        self.verifiers: tuple[NoteVerifier, ...] = (
+            self.verifier,
+            *(v for v in retired if v != self.verifier),
+        )
         self._clock = clock
 
     # -- writing ------------------------------------------------------------------------------
@@ -128,25 +215,22 @@ class SqlAuditLog:
         self._lock(conn)
         size = self.size(conn)
         tree = CompactRange.load(size, self._getter(conn, perfect_nodes(0, size)))
-        now = self._clock()
-        results, entry_rows, node_rows = [], [], []
+        proc = entries_table.c.created_at.type.bind_processor(conn.dialect)
+        now = proc(self._clock()) if proc else self._clock()
+        results: list[AppendResult] = []
+        entry_rows: list[tuple[Any, ...]] = []
+        node_rows: list[tuple[Any, ...]] = []
+        term_rows: list[tuple[Any, ...]] = []
         for event, body in zip(events, bodies, strict=True):
             index, digest = tree.size, leaf_hash(body)
-            for (level, node_index), node in tree.append(digest):
-                node_rows.append({"level": level, "idx": node_index, "hash": node})
-            entry_rows.append(
-                {
-                    "idx": index,
-                    "leaf_hash": digest,
-                    "body": body,
-                    "event_type": event.type,
-                    "created_at": now,
-                }
-            )
+            node_rows.extend((lv, ix, node) for (lv, ix), node in tree.append(digest))
+            entry_rows.append((index, digest, body, event.type, now))
+            term_rows.extend((t, index) for t in terms_of(event))
             results.append(AppendResult(index, digest))
         try:
-            conn.execute(entries_table.insert(), entry_rows)
-            conn.execute(nodes_table.insert(), node_rows)
+            _insert_many(conn, entries_table, entry_rows)
+            _insert_many(conn, nodes_table, node_rows)
+            _insert_many(conn, terms_table, term_rows)
         except sa.exc.IntegrityError:
             raise StoreError(
                 "another writer appended to the audit log concurrently; roll back and retry"
@@ -182,17 +266,20 @@ class SqlAuditLog:
         return 0 if last is None else int(last) + 1
 
     def _nodes(self, conn: sa.Connection, ids: Iterable[NodeId]) -> dict[NodeId, bytes]:
-        by_level: dict[int, set[int]] = defaultdict(set)
-        for level, index in ids:
-            by_level[level].add(index)
-        if not by_level:
+        keys = sorted({(level, index) for level, index in ids})
+        if not keys:
             return {}
-        n = nodes_table.c
-        where = sa.or_(
-            *(sa.and_(n.level == lv, n.idx.in_(sorted(ix))) for lv, ix in by_level.items())
-        )
-        rows = conn.execute(sa.select(n.level, n.idx, n.hash).where(where))
-        return {NodeId(int(r.level), int(r.idx)): bytes(r.hash) for r in rows}
+        found: dict[NodeId, bytes] = {}
+        for start in range(0, len(keys), 128):
+            chunk = keys[start : start + 128]
+            slots = max(8, 1 << (len(chunk) - 1).bit_length())  # few statement shapes
+            chunk += [chunk[-1]] * (slots - len(chunk))
+            params: dict[str, int] = {}
+            for i, (level, index) in enumerate(chunk):
+                params[f"l{i}"], params[f"i{i}"] = level, index
+            for r in conn.execute(_nodes_query(slots), params):
+                found[NodeId(int(r.level), int(r.idx))] = bytes(r.hash)
+        return found
 
     def _getter(self, conn: sa.Connection, ids: Iterable[NodeId]) -> NodeGetter:
         nodes = self._nodes(conn, ids)
@@ -235,9 +322,60 @@ class SqlAuditLog:
         return [bytes(body) for body in rows.scalars()]
 
     def latest_checkpoint(self, conn: sa.Connection) -> str | None:
+        head = self.latest_head(conn)
+        return None if head is None else head.note
+
+    def latest_head(self, conn: sa.Connection) -> SignedHead | None:
+        """The largest stored checkpoint, with its witness cosignatures (no lock taken)."""
         c = checkpoints_table.c
-        note = conn.execute(sa.select(c.note).order_by(c.size.desc()).limit(1)).scalar()
-        return None if note is None else str(note)
+        row = conn.execute(sa.select(c.size, c.note).order_by(c.size.desc()).limit(1)).first()
+        if row is None:
+            return None
+        return SignedHead(int(row.size), self._with_cosignatures(conn, int(row.size), row.note))
+
+    def _with_cosignatures(self, conn: sa.Connection, size: int, note: str) -> str:
+        w = cosignatures_table.c
+        lines = conn.execute(
+            sa.select(w.line).where(w.size == size).order_by(w.key_name, w.key_hash)
+        ).scalars()
+        return str(note) + "".join(f"{line}\n" for line in lines)
+
+    def add_cosignature(
+        self, conn: sa.Connection, note: str, witnesses: Sequence[NoteVerifier]
+    ) -> int:
+        """Store the signatures by known `witnesses` on a copy of one of our checkpoints.
+
+        The note must carry our valid signature and at least one valid witness signature; the
+        body must be a checkpoint we stored. Returns how many new cosignatures were stored.
+        """
+        try:
+            cp = open_checkpoint(note, self.verifiers, self.origin)
+            open_checkpoint(note, witnesses, self.origin)
+        except CheckpointError as exc:
+            raise StoreError(f"not a cosigned checkpoint of this log: {exc}") from None
+        c = checkpoints_table.c
+        root = conn.execute(sa.select(c.root).where(c.size == cp.size)).scalar()
+        if root is None or not hmac.compare_digest(bytes(root), cp.root):
+            raise StoreError(f"the log stored no checkpoint of size {cp.size} with that root")
+        known = {(v.name, v.key_hash): v for v in witnesses}
+        _, signatures = split_note(note)
+        stored = 0
+        w = cosignatures_table.c
+        for name, raw in signatures:
+            if (name, raw[:4]) not in known:
+                continue
+            key = {"size": cp.size, "key_name": name, "key_hash": raw[:4].hex()}
+            exists = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(cosignatures_table)
+                .where(*(getattr(w, k) == v for k, v in key.items()))
+            ).scalar()
+            if exists:
+                continue
+            line = f"{DASH}{name} {base64.b64encode(raw).decode('ascii')}"
+            conn.execute(cosignatures_table.insert().values(**key, line=line, created_at=_now()))
+            stored += 1
+        return stored
 
     def inclusion_proof(self, conn: sa.Connection, index: int, size: int) -> list[bytes]:
         self._within(conn, size)
@@ -272,7 +410,7 @@ class SqlAuditLog:
     def _signed(self, conn: sa.Connection) -> CheckpointSet:
         c = checkpoints_table.c
         stored = list(conn.execute(sa.select(c.size, c.root, c.note).order_by(c.size)))
-        opened = open_checkpoints([r.note for r in stored], [self.verifier], self.origin)
+        opened = open_checkpoints([r.note for r in stored], self.verifiers, self.origin)
         for row, cp in zip(stored, opened, strict=True):
             if cp.size != row.size or not hmac.compare_digest(cp.root, bytes(row.root)):
                 raise VerificationError(f"checkpoint row {row.size} does not match its note")
@@ -288,8 +426,8 @@ class SqlAuditLog:
             nodes = self._completed_nodes(conn, tree.size, int(rows[-1].idx) + 1)
             for row in rows:
                 index, digest = tree.size, bytes(row.leaf_hash)
-                event = check_entry(index, int(row.idx), bytes(row.body), digest)
-                if event.type != row.event_type:
+                kind = check_entry(index, int(row.idx), bytes(row.body), digest)
+                if kind != row.event_type:
                     raise VerificationError(f"entry {index} has the wrong event_type", index=index)
                 for node_id, expected in tree.append(digest):
                     if not hmac.compare_digest(nodes.get(node_id, b""), expected):
@@ -305,12 +443,48 @@ class SqlAuditLog:
         return VerifyReport(size, tree.root(), signed.count, signed.signed_size)
 
     def export_bundle(self, conn: sa.Connection, path: str | os.PathLike[str]) -> int:
-        """Write every entry (streamed), checkpoint and this log's vkey as a bundle."""
+        """Write every entry (streamed), every checkpoint (with its witness cosignatures) and
+        this log's vkeys (current and retired) as a bundle."""
         c = checkpoints_table.c
-        notes = [str(n) for n in conn.execute(sa.select(c.note).order_by(c.size)).scalars()]
+        rows = conn.execute(sa.select(c.size, c.note).order_by(c.size)).all()
+        notes = [self._with_cosignatures(conn, int(r.size), str(r.note)) for r in rows]
+        size = self.size(conn)
         entries = (
             BundleEntry(int(r.idx), bytes(r.body), bytes(r.leaf_hash))
-            for batch in self._batches(conn, self.size(conn))
+            for batch in self._batches(conn, size)
             for r in batch
         )
-        return write_bundle(path, entries, notes, [self.verifier.vkey])
+        return write_bundle(path, entries, notes, [v.vkey for v in self.verifiers])
+
+    # -- review -------------------------------------------------------------------------------
+
+    def query(
+        self,
+        conn: sa.Connection,
+        *,
+        terms: Sequence[str] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: int = -1,
+        limit: int = 100,
+        descending: bool = False,
+    ) -> list[tuple[int, bytes]]:
+        """Entries (index, body) carrying every one of `terms` (see `audit.terms`), appended in
+        [since, until), with index > `after` (or < `after` when descending), at most `limit`."""
+        e = entries_table.c
+        query = sa.select(e.idx, e.body)
+        for t in terms:
+            t_alias = terms_table.alias()
+            query = query.where(sa.exists().where(t_alias.c.term == t, t_alias.c.idx == e.idx))
+        if since is not None:
+            query = query.where(e.created_at >= since)
+        if until is not None:
+            query = query.where(e.created_at < until)
+        if descending:
+            if after >= 0:
+                query = query.where(e.idx < after)
+            query = query.order_by(e.idx.desc())
+        else:
+            query = query.where(e.idx > after).order_by(e.idx)
+        rows = conn.execute(query.limit(limit))
+        return [(int(r.idx), bytes(r.body)) for r in rows]

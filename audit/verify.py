@@ -1,6 +1,7 @@
 """Offline verification of an exported bundle, and the `python -m audit.verify` command.
 
     python -m audit.verify BUNDLE [--pin FILE] [--vkey VKEY]... [--origin O] [--required K]
+                           [--witness VKEY]... [--cosignatures K]
 
 prints one line and exits 0 (verified), 1 (verification failed) or 2 (usage error). Nothing here
 touches a database: every leaf hash, every root and every signature is recomputed from the file.
@@ -18,16 +19,19 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import multiprocessing
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from audit.bundle import BundleReader
-from audit.checkpoint import Checkpoint, NoteVerifier, open_checkpoint
+from audit.bundle import BundleReader, read_entry
+from audit.checkpoint import Checkpoint, NoteVerifier, count_signatures, open_checkpoint
 from audit.errors import AuditError, EventError, VerificationError
-from audit.events import Event, decode
+from audit.events import check_encoded
 from audit.merkle import EMPTY_ROOT, leaf_hash
 from audit.tree import CompactRange
 
@@ -38,6 +42,7 @@ __all__ = [
     "main",
     "open_checkpoints",
     "verify_bundle",
+    "witnessed_size",
 ]
 
 
@@ -49,13 +54,15 @@ class VerifyReport:
     root: bytes  # Merkle root over all of them
     checkpoints: int  # signed checkpoints verified (a pin included)
     signed_size: int  # the largest verified checkpoint's size; entries past it are unsigned
+    witnessed_size: int = 0  # the largest checkpoint with the required witness cosignatures
 
     def __str__(self) -> str:
         unsigned = self.size - self.signed_size
         tail = f", {unsigned} entries after it not yet signed" if unsigned else ""
+        witnessed = f", witnessed up to size {self.witnessed_size}" if self.witnessed_size else ""
         return (
             f"{self.size} entries, root {self.root.hex()}, {self.checkpoints} checkpoint(s) "
-            f"verified, signed up to size {self.signed_size}{tail}"
+            f"verified, signed up to size {self.signed_size}{tail}{witnessed}"
         )
 
 
@@ -118,24 +125,109 @@ class CheckpointSet:
             )
 
 
-def check_entry(position: int, index: int, body: bytes, stored_hash: bytes) -> Event:
-    """The event of the entry found at `position`; VerificationError(index=position) unless
-    its index is `position`, its body is a canonical event and it hashes to `stored_hash`."""
+def check_entry(position: int, index: int, body: bytes, stored_hash: bytes) -> str:
+    """The event type of the entry found at `position`; VerificationError(index=position)
+    unless its index is `position`, its body is a canonical event and it hashes to
+    `stored_hash`."""
     if index != position:
         raise VerificationError(
             f"entry {position} is missing or out of order (found index {index})", index=position
         )
     try:
-        event = decode(body)
+        kind = check_encoded(body)
     except EventError as exc:
         raise VerificationError(f"entry {position}: {exc}", index=position) from None
     if not hmac.compare_digest(leaf_hash(body), stored_hash):
         raise VerificationError(f"entry {position} does not hash to its leaf hash", index=position)
-    return event
+    return kind
+
+
+_CHUNK = 4096  # entry lines per task when checking in several processes
+
+
+def _auto_workers(path: Path) -> int:
+    try:
+        large = path.stat().st_size > 64_000_000
+    except OSError:
+        return 1
+    return min(os.cpu_count() or 1, 4) if large else 1
+
+
+def _check_chunk(start: int, lines: list[str]) -> tuple[list[bytes], tuple[str, int | None] | None]:
+    """Leaf hashes of the entries on `lines` (found from position `start`) up to the first bad
+    one, and that one's error as (message, index) (exceptions lose `index` when pickled)."""
+    leaves = []
+    try:
+        for position, line in enumerate(lines, start):
+            entry = read_entry(line, position)
+            check_entry(position, entry.index, entry.body, entry.leaf_hash)
+            leaves.append(entry.leaf_hash)
+    except VerificationError as exc:
+        return leaves, (str(exc), exc.index)
+    return leaves, None
+
+
+def _checked_leaves(bundle: BundleReader, workers: int) -> Iterator[bytes]:
+    """Every entry's leaf hash in order, each checked (`check_entry`) first."""
+    if workers <= 1:
+        for position, entry in enumerate(bundle.entries()):
+            check_entry(position, entry.index, entry.body, entry.leaf_hash)
+            yield entry.leaf_hash
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    pending: deque[Future[tuple[list[bytes], tuple[str, int | None] | None]]] = deque()
+
+    def drain() -> Iterator[bytes]:
+        leaves, error = pending.popleft().result()
+        yield from leaves
+        if error is not None:
+            raise VerificationError(error[0], index=error[1])
+
+    try:
+        start, chunk = 0, []
+        for line in bundle.entry_lines():
+            chunk.append(line)
+            if len(chunk) == _CHUNK:
+                pending.append(pool.submit(_check_chunk, start, chunk))
+                start, chunk = start + len(chunk), []
+                if len(pending) > 2 * workers:
+                    yield from drain()
+        if chunk:
+            pending.append(pool.submit(_check_chunk, start, chunk))
+        while pending:
+            yield from drain()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _origin_of(note: str) -> str:
     return note.split("\n", 1)[0]
+
+
+def witnessed_size(
+    notes: Sequence[str], opened: Sequence[Checkpoint], witnesses: Sequence[str], required: int
+) -> int:
+    """The largest size among checkpoints cosigned by `required` distinct `witnesses`; raises
+    VerificationError if none is (when `required` > 0) or a known witness's signature is bad."""
+    if required <= 0:
+        return 0
+    try:
+        keys = [NoteVerifier.from_vkey(v) for v in witnesses]
+    except AuditError as exc:
+        raise VerificationError(f"a witness key is malformed: {exc}") from None
+    best = -1
+    for number, (note, cp) in enumerate(zip(notes, opened, strict=True)):
+        try:
+            count = count_signatures(note, keys)
+        except AuditError as exc:
+            raise VerificationError(f"checkpoint #{number}: {exc}") from None
+        if count >= required:
+            best = max(best, cp.size)
+    if best < 0:
+        raise VerificationError(
+            f"no checkpoint carries {required} cosignature(s) by the given witness keys"
+        )
+    return best
 
 
 def verify_bundle(
@@ -145,8 +237,16 @@ def verify_bundle(
     vkeys: Sequence[str] | None = None,
     origin: str | None = None,
     required_signatures: int = 1,
+    witnesses: Sequence[str] = (),
+    cosignatures: int = 0,
+    workers: int | None = 1,
 ) -> VerifyReport:
     """Verify a bundle offline; return what was established or raise VerificationError.
+
+    With `cosignatures` = k > 0, some checkpoint must also carry k valid cosignatures by
+    distinct `witnesses` (vkeys); the report names the largest such size. With `workers` > 1
+    (None: one per CPU for large bundles) entries are checked in that many processes while this
+    one rebuilds the tree; the outcome, including which failure is reported, is the same.
 
     `vkeys` are the trusted verifier keys; without them the bundle's own keys are used, which
     proves integrity but not authorship (pass the keys you got out of band). `origin` defaults
@@ -162,6 +262,7 @@ def verify_bundle(
             raise VerificationError("the bundle holds no signed checkpoint")
         origin = origin or _origin_of(notes[0] if notes else pin or "")
         checkpoints = open_checkpoints(notes, verifiers, origin, required=required_signatures)
+        witnessed = witnessed_size(notes, checkpoints, witnesses, cosignatures)
         pinned = None
         if pin is not None:
             try:
@@ -171,13 +272,14 @@ def verify_bundle(
         signed = CheckpointSet(checkpoints, pinned)
         tree = CompactRange()
         signed.check(0, EMPTY_ROOT)
-        for entry in bundle.entries():
-            check_entry(tree.size, entry.index, entry.body, entry.leaf_hash)
-            tree.append(entry.leaf_hash)
+        if workers is None:
+            workers = _auto_workers(Path(path))
+        for leaf in _checked_leaves(bundle, workers):
+            tree.append(leaf)
             if tree.size in signed:
                 signed.check(tree.size, tree.root())
         signed.finish(tree.size)
-    return VerifyReport(tree.size, tree.root(), signed.count, signed.signed_size)
+    return VerifyReport(tree.size, tree.root(), signed.count, signed.signed_size, witnessed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -197,20 +299,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--required", type=int, default=1, help="signatures by distinct trusted keys needed"
     )
+    parser.add_argument(
+        "--witness", action="append", default=[], help="a witness's vkey (repeatable)"
+    )
+    parser.add_argument(
+        "--cosignatures",
+        type=int,
+        default=0,
+        help="witness cosignatures a checkpoint must carry (needs --witness)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes checking entries (default: one per CPU, up to 4, for large bundles)",
+    )
     args = parser.parse_args(argv)
+    if args.workers is not None and not 1 <= args.workers <= 64:
+        parser.error("--workers must be between 1 and 64")
     if args.required < 1:
         parser.error("--required must be at least 1")
+    if args.cosignatures < 0 or args.cosignatures > len(args.witness):
+        parser.error("--cosignatures must be between 0 and the number of --witness keys")
     if not args.bundle.is_file():
         parser.error(f"no such bundle file: {args.bundle}")
     try:
         pin = args.pin.read_text(encoding="utf-8") if args.pin else None
     except (OSError, UnicodeDecodeError) as exc:
         parser.error(f"cannot read the pin file: {exc}")
-    for vkey in args.vkey:
+    for vkey in [*args.vkey, *args.witness]:
         try:
             NoteVerifier.from_vkey(vkey)
         except AuditError as exc:
-            parser.error(f"bad --vkey: {exc}")
+            parser.error(f"bad key {vkey[:40]!r}: {exc}")
     try:
         report = verify_bundle(
             args.bundle,
@@ -218,6 +339,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             vkeys=args.vkey or None,
             origin=args.origin,
             required_signatures=args.required,
+            witnesses=args.witness,
+            cosignatures=args.cosignatures,
+            workers=args.workers,
         )
     except AuditError as exc:
         index = exc.index if isinstance(exc, VerificationError) else None

@@ -1,21 +1,23 @@
-"""Run every benchmark, or the ones named: `python -m bench [e2e ...]`."""
+"""Run every benchmark, or the ones named: `python -m bench [e2e audit ...] [--quick]`."""
 
 from __future__ import annotations
 
 import sys
 
-from bench import e2e, policy, sandbox, tokens
+from bench import audit, dp, e2e, policy, sandbox, tokens
 
 BENCHMARKS = {
     "e2e": e2e.main,
     "policy": policy.main,
     "sandbox": sandbox.main,
     "tokens": tokens.main,
+    "audit": audit.main,
+    "dp": dp.main,
 }
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(BENCHMARKS)
+    names = [a for a in argv if not a.startswith("-")] or list(BENCHMARKS)  # flags: benchmarks
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")

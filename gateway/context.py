@@ -93,13 +93,18 @@ class Gateway:
     def close(self) -> None:
         if isinstance(self.key_source, RemoteJwks):
             self.key_source.close()
+        self.audit.close()
         self.engine.close()
         self.db.dispose()
 
 
 def build_gateway(settings: Settings) -> Gateway:
     engine = db.create_engine(settings.resolved_database_url)
-    db.check_durability(engine)
+    try:
+        db.check_durability(engine)
+    except BaseException:
+        engine.dispose()
+        raise
     issuer: LocalIssuer | None = None
     issuer_keys: IssuerKeys | None = None
     keys: KeySource
@@ -140,10 +145,12 @@ def build_gateway(settings: Settings) -> Gateway:
         max_rows=settings.max_result_rows,
     )
     sandbox_engine = sandbox_engine_for(settings, limits)
+    trail = open_trail(settings)
+    trail.attach(engine)
     return Gateway(
         settings=settings,
         db=engine,
-        audit=open_trail(settings),
+        audit=trail,
         policy=LivePolicy(engine, refresh_s=settings.policy_refresh_s),
         tokens=verifier,
         key_source=keys,

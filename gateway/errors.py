@@ -5,6 +5,7 @@
     ├── Forbidden             403  a policy or workflow decision said no (carries the rule)
     ├── NotFound              404  unknown dataset, template, version or job
     ├── Conflict              409  already exists / wrong state for the action
+    ├── BudgetExhausted       429  the privacy budget cannot cover the job (carries what remains)
     └── Unavailable           503  store or audit log cannot write: nothing was released
 
 Errors from `policies`, `sandbox` and `gateway.auth` (401 for tokens) are translated in
@@ -55,6 +56,10 @@ class NotFound(GatewayError):
 
 class Conflict(GatewayError):
     status, slug, title = 409, "conflict", "Conflict"
+
+
+class BudgetExhausted(GatewayError):
+    status, slug, title = 429, "budget-exhausted", "Privacy budget exhausted"
 
 
 class Unavailable(GatewayError):

@@ -3,6 +3,7 @@
     <home>/config.env             settings (INSITU_* lines), read after the environment
     <home>/keys/issuer.jwks.json  local token issuer keys (private, 0600)
     <home>/keys/audit.pem         Ed25519 key that signs audit checkpoints (0600)
+    <home>/keys/audit-retired.vkeys  public keys of rotated-out audit keys, one vkey a line
     <home>/keys/fingerprint.key   HMAC key for parameter/result fingerprints (0600)
     <home>/insitu.db              SQLite store (unless INSITU_DATABASE_URL says otherwise)
     <home>/data/                  the only place dataset sources may live
@@ -16,7 +17,7 @@ import os
 import secrets
 from pathlib import Path
 
-from audit import Signer, SqlAuditLog
+from audit import AuditError, NoteVerifier, Signer, SqlAuditLog
 from gateway import db, policy_store
 from gateway.audit_trail import AuditTrail
 from gateway.auth.keys import IssuerKeys
@@ -26,6 +27,7 @@ from policies import default_rules
 
 ISSUER_KEYS = "issuer.jwks.json"
 AUDIT_KEY = "audit.pem"
+RETIRED_AUDIT_KEYS = "audit-retired.vkeys"
 FINGERPRINT_KEY = "fingerprint.key"
 
 
@@ -110,6 +112,42 @@ def load_fingerprint_key(settings: Settings) -> bytes:
     return read_private(settings.keys_dir / FINGERPRINT_KEY)
 
 
+def load_retired_keys(settings: Settings) -> list[NoteVerifier]:
+    """Public keys that signed earlier checkpoints of this home's log."""
+    path = settings.keys_dir / RETIRED_AUDIT_KEYS
+    if not path.is_file():
+        return []
+    try:
+        return [NoteVerifier.from_vkey(line) for line in path.read_text().split() if line]
+    except AuditError:
+        raise Unavailable(f"{RETIRED_AUDIT_KEYS} holds a malformed key") from None
+
+
+def rotate_audit_key(settings: Settings) -> tuple[str, str]:
+    """Replace the checkpoint signing key; keep the old public key to verify old checkpoints.
+
+    The old vkey is appended (and fsynced) to the retired list before the new private key
+    replaces the old one, so no signed checkpoint ever loses its key. Running gateways sign with
+    the old key until restarted. Returns (old vkey, new vkey).
+    """
+    old = load_signer(settings)
+    new = Signer.generate(audit_key_name(settings))
+    retired = settings.keys_dir / RETIRED_AUDIT_KEYS
+    with retired.open("a", encoding="utf-8") as out:
+        out.write(old.verifier().vkey + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    temp = settings.keys_dir / (AUDIT_KEY + ".new")
+    temp.unlink(missing_ok=True)
+    write_private(temp, new.to_pem())
+    temp.replace(settings.keys_dir / AUDIT_KEY)
+    return old.verifier().vkey, new.verifier().vkey
+
+
 def open_trail(settings: Settings) -> AuditTrail:
-    log = SqlAuditLog(origin=settings.audit_origin, signer=load_signer(settings))
+    log = SqlAuditLog(
+        origin=settings.audit_origin,
+        signer=load_signer(settings),
+        retired=load_retired_keys(settings),
+    )
     return AuditTrail(log, load_fingerprint_key(settings))

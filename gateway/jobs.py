@@ -19,12 +19,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from audit import leaf_hash
 from gateway import catalogue, db, schema, templates
 from gateway.auth.principal import Principal
 from gateway.authz import decide, deny, purpose_state, require
 from gateway.context import Gateway
-from gateway.errors import InvalidInput, NotFound
+from gateway.errors import BudgetExhausted, InvalidInput, NotFound
 from gateway.specs import DatasetSpec, ShareClass, TemplateSpec
 from policies import data_object
 from sandbox import ParameterError, ParameterSpec, validate_parameters
@@ -71,10 +70,17 @@ def submit(
     version: int | None,
     parameters: dict[str, Any],
     purpose: str,
+    idempotency_key: str | None = None,
 ) -> dict[str, Any]:
     ref = f"{template_id}@{version if version is not None else 'latest'}"
     target = f"template:{ref}"
     decision = require(gw, principal, "job", "submit", event="job.denied", target=target)
+    from gateway import dp_admission  # noqa: PLC0415  (it imports templates, as we do)
+
+    request = dp_admission.request_hash(template_id, version, parameters, purpose)
+    replayed = dp_admission.replay(gw, principal, idempotency_key, request)
+    if replayed is not None:
+        return replayed
 
     def refuse(
         reason: str,
@@ -148,46 +154,66 @@ def submit(
 
     job_id = str(uuid.uuid4())
     now = datetime.now(UTC)
-    with gw.db.begin() as conn:
-        conn.execute(
-            schema.jobs.insert().values(
-                id=job_id,
-                template_id=template_id,
-                version=stored.spec.version,
-                content_hash=stored.content_hash,
-                parameters=parameters,
-                purpose=purpose,
-                subject=principal.subject,
-                department=principal.department,
-                roles=list(principal.roles),
-                status=JobStatus.ACCEPTED.value,
-                created_at=now,
+    try:
+        with gw.db.begin() as conn:
+            conn.execute(
+                schema.jobs.insert().values(
+                    id=job_id,
+                    template_id=template_id,
+                    version=stored.spec.version,
+                    content_hash=stored.content_hash,
+                    parameters=parameters,
+                    purpose=purpose,
+                    subject=principal.subject,
+                    department=principal.department,
+                    roles=list(principal.roles),
+                    status=JobStatus.ACCEPTED.value,
+                    created_at=now,
+                )
             )
-        )
-        index = gw.audit.record(
-            conn,
-            type="job.accepted",
-            principal=principal,
-            action="submit",
-            target=f"job:{job_id}",
-            allowed=True,
-            rule=decision.rule,
-            details={
-                "job": job_id,
-                "template": template_id,
-                "version": stored.spec.version,
-                "content_hash": stored.content_hash,
-                "datasets": sorted(datasets),
-                "providers": sorted({d.provider for d in datasets.values()}),
-                "parameters": gw.audit.fingerprint(parameters),
-                "purpose": gw.audit.fingerprint(purpose),
-                "policy_version": decision.policy_version,
-                "grants": grants,
-            },
-        )
-        conn.execute(
-            schema.jobs.update().where(schema.jobs.c.id == job_id).values(audit_index=index)
-        )
+            privacy = dp_admission.admit(
+                gw,
+                conn,
+                principal,
+                stored=stored,
+                datasets=datasets,
+                job_id=job_id,
+                key=idempotency_key,
+                request=request,
+            )
+            index = gw.audit.record(
+                conn,
+                type="job.accepted",
+                principal=principal,
+                action="submit",
+                target=f"job:{job_id}",
+                allowed=True,
+                rule=decision.rule,
+                details={
+                    "job": job_id,
+                    "template": template_id,
+                    "version": stored.spec.version,
+                    "content_hash": stored.content_hash,
+                    "datasets": sorted(datasets),
+                    "providers": sorted({d.provider for d in datasets.values()}),
+                    "parameters": gw.audit.fingerprint(parameters),
+                    "purpose": gw.audit.fingerprint(purpose),
+                    "policy_version": decision.policy_version,
+                    "grants": grants,
+                    **privacy,
+                },
+            )
+            conn.execute(
+                schema.jobs.update().where(schema.jobs.c.id == job_id).values(audit_index=index)
+            )
+    except BudgetExhausted as exc:  # rolled back: no job, nothing reserved
+        dp_admission.audit_exhausted(gw, principal, target=target, template=template_id, exc=exc)
+        raise
+    except sa.exc.IntegrityError:  # the same Idempotency-Key, sent concurrently, won the race
+        replayed = dp_admission.replay(gw, principal, idempotency_key, request)
+        if replayed is None:
+            raise
+        return replayed
     gw.jobs_submitted.notify()
     return {"id": job_id, "status": JobStatus.ACCEPTED.value}
 
@@ -245,40 +271,37 @@ def result(gw: Gateway, principal: Principal, job_id: str, *, wait_s: float) -> 
         if JobStatus(row.status) not in TERMINAL:
             # Another replica may finish it: wake up now and then to look.
             gw.jobs_finished.wait(seen, timeout=min(remaining, 0.5))
-    with gw.db.connect() as conn:
+    with db.reading(gw.db) as conn:  # no write lock to read a stored result
         res = conn.execute(
             sa.select(schema.job_results).where(schema.job_results.c.job_id == job_id)
         ).first()
     body: dict[str, Any] = {"job": job_view(row), "status": row.status}
     if res is not None:
+        release = int(res.audit_index)
+        # Fail closed: the read is durable in the log before anything is handed out, and the
+        # same group commit returns a checkpoint that covers the release entry.
+        committed = gw.audit.record_durable(
+            type="result.read",
+            principal=principal,
+            action="read",
+            target=f"job:{job_id}",
+            allowed=True,
+            details={"job": job_id, "template": row.template_id, "release": release},
+            covering=release + 1,
+        )
         body.update(res.result)
         body["result_hash"] = res.result_hash
-        body["receipt"] = receipt(gw, int(res.audit_index))
-        with gw.db.begin() as conn:
-            gw.audit.record(
-                conn,
-                type="result.read",
-                principal=principal,
-                action="read",
-                target=f"job:{job_id}",
-                allowed=True,
-                details={"job": job_id},
-            )
+        body["receipt"] = receipt(gw, release, committed.checkpoint, committed.checkpoint_size)
     return body
 
 
-def receipt(gw: Gateway, index: int) -> dict[str, Any]:
-    """Where the release sits in the audit log: index, leaf hash, proof, signed checkpoint."""
-    log = gw.audit.log
-    with gw.db.begin() as conn:
-        note = log.checkpoint(conn)
-        size = log.size(conn)
-        leaf = leaf_hash(log.entry(conn, index))
-        proof = log.inclusion_proof(conn, index, size)
-    return {
-        "audit_index": index,
-        "tree_size": size,
-        "leaf_hash": leaf.hex(),
-        "inclusion_proof": [p.hex() for p in proof],
-        "checkpoint": note,
-    }
+def receipt(
+    gw: Gateway, index: int, note: str | None = None, size: int | None = None
+) -> dict[str, Any]:
+    """Where the release sits in the audit log: index, entry, leaf hash, inclusion proof and a
+    signed checkpoint covering it (the newest one the log signed, or a new one if none does)."""
+    if note is None or size is None or size <= index:
+        committed = gw.audit.committer.checkpoint(index + 1)
+        assert committed.checkpoint is not None
+        note, size = committed.checkpoint, committed.checkpoint_size
+    return gw.audit.receipt(index, note=note, size=size)

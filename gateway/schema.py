@@ -166,3 +166,48 @@ release_cells = sa.Table(
     sa.Column("created_at", TS, nullable=False),
     sa.Index("ix_release_cells_population", "dataset_id", "unit_column", "units"),
 )
+
+# Differential privacy (issue 6): the budget ledger, reservations, idempotent submissions.
+# Budgets are integers: ρ in micro-units (1e-6), δ in femto-units (1e-15); never binary floats.
+privacy_budgets = sa.Table(
+    "privacy_budgets",
+    metadata,
+    sa.Column("department", sa.String(64), primary_key=True),  # "*": the dataset's global cap
+    sa.Column("dataset_id", sa.String(130), primary_key=True),
+    sa.Column("period", sa.String(80), primary_key=True),
+    sa.Column("rho_cap", sa.BigInteger, nullable=False),
+    sa.Column("rho_spent", sa.BigInteger, nullable=False),
+    sa.Column("rho_reserved", sa.BigInteger, nullable=False),
+    sa.Column("delta_cap", sa.BigInteger, nullable=False),
+    sa.Column("delta_spent", sa.BigInteger, nullable=False),
+    sa.Column("delta_reserved", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.CheckConstraint(
+        "rho_spent >= 0 AND rho_reserved >= 0 AND delta_spent >= 0 AND delta_reserved >= 0",
+        name="ck_privacy_budgets_not_negative",
+    ),
+)
+
+budget_reservations = sa.Table(
+    "budget_reservations",
+    metadata,
+    sa.Column("job_id", sa.String(36), primary_key=True),
+    sa.Column("department", sa.String(64), nullable=False),
+    sa.Column("dataset_id", sa.String(130), nullable=False),
+    sa.Column("period", sa.String(80), nullable=False),
+    sa.Column("rho", sa.BigInteger, nullable=False),
+    sa.Column("delta", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # reserved | committed | returned
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("settled_at", TS, nullable=True),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("department", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("request_hash", sa.String(71), nullable=False),
+    sa.Column("job_id", sa.String(36), sa.ForeignKey("jobs.id"), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)

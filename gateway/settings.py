@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     audit_origin: str = Field(
         default="insitu.local/audit", description="Origin line of signed audit checkpoints."
     )
+    audit_witnesses: str = Field(
+        default="",
+        description="Witness vkeys (space-separated) whose audit checkpoint cosignatures are kept.",
+    )
     policy_refresh_s: float = Field(
         default=2.0,
         gt=0,

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gateway.dp_specs import DatasetPrivacySpec, DpQuerySpec
 from gateway.errors import InvalidInput
 
 DEPT = r"[a-z][a-z0-9_]{0,62}"
@@ -73,6 +74,7 @@ class DatasetSpec(Strict):
     privacy_unit: str | None = None
     columns: list[ColumnSpec] = Field(min_length=1, max_length=500)
     disclosure: DisclosureSpec = DisclosureSpec()
+    privacy: DatasetPrivacySpec | None = None  # DP budget caps (gateway/dp_specs.py)
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSpec:
@@ -83,6 +85,8 @@ class DatasetSpec(Strict):
             raise ValueError("column names must be unique")
         if self.privacy_unit is not None and self.privacy_unit not in names:
             raise ValueError("privacy_unit must name one of the columns")
+        if self.privacy is not None and self.privacy_unit is None:
+            raise ValueError("a privacy budget needs a privacy_unit")
         return self
 
 
@@ -105,20 +109,28 @@ class TemplateSpec(Strict):
     description: str = Field(default="", max_length=4000)
     datasets: list[str] = Field(min_length=1, max_length=20)
     parameters: dict[str, dict[str, Any]] = Field(default_factory=dict, max_length=50)
-    sql: str = Field(min_length=1, max_length=20_000)
+    sql: str | None = Field(default=None, min_length=1, max_length=20_000)
     output: OutputSpec = OutputSpec()
+    dp: DpQuerySpec | None = None  # kind dp: the declarative query instead of `sql`
 
     @model_validator(mode="after")
     def _consistent(self) -> TemplateSpec:
         if len(set(self.datasets)) != len(self.datasets):
             raise ValueError("datasets must be listed once each")
+        if self.kind is TemplateKindName.DP:
+            if self.dp is None or self.sql is not None or len(self.datasets) != 1:
+                raise ValueError("a dp template has a `dp` section, no `sql`, and one dataset")
+        elif self.sql is None or self.dp is not None:
+            raise ValueError(f"a {self.kind.value} template has `sql` and no `dp` section")
         return self
 
     def content_hash(self) -> str:
         """Approval binds to this: any change to the document is a new hash."""
-        canonical = json.dumps(
-            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        )
+        data = self.model_dump(mode="json")
+        for optional in ("sql", "dp"):  # absent when unused: other kinds hash as before
+            if data.get(optional) is None:
+                data.pop(optional, None)
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 

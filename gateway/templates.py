@@ -21,12 +21,13 @@ from gateway import catalogue, db, schema
 from gateway.auth.principal import Principal
 from gateway.authz import deny, require
 from gateway.context import Gateway
+from gateway.dp_templates import dp_compile
 from gateway.errors import Conflict, InvalidInput, NotFound
 from gateway.specs import DatasetSpec, TemplateKindName, TemplateSpec
 from policies import Decision
 from sandbox import CompiledQuery, ParameterSpec, TemplateKind, compile_template
 
-RUNNABLE_KINDS = frozenset({TemplateKindName.AGGREGATE})
+RUNNABLE_KINDS = frozenset({TemplateKindName.AGGREGATE, TemplateKindName.DP})
 
 
 class Status(StrEnum):
@@ -61,6 +62,10 @@ def parameter_specs(spec: TemplateSpec) -> dict[str, ParameterSpec]:
 
 
 def compile_spec(spec: TemplateSpec, datasets: dict[str, DatasetSpec]) -> CompiledQuery:
+    if spec.kind is TemplateKindName.DP:
+        return dp_compile(spec, datasets)
+    if spec.sql is None:
+        raise InvalidInput("the template has no sql")
     return compile_template(
         spec.sql,
         kind=TemplateKind(spec.kind.value),

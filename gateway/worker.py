@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from audit import Actor
-from gateway import catalogue, db, releases, schema, templates
+from gateway import catalogue, db, ledger, releases, schema, templates
 from gateway.authz import recheck_job
 from gateway.context import Gateway
 from gateway.jobs import JobStatus, resolve_parameter_specs
@@ -157,6 +157,24 @@ class Runner:
         self.gw.jobs_finished.notify()
 
 
+def responsible_parties(conn: sa.Connection, job: sa.Row[Any]) -> dict[str, list[str]]:
+    """谁提供/谁管理: the job's datasets, their provider departments, and the departments whose
+    data owners approved this template version (the managers of access to that data)."""
+    a, d = schema.template_approvals.c, schema.datasets.c
+    approvals = conn.execute(
+        sa.select(a.dataset_id, a.approver_department).where(
+            a.template_id == job.template_id, a.version == job.version, a.decision == "approved"
+        )
+    ).all()
+    datasets = sorted({str(r.dataset_id) for r in approvals})
+    providers = conn.execute(sa.select(d.provider).where(d.id.in_(datasets))).scalars()
+    return {
+        "datasets": datasets,
+        "providers": sorted({str(p) for p in providers}),
+        "managers": sorted({str(r.approver_department) for r in approvals}),
+    }
+
+
 def finish(gw: Gateway, job: sa.Row[Any], outcome: Outcome) -> None:
     now = datetime.now(UTC)
     details: dict[str, Any] = {
@@ -166,6 +184,7 @@ def finish(gw: Gateway, job: sa.Row[Any], outcome: Outcome) -> None:
         "content_hash": job.content_hash,
     }
     with gw.db.begin() as conn:
+        details.update(responsible_parties(conn, job))
         event = f"job.{outcome.status.value}"
         if outcome.result is not None:
             digest = result_hash(outcome.result)
@@ -177,6 +196,8 @@ def finish(gw: Gateway, job: sa.Row[Any], outcome: Outcome) -> None:
             )
         else:
             details["error"] = outcome.error
+        # The DP ledger: commit the reservation with the release, give it back otherwise.
+        details.update(ledger.settle(conn, job.id, released=outcome.result is not None))
         if outcome.policy_version is not None:
             details["policy_version"] = outcome.policy_version
         index = gw.audit.record(
@@ -207,6 +228,7 @@ def finish(gw: Gateway, job: sa.Row[Any], outcome: Outcome) -> None:
                 error=outcome.error,
             )
         )
+    gw.audit.nudge()  # sign a checkpoint covering the release soon, off the request path
 
 
 def recover_stale(gw: Gateway) -> int:

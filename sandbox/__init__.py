@@ -9,6 +9,19 @@ from sandbox.disclosure import (
     WithheldCell,
     apply_disclosure,
 )
+from sandbox.dp_measure import DpRelease, Mechanism
+from sandbox.dp_measure import mechanism as dp_mechanism
+from sandbox.dp_plan import INTEGER_TYPES as DP_INTEGER_TYPES
+from sandbox.dp_plan import (
+    DpBudget,
+    DpFilter,
+    DpMeasure,
+    DpPlan,
+    MeasureKind,
+    compile_dp,
+)
+from sandbox.dp_plan import check_against as check_dp_plan
+from sandbox.dp_plan import unit_profile as dp_unit_profile
 from sandbox.duckdb_engine import DuckDBEngine
 from sandbox.errors import (
     ExecutionCategory,
@@ -27,14 +40,22 @@ from sandbox.schema import Column, Sensitivity, TableSchema
 from sandbox.sources import Limits, TableSource
 
 __all__ = [
+    "DP_INTEGER_TYPES",
     "Column",
     "CompiledQuery",
     "DisclosedTable",
     "DisclosureRules",
+    "DpBudget",
+    "DpFilter",
+    "DpMeasure",
+    "DpPlan",
+    "DpRelease",
     "DuckDBEngine",
     "ExecutionCategory",
     "ExecutionError",
     "Limits",
+    "MeasureKind",
+    "Mechanism",
     "ParamType",
     "ParameterError",
     "ParameterSpec",
@@ -50,6 +71,10 @@ __all__ = [
     "TemplateRejected",
     "WithheldCell",
     "apply_disclosure",
+    "check_dp_plan",
+    "compile_dp",
     "compile_template",
+    "dp_mechanism",
+    "dp_unit_profile",
     "validate_parameters",
 ]

@@ -6,13 +6,16 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from audit import EntryNotFoundError, StoreError
 from gateway.api import (
     audit_routes,
+    budget_routes,
     catalogue_routes,
     health,
     job_routes,
@@ -20,9 +23,10 @@ from gateway.api import (
     template_routes,
 )
 from gateway.api.metrics import CountRequests, Metrics
+from gateway.audit_trail import UNWRITABLE
 from gateway.auth.errors import AuthError
 from gateway.context import Gateway, build_gateway
-from gateway.errors import GatewayError, problem_for
+from gateway.errors import GatewayError, Problem, problem_for
 from gateway.settings import Settings
 from gateway.worker import WorkerPool
 from policies import PolicyError
@@ -77,6 +81,22 @@ def create_app(
     for base in (GatewayError, AuthError, PolicyError, SandboxError):
         app.add_exception_handler(base, on_domain_error)
 
+    # A store that cannot write (disk full, database gone): 503, and nothing was released.
+    async def on_store_error(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, EntryNotFoundError):
+            return problem_response(
+                404,
+                Problem(404, "not-found", "Not found", "no such audit entry").body(
+                    instance=request.url.path
+                ),
+            )
+        log.error("store error on %s %s", request.method, request.url.path, exc_info=exc)
+        problem = Problem(503, "unavailable", "Service unavailable", UNWRITABLE)
+        return problem_response(503, problem.body(instance=request.url.path))
+
+    for store_error in (sa.exc.OperationalError, sa.exc.InternalError, StoreError):
+        app.add_exception_handler(store_error, on_store_error)
+
     @app.exception_handler(Exception)
     async def on_bug(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -118,6 +138,7 @@ def create_app(
         job_routes,
         policy_routes,
         audit_routes,
+        budget_routes,
     ):
         app.include_router(module.router)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,7 +23,12 @@ class JobRequest(BaseModel):
 
 
 @router.post("", status_code=202)
-def submit_job(body: JobRequest, gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
+def submit_job(
+    body: JobRequest,
+    gw: GatewayDep,
+    principal: PrincipalDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> dict[str, Any]:
     return jobs.submit(
         gw,
         principal,
@@ -31,6 +36,7 @@ def submit_job(body: JobRequest, gw: GatewayDep, principal: PrincipalDep) -> dic
         version=body.version,
         parameters=body.parameters,
         purpose=body.purpose,
+        idempotency_key=idempotency_key,
     )
 
 

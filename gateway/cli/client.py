@@ -47,6 +47,19 @@ class Client:
             raise problem_error(response)
         return response.json()
 
+    def download(self, path: str) -> bytes:
+        """The raw body of a GET (for files such as the audit bundle)."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            response = self._http.get(path, headers=headers)
+        except httpx.HTTPError as exc:
+            raise CliError(
+                f"cannot reach the gateway at {self.url} ({type(exc).__name__})", 1
+            ) from None
+        if response.status_code >= 400:
+            raise problem_error(response)
+        return response.content
+
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs)
 

@@ -23,13 +23,20 @@ output: {count_column: n}
 """
 
 
-@pytest.mark.parametrize("kind", ["verify", "list", "dp"])
+@pytest.mark.parametrize("kind", ["verify", "list"])
 def test_kinds_without_their_release_path_cannot_be_proposed(
     registered: None, analyst: Caller, kind: str
 ) -> None:
     response = analyst.post_yaml("/v1/templates", RESIDENT_ROWS.replace("KIND", kind))
     assert response.status_code == 422
     assert "not available" in response.json()["detail"]
+
+
+def test_a_dp_template_written_as_sql_is_refused(registered: None, analyst: Caller) -> None:
+    """A dp template is declarative (`dp:` section); SQL would release exact rows."""
+    response = analyst.post_yaml("/v1/templates", RESIDENT_ROWS.replace("KIND", "dp"))
+    assert response.status_code == 422
+    assert "no `sql`" in response.text
 
 
 def test_a_department_cannot_republish_another_departments_file(

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from audit import (
     Checkpoint,
@@ -52,6 +54,11 @@ def bundle(tmp_path: Path, key: Signer) -> Path:
     return path
 
 
+def canon(record: object) -> str:
+    """A line as `write_bundle` writes it (a forger who wants the line accepted does too)."""
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+
+
 def edit(path: Path, change: Callable[[Lines], Lines]) -> Path:
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     path.write_text("".join(change(lines)), encoding="utf-8")
@@ -83,7 +90,7 @@ def flip_body_byte(index: int, offset: int) -> Callable[[Lines], Lines]:
         body = bytearray(base64.b64decode(record["body"]))
         body[offset] ^= 0x01
         record["body"] = base64.b64encode(bytes(body)).decode()
-        lines[at] = json.dumps(record) + "\n"
+        lines[at] = canon(record)
         return lines
 
     return change
@@ -123,7 +130,7 @@ def test_a_renumbered_rewrite_fails_against_the_signed_root(bundle: Path) -> Non
         for position, at in enumerate(range(start, len(kept))):
             record = json.loads(kept[at])
             record["index"] = position
-            kept[at] = json.dumps(record) + "\n"
+            kept[at] = canon(record)
         return kept
 
     error = failure(edit(bundle, rewrite))
@@ -139,7 +146,7 @@ def test_a_dropped_tail_is_reported_as_truncation(bundle: Path) -> None:
 def test_equivocating_checkpoints_are_detected(bundle: Path, key: Signer) -> None:
     other = [encode(make_event(i, allowed=False)) for i in range(N)]
     fork = note_for(key, other, 20)
-    edit(bundle, lambda ls: [*ls[:2], json.dumps({"checkpoint": fork}) + "\n", *ls[2:]])
+    edit(bundle, lambda ls: [*ls[:2], canon({"checkpoint": fork}), *ls[2:]])
     assert "equivocation" in str(failure(bundle))
 
 
@@ -222,3 +229,94 @@ def test_cli_runs_as_a_module(bundle: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert done.stdout.startswith("OK")
+
+
+# -- properties: every byte counts; any deletion, reordering or duplication fails -------------
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory, key: Signer) -> bytes:
+    entries = bodies(12)
+    notes = [note_for(key, entries, size) for size in (5, 12)]
+    path = tmp_path_factory.mktemp("pristine") / "b.jsonl"
+    write_bundle(path, entries, notes, [key.verifier().vkey])
+    assert verify_bundle(path).size == 12
+    return path.read_bytes()
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(position=st.integers(min_value=0), mask=st.integers(1, 255))
+def test_any_flipped_byte_fails_verification(
+    pristine: bytes, tmp_path: Path, position: int, mask: int
+) -> None:
+    data = bytearray(pristine)
+    data[position % len(data)] ^= mask
+    path = tmp_path / "flipped.jsonl"
+    path.write_bytes(bytes(data))
+    with pytest.raises(VerificationError):
+        verify_bundle(path)
+
+
+def _entries_of(pristine: bytes) -> tuple[list[bytes], list[bytes]]:
+    lines = pristine.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if b'"index"' in line)
+    return lines[:start], lines[start:]
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_any_deleted_reordered_or_duplicated_entry_fails(
+    pristine: bytes, tmp_path: Path, data: st.DataObject
+) -> None:
+    head, entries = _entries_of(pristine)
+    i = data.draw(st.integers(0, len(entries) - 1), label="entry")
+    op = data.draw(st.sampled_from(["delete", "duplicate", "swap", "move"]), label="op")
+    changed = list(entries)
+    if op == "delete":
+        del changed[i]
+    elif op == "duplicate":
+        changed.insert(data.draw(st.integers(0, len(changed)), label="at"), entries[i])
+    else:
+        j = data.draw(st.integers(0, len(entries) - 1).filter(lambda j: j != i), label="other")
+        if op == "swap":
+            changed[i], changed[j] = changed[j], changed[i]
+        else:
+            changed.insert(j, changed.pop(i))
+    path = tmp_path / "edited.jsonl"
+    path.write_bytes(b"".join(head + changed))
+    with pytest.raises(VerificationError):
+        verify_bundle(path)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda ls: ls,
+        flip_body_byte(9, 5),
+        lambda ls: [*ls[: entry_lines(ls) + 4], *ls[entry_lines(ls) + 5 :]],
+        lambda ls: [
+            *ls[: entry_lines(ls) + 17],
+            ls[entry_lines(ls) + 3],
+            *ls[entry_lines(ls) + 17 :],
+        ],
+        lambda ls: ls[:-3],
+    ],
+)
+def test_checking_in_several_processes_gives_the_same_outcome(
+    bundle: Path, change: Callable[[Lines], Lines], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import audit.verify
+
+    edit(bundle, change)
+    outcomes = []
+    for workers in (1, 2):
+        monkeypatch.setattr(audit.verify, "_CHUNK", 5)  # many chunks, failures inside one
+        try:
+            outcomes.append(("ok", str(verify_bundle(bundle, workers=workers))))
+        except VerificationError as exc:
+            outcomes.append((str(exc), str(exc.index)))
+    assert outcomes[0] == outcomes[1]

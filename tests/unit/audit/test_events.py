@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audit import Actor, AuditError, Event, EventError, decode, encode, fingerprint
+from audit.events import check_encoded
 from tests.unit.audit._support import T0, make_event
 
 SAFE = 2**53 - 1
@@ -212,3 +213,53 @@ def test_canonical_json_matches_the_stdlib_reading() -> None:
     assert document["details"] == {"z": {"a": [True, None, "é\n"], "b": 1}}
     assert document["time"] == "2026-11-22T06:36:00.000000Z"
     assert decode(encode(event)).time == T0
+
+
+def _accepts(check: Any, data: bytes) -> bool:
+    try:
+        check(data)
+    except EventError:
+        return False
+    return True
+
+
+def _deep(depth: int) -> bytes:
+    details = "[" * depth + "1" + "]" * depth
+    return encode(make_event()).replace(
+        b'"details":{', b'"details":{"d":' + details.encode() + b","
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        *[_deep(d) for d in (30, 31, 32, 33)],
+        encode(make_event()).replace(b'"n":0', b'"n":9007199254740991'),
+        encode(make_event()).replace(b'"n":0', b'"n":9007199254740992'),
+        encode(make_event()).replace(b'"n":0', b'"n":-0'),
+        encode(make_event()).replace(b'"n":0', b'"n":"\\ud800"'),
+        encode(make_event()).replace(b'"v":1', b'"v":true'),
+        encode(make_event()).replace(b'"rule":"p', b'"rule":"'),
+        encode(make_event()).replace(b"2026-11-22", b"0000-11-22"),
+    ],
+)
+def test_fast_check_agrees_with_decode_on_edge_cases(data: bytes) -> None:
+    assert _accepts(check_encoded, data) == _accepts(decode, data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(event=events, position=st.integers(min_value=0), value=st.integers(0, 255))
+def test_fast_check_accepts_exactly_what_decode_accepts(
+    event: Event, position: int, value: int
+) -> None:
+    data = encode(event)
+    assert check_encoded(data) == event.type
+    changed = bytearray(data)
+    changed[position % len(changed)] = value
+    assert _accepts(check_encoded, bytes(changed)) == _accepts(decode, bytes(changed))
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=300))
+def test_fast_check_of_garbage_raises_only_event_error(data: bytes) -> None:
+    assert _accepts(check_encoded, data) == _accepts(decode, data)

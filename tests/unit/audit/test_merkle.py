@@ -331,3 +331,46 @@ def test_hostile_consistency_input_raises_only_proof_error(
 def test_random_well_typed_proofs_do_not_verify(index: int, size: int, proof: list[bytes]) -> None:
     with pytest.raises(ProofError):
         verify_inclusion(b"\x01" * 32, index, size, proof, bytes(32))
+
+
+def _stored_nodes(n: int) -> dict[tuple[int, int], bytes]:
+    """Every perfect subtree of a tree of n leaves, as a store keeps them."""
+    from audit.tree import CompactRange
+
+    nodes: dict[tuple[int, int], bytes] = {}
+    tree = CompactRange()
+    for h in tree_of(n):
+        nodes.update({(level, index): node for (level, index), node in tree.append(h)})
+    return nodes
+
+
+def test_every_inclusion_proof_up_to_256_leaves_verifies() -> None:
+    nodes = _stored_nodes(256)
+    hashes = tree_of(256)
+
+    def get(level: int, index: int) -> bytes:
+        return nodes[(level, index)]
+
+    checked = 0
+    for n in range(1, 257):
+        root = root_from_leaf_hashes(hashes[:n])
+        for i in range(n):
+            verify_inclusion(hashes[i], i, n, inclusion_proof(i, n, get), root)
+            checked += 1
+    assert checked == 256 * 257 // 2
+
+
+def test_every_consistency_proof_up_to_128_leaves_verifies() -> None:
+    nodes = _stored_nodes(128)
+    hashes = tree_of(128)
+    roots = [root_from_leaf_hashes(hashes[:n]) for n in range(129)]
+
+    def get(level: int, index: int) -> bytes:
+        return nodes[(level, index)]
+
+    checked = 0
+    for n in range(0, 129):
+        for m in range(0, n + 1):
+            verify_consistency(m, n, consistency_proof(m, n, get), roots[m], roots[n])
+            checked += 1
+    assert checked == 129 * 130 // 2

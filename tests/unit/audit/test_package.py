@@ -10,7 +10,15 @@ from pathlib import Path
 import audit
 
 PACKAGE = Path(audit.__file__).parent
-OFFLINE = ["audit.verify", "audit.bundle", "audit.merkle", "audit.checkpoint", "audit.events"]
+OFFLINE = [
+    "audit.verify",
+    "audit.bundle",
+    "audit.merkle",
+    "audit.checkpoint",
+    "audit.events",
+    "audit.receipt",
+    "audit.witness",
+]
 
 
 def test_public_exports_are_pinned() -> None:
@@ -22,20 +30,26 @@ def test_public_exports_are_pinned() -> None:
         "BundleReader",
         "Checkpoint",
         "CheckpointError",
+        "Committed",
         "CompactRange",
         "EMPTY_ROOT",
         "EntryNotFoundError",
         "Event",
         "EventError",
+        "GroupCommitter",
         "JSONValue",
         "NodeId",
         "NoteVerifier",
         "ProofError",
+        "SignedHead",
         "Signer",
         "SqlAuditLog",
         "StoreError",
         "VerificationError",
+        "VerifiedReceipt",
         "VerifyReport",
+        "Witness",
+        "WitnessRefusal",
         "consistency_proof",
         "decode",
         "encode",
@@ -51,9 +65,11 @@ def test_public_exports_are_pinned() -> None:
         "root_from_nodes",
         "sign_checkpoint",
         "sign_note",
+        "terms_of",
         "verify_bundle",
         "verify_consistency",
         "verify_inclusion",
+        "verify_receipt",
         "write_bundle",
     ]
     for name in audit.__all__:
@@ -95,3 +111,16 @@ def test_audit_imports_only_stdlib_cryptography_and_its_store_sqlalchemy() -> No
         }
         allowed = {"cryptography", "sqlalchemy"} if path.name == "store.py" else {"cryptography"}
         assert third_party <= allowed, f"{path.name} imports {sorted(third_party - allowed)}"
+
+
+def test_offline_verifier_loads_only_audit_stdlib_and_cryptography() -> None:
+    code = (
+        "import sys; before = {m.split('.')[0] for m in sys.modules}; "
+        "import audit.verify, audit.receipt, audit.witness; "
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules} - before)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(out.stdout.split()) - set(sys.stdlib_module_names)
+    # cryptography's native parts (_cffi_backend, _openssl) come with it; multiprocessing
+    # registers the main module again as __mp_main__
+    assert loaded <= {"audit", "cryptography", "_cffi_backend", "_openssl", "__mp_main__"}, loaded

@@ -23,7 +23,14 @@ from audit import (
     verify_consistency,
     verify_inclusion,
 )
-from audit.store import SqlAuditLog, checkpoints_table, entries_table, metadata, nodes_table
+from audit.store import (
+    SqlAuditLog,
+    checkpoints_table,
+    entries_table,
+    metadata,
+    nodes_table,
+    terms_table,
+)
 from tests.unit.audit._support import ORIGIN, make_engine, make_event
 
 
@@ -168,6 +175,7 @@ def test_verify_catches_a_consistent_rewrite_through_the_checkpoint(
     with engine.begin() as conn:
         conn.execute(entries_table.delete())
         conn.execute(nodes_table.delete())
+        conn.execute(terms_table.delete())
         rewritten.append_many(conn, [make_event(i, allowed=False) for i in range(8)])
     with engine.connect() as conn, pytest.raises(VerificationError, match="signed checkpoint"):
         log.verify(conn)
@@ -236,7 +244,10 @@ def test_tables_match_the_documented_schema() -> None:
         "created_at",
     ]
     assert [c.name for c in entries.primary_key] == ["idx"]
-    assert {i.name for i in entries.indexes} == {"ix_audit_entries_event_type"}
+    assert {i.name for i in entries.indexes} == {
+        "ix_audit_entries_event_type",
+        "ix_audit_entries_created_at",
+    }
     nodes = metadata.tables["audit_nodes"]
     assert [c.name for c in nodes.primary_key] == ["level", "idx"]
     checkpoints = metadata.tables["audit_checkpoints"]

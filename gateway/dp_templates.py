@@ -1,0 +1,33 @@
+"""`dp` templates: the sandbox plan of a template version, checked against its dataset."""
+
+from __future__ import annotations
+
+from gateway import catalogue
+from gateway.dp_specs import to_plan
+from gateway.specs import DatasetSpec, TemplateKindName, TemplateSpec
+from sandbox import (
+    DP_INTEGER_TYPES,
+    CompiledQuery,
+    DpPlan,
+    TemplateRejected,
+    check_dp_plan,
+    compile_dp,
+)
+
+
+def dp_plan(spec: TemplateSpec, datasets: dict[str, DatasetSpec]) -> DpPlan:
+    """The plan of a dp template (raises TemplateRejected when it does not fit its dataset)."""
+    if spec.kind is not TemplateKindName.DP or spec.dp is None:
+        raise TemplateRejected("not a dp template")
+    (ds_id,) = spec.datasets
+    ds = datasets[ds_id]
+    if ds.privacy is None:
+        raise TemplateRejected(f"dataset {ds_id} has no privacy budget set by its owner")
+    integer = frozenset(c.name for c in ds.columns if c.type.upper() in DP_INTEGER_TYPES)
+    plan = to_plan(ds_id, ds.privacy_unit, spec.dp, integer)
+    check_dp_plan(plan, catalogue.table_schema(ds), ds.privacy_unit)
+    return plan
+
+
+def dp_compile(spec: TemplateSpec, datasets: dict[str, DatasetSpec]) -> CompiledQuery:
+    return compile_dp(dp_plan(spec, datasets), tuple(sorted(spec.parameters)))

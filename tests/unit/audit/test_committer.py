@@ -1,0 +1,118 @@
+"""Group commit on SQLite and PostgreSQL: durable indexes, shared transactions, fail closed."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from audit import GroupCommitter, StoreError, open_checkpoint
+from audit.store import SqlAuditLog
+from tests.unit.audit._support import ORIGIN, make_event
+
+
+def test_concurrent_callers_share_transactions_and_get_gapless_indexes(
+    engine: sa.Engine, log: SqlAuditLog
+) -> None:
+    committer = GroupCommitter(log, engine.begin)
+    got: list[int] = []
+    lock = threading.Lock()
+
+    def caller(worker: int) -> None:
+        for k in range(15):
+            indexes = committer.append([make_event(worker * 100 + k)]).indexes
+            with lock:
+                got.extend(indexes)
+
+    threads = [threading.Thread(target=caller, args=(w,)) for w in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    committer.stop()
+    assert sorted(got) == list(range(180))
+    assert committer.batches < 180  # shared commits
+    with engine.begin() as conn:
+        log.checkpoint(conn)
+        assert log.verify(conn).size == 180
+
+
+def test_a_multi_event_append_is_contiguous_and_can_ask_for_a_covering_checkpoint(
+    engine: sa.Engine, log: SqlAuditLog
+) -> None:
+    committer = GroupCommitter(log, engine.begin)
+    first = committer.append([make_event(i) for i in range(5)])
+    assert first.indexes == (0, 1, 2, 3, 4) and first.checkpoint is None
+    covered = committer.append([make_event(5)], covering=6)
+    assert covered.checkpoint is not None and covered.checkpoint_size == 6
+    assert open_checkpoint(covered.checkpoint, [log.verifier], ORIGIN).size == 6
+    again = committer.checkpoint(3)  # already covered: no new signature
+    assert again.checkpoint == covered.checkpoint
+    with pytest.raises(StoreError):
+        committer.checkpoint(100)
+    committer.stop()
+
+
+def test_nudge_signs_a_checkpoint_without_waiting(engine: sa.Engine, log: SqlAuditLog) -> None:
+    committer = GroupCommitter(log, engine.begin)
+    committer.append([make_event(i) for i in range(3)])
+    committer.nudge()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            head = log.latest_head(conn)
+        if head is not None and head.size == 3:
+            break
+        time.sleep(0.02)
+    else:
+        pytest.fail("no checkpoint after a nudge")
+    committer.stop()
+
+
+def test_a_failed_commit_fails_every_caller_and_records_nothing(
+    engine: sa.Engine, log: SqlAuditLog
+) -> None:
+    broken = {"on": True}
+
+    @contextmanager
+    def begin() -> Iterator[Any]:
+        with engine.begin() as conn:
+            yield conn
+            if broken["on"]:
+                raise sa.exc.OperationalError("COMMIT", {}, Exception("disk full"))
+
+    committer = GroupCommitter(log, begin)
+    errors: list[BaseException] = []
+
+    def caller(n: int) -> None:
+        try:
+            committer.append([make_event(n)])
+        except StoreError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(errors) == 8
+    with engine.connect() as conn:
+        assert log.size(conn) == 0
+    broken["on"] = False
+    assert committer.append([make_event(9)]).indexes == (0,)
+    committer.stop()
+
+
+def test_a_stopped_committer_restarts_on_the_next_append(
+    engine: sa.Engine, log: SqlAuditLog
+) -> None:
+    committer = GroupCommitter(log, engine.begin)
+    committer.append([make_event(0)])
+    committer.stop()
+    assert committer.append([make_event(1)]).indexes == (1,)
+    committer.stop()
