@@ -19,7 +19,10 @@ def visible(gw: Gateway, principal: Principal) -> list[dict[str, Any]]:
     now = datetime.now(UTC)
     with db.reading(gw.db) as conn:
         datasets = [d for d in catalogue.list_all(conn) if d.privacy is not None]
-        own = {d.id for d in datasets if d.provider == principal.department}
+        # Other departments' charges and the global row: for the providing department's data
+        # owners only, not for any analyst who happens to work there.
+        owner = "data_owner" in principal.roles
+        own = {d.id for d in datasets if owner and d.provider == principal.department}
         rows = ledger.rows_for(conn, departments={principal.department}, datasets=own)
     seen = {(r.department, r.dataset_id, r.period) for r in rows}
     out = [ledger.view(r) for r in rows]

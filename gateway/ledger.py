@@ -193,13 +193,24 @@ def reserve(
             )
         )
         if done.rowcount != 1:
-            row = conn.execute(sa.select(b).where(where)).one()
-            remaining = view(row)
-            scope = "dataset (all departments)" if dept == GLOBAL else f"department {dept}"
+            # The refusal shows the caller's own department row only: the global row's spent
+            # and remaining would tell it what the other departments spent.
+            own = (
+                (b.c.department == department)
+                & (b.c.dataset_id == dataset_id)
+                & (b.c.period == period_)
+            )
+            remaining = view(conn.execute(sa.select(b).where(own)).one())
+            if dept == GLOBAL:
+                why = "the dataset's total budget (all departments) cannot cover this job"
+            else:
+                why = (
+                    f"the budget of department {dept} cannot cover this job (remaining rho "
+                    f"{remaining['rho']['remaining']})"
+                )
             raise BudgetExhausted(
-                f"the privacy budget of {dataset_id} for {scope} in {period_} cannot cover "
-                f"this job (cost rho {_dec(cost.rho, RHO_UNIT)}, remaining rho "
-                f"{remaining['rho']['remaining']}); nothing was run",
+                f"in {period_}, {why} on {dataset_id} (cost rho {_dec(cost.rho, RHO_UNIT)}); "
+                "nothing was run",
                 budget=remaining,
                 cost={"rho": _dec(cost.rho, RHO_UNIT), "delta": _dec(cost.delta, DELTA_UNIT)},
             )

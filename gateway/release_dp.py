@@ -11,21 +11,21 @@ release's own transaction.
 from __future__ import annotations
 
 import itertools
-import threading
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from gateway import catalogue
+import sqlalchemy as sa
+
+from gateway import catalogue, db, ledger, schema
 from gateway.dp_templates import dp_plan
 from gateway.jobs import JobStatus
 from gateway.ledger import DELTA_UNIT, RHO_UNIT, Cost, epsilon_at
 from gateway.releases import Outcome, Run
-from sandbox import CompiledQuery, DpPlan, compile_dp, dp_mechanism, dp_unit_profile
+from sandbox import DpPlan, compile_dp, dp_mechanism
 
 MAX_KEYS = 10_000
-_PROFILES: dict[tuple[str, int, int, str], tuple[int, int]] = {}
-_PROFILES_LOCK = threading.Lock()
 
 
 def _snapshot(path: Path) -> tuple[int, int]:
@@ -33,33 +33,20 @@ def _snapshot(path: Path) -> tuple[int, int]:
     return stat.st_mtime_ns, stat.st_size
 
 
-def _plan_query(run: Run, plan: DpPlan) -> tuple[CompiledQuery, tuple[int, int]]:
-    """The compiled plan to run, and the snapshot of the source it was chosen for."""
-    source = run.sources[plan.dataset_id]
-    snapshot = _snapshot(source.path)
-    key = (str(source.path), *snapshot, plan.unit)
-    with _PROFILES_LOCK:
-        profile = _PROFILES.get(key)
-    if profile is None:
-        table = run.gw.engine.run(
-            dp_unit_profile(plan.dataset_id, plan.unit), {plan.dataset_id: source}, {}
-        )
-        max_rows, null_rows = table.rows[0]
-        if type(max_rows) is not int or type(null_rows) is not int:
-            max_rows, null_rows = 2**62, 2**62  # unknown: never take the fast path
-        profile = (max_rows, null_rows)
-        with _PROFILES_LOCK:
-            _PROFILES[key] = profile
-    max_rows, null_rows = profile
-    if max_rows <= min(plan.rows_per_unit, plan.groups_per_unit):
-        fast = compile_dp(
-            plan,
-            tuple(sorted(run.stored.spec.parameters)),
-            bounded=False,
-            units_not_null=null_rows == 0,
-        )
-        return fast, snapshot
-    return run.compiled(), snapshot
+def _charged_to_this_snapshot(run: Run, plan: DpPlan) -> bool:
+    """With ``refresh: snapshot`` the reservation was booked to the period of the file as it
+    was at admission; a job running on a newer file would spend the new snapshot's data on
+    the old period's budget (and the new period's budget on top of it). Refuse it instead."""
+    ds = run.datasets[plan.dataset_id]
+    if ds.privacy is None or ds.privacy.budget.refresh != "snapshot":
+        return True
+    r = schema.budget_reservations
+    with db.reading(run.gw.db) as conn:
+        booked = conn.execute(sa.select(r.c.period).where(r.c.job_id == run.job.id)).scalar()
+    now = ledger.period(
+        ds.privacy.budget, now=datetime.now(UTC), source=run.sources[plan.dataset_id].path
+    )
+    return booked == now
 
 
 def _key_set(run: Run, plan: DpPlan) -> list[tuple[object, ...]] | None:
@@ -88,7 +75,14 @@ def release_dp(run: Run) -> Outcome:
     keys = _key_set(run, plan) if plan.group_by else [()]
     if keys is None and not plan.private_keys:
         return Outcome(JobStatus.FAILED, None, "the public key set is too large to release")
-    query, snapshot = _plan_query(run, plan)
+    # Always the bounded plan: the per-unit windows are what the sensitivities rest on. (A
+    # "fast path" that skipped them when a cached profile of the file showed no unit over the
+    # bounds was removed: a file rewritten with the same size and mtime ran unbounded.)
+    # Compiled from the very plan the mechanism was built for (same bounds, same fixed point).
+    query = compile_dp(plan, tuple(sorted(run.stored.spec.parameters)))
+    snapshot = _snapshot(run.sources[plan.dataset_id].path)
+    if not _charged_to_this_snapshot(run, plan):
+        return Outcome(JobStatus.FAILED, None, "the source changed since the job was accepted")
     table = run.gw.engine.run(query, run.sources, {**run.values, **plan.constants()})
     if _snapshot(run.sources[plan.dataset_id].path) != snapshot:
         return Outcome(JobStatus.FAILED, None, "the source changed while the job ran; retry")

@@ -184,6 +184,18 @@ def finish(gw: Gateway, job: sa.Row[Any], outcome: Outcome) -> None:
         "content_hash": job.content_hash,
     }
     with gw.db.begin() as conn:
+        # Only the run that still holds the job may finish it: a worker outliving the stale
+        # cutoff must not store a result after `recover_stale` failed the job and gave its
+        # budget back (that result would be released uncharged). The conditional UPDATE also
+        # serialises two finishers on PostgreSQL (row lock, WHERE re-checked).
+        claimed = conn.execute(
+            schema.jobs.update()
+            .where(schema.jobs.c.id == job.id, schema.jobs.c.status == JobStatus.RUNNING.value)
+            .values(status=outcome.status.value, finished_at=now, error=outcome.error)
+        )
+        if claimed.rowcount != 1:
+            log.warning("job %s was already finished; its late outcome is dropped", job.id)
+            return
         details.update(responsible_parties(conn, job))
         event = f"job.{outcome.status.value}"
         if outcome.result is not None:
@@ -219,15 +231,6 @@ def finish(gw: Gateway, job: sa.Row[Any], outcome: Outcome) -> None:
                     created_at=now,
                 )
             )
-        conn.execute(
-            schema.jobs.update()
-            .where(schema.jobs.c.id == job.id)
-            .values(
-                status=outcome.status.value,
-                finished_at=now,
-                error=outcome.error,
-            )
-        )
     gw.audit.nudge()  # sign a checkpoint covering the release soon, off the request path
 
 

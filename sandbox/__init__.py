@@ -21,7 +21,6 @@ from sandbox.dp_plan import (
     compile_dp,
 )
 from sandbox.dp_plan import check_against as check_dp_plan
-from sandbox.dp_plan import unit_profile as dp_unit_profile
 from sandbox.duckdb_engine import DuckDBEngine
 from sandbox.errors import (
     ExecutionCategory,
@@ -75,6 +74,5 @@ __all__ = [
     "compile_dp",
     "compile_template",
     "dp_mechanism",
-    "dp_unit_profile",
     "validate_parameters",
 ]

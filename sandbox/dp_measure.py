@@ -126,10 +126,14 @@ def primitives(plan: DpPlan) -> tuple[Primitive, ...]:
     for i, m in enumerate(plan.measures):
         if m.kind in (MeasureKind.SUM, MeasureKind.MEAN):
             k = plan.fixed_point(m)
+            assert m.lower is not None and m.upper is not None
+            if (m.lower * k).denominator != 1 or (m.upper * k).denominator != 1:
+                # the engine rounds clamped values to integers: a fractional bound ×k would
+                # let ROUND pass it (0.5 → 1) and exceed the sensitivity below
+                raise TemplateRejected(f"measure {m.name}: bounds have at most 3 decimals")
             if m.kind is MeasureKind.SUM:
                 sens, divisor = r * m.magnitude * k, k
             else:  # centred and doubled (dp_plan): |2·x − (lo + hi)| ≤ hi − lo
-                assert m.lower is not None and m.upper is not None
                 sens, divisor = r * (m.upper - m.lower) * k, 2 * k
             if sens.denominator != 1 or sens > I64:
                 raise TemplateRejected(f"measure {m.name}: bounds too fine or too large")

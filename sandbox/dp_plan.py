@@ -274,6 +274,9 @@ def _measure_sql(
     if m.kind in (MeasureKind.SUM, MeasureKind.MEAN):
         assert m.column is not None and m.lower is not None and m.upper is not None
         k = plan.fixed_point(m)
+        if (m.lower * k).denominator != 1 or (m.upper * k).denominator != 1:
+            # ROUND of a value clamped to a fractional bound can pass the bound (0.5 → 1)
+            raise TemplateRejected(f"measure {m.name}: bounds have at most 3 decimals")
         lo, hi = _num(m.lower * k), _num(m.upper * k)
         col = f"t.{_q(m.column, dialect)}" if k == 1 else f"(t.{_q(m.column, dialect)} * {k})"
         clamped = f"LEAST(GREATEST({col}, {lo}), {hi})"
@@ -301,26 +304,20 @@ def _measure_sql(
             outer.append(f"COUNT(*) FILTER (WHERE {' AND '.join(conds)}) AS h{i}_{b}")
 
 
-def plan_sql(
-    plan: DpPlan, dialect: str, *, bounded: bool = True, units_not_null: bool = False
-) -> str:
+def plan_sql(plan: DpPlan, dialect: str) -> str:
     """The bounded-contribution aggregate for ``dialect`` ``duckdb`` ($name) or ``spark``.
-
-    ``bounded=False`` leaves out the per-unit windows: only for a source in which no unit has
-    more rows than ``min(rows_per_unit, groups_per_unit)`` (``unit_profile``), where the
-    windows keep every row and the result is the same. ``units_not_null=True`` leaves out
-    the ``unit IS NOT NULL`` filter: only for a source profiled to have no NULL unit."""
+    Always with the per-unit windows: the sensitivities rest on them, whatever the data."""
     mark = "$" if dialect == "duckdb" else ":"
     rand = "random()" if dialect == "duckdb" else "rand()"
     dept, name = plan.dataset_id.split(".")
-    inner = [f"t.{_q(plan.unit, dialect)} AS u"] + ([f"{rand} AS rk"] if bounded else [])
+    inner = [f"t.{_q(plan.unit, dialect)} AS u", f"{rand} AS rk"]
     inner += [f"t.{_q(c, dialect)} AS g{i}" for i, c in enumerate(plan.group_by)]
     outer = [f"g{i} AS {_q(c, dialect)}" for i, c in enumerate(plan.group_by)]
     outer.append("COUNT(*) AS n")
     for i, m in enumerate(plan.measures):
         _measure_sql(plan, i, m, inner, outer, dialect=dialect)
     table = f"{_q(dept, dialect)}.{_q(name, dialect)}"
-    where = [] if units_not_null else [f"t.{_q(plan.unit, dialect)} IS NOT NULL"]
+    where = [f"t.{_q(plan.unit, dialect)} IS NOT NULL"]
     for i, f in enumerate(plan.filters):
         bound = f.parameter if f.parameter is not None else f"{CONSTANT_PREFIX}{i}"
         where.append(f"t.{_q(f.column, dialect)} {OPERATORS[f.op]} {mark}{bound}")
@@ -337,11 +334,6 @@ def plan_sql(
     group = ""
     if plan.group_by:
         group = " GROUP BY " + ", ".join(f"g{i}" for i in range(len(plan.group_by)))
-    if not bounded:
-        return (
-            f"WITH f AS (SELECT {', '.join(inner)} FROM {table} AS t "  # noqa: S608
-            f"WHERE {' AND '.join(where) or 'TRUE'}) SELECT {', '.join(outer)} FROM f{group}"
-        )
     return (
         f"WITH f AS (SELECT {', '.join(inner)} FROM {table} AS t "  # noqa: S608
         f"WHERE {' AND '.join(where) or 'TRUE'}), {groups}"
@@ -362,15 +354,8 @@ def output_columns(plan: DpPlan) -> tuple[str, ...]:
     return tuple(out)
 
 
-def compile_dp(
-    plan: DpPlan,
-    template_parameters: tuple[str, ...],
-    *,
-    bounded: bool = True,
-    units_not_null: bool = False,
-) -> CompiledQuery:
-    """The plan as a CompiledQuery of kind DP (parameters: the template's and the constants).
-    ``bounded`` and ``units_not_null``: see ``plan_sql``."""
+def compile_dp(plan: DpPlan, template_parameters: tuple[str, ...]) -> CompiledQuery:
+    """The plan as a CompiledQuery of kind DP (parameters: the template's and the constants)."""
     used = {f.parameter for f in plan.filters if f.parameter is not None}
     unused = set(template_parameters) - used
     if unused:
@@ -381,39 +366,12 @@ def compile_dp(
     outputs = output_columns(plan)
     return CompiledQuery(
         kind=TemplateKind.DP,
-        source_sql=plan_sql(plan, "duckdb", bounded=bounded, units_not_null=units_not_null),
-        duckdb_sql=plan_sql(plan, "duckdb", bounded=bounded, units_not_null=units_not_null),
-        spark_sql=plan_sql(plan, "spark", bounded=bounded, units_not_null=units_not_null),
+        source_sql=plan_sql(plan, "duckdb"),
+        duckdb_sql=plan_sql(plan, "duckdb"),
+        spark_sql=plan_sql(plan, "spark"),
         parameters=tuple(sorted(used | set(plan.constants()))),
         tables=(plan.dataset_id,),
         output_columns=outputs,
         count_column="n",
         group_columns=plan.group_by,
-    )
-
-
-def unit_profile(dataset_id: str, unit: str) -> CompiledQuery:
-    """The most rows any (non-NULL) privacy unit has in the source (``max_rows``) and the
-    number of rows whose unit is NULL (``null_rows``)."""
-    dept, name = dataset_id.split(".")
-
-    def sql(dialect: str) -> str:
-        u = _q(unit, dialect)
-        return (
-            "SELECT COALESCE(MAX(CASE WHEN u IS NOT NULL THEN c END), 0) AS max_rows, "  # noqa: S608
-            "COALESCE(SUM(CASE WHEN u IS NULL THEN c END), 0) AS null_rows "
-            f"FROM (SELECT t.{u} AS u, COUNT(*) AS c "
-            f"FROM {_q(dept, dialect)}.{_q(name, dialect)} AS t GROUP BY t.{u}) AS p"
-        )
-
-    return CompiledQuery(
-        kind=TemplateKind.DP,
-        source_sql=sql("duckdb"),
-        duckdb_sql=sql("duckdb"),
-        spark_sql=sql("spark"),
-        parameters=(),
-        tables=(dataset_id,),
-        output_columns=("max_rows", "null_rows"),
-        count_column=None,
-        group_columns=(),
     )

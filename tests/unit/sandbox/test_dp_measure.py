@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import statistics
 from fractions import Fraction
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -251,34 +250,6 @@ def test_median_selects_the_true_candidate_with_enough_data() -> None:
     table = ResultTable(("district", "n", *cols), ("VARCHAR",) * (2 + len(cols)), (row,))
     picks = {mech.release(table, keys=[("a",)]).rows[0][1] for _ in range(200)}
     assert picks == {200}
-
-
-def test_unbounded_plan_equals_the_bounded_one_only_where_the_profile_allows(
-    people: TableSource, tmp_path: Path
-) -> None:
-    from sandbox import dp_unit_profile
-
-    engine = DuckDBEngine()
-    profile = dp_unit_profile("civil.residents", "person_id")
-    assert engine.run(profile, {"civil.residents": people}, {}).rows == ((5, 0),)
-    unique = tmp_path / "unique.parquet"
-    pq.write_table(
-        pa.table(
-            {
-                "person_id": [f"p{i}" for i in range(50)],
-                "district": ["a", "b"] * 25,
-                "income": list(range(50)),
-            }
-        ),
-        unique,
-    )
-    src = {"civil.residents": TableSource("civil.residents", "parquet", unique.resolve())}
-    assert engine.run(profile, src, {}).rows == ((1, 0),)
-    p = plan(COUNT, INCOME_SUM)
-    fast = engine.run(compile_dp(p, (), bounded=False, units_not_null=True), src, {})
-    slow = engine.run(compile_dp(p, ()), src, {})
-    assert sorted(fast.rows) == sorted(slow.rows)
-    assert "ROW_NUMBER" not in compile_dp(p, (), bounded=False).duckdb_sql
 
 
 def test_mean_sums_centred_values_with_half_the_sensitivity_and_no_bias() -> None:

@@ -47,7 +47,6 @@ def test_public_exports_are_pinned() -> None:
         "compile_dp",
         "compile_template",
         "dp_mechanism",
-        "dp_unit_profile",
         "validate_parameters",
     ]
     for name in sandbox.__all__:
