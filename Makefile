@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench serve clean peers peers-dp
+.PHONY: demo test lint typecheck unit bench serve clean peers peers-acro peers-dp
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,7 @@ bench: $(STAMP)
 
 # Benchmark peers, each in its own virtualenv (their pins clash with ours): see peers/dp/README.md
 PEERS := .venv-peers
-peers: peers-dp
+peers: peers-acro peers-dp
 
 peers-dp: $(PEERS)/opendp/.installed $(PEERS)/smartnoise/.installed
 
@@ -47,6 +47,14 @@ $(PEERS)/smartnoise/.installed:
 	$(PYTHON) -m venv $(PEERS)/smartnoise
 	$(PEERS)/smartnoise/bin/python -m pip install --quiet 'smartnoise-sql==1.0.10' pyarrow
 	touch $@
+
+peers/acro/.venv/.installed: peers/acro/requirements.txt
+	$(PYTHON) -m venv peers/acro/.venv
+	peers/acro/.venv/bin/python -m pip install --quiet -r peers/acro/requirements.txt
+	touch $@
+
+peers-acro: peers/acro/.venv/.installed
+	peers/acro/.venv/bin/python peers/acro/run.py tests/fixtures/acro
 
 serve: $(STAMP)
 	$(BIN)/insitu serve

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from bench import audit, dp, e2e, policy, tokens, verify
+from bench import audit, dp, e2e, policy, sandbox, tokens, verify
 
 BENCHMARKS = {
     "e2e": e2e.main,
     "policy": policy.main,
+    "sandbox": sandbox.main,
     "tokens": tokens.main,
     "audit": audit.main,
     "dp": dp.main,

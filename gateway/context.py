@@ -23,6 +23,9 @@ from gateway.home import ISSUER_KEYS, open_trail
 from gateway.policy_store import LivePolicy
 from gateway.settings import Settings
 from sandbox import DuckDBEngine, Limits, TableSource
+from sandbox.engine import Engine
+from sandbox.oslimits import OsLimits, default_address_space, parse_size
+from sandbox.process_engine import ProcessEngine
 
 
 class Signal:
@@ -49,7 +52,7 @@ class Signal:
 class ValueSets:
     """Public value sets of catalogue columns (`values_from`), cached per source file version."""
 
-    def __init__(self, engine: DuckDBEngine, *, max_values: int = 1000) -> None:
+    def __init__(self, engine: Engine, *, max_values: int = 1000) -> None:
         self._engine = engine
         self._max = max_values
         self._cache: dict[tuple[str, str, int, int], tuple[str | int, ...]] = {}
@@ -77,7 +80,7 @@ class Gateway:
     key_source: KeySource
     issuer: LocalIssuer | None
     issuer_keys: IssuerKeys | None
-    engine: DuckDBEngine
+    engine: Engine
     value_sets: ValueSets
     jobs_submitted: Signal = field(default_factory=Signal)
     jobs_finished: Signal = field(default_factory=Signal)
@@ -141,7 +144,7 @@ def build_gateway(settings: Settings) -> Gateway:
         threads=settings.job_threads,
         max_rows=settings.max_result_rows,
     )
-    sandbox_engine = DuckDBEngine(limits, spares=settings.workers)
+    sandbox_engine = sandbox_engine_for(settings, limits)
     trail = open_trail(settings)
     trail.attach(engine)
     return Gateway(
@@ -156,4 +159,25 @@ def build_gateway(settings: Settings) -> Gateway:
         engine=sandbox_engine,
         value_sets=ValueSets(sandbox_engine),
         local_keys=local_keys,
+    )
+
+
+def sandbox_engine_for(settings: Settings, limits: Limits) -> Engine:
+    """Worker processes by default; in the gateway's process only when configured so."""
+    if settings.sandbox_isolation == "inprocess":
+        return DuckDBEngine(limits, spares=settings.workers)
+    address_space = (
+        parse_size(settings.sandbox_address_space)
+        if settings.sandbox_address_space is not None
+        else default_address_space(limits.memory_limit)
+    )
+    os_limits = OsLimits(
+        address_space=address_space,
+        cpu_s=limits.timeout_s * limits.threads + settings.sandbox_grace_s,
+    )
+    return ProcessEngine(
+        limits,
+        spares=settings.sandbox_spares,
+        grace_s=settings.sandbox_grace_s,
+        os_limits=os_limits,
     )

@@ -214,6 +214,24 @@ verify_requests = sa.Table(  # a verify job's keys, kept only until the job has 
     sa.Column("key_values", sa.JSON, nullable=False),
 )
 
+# Disclosure control (issue 5): every released cell of an aggregate release, with a keyed
+# sketch of the units it describes (see gateway/release_history.py). No unit ids are stored.
+release_cells = sa.Table(
+    "release_cells",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("dataset_id", sa.String(130), nullable=False),
+    sa.Column("unit_column", sa.String(64), nullable=False),
+    sa.Column("cells_per_hash", sa.Integer, nullable=False),
+    sa.Column("scheme", sa.String(64), nullable=False),
+    sa.Column("units", sa.BigInteger, nullable=False),
+    sa.Column("sketch", sa.LargeBinary, nullable=False),
+    sa.Column("job_id", sa.String(36), nullable=False),
+    sa.Column("department", sa.String(64), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Index("ix_release_cells_population", "dataset_id", "unit_column", "units"),
+)
+
 # Differential privacy (issue 6): the budget ledger, reservations, idempotent submissions.
 # Budgets are integers: ρ in micro-units (1e-6), δ in femto-units (1e-15); never binary floats.
 privacy_budgets = sa.Table(

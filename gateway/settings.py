@@ -88,6 +88,27 @@ class Settings(BaseSettings):
     max_result_rows: int = Field(
         default=10_000, ge=1, le=1_000_000, description="Most rows a result may carry."
     )
+    # -- sandbox isolation (issue 5) --
+    sandbox_isolation: Literal["process", "inprocess"] = Field(
+        default="process",
+        description="Run jobs in sandbox worker processes (`process`) or in the gateway "
+        "process (`inprocess`, for development).",
+    )
+    sandbox_spares: int = Field(
+        default=1, ge=0, le=64, description="Sandbox worker processes kept started ahead of jobs."
+    )
+    sandbox_grace_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=600,
+        description="Past the job time limit plus this, the watchdog kills the worker.",
+    )
+    sandbox_address_space: str | None = Field(
+        default=None,
+        pattern=r"^\d{1,6}(\.\d{1,3})?\s?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="Address-space limit of a worker process (e.g. `6GB`); default twice the "
+        "job memory limit plus 2 GiB.",
+    )
     audit_origin: str = Field(
         default="insitu.local/audit", description="Origin line of signed audit checkpoints."
     )

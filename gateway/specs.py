@@ -86,8 +86,13 @@ class DominanceSpec(Strict):
 
 
 class DisclosureSpec(Strict):
+    """The owner's disclosure rules (sandbox/disclosure.py); null switches a rule off."""
+
     min_group_size: int = Field(default=10, ge=1, le=100_000)
-    dominance: DominanceSpec | None = None
+    dominance: DominanceSpec | None = DominanceSpec(n=2, k=0.9)
+    p_percent: float | None = Field(default=10.0, gt=0, le=100)
+    rounding: int | None = Field(default=None, ge=1, le=1000)
+    secondary_suppression: bool = True
 
 
 class OpenClass(StrEnum):

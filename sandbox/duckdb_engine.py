@@ -30,6 +30,7 @@ from typing import TypeVar
 import duckdb
 
 from sandbox._duckdb_sql import LOCKDOWN, lockdown_values, view_sql
+from sandbox.auxiliary import AuxiliaryQuery
 from sandbox.errors import (
     ExecutionCategory,
     ExecutionError,
@@ -52,8 +53,8 @@ _BINDABLE = (bool, int, str, Decimal, date)
 _ERRORS: tuple[tuple[type[duckdb.Error], ExecutionCategory], ...] = (
     (duckdb.InterruptException, _C.TIMEOUT),
     (duckdb.OutOfMemoryException, _C.OUT_OF_MEMORY),
-    (duckdb.ConversionException, _C.CONVERSION),
-    (duckdb.OutOfRangeException, _C.OVERFLOW),
+    (duckdb.ConversionException, _C.DATA),
+    (duckdb.OutOfRangeException, _C.DATA),
     (duckdb.PermissionException, _C.REFUSED),
     (duckdb.ParserException, _C.REFUSED),
     (duckdb.IOException, _C.SOURCE_UNAVAILABLE),
@@ -174,21 +175,61 @@ class DuckDBEngine:
     ) -> ResultTable:
         """Run ``query`` over ``sources`` (only those it reads are mounted)."""
         mounted = [self._source(sources, table) for table in query.tables]
+        self._check_params(query, params)
+        return self._guarded(mounted, lambda con: self._run_checked(con, query, params))
+
+    @staticmethod
+    def _check_params(query: CompiledQuery, params: Mapping[str, object]) -> None:
         if sorted(params) != list(query.parameters):
             raise SandboxBug("run() needs exactly the query's (validated) parameters")
         for name, value in params.items():
             if not isinstance(value, _BINDABLE):
                 raise SandboxBug(f"parameter '{name}' was not converted by validate_parameters")
 
-        def work(con: duckdb.DuckDBPyConnection) -> ResultTable:
-            self._check_statement(con, query)
-            table = self._execute(con, query.duckdb_sql, dict(params))
-            if tuple(c.lower() for c in table.columns) != tuple(
-                c.lower() for c in query.output_columns
-            ):
-                raise SandboxBug("the result's columns differ from the compiled output columns")
-            return table
+    def _run_checked(
+        self, con: duckdb.DuckDBPyConnection, query: CompiledQuery, params: Mapping[str, object]
+    ) -> ResultTable:
+        self._check_sql(con, query.duckdb_sql, query.parameters)
+        table = self._execute(con, query.duckdb_sql, dict(params))
+        if tuple(c.lower() for c in table.columns) != tuple(
+            c.lower() for c in query.output_columns
+        ):
+            raise SandboxBug("the result's columns differ from the compiled output columns")
+        return table
 
+    def run_with_auxiliary(
+        self,
+        query: CompiledQuery,
+        sources: Mapping[str, TableSource],
+        params: Mapping[str, object],
+        auxiliary: Sequence[AuxiliaryQuery],
+        extra_params: Mapping[str, object] | None = None,
+    ) -> tuple[ResultTable, tuple[ResultTable, ...]]:
+        """Run ``query`` and then each auxiliary query on the same fresh connection.
+
+        Auxiliary results are for the sandbox's own checks (disclosure control); they are
+        capped by their own row limits and bind the template's parameters plus
+        ``extra_params`` (names starting with an underscore).
+        """
+        extra = dict(extra_params or {})
+        if any(not name.startswith("_") for name in extra):
+            raise SandboxBug("extra parameters of auxiliary queries start with an underscore")
+        bindable = {**params, **extra}
+        for aux in auxiliary:
+            if not set(aux.parameters) <= set(bindable):
+                raise SandboxBug(f"auxiliary query {aux.name} needs unbound parameters")
+
+        def work(con: duckdb.DuckDBPyConnection) -> tuple[ResultTable, tuple[ResultTable, ...]]:
+            main = self._run_checked(con, query, params)
+            results = []
+            for aux in auxiliary:
+                self._check_sql(con, aux.duckdb_sql, aux.parameters)
+                values = {name: bindable[name] for name in aux.parameters}
+                results.append(self._execute(con, aux.duckdb_sql, values, aux.max_rows, None))
+            return main, tuple(results)
+
+        self._check_params(query, params)
+        mounted = [self._source(sources, table) for table in query.tables]
         return self._guarded(mounted, work)
 
     def distinct_values(
@@ -236,20 +277,27 @@ class DuckDBEngine:
         """Open, lock, run ``work``, close; turn any driver error into an ExecutionError."""
         category: ExecutionCategory | None = None
         con: duckdb.DuckDBPyConnection | None = None
+        timer: threading.Timer | None = None
         try:
             con = self._open(sources)
+            # One timer for the whole job (the template and any auxiliary queries).
+            timer = threading.Timer(self.limits.timeout_s, con.interrupt)
+            timer.daemon = True
+            timer.start()
             return work(con)
         except SandboxError:
             raise
         except duckdb.InvalidInputException as exc:  # the text picks a category, never leaves
             text = str(exc).lower()
-            category = _C.DIVISION if "division by zero" in text else _C.INTERNAL
+            category = _C.DATA if "division by zero" in text else _C.INTERNAL
             category = _C.REFUSED if "configuration has been locked" in text else category
         except duckdb.Error as exc:
             category = next((c for kind, c in _ERRORS if isinstance(exc, kind)), _C.INTERNAL)
         except Exception:  # a conversion surprise must not leak its message either
             category = _C.INTERNAL
         finally:
+            if timer is not None:
+                timer.cancel()
             if con is not None:
                 self._instances.retire(con)
         if category is _C.TIMEOUT:
@@ -276,43 +324,44 @@ class DuckDBEngine:
         return con
 
     @staticmethod
-    def _check_statement(con: duckdb.DuckDBPyConnection, query: CompiledQuery) -> None:
+    def _check_sql(con: duckdb.DuckDBPyConnection, sql: str, parameters: Sequence[str]) -> None:
         """Defence in depth: DuckDB's parser must agree this is one SELECT."""
         try:
-            statements = con.extract_statements(query.duckdb_sql)
+            statements = con.extract_statements(sql)
         except duckdb.ParserException:
             statements = []
         if (
             len(statements) != 1
             or statements[0].type != duckdb.StatementType.SELECT
-            or set(statements[0].named_parameters) != set(query.parameters)
+            or set(statements[0].named_parameters) != set(parameters)
         ):
             raise ExecutionError(ExecutionCategory.REFUSED)
 
     def _execute(
-        self, con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object]
+        self,
+        con: duckdb.DuckDBPyConnection,
+        sql: str,
+        params: dict[str, object],
+        max_rows: int | None = None,
+        max_bytes: int | None = -1,
     ) -> ResultTable:
+        """Execute (the job's timer runs); cap rows, and bytes unless ``max_bytes`` is None."""
         limits = self.limits
-        timer = threading.Timer(limits.timeout_s, con.interrupt)
-        timer.daemon = True
-        timer.start()
-        try:
-            con.execute(sql, params)
-            description = con.description or []
-            raw_rows = con.fetchmany(limits.max_rows + 1)
-        finally:
-            timer.cancel()
-        if len(raw_rows) > limits.max_rows:
-            raise ResourceLimitExceeded(ExecutionCategory.ROW_LIMIT, f"{limits.max_rows} rows")
+        max_rows = limits.max_rows if max_rows is None else max_rows
+        max_bytes = limits.max_bytes if max_bytes == -1 else max_bytes
+        con.execute(sql, params)
+        description = con.description or []
+        raw_rows = con.fetchmany(max_rows + 1)
+        if len(raw_rows) > max_rows:
+            raise ResourceLimitExceeded(ExecutionCategory.ROW_LIMIT, f"{max_rows} rows")
         rows: list[tuple[object, ...]] = []
         size = 0
         for raw in raw_rows:
             row = tuple(json_value(v) for v in raw)
-            size += len(json.dumps(row, ensure_ascii=False).encode())
-            if size > limits.max_bytes:
-                raise ResourceLimitExceeded(
-                    ExecutionCategory.BYTE_LIMIT, f"{limits.max_bytes} bytes"
-                )
+            if max_bytes is not None:
+                size += len(json.dumps(row, ensure_ascii=False).encode())
+                if size > max_bytes:
+                    raise ResourceLimitExceeded(ExecutionCategory.BYTE_LIMIT, f"{max_bytes} bytes")
             rows.append(row)
         return ResultTable(
             columns=tuple(str(d[0]) for d in description),

@@ -50,6 +50,10 @@ class ParameterError(SandboxError):
 class ExecutionCategory(StrEnum):
     """Why a query failed while running. The only detail an ExecutionError carries."""
 
+    # Data-dependent failures (a cast, an overflow, a division by zero) are all reported as
+    # DATA: which one happened would say something about the values. The three older names
+    # stay for callers that match on them; the engines no longer raise them.
+    DATA = "data"
     CONVERSION = "conversion"
     OVERFLOW = "overflow"
     DIVISION = "division"
@@ -60,6 +64,7 @@ class ExecutionCategory(StrEnum):
     BYTE_LIMIT = "byte_limit"
     REFUSED = "refused"  # the engine's own lock-down blocked the statement
     SOURCE_UNAVAILABLE = "source_unavailable"  # a data file is missing or unreadable
+    WORKER_LOST = "worker_lost"  # the sandbox worker process died or was killed mid-job
     INTERNAL = "internal"
 
 

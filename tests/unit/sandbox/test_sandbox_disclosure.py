@@ -22,7 +22,7 @@ def test_groups_under_the_threshold_are_withheld_and_listed() -> None:
         table(("a", "retail", 25), ("b", "retail", 3), ("c", "mining", 9)),
         count_column="n",
         group_columns=("district", "industry"),
-        rules=DisclosureRules(min_group_size=10),
+        rules=DisclosureRules(min_group_size=10, secondary=False),
     )
     assert result.rows == (("a", "retail", 25),)
     assert result.withheld == (
@@ -47,7 +47,7 @@ def test_group_at_the_threshold_is_released() -> None:
         table(("a", "retail", 10), ("b", "retail", 9)),
         count_column="n",
         group_columns=("district", "industry"),
-        rules=DisclosureRules(min_group_size=10),
+        rules=DisclosureRules(min_group_size=10, secondary=False),
     )
     assert result.rows == (("a", "retail", 10),)
     assert [dict(c.key)["district"] for c in result.withheld] == ["b"]

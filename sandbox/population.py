@@ -1,0 +1,171 @@
+"""Population sketches: invertible Bloom lookup tables of keyed unit hashes, per released cell.
+
+A cell's population is the set of units (people, enterprises) that contributed to it. The
+engine computes, per group, an IBLT (``compile_disclosure``): three cells per unit, each
+holding a count, the XOR of the units' 64-bit keyed hashes and the XOR of ``check_of`` of them.
+Subtracting two sketches cell by cell gives the sketch of the symmetric difference of the two
+populations; peeling it (repeatedly removing a cell that holds exactly one unit) lists the
+difference when it is small. A sketch of ``3 × cells_per_hash`` cells decodes a difference of
+up to roughly ``2 × cells_per_hash`` units; a larger one does not decode and is then sized
+from the share of occupied cells (small estimates fail closed). Only hashes keyed with a
+per-deployment secret are stored: no re-identifiable id.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sandbox.errors import SandboxBug
+
+HASHES = 3
+SHIFT = 21
+_MASK = 2**64 - 1
+_MURMUR = 0xD6E8FEB86659FD93
+_CELL = struct.Struct("<IqQQ")  # cell index, count, XOR of hashes, XOR of checks
+
+
+def check_of(value: int) -> int:
+    """DuckDB's ``hash`` of a UBIGINT (the MurmurHash3 finaliser): a cell's check value.
+
+    ``compile_disclosure`` computes it in SQL; a unit test pins that the two agree.
+    """
+    z = value ^ (value >> 32)
+    z = (z * _MURMUR) & _MASK
+    z ^= z >> 32
+    z = (z * _MURMUR) & _MASK
+    return z ^ (z >> 32)
+
+
+def cells_of(value: int, cells_per_hash: int) -> tuple[int, ...]:
+    return tuple(
+        j * cells_per_hash + ((value >> (j * SHIFT)) % cells_per_hash) for j in range(HASHES)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PopulationSketch:
+    """The IBLT of one cell's population; ``cells`` holds (index, count, keys, checks)."""
+
+    cells_per_hash: int
+    units: int
+    cells: tuple[tuple[int, int, int, int], ...]
+    scheme: str = ""  # how unit hashes were made; sketches of different schemes never compare
+
+    def __post_init__(self) -> None:
+        if type(self.cells_per_hash) is not int or not 1 <= self.cells_per_hash <= 2**SHIFT:
+            raise SandboxBug("cells_per_hash must be an integer in 1..2**21")
+        size = HASHES * self.cells_per_hash
+        if any(not 0 <= cell[0] < size for cell in self.cells):
+            raise SandboxBug("a sketch cell index is out of range")
+
+    @classmethod
+    def from_rows(
+        cls,
+        cells_per_hash: int,
+        rows: Iterable[tuple[object, object, object, object]],
+        scheme: str = "",
+    ) -> PopulationSketch:
+        cells: list[tuple[int, int, int, int]] = []
+        for index, count, keys, checks in rows:
+            if not (
+                isinstance(index, int)
+                and isinstance(count, int)
+                and isinstance(keys, int)
+                and isinstance(checks, int)
+            ):
+                raise SandboxBug("population sketch rows hold integers")
+            cells.append((index, count, keys, checks))
+        cells.sort()
+        units = sum(c[1] for c in cells) // HASHES
+        return cls(cells_per_hash, units, tuple(cells), scheme)
+
+    @classmethod
+    def from_hashes(cls, cells_per_hash: int, hashes: Iterable[int]) -> PopulationSketch:
+        """The sketch of a set of 64-bit unit hashes (what the engine computes in SQL)."""
+        cells: dict[int, list[int]] = {}
+        units = 0
+        for value in set(hashes):
+            units += 1
+            for index in cells_of(value, cells_per_hash):
+                cell = cells.setdefault(index, [0, 0, 0])
+                cell[0] += 1
+                cell[1] ^= value
+                cell[2] ^= check_of(value)
+        ordered = tuple((i, c[0], c[1], c[2]) for i, c in sorted(cells.items()))
+        return cls(cells_per_hash, units, ordered)
+
+    def to_bytes(self) -> bytes:
+        return b"".join(_CELL.pack(*cell) for cell in self.cells)
+
+    @classmethod
+    def from_bytes(
+        cls, cells_per_hash: int, units: int, data: bytes, scheme: str = ""
+    ) -> PopulationSketch:
+        if len(data) % _CELL.size:
+            raise SandboxBug("a stored population sketch is truncated")
+        cells = tuple(_CELL.unpack_from(data, i) for i in range(0, len(data), _CELL.size))
+        return cls(cells_per_hash, units, cells, scheme)
+
+
+def difference_size(a: PopulationSketch, b: PopulationSketch, *, limit: int) -> int | None:
+    """How many units are in exactly one of the two populations, if fewer than ``limit``.
+
+    Returns the size when the difference decodes completely and is below ``limit``; None when
+    it is at least ``limit``. A difference that does not decode is estimated from the cells it
+    occupies: an estimate below ``2 × limit`` is returned (fail closed), a larger one is None.
+    """
+    if a.cells_per_hash != b.cells_per_hash or a.scheme != b.scheme:
+        raise SandboxBug("sketches of different sizes or schemes cannot be compared")
+    diff: dict[int, list[int]] = {}
+    for sign, sketch in ((1, a), (-1, b)):
+        for index, count, keys, checks in sketch.cells:
+            cell = diff.setdefault(index, [0, 0, 0])
+            cell[0] += sign * count
+            cell[1] ^= keys
+            cell[2] ^= checks
+    found = 0
+    pure = [i for i, c in diff.items() if _pure(c)]
+    while pure:
+        index = pure.pop()
+        cell = diff[index]
+        if not _pure(cell):
+            continue
+        sign, value = cell[0], cell[1]
+        found += 1
+        if found >= limit:
+            return None
+        for other in cells_of(value, a.cells_per_hash):
+            target = diff.setdefault(other, [0, 0, 0])
+            target[0] -= sign
+            target[1] ^= value
+            target[2] ^= check_of(value)
+            if _pure(target):
+                pure.append(other)
+    if all(c == [0, 0, 0] for c in diff.values()):
+        return found
+    # Not decodable: a large difference, or (rarely) a few units that share all their cells.
+    # Estimate the rest from how many cells are still occupied; fail closed when it is small.
+    estimate = found + _occupancy_estimate(diff, a.cells_per_hash)
+    return max(estimate, 1) if estimate < 2 * limit else None
+
+
+def _occupancy_estimate(diff: dict[int, list[int]], cells_per_hash: int) -> int:
+    """Units still in the sketch, from the share of empty cells per sub-table (balls in bins)."""
+    estimates = []
+    for j in range(HASHES):
+        indices = range(j * cells_per_hash, (j + 1) * cells_per_hash)
+        empty = sum(1 for i in indices if diff.get(i, [0, 0, 0]) == [0, 0, 0])
+        if empty == 0:
+            return 2**62
+        if cells_per_hash == 1:
+            estimates.append(0.0 if empty else float(2**62))
+            continue
+        estimates.append(math.log(empty / cells_per_hash) / math.log(1 - 1 / cells_per_hash))
+    return max(1, round(sum(estimates) / len(estimates)))
+
+
+def _pure(cell: list[int]) -> bool:
+    return cell[0] in (1, -1) and check_of(cell[1]) == cell[2]

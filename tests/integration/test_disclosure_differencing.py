@@ -1,0 +1,160 @@
+"""Disclosure control through the real app: differencing across releases, dominance, shape.
+
+A `civil.people` dataset (person_id as privacy unit) where exactly one person is aged 50 and
+one person in district "d3" earns far more than everyone else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+
+from gateway import schema
+from tests.integration.conftest import Caller, World
+
+PEOPLE = """\
+id: civil.people
+title: People
+provider: civil
+source: {format: parquet, path: data/civil/people.parquet}
+share_class: unconditional
+classification: general
+privacy_unit: person_id
+columns:
+  - {name: person_id, type: VARCHAR, sensitivity: identifier}
+  - {name: age, type: BIGINT, sensitivity: quasi_identifier}
+  - {name: district, type: VARCHAR, sensitivity: public}
+  - {name: income, type: BIGINT, sensitivity: sensitive}
+disclosure: {min_group_size: 10}
+"""
+
+AGE_RANGE = """\
+id: people-in-age-range
+version: 1
+kind: aggregate
+title: People in an age range
+datasets: [civil.people]
+parameters:
+  lo: {type: integer, min: 0, max: 120}
+  hi: {type: integer, min: 0, max: 120}
+sql: SELECT COUNT(*) AS people FROM civil.people AS p WHERE p.age BETWEEN :lo AND :hi
+output: {count_column: people}
+"""
+
+INCOME = """\
+id: income-by-district
+version: 1
+kind: aggregate
+title: People and income by district
+datasets: [civil.people]
+sql: |
+  SELECT p.district, COUNT(*) AS people, SUM(p.income) AS income
+  FROM civil.people AS p GROUP BY p.district
+output: {count_column: people}
+"""
+
+
+def people() -> pa.Table:
+    ages = [a for a in range(20, 70) if a != 50 for _ in range(6)] + [50]
+    n = len(ages)
+    income = [3000 + (i * 37) % 900 for i in range(n)]
+    district = [f"d{i % 4}" for i in range(n)]
+    income[3] = 10_000_000  # person 3 lives in d3 and dominates its income total
+    return pa.table(
+        {
+            "person_id": [f"P{i:04d}" for i in range(n)],
+            "age": ages,
+            "district": district,
+            "income": income,
+        }
+    )
+
+
+@pytest.fixture
+def templates(world: World, analyst: Caller) -> None:
+    path = world.settings.data_dir / "civil" / "people.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(people(), path)
+    owner = world.as_("owner@civil", "civil", "data_owner")
+    assert owner.post_yaml("/v1/datasets", PEOPLE).status_code == 201
+    for document in (AGE_RANGE, INCOME):
+        proposed = analyst.post_yaml("/v1/templates", document)
+        assert proposed.status_code == 201, proposed.text
+        body = proposed.json()
+        approved = owner.post(
+            f"/v1/templates/{body['id']}/versions/1/approvals",
+            json={"content_hash": body["content_hash"]},
+        )
+        assert approved.status_code == 201, approved.text
+
+
+def run(caller: Caller, template: str, **parameters: int) -> dict[str, Any]:
+    body = {"template": template, "parameters": parameters, "purpose": "population statistics"}
+    submitted = caller.post("/v1/jobs", json=body)
+    assert submitted.status_code == 202, submitted.text
+    result = caller.get(f"/v1/jobs/{submitted.json()['id']}/result", params={"wait": 60})
+    assert result.status_code == 200, result.text
+    out: dict[str, Any] = result.json()
+    return out
+
+
+def test_overlapping_ranges_that_isolate_one_person_are_withheld(
+    world: World, analyst: Caller, templates: None
+) -> None:
+    first = run(analyst, "people-in-age-range", lo=30, hi=50)
+    assert first["status"] == "released"
+    assert first["rows"] == [[20 * 6 + 1]]
+    second = run(analyst, "people-in-age-range", lo=30, hi=49)
+    assert second["status"] == "suppressed"
+    assert second["rows"] == []
+    assert [c["rule"] for c in second["withheld"]] == ["differencing"]
+    # the same response shape whether or not anything was withheld
+    assert set(first) == set(second)
+    assert first["columns"] == second["columns"]
+
+
+def test_differencing_applies_across_departments(
+    world: World, analyst: Caller, templates: None
+) -> None:
+    assert run(analyst, "people-in-age-range", lo=30, hi=50)["status"] == "released"
+    other = world.as_("analyst@tax", "tax", "analyst")
+    later = run(other, "people-in-age-range", lo=30, hi=49)
+    assert [c["rule"] for c in later["withheld"]] == ["differencing"]
+
+
+def test_the_same_population_again_and_far_apart_ranges_are_released(
+    world: World, analyst: Caller, templates: None
+) -> None:
+    assert run(analyst, "people-in-age-range", lo=30, hi=50)["status"] == "released"
+    assert run(analyst, "people-in-age-range", lo=30, hi=50)["status"] == "released"
+    assert run(analyst, "people-in-age-range", lo=30, hi=47)["status"] == "released"  # 19 apart
+
+
+def test_release_history_stores_sketches_not_ids(
+    world: World, analyst: Caller, templates: None
+) -> None:
+    run(analyst, "people-in-age-range", lo=30, hi=50)
+    run(analyst, "people-in-age-range", lo=30, hi=50)  # the same population is stored once
+    engine = sa.create_engine(world.settings.resolved_database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(schema.release_cells)).all()
+    engine.dispose()
+    assert [(r.dataset_id, r.unit_column, r.units) for r in rows] == [
+        ("civil.people", "person_id", 121)
+    ]
+    assert not any(pid.encode() in rows[0].sketch for pid in people()["person_id"].to_pylist())
+
+
+def test_a_dominated_income_total_is_withheld_with_its_rule(
+    world: World, analyst: Caller, templates: None
+) -> None:
+    body = run(analyst, "income-by-district")
+    withheld = {c["key"]["district"]: c["rule"] for c in body["withheld"]}
+    assert withheld["d3"] == "dominance"
+    assert "d3" not in {row[0] for row in body["rows"]}
+    assert len(withheld) >= 2  # a secondary cell protects d3 from the overall total
+    assert body["disclosure"]["counted"] == "distinct units"

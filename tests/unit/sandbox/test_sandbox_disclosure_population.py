@@ -1,0 +1,238 @@
+"""Population sketches (IBLT) and the derived disclosure queries, on real DuckDB."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sandbox import (
+    Column,
+    DuckDBEngine,
+    ParameterSpec,
+    Sensitivity,
+    TableSchema,
+    TableSource,
+    TemplateKind,
+    TemplateRejected,
+    compile_template,
+)
+from sandbox.auxiliary import POPULATION_KEYS, population_params
+from sandbox.compile_disclosure import base_table, derive_disclosure_queries, uniqueness_query
+from sandbox.population import PopulationSketch, check_of, difference_size
+
+K = 10
+CELLS = 2 * K
+DATASET = "civil.people"
+TABLES = {
+    DATASET: TableSchema(
+        DATASET,
+        (
+            Column("person_id", "VARCHAR", Sensitivity.IDENTIFIER),
+            Column("age", "BIGINT", Sensitivity.QUASI_IDENTIFIER),
+            Column("district", "VARCHAR", Sensitivity.PUBLIC),
+            Column("income", "BIGINT", Sensitivity.SENSITIVE),
+        ),
+    )
+}
+AGE = {
+    name: ParameterSpec.from_mapping(name, {"type": "integer", "min": 0, "max": 120})
+    for name in ("lo", "hi")
+}
+
+hash_sets = st.sets(st.integers(min_value=0, max_value=2**64 - 1), max_size=300)
+
+
+@settings(max_examples=200, deadline=None)
+@given(hash_sets, hash_sets)
+def test_a_difference_of_fewer_than_k_units_is_always_reported(a: set[int], b: set[int]) -> None:
+    """Even for hashes chosen to collide (which keyed hashes make unlikely): fail closed."""
+    size = difference_size(
+        PopulationSketch.from_hashes(CELLS, a), PopulationSketch.from_hashes(CELLS, b), limit=K
+    )
+    true = len(a ^ b)
+    if true == 0:
+        assert size == 0
+    elif true < K:
+        assert size is not None and 1 <= size < 2 * K
+
+
+@settings(max_examples=100, deadline=None)
+@given(hash_sets, st.data())
+def test_removing_fewer_than_k_units_is_always_detected(
+    base: set[int], data: st.DataObject
+) -> None:
+    removed = data.draw(st.sets(st.sampled_from(sorted(base)), max_size=K - 1)) if base else set()
+    size = difference_size(
+        PopulationSketch.from_hashes(CELLS, base),
+        PopulationSketch.from_hashes(CELLS, base - removed),
+        limit=K,
+    )
+    assert (size == 0) if not removed else (size is not None and size >= 1)
+
+
+def test_with_uniform_hashes_sizes_are_exact_and_large_differences_pass() -> None:
+    """Keyed hashes are uniform: small differences decode exactly; large ones are released.
+
+    Fixed seed, 200 trials per size; the bound on false withholds is loose on purpose.
+    """
+    rng = random.Random(5)
+    for true in (1, 5, K - 1, K, 3 * K, 10 * K):
+        exact = withheld = 0
+        for _ in range(200):
+            common = {rng.getrandbits(64) for _ in range(50)}
+            extra = {rng.getrandbits(64) for _ in range(true)}
+            size = difference_size(
+                PopulationSketch.from_hashes(CELLS, common | extra),
+                PopulationSketch.from_hashes(CELLS, common),
+                limit=K,
+            )
+            exact += size == (true if true < K else None)
+            withheld += size is not None
+        if true < K:
+            assert withheld == 200 and exact >= 195
+        else:
+            assert withheld <= 10, (true, withheld)
+
+
+def test_sketches_survive_storage() -> None:
+    sketch = PopulationSketch.from_hashes(CELLS, range(1000, 1100))
+    stored = PopulationSketch.from_bytes(CELLS, sketch.units, sketch.to_bytes())
+    assert stored == sketch and stored.units == 100
+
+
+@pytest.fixture
+def people(tmp_path: Path) -> dict[str, TableSource]:
+    path = tmp_path / "people.parquet"
+    n = 200
+    pq.write_table(
+        pa.table(
+            {
+                # every person has two rows: a row count is not a unit count
+                "person_id": [f"P{i % (n // 2):03d}" for i in range(n)],
+                "age": [20 + (i % (n // 2)) % 50 for i in range(n)],
+                "district": [f"d{(i % (n // 2)) % 3}" for i in range(n)],
+                "income": [100 * (i % 7) for i in range(n)],
+            }
+        ),
+        path,
+    )
+    return {DATASET: TableSource(DATASET, "parquet", path)}
+
+
+def keyed_hash(secret: str, unit: str) -> int:
+    """What the engine computes: hash(hash(hash(u) ^ k1) ^ k2) with DuckDB's hash."""
+    k1, k2 = population_params(secret).values()
+    (raw,) = duckdb.execute("SELECT hash($u)", {"u": unit}).fetchone()  # type: ignore[misc]
+    return check_of(check_of(raw ^ k1) ^ k2)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("value", [0, 1, 42, 2**63 + 5, 2**64 - 1, 123456789])
+def test_the_check_function_is_duckdbs_integer_hash(value: int) -> None:
+    (expected,) = duckdb.execute(f"SELECT hash({value}::UBIGINT)").fetchone()  # type: ignore[misc]
+    assert check_of(value) == expected
+
+
+def test_the_engine_computes_the_same_sketch_and_counts_distinct_units(
+    people: dict[str, TableSource],
+) -> None:
+    query = compile_template(
+        "SELECT p.district, COUNT(*) AS n, SUM(p.income) AS income FROM civil.people AS p "
+        "WHERE p.age BETWEEN :lo AND :hi GROUP BY p.district",
+        kind=TemplateKind.AGGREGATE,
+        tables=TABLES,
+        parameters=AGE,
+        count_column="n",
+    )
+    assert base_table(query) == DATASET
+    derived = derive_disclosure_queries(
+        query, unit="person_id", top_n=2, cells_per_hash=CELLS, max_groups=100
+    )
+    assert derived.magnitudes == ("income",)
+    assert derived.populations is not None
+    assert set(POPULATION_KEYS) <= set(derived.populations.parameters)
+    secret_words = population_params("secret-key")
+    for word in secret_words.values():
+        assert str(word) not in derived.populations.duckdb_sql  # bound, never spliced
+    table, (contributors, populations) = DuckDBEngine().run_with_auxiliary(
+        query, people, {"lo": 20, "hi": 69}, derived.queries, secret_words
+    )
+    keys = [((("district", row[0]),)) for row in table.rows]
+    counted = derived.contributors_from(contributors)
+    sketches = derived.sketches_from(populations, keys)
+    rows = pq.read_table(people[DATASET].path).to_pylist()
+    for row in table.rows:
+        key = (("district", row[0]),)
+        members = {r["person_id"] for r in rows if r["district"] == row[0]}
+        assert row[1] == 2 * len(members)  # the template counts rows
+        assert counted[key].units == len(members)  # disclosure control counts people
+        expected = PopulationSketch.from_hashes(
+            CELLS, (keyed_hash("secret-key", m) for m in members)
+        )
+        assert sketches[key].cells == expected.cells and sketches[key].units == len(members)
+        assert sketches[key].scheme.startswith("iblt3/duckdb-hash/")
+
+
+def test_a_parameter_inside_an_aggregate_is_refused_as_a_threshold_probe() -> None:
+    query = compile_template(
+        "SELECT p.district, COUNT(*) AS n, SUM(SIGN(p.age - :lo)) AS above "
+        "FROM civil.people AS p GROUP BY p.district",
+        kind=TemplateKind.AGGREGATE,
+        tables=TABLES,
+        parameters={"lo": AGE["lo"]},
+        count_column="n",
+    )
+    with pytest.raises(TemplateRejected, match="conditional count"):
+        derive_disclosure_queries(
+            query, unit="person_id", top_n=2, cells_per_hash=CELLS, max_groups=100
+        )
+
+
+def test_a_unique_unit_skips_grouping_and_gives_the_same_figures(tmp_path: Path) -> None:
+    path = tmp_path / "unique.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "person_id": [f"P{i:03d}" for i in range(90)],
+                "age": [20 + i % 50 for i in range(90)],
+                "district": [f"d{i % 3}" for i in range(90)],
+                "income": [100 * (i % 7) for i in range(90)],
+            }
+        ),
+        path,
+    )
+    sources = {DATASET: TableSource(DATASET, "parquet", path)}
+    engine = DuckDBEngine()
+    (counts,) = engine.run(uniqueness_query(DATASET, "person_id"), sources, {}).rows
+    assert counts == (90, 90)
+    query = compile_template(
+        "SELECT p.district, COUNT(*) AS n, SUM(p.income) AS income FROM civil.people AS p "
+        "GROUP BY p.district",
+        kind=TemplateKind.AGGREGATE,
+        tables=TABLES,
+        parameters={},
+        count_column="n",
+    )
+    figures = []
+    for unique in (False, True):
+        derived = derive_disclosure_queries(
+            query,
+            unit="person_id",
+            top_n=2,
+            cells_per_hash=CELLS,
+            max_groups=100,
+            unit_is_unique=unique,
+        )
+        assert ("GROUP BY p.district, p.person_id" in derived.contributors.duckdb_sql) != unique
+        table, aux = engine.run_with_auxiliary(
+            query, sources, {}, derived.queries, population_params("s")
+        )
+        keys = [(("district", row[0]),) for row in table.rows]
+        figures.append((derived.contributors_from(aux[0]), derived.sketches_from(aux[1], keys)))
+    assert figures[0] == figures[1]
