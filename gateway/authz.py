@@ -129,11 +129,24 @@ def require(
     event: str,
     target: str,
     details: Mapping[str, Any] | None = None,
+    read_event: str | None = None,
 ) -> Decision:
+    """Decide; a denial is audited and raised. With `read_event`, an allowed read is audited
+    too (durably, through the group committer, before anything is returned)."""
     decision = decide(gw, principal, obj, action)
     if not decision.allowed:
         raise deny_decision(
             gw, principal, decision, event=event, action=action, target=target, details=details
+        )
+    if read_event is not None:
+        gw.audit.record_durable(
+            type=read_event,
+            principal=principal,
+            action=action,
+            target=target,
+            allowed=True,
+            rule=decision.rule,
+            details={**(details or {}), "policy_version": decision.policy_version},
         )
     return decision
 

@@ -15,7 +15,15 @@ from gateway.context import Gateway
 
 
 def visible(gw: Gateway, principal: Principal) -> list[dict[str, Any]]:
-    require(gw, principal, "budget", "read", event="budget.denied", target="budgets")
+    require(
+        gw,
+        principal,
+        "budget",
+        "read",
+        event="budget.denied",
+        target="budgets",
+        read_event="budget.read",
+    )
     now = datetime.now(UTC)
     with db.reading(gw.db) as conn:
         datasets = [d for d in catalogue.list_all(conn) if d.privacy is not None]

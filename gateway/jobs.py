@@ -243,13 +243,24 @@ def _load_job(conn: sa.Connection, job_id: str) -> sa.Row[Any]:
     return row
 
 
-def _visible(gw: Gateway, principal: Principal, job_id: str, action_obj: str) -> sa.Row[Any]:
+def _visible(
+    gw: Gateway, principal: Principal, job_id: str, action_obj: str, *, audit_read: bool = False
+) -> sa.Row[Any]:
     require(gw, principal, action_obj, "read", event=f"{action_obj}.denied", target=f"job:{job_id}")
     with db.reading(gw.db) as conn:
         row = _load_job(conn, job_id)
     if row.department != principal.department:
         # Another department's job looks exactly like a missing one.
         raise NotFound("no such job")
+    if audit_read:
+        gw.audit.record_durable(
+            type=f"{action_obj}.read",
+            principal=principal,
+            action="read",
+            target=f"job:{job_id}",
+            allowed=True,
+            details={"job": job_id, "status": row.status},
+        )
     return row
 
 
@@ -273,7 +284,7 @@ def job_view(row: sa.Row[Any]) -> dict[str, Any]:
 
 
 def show(gw: Gateway, principal: Principal, job_id: str) -> dict[str, Any]:
-    return job_view(_visible(gw, principal, job_id, "job"))
+    return job_view(_visible(gw, principal, job_id, "job", audit_read=True))
 
 
 def result(gw: Gateway, principal: Principal, job_id: str, *, wait_s: float) -> dict[str, Any]:

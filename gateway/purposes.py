@@ -173,7 +173,15 @@ def decide(
 
 def list_visible(gw: Gateway, principal: Principal) -> list[dict[str, Any]]:
     """The caller's department's purposes, and those asked of its own datasets."""
-    require(gw, principal, "catalogue", "read", event="purpose.denied", target="purposes")
+    require(
+        gw,
+        principal,
+        "catalogue",
+        "read",
+        event="purpose.denied",
+        target="purposes",
+        read_event="purpose.read",
+    )
     p = schema.purposes
     with db.reading(gw.db) as conn:
         owned = sa.select(schema.datasets.c.id).where(

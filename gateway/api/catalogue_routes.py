@@ -19,7 +19,15 @@ router = APIRouter(prefix="/v1/datasets", tags=["catalogue"])
 
 @router.get("")
 def list_datasets(gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
-    require(gw, principal, "catalogue", "read", event="catalogue.denied", target="catalogue")
+    require(
+        gw,
+        principal,
+        "catalogue",
+        "read",
+        event="catalogue.denied",
+        target="catalogue",
+        read_event="catalogue.read",
+    )
     with db.reading(gw.db) as conn:
         items = catalogue.list_all(conn)
     return {"items": [catalogue.public_view(d) for d in items]}
@@ -39,7 +47,15 @@ async def register_dataset(
 
 @router.get("/{dataset_id}")
 def show_dataset(dataset_id: str, gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
-    require(gw, principal, "catalogue", "read", event="catalogue.denied", target="catalogue")
+    require(
+        gw,
+        principal,
+        "catalogue",
+        "read",
+        event="catalogue.denied",
+        target=f"dataset:{dataset_id}",
+        read_event="catalogue.read",
+    )
     with db.reading(gw.db) as conn:
         return catalogue.public_view(catalogue.get(conn, dataset_id))
 
@@ -47,7 +63,15 @@ def show_dataset(dataset_id: str, gw: GatewayDep, principal: PrincipalDep) -> di
 @router.get("/{dataset_id}/dcat")
 def show_dataset_dcat(dataset_id: str, gw: GatewayDep, principal: PrincipalDep) -> JSONResponse:
     """The dataset as DCAT-flavoured JSON-LD."""
-    require(gw, principal, "catalogue", "read", event="catalogue.denied", target="catalogue")
+    require(
+        gw,
+        principal,
+        "catalogue",
+        "read",
+        event="catalogue.denied",
+        target=f"dataset:{dataset_id}",
+        read_event="catalogue.read",
+    )
     with db.reading(gw.db) as conn:
         body = catalogue.dcat_view(catalogue.get(conn, dataset_id))
     return JSONResponse(body, media_type="application/ld+json")

@@ -56,5 +56,13 @@ def reject_purpose(
 @router.get("/v1/verify/alerts")
 def verify_alerts(gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
     """Sweeps of the caller's department's datasets (data owners)."""
-    require(gw, principal, "template", "approve", event="verify.denied", target="verify:alerts")
+    require(
+        gw,
+        principal,
+        "template",
+        "approve",
+        event="verify.denied",
+        target="verify:alerts",
+        read_event="verify.alerts_read",
+    )
     return {"items": verify_quota.alerts_for(gw, principal)}

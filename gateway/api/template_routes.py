@@ -32,7 +32,15 @@ class RetirementRequest(BaseModel):
 
 @router.get("")
 def list_templates(gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
-    require(gw, principal, "template", "read", event="template.denied", target="templates")
+    require(
+        gw,
+        principal,
+        "template",
+        "read",
+        event="template.denied",
+        target="templates",
+        read_event="template.read",
+    )
     return {"items": [templates.view(t) for t in templates.list_all(gw)]}
 
 
@@ -53,7 +61,15 @@ def show_version(
     template_id: str, version: int, gw: GatewayDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     target = f"template:{template_id}@{version}"
-    require(gw, principal, "template", "read", event="template.denied", target=target)
+    require(
+        gw,
+        principal,
+        "template",
+        "read",
+        event="template.denied",
+        target=target,
+        read_event="template.read",
+    )
     return templates.view(templates.get(gw, template_id, version))
 
 
