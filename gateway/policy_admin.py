@@ -15,7 +15,6 @@ refusal is audited with the actor, the policy version and the granting rule.
 
 from __future__ import annotations
 
-import unicodedata
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -24,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from gateway import db, policy_store, schema
-from gateway.auth.principal import Principal
+from gateway.auth.principal import Principal, same_person
 from gateway.authz import deny
 from gateway.context import Gateway
 from gateway.errors import Conflict, InvalidInput
@@ -60,12 +59,6 @@ class Kind(StrEnum):
     CHANGE = "change"
     ROLLBACK = "rollback"
     IMPORT = "import"
-
-
-def same_person(a: str, b: str) -> bool:
-    """Subjects that differ only in case or Unicode form are one person (never both sides)."""
-    fold = unicodedata.normalize("NFKC", a).casefold(), unicodedata.normalize("NFKC", b).casefold()
-    return fold[0] == fold[1]
 
 
 def _texts(rules: list[Rule], limit: int = 200) -> list[str]:

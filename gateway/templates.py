@@ -10,7 +10,6 @@ A retired version answers 410 Gone to reads and jobs; it never runs again.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from gateway import catalogue, db, schema
-from gateway.auth.principal import Principal
+from gateway.auth.principal import Principal, same_person
 from gateway.authz import deny, require
 from gateway.context import Gateway
 from gateway.dp_templates import dp_compile
@@ -60,13 +59,6 @@ class StoredTemplate:
     @property
     def ref(self) -> str:
         return f"{self.spec.id}@{self.spec.version}"
-
-
-def same_person(a: str, b: str) -> bool:
-    """Subjects that differ only in case or Unicode form are one person (never both sides)."""
-    return (
-        unicodedata.normalize("NFKC", a).casefold() == unicodedata.normalize("NFKC", b).casefold()
-    )
 
 
 def parameter_specs(spec: TemplateSpec) -> dict[str, ParameterSpec]:

@@ -97,3 +97,11 @@ class Principal:
             return canonical_role(role) in self.roles
         except InvalidIdentity:
             return False
+
+
+def same_person(a: str, b: str) -> bool:
+    """Subjects that differ only in case or Unicode form are one person (four-eyes checks:
+    never both sides of one approval)."""
+    return (
+        unicodedata.normalize("NFKC", a).casefold() == unicodedata.normalize("NFKC", b).casefold()
+    )
