@@ -16,6 +16,7 @@ inverse: it accepts exactly the bytes `encode` produces. Sensitive values never 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -188,76 +189,131 @@ def decode(data: bytes) -> Event:
     return event
 
 
-def _safe_int(text: str) -> int:
-    value = int(text)
-    if abs(value) > _json.MAX_SAFE_INTEGER:
-        raise EventError("an integer is beyond ±(2**53 - 1)")
-    return value
+_ASCII_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{6}Z", re.ASCII
+)
+_MAX_INT = _json.MAX_SAFE_INTEGER
+_MIN_INT = -_json.MAX_SAFE_INTEGER
+_EVENT_ORDER = sorted(_EVENT_KEYS)
+_ACTOR_ORDER = sorted(_ACTOR_KEYS)
 
 
-def _no_float(_: str) -> Any:
-    raise EventError("floats are not allowed in canonical JSON")
+def _pairs(container: dict[str, Any] | list[Any], depth: int) -> int:
+    """The number of key/value pairs in the objects of `container` (itself included), or -1
+    unless it is what `_json.normalize` accepts in canonical order: no float (NaN and Infinity
+    parse as floats), integers within ±(2**53 - 1), nothing deeper than MAX_DEPTH (details at
+    depth 0), the keys of every object strictly ascending."""
+    if depth >= _json.MAX_DEPTH:
+        return 0 if depth == _json.MAX_DEPTH and not container else -1
+    if type(container) is dict:
+        pairs, previous = len(container), None
+        for key in container:
+            if previous is not None and key <= previous:
+                return -1
+            previous = key
+        values: Any = container.values()
+    else:
+        pairs, values = 0, container
+    for value in values:
+        kind = type(value)
+        if kind is str or kind is bool or value is None:
+            continue
+        if kind is int:
+            if not _MIN_INT <= value <= _MAX_INT:
+                return -1
+        elif kind is dict or kind is list:
+            inner = _pairs(value, depth + 1)
+            if inner < 0:
+                return -1
+            pairs += inner
+        else:  # float
+            return -1
+    return pairs
 
 
-def _depth_ok(container: dict[str, Any] | list[Any], depth: int) -> bool:
-    """Mirrors `_json.normalize`: no value deeper than MAX_DEPTH (details at depth 0)."""
-    items = container.values() if isinstance(container, dict) else container
-    if depth > _json.MAX_DEPTH or (depth == _json.MAX_DEPTH and items):
+@functools.lru_cache(maxsize=4096)
+def _valid_date(date: str) -> bool:
+    """`YYYY-MM-DD` (ASCII digits already checked) is a date `datetime` accepts."""
+    try:
+        datetime(int(date[0:4]), int(date[5:7]), int(date[8:10]))
+    except ValueError:
         return False
-    return all(_depth_ok(v, depth + 1) for v in items if isinstance(v, dict | list))
+    return True
 
 
-_DECODER = json.JSONDecoder(parse_float=_no_float, parse_int=_safe_int, parse_constant=_no_float)
+_DECODE_JSON = json.JSONDecoder().decode
 
 
-def _nonempty(value: object) -> bool:
-    return isinstance(value, str) and value != ""
+def _texts(values: list[Any] | tuple[Any, ...]) -> bool:
+    """Every value is a non-empty str."""
+    for value in values:
+        if type(value) is not str or not value:
+            return False
+    return True
 
 
 def check_encoded(data: bytes) -> str:
     """The event type of `data` if `decode(data)` would accept it, else EventError.
 
     The verifier's fast path: the same acceptance as `decode` (a property test holds them
-    equal) without building the event.
+    equal) without building the event. Parsed with the stdlib's defaults (no per-value hooks);
+    floats, NaN and out-of-range integers are caught by one walk over `details` (the only
+    field that may hold numbers besides `v`), which also counts the key/value pairs and checks
+    that keys ascend.
+
+    Canonical form: without a backslash in `data` every string is written as `encode` writes
+    it (no escapes; raw control characters are not JSON), so `data` is canonical exactly when
+    what lies outside the strings has no whitespace and no `-0`, and holds one `:` per parsed
+    pair (fewer pairs than colons means a duplicate key). With a backslash, the canonical
+    re-encoding is compared instead.
     """
-    if not isinstance(data, bytes):
+    if type(data) is not bytes:
         raise EventError("encoded events are bytes")
     try:
-        doc = _DECODER.decode(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        doc = _DECODE_JSON(text)
     except (ValueError, RecursionError):
         raise EventError("not valid UTF-8 JSON") from None
-    if not isinstance(doc, dict) or doc.keys() != _EVENT_KEYS:
-        raise EventError(f"an event must have exactly the fields {sorted(_EVENT_KEYS)}")
-    actor, time, kind = doc["actor"], doc["time"], doc["type"]
+    if type(doc) is not dict or list(doc) != _EVENT_ORDER:
+        raise EventError(f"an event must have exactly the fields {_EVENT_ORDER} in this order")
+    actor, kind, time, roles = doc["actor"], doc["type"], doc["time"], None
+    if type(actor) is dict and list(actor) == _ACTOR_ORDER:
+        roles = actor["roles"]
+    rule, reason, details = doc["rule"], doc["reason"], doc["details"]
+    pairs = _pairs(details, 0) if type(details) is dict else -1
     if (
-        doc["v"] != VERSION
-        or isinstance(doc["v"], bool)
-        or not isinstance(kind, str)
+        pairs < 0
+        or type(doc["v"]) is not int  # neither a bool nor a float
+        or doc["v"] != VERSION
+        or type(kind) is not str
         or len(kind) > 64
         or not TYPE_PATTERN.fullmatch(kind)
-        or not isinstance(actor, dict)
-        or actor.keys() != _ACTOR_KEYS
-        or not _nonempty(actor["subject"])
-        or not _nonempty(actor["department"])
-        or not isinstance(actor["roles"], list)
-        or not all(_nonempty(role) for role in actor["roles"])
-        or not _nonempty(doc["action"])
-        or not _nonempty(doc["target"])
-        or not isinstance(doc["allowed"], bool)
-        or not (doc["rule"] is None or _nonempty(doc["rule"]))
-        or not (doc["reason"] is None or _nonempty(doc["reason"]))
-        or not isinstance(doc["details"], dict)
-        or not isinstance(time, str)
-        or not _TIME.fullmatch(time)
-        or not _depth_ok(doc["details"], 0)
+        or type(roles) is not list
+        or not _texts(roles)
+        or not _texts((actor["subject"], actor["department"], doc["action"], doc["target"]))
+        or type(doc["allowed"]) is not bool
+        or not (rule is None or (type(rule) is str and rule))
+        or not (reason is None or (type(reason) is str and reason))
+        or type(time) is not str
+        or not _ASCII_TIME.fullmatch(time)
+        or not _valid_date(time[:10])
     ):
         raise EventError("not a valid v1 event")
-    try:
-        datetime.fromisoformat(time[:-1])
-        canonical = _json.dumps(doc)
-    except (ValueError, UnicodeEncodeError):
-        raise EventError("not a valid v1 event") from None
-    if canonical != data:
+    if "\\" in text:
+        # `text` is valid UTF-8, so equal text means equal bytes; a lone surrogate (from a
+        # \ud800 escape) is written raw by the encoder and never equals the escaped input.
+        canonical = _json.ENCODER.encode(doc) == text
+    else:
+        outside = "".join(text.split('"')[::2])
+        canonical = (
+            outside.count(":") == pairs + len(_EVENT_ORDER) + len(_ACTOR_ORDER)
+            and "-0" not in outside
+            and " " not in outside
+            and "\n" not in outside
+            and "\r" not in outside
+            and "\t" not in outside
+        )
+    if not canonical:
         raise EventError("event bytes are not in canonical form")
     return kind
 
