@@ -246,7 +246,7 @@ _DECODE_JSON = json.JSONDecoder().decode
 
 def _texts(values: list[Any] | tuple[Any, ...]) -> bool:
     """Every value is a non-empty str."""
-    for value in values:
+    for value in values:  # noqa: SIM110 - a loop is a third faster than all() over a generator
         if type(value) is not str or not value:
             return False
     return True
