@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -198,31 +198,33 @@ _EVENT_ORDER = sorted(_EVENT_KEYS)
 _ACTOR_ORDER = sorted(_ACTOR_KEYS)
 
 
-def _pairs(container: dict[str, Any] | list[Any], depth: int) -> int:
-    """The number of key/value pairs in the objects of `container` (itself included), or -1
-    unless it is what `_json.normalize` accepts in canonical order: no float (NaN and Infinity
-    parse as floats), integers within ±(2**53 - 1), nothing deeper than MAX_DEPTH (details at
-    depth 0), the keys of every object strictly ascending."""
+def _walk(container: dict[str, Any] | list[Any], depth: int, texts: list[str]) -> int:
+    """The number of key/value pairs in the objects of `container` (itself included), adding
+    every key and string value to `texts`; -1 unless it is what `_json.normalize` accepts, in
+    canonical order: no float (NaN and Infinity parse as floats), integers within ±(2**53 - 1),
+    nothing deeper than MAX_DEPTH (details at depth 0), every object's keys ascending."""
     if depth >= _json.MAX_DEPTH:
         return 0 if depth == _json.MAX_DEPTH and not container else -1
+    values: Iterable[Any]
     if type(container) is dict:
-        pairs, previous = len(container), None
-        for key in container:
-            if previous is not None and key <= previous:
-                return -1
-            previous = key
-        values: Any = container.values()
+        keys = list(container)
+        if keys != sorted(keys):  # keys are distinct, so this is strictly ascending
+            return -1
+        texts += keys
+        pairs, values = len(keys), container.values()
     else:
         pairs, values = 0, container
     for value in values:
-        kind = type(value)
-        if kind is str or kind is bool or value is None:
+        kind: Any = type(value)
+        if kind is str:
+            texts.append(value)
+        elif kind is bool or value is None:
             continue
-        if kind is int:
+        elif kind is int:
             if not _MIN_INT <= value <= _MAX_INT:
                 return -1
         elif kind is dict or kind is list:
-            inner = _pairs(value, depth + 1)
+            inner = _walk(value, depth + 1, texts)
             if inner < 0:
                 return -1
             pairs += inner
@@ -241,60 +243,68 @@ def _valid_date(date: str) -> bool:
     return True
 
 
-_DECODE_JSON = json.JSONDecoder().decode
+# One value from an index, no whitespace skipped (the C scanner `JSONDecoder.decode` uses).
+_SCAN_JSON: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
-def _texts(values: list[Any] | tuple[Any, ...]) -> bool:
-    """Every value is a non-empty str."""
-    for value in values:  # noqa: SIM110 - a loop is a third faster than all() over a generator
-        if type(value) is not str or not value:
-            return False
-    return True
+@functools.lru_cache(maxsize=1024)
+def _valid_type(kind: str) -> bool:
+    return len(kind) <= 64 and TYPE_PATTERN.fullmatch(kind) is not None
+
+
+_FIXED_PAIRS = len(_EVENT_ORDER) + len(_ACTOR_ORDER)
 
 
 def check_encoded(data: bytes) -> str:
     """The event type of `data` if `decode(data)` would accept it, else EventError.
 
     The verifier's fast path: the same acceptance as `decode` (a property test holds them
-    equal) without building the event. Parsed with the stdlib's defaults (no per-value hooks);
-    floats, NaN and out-of-range integers are caught by one walk over `details` (the only
-    field that may hold numbers besides `v`), which also counts the key/value pairs and checks
-    that keys ascend.
+    equal) without building the event. Parsed with the stdlib's C scanner and no per-value
+    hooks; floats, NaN and out-of-range integers are caught by one walk over `details` (the
+    only field that may hold numbers besides `v`), which also checks that keys ascend, counts
+    the key/value pairs and collects every string.
 
-    Canonical form: without a backslash in `data` every string is written as `encode` writes
-    it (no escapes; raw control characters are not JSON), so `data` is canonical exactly when
-    what lies outside the strings has no whitespace and no `-0`, and holds one `:` per parsed
-    pair (fewer pairs than colons means a duplicate key). With a backslash, the canonical
-    re-encoding is compared instead.
+    Canonical form: without a backslash in `data` every string is written exactly as `encode`
+    writes it (no escapes; raw control characters are not JSON), so the text differs from the
+    canonical encoding only by what lies between tokens. It is canonical exactly when it has no
+    raw newline, tab or return, and its `:`, space and `-0` are all inside strings but for one
+    `:` per pair (a duplicate key adds a `:`; whitespace or `-0` between tokens add the rest).
+    Counting these in the text and in the parsed strings (joined by NUL, which no string
+    holds) decides it. With a backslash, the canonical re-encoding is compared instead.
     """
     if type(data) is not bytes:
         raise EventError("encoded events are bytes")
     try:
         text = data.decode("utf-8")
-        doc = _DECODE_JSON(text)
-    except (ValueError, RecursionError):
+        doc, end = _SCAN_JSON(text, 0)
+    except (StopIteration, ValueError, RecursionError):
         raise EventError("not valid UTF-8 JSON") from None
-    if type(doc) is not dict or list(doc) != _EVENT_ORDER:
-        raise EventError(f"an event must have exactly the fields {_EVENT_ORDER} in this order")
-    actor, kind, time, roles = doc["actor"], doc["type"], doc["time"], None
-    if type(actor) is dict and list(actor) == _ACTOR_ORDER:
-        roles = actor["roles"]
+    if end != len(text) or type(doc) is not dict or list(doc) != _EVENT_ORDER:
+        raise EventError(f"an event is one object with exactly the fields {_EVENT_ORDER}")
+    actor, kind, time, rule, reason = doc["actor"], doc["type"], doc["time"], None, None
+    texts = [kind, time, doc["action"], doc["target"]]
+    if type(actor) is not dict or list(actor) != _ACTOR_ORDER:
+        raise EventError("not a valid v1 event")
+    roles = actor["roles"]
+    if type(roles) is list:
+        texts += roles
+    texts.append(actor["subject"])
+    texts.append(actor["department"])
     rule, reason, details = doc["rule"], doc["reason"], doc["details"]
-    pairs = _pairs(details, 0) if type(details) is dict else -1
+    if rule is not None:
+        texts.append(rule)
+    if reason is not None:
+        texts.append(reason)
+    checked = len(texts)
+    pairs = _walk(details, 0, texts) if type(details) is dict else -1
     if (
         pairs < 0
         or type(doc["v"]) is not int  # neither a bool nor a float
         or doc["v"] != VERSION
-        or type(kind) is not str
-        or len(kind) > 64
-        or not TYPE_PATTERN.fullmatch(kind)
         or type(roles) is not list
-        or not _texts(roles)
-        or not _texts((actor["subject"], actor["department"], doc["action"], doc["target"]))
+        or not _texts(texts[:checked])  # all non-empty str, rule and reason when present
+        or not _valid_type(kind)
         or type(doc["allowed"]) is not bool
-        or not (rule is None or (type(rule) is str and rule))
-        or not (reason is None or (type(reason) is str and reason))
-        or type(time) is not str
         or not _ASCII_TIME.fullmatch(time)
         or not _valid_date(time[:10])
     ):
@@ -304,18 +314,26 @@ def check_encoded(data: bytes) -> str:
         # \ud800 escape) is written raw by the encoder and never equals the escaped input.
         canonical = _json.ENCODER.encode(doc) == text
     else:
-        outside = "".join(text.split('"')[::2])
+        inside = "\0".join(texts)
         canonical = (
-            outside.count(":") == pairs + len(_EVENT_ORDER) + len(_ACTOR_ORDER)
-            and "-0" not in outside
-            and " " not in outside
-            and "\n" not in outside
-            and "\r" not in outside
-            and "\t" not in outside
+            "\n" not in text
+            and "\t" not in text
+            and "\r" not in text
+            and text.count(":") == inside.count(":") + pairs + _FIXED_PAIRS
+            and text.count(" ") == inside.count(" ")
+            and text.count("-0") == inside.count("-0")
         )
     if not canonical:
         raise EventError("event bytes are not in canonical form")
-    return kind
+    return str(kind)
+
+
+def _texts(values: list[Any]) -> bool:
+    """Every value is a non-empty str."""
+    for value in values:  # noqa: SIM110 - a loop is a third faster than all() over a generator
+        if type(value) is not str or not value:
+            return False
+    return True
 
 
 def fingerprint(key: bytes, value: object) -> str:

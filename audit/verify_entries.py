@@ -33,7 +33,7 @@ from audit.tree import CompactRange
 
 __all__ = ["CHUNK_LEVEL", "Chunk", "check_chunk", "check_entry", "checked_tree"]
 
-CHUNK_LEVEL = 14  # 16384 entries (about 18 MB of a typical bundle) per chunk
+CHUNK_LEVEL = 14  # 16,384 entries (about 14 MB of a typical bundle) per chunk
 _BLOCK = 1 << 20  # bytes read at a time while looking for chunk boundaries
 
 # (entries checked, their compact range, [(signed size, compact range of [start, size))],
