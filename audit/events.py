@@ -214,6 +214,7 @@ def _walk(container: dict[str, Any] | list[Any], depth: int, texts: list[str]) -
         pairs, values = len(keys), container.values()
     else:
         pairs, values = 0, container
+    value: Any
     for value in values:
         kind: Any = type(value)
         if kind is str:
