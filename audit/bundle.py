@@ -46,8 +46,8 @@ VERSION: Final = 2
 _HEX_HASH = re.compile(r"[0-9a-f]{64}")
 _BODY: Final = b'{"body":'
 _INDEX: Final = b',"index":'
-# What follows the body on a line as `write_bundle` writes it (the newline excluded).
-_TAIL = re.compile(rb',"index":(0|[1-9][0-9]{0,17}),"leaf_hash":"([0-9a-f]{64})"\}')
+_HASH: Final = b',"leaf_hash":"'
+_TAIL_LENGTH: Final = len(_HASH) + 2 * HASH_SIZE + 2  # ,"leaf_hash":"<hex>"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,11 +143,24 @@ def parse_entry_line(line: bytes, position: int) -> tuple[int, bytes, bytes]:
     VerificationError(index=position) unless everything but the body is exactly as written.
     The body is returned unchecked: the line is canonical if and only if the body is canonical
     JSON, which a verifier checks anyway (`audit.events.check_encoded` is stricter)."""
+    # {"body":<body>,"index":<digits>,"leaf_hash":"<64 lowercase hex>"}  by fixed offsets
     cut = line.rfind(_INDEX)
-    match = _TAIL.fullmatch(line, cut) if cut > len(_BODY) and line.startswith(_BODY) else None
-    if match is None:
-        raise _malformed(line, position)
-    return int(match[1]), line[len(_BODY) : cut], binascii.unhexlify(match[2])
+    digits, hexed = line[cut + len(_INDEX) : -_TAIL_LENGTH], line[-66:-2]
+    if (
+        cut > len(_BODY)
+        and line.startswith(_BODY)
+        and line[-_TAIL_LENGTH:-66] == _HASH
+        and line.endswith(b'"}')
+        and 0 < len(digits) <= 18
+        and digits.isdigit()  # ASCII digits only, for bytes
+        and (digits[0] != ord("0") or len(digits) == 1)
+        and (hexed.islower() or hexed.isdigit())  # no uppercase hex
+    ):
+        try:
+            return int(digits), line[len(_BODY) : cut], binascii.unhexlify(hexed)
+        except binascii.Error:
+            pass
+    raise _malformed(line, position)
 
 
 def read_entry(line: str, position: int) -> BundleEntry:

@@ -25,7 +25,7 @@ from audit import (
     verify_bundle,
     write_bundle,
 )
-from audit.bundle import read_entry
+from audit.bundle import parse_entry_line, read_entry
 from audit.verify import main
 from tests.unit.audit._support import ORIGIN, make_event
 
@@ -348,3 +348,40 @@ def test_a_damaged_body_in_the_log_fails_at_its_index(tmp_path: Path, key: Signe
     path = tmp_path / "damaged.jsonl"
     assert write_bundle(path, damaged, [note_for(key, entries, 6)], [key.verifier().vkey]) == 6
     assert failure(path).index == 4  # its newline splits it: entry line 4 is cut short
+
+
+@pytest.mark.parametrize(
+    ("tail", "ok"),
+    [
+        (b',"index":7,"leaf_hash":"' + b"ab" * 32 + b'"}', True),
+        (b',"index":0,"leaf_hash":"' + b"0" * 64 + b'"}', True),
+        (b',"index":999999999999999999,"leaf_hash":"' + b"0" * 64 + b'"}', True),
+        (b',"index":1000000000000000000,"leaf_hash":"' + b"0" * 64 + b'"}', False),
+        (b',"index":07,"leaf_hash":"' + b"ab" * 32 + b'"}', False),
+        (b',"index":-7,"leaf_hash":"' + b"ab" * 32 + b'"}', False),
+        (b',"index":,"leaf_hash":"' + b"ab" * 32 + b'"}', False),
+        (b',"index":\xd9\xa2,"leaf_hash":"' + b"ab" * 32 + b'"}', False),
+        (b',"index":7,"leaf_hash":"' + b"AB" * 32 + b'"}', False),
+        (b',"index":7,"leaf_hash":"' + b"0" * 63 + b'A"}', False),
+        (b',"index":7,"leaf_hash":"' + b"ag" * 32 + b'"}', False),
+        (b',"index":7,"leaf_hash":"' + b"ab" * 31 + b'"}', False),
+        (b',"index":7,"leaf_hash":"' + b"ab" * 33 + b'"}', False),
+        (b',"index":7,"leaf_hash": "' + b"ab" * 32 + b'"}', False),
+        (b',"index":7,"leaf_hash":"' + b"ab" * 32 + b'"} ', False),
+        (b',"index":7 ,"leaf_hash":"' + b"ab" * 32 + b'"}', False),
+        (b',"index":7,"leaf_hash":"' + b"ab" * 32 + b'","x":1}', False),
+    ],
+)
+def test_entry_lines_are_parsed_exactly(tail: bytes, ok: bool) -> None:
+    body = b'{"a":",\\"index\\":1"}'
+    line = b'{"body":' + body + tail
+    if ok:
+        index, parsed, stored = parse_entry_line(line, 3)
+        assert parsed == body and index == int(tail.split(b":")[1].split(b",")[0])
+        assert stored.hex().encode() == tail[-66:-2]
+    else:
+        with pytest.raises(VerificationError) as caught:
+            parse_entry_line(line, 3)
+        assert caught.value.index == 3
+    with pytest.raises(VerificationError):
+        parse_entry_line(b'{"body" :' + body + tail, 3)
