@@ -6,12 +6,12 @@
 prints one line and exits 0 (verified), 1 (verification failed) or 2 (usage error). Nothing here
 touches a database: every leaf hash, every root and every signature is recomputed from the file.
 
-What is checked, in one streaming pass: each entry's position and index agree (catches deleted,
-duplicated and reordered lines), each body decodes as a canonical event and hashes to the stored
-leaf hash, and the tree over those leaves has the signed root at every checkpoint size. Before the
-pass: every checkpoint verifies under the trusted keys, and no two checkpoints of one size have
-different roots (equivocation). After it: no checkpoint is larger than the bundle (truncation or
-rollback). A `pin` (a checkpoint saved earlier) must match the recomputed tree (else the history
+What is checked, in one pass over the entries (in aligned chunks, in one process or several:
+`audit.verify_entries`): each entry's position and index agree (catches deleted, duplicated and
+reordered lines), each body is a canonical event and hashes to the stored leaf hash, and the tree
+over those leaves has the signed root at every checkpoint size. Before the pass: every checkpoint
+verifies under the trusted keys, and no two checkpoints of one size have different roots
+(equivocation). After it: no checkpoint is larger than the bundle (truncation or rollback). A `pin` (a checkpoint saved earlier) must match the recomputed tree (else the history
 was rewritten) and fit inside the bundle (else the log was rolled back).
 """
 
