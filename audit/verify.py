@@ -11,8 +11,9 @@ What is checked, in one pass over the entries (in aligned chunks, in one process
 reordered lines), each body is a canonical event and hashes to the stored leaf hash, and the tree
 over those leaves has the signed root at every checkpoint size. Before the pass: every checkpoint
 verifies under the trusted keys, and no two checkpoints of one size have different roots
-(equivocation). After it: no checkpoint is larger than the bundle (truncation or rollback). A `pin` (a checkpoint saved earlier) must match the recomputed tree (else the history
-was rewritten) and fit inside the bundle (else the log was rolled back).
+(equivocation). After it: no checkpoint is larger than the bundle (truncation or rollback). A
+`pin` (a checkpoint saved earlier) must match the recomputed tree (else the history was
+rewritten) and fit inside the bundle (else the log was rolled back).
 """
 
 from __future__ import annotations
