@@ -277,3 +277,12 @@ def check_bytes(data: bytes) -> audit.verify_entries.ChunkResult:
         file.flush()
         lines = data.count(b"\n") + (not data.endswith(b"\n"))
         return audit.verify_entries.check_chunk(file.name, Chunk(0, len(data), 0, lines, ()))
+
+
+def test_an_empty_bundle_verifies_alike_in_every_mode(tmp_path: Path, key: Signer) -> None:
+    path = make_bundle(tmp_path / "empty.jsonl", key, 0, [0])
+    expected = ("ok", "0", EMPTY_ROOT.hex())
+    assert outcome(path, 1) == outcome(path, 2) == reference(path) == expected
+    edit(path, lambda ls: [*ls, b"\n"])  # one empty entry line
+    assert outcome(path, 1) == outcome(path, 2)
+    assert outcome(path, 1)[:2] == ("failed", "0")
