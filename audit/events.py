@@ -282,8 +282,8 @@ def check_encoded(data: bytes) -> str:
         raise EventError("not valid UTF-8 JSON") from None
     if end != len(text) or type(doc) is not dict or list(doc) != _EVENT_ORDER:
         raise EventError(f"an event is one object with exactly the fields {_EVENT_ORDER}")
-    actor, kind, time, rule, reason = doc["actor"], doc["type"], doc["time"], None, None
-    texts = [kind, time, doc["action"], doc["target"]]
+    actor, kind, time = doc["actor"], doc["type"], doc["time"]
+    texts = [kind, time, doc["action"], doc["target"]]  # strings, all to be non-empty str
     if type(actor) is not dict or list(actor) != _ACTOR_ORDER:
         raise EventError("not a valid v1 event")
     roles = actor["roles"]
