@@ -177,7 +177,9 @@ def verify_bundle(
     distinct `witnesses` (vkeys); the report names the largest such size. With `workers` > 1
     (None: one per CPU, up to 4, for bundles over 64 MB) entries are checked in that many
     processes, in aligned chunks whose subtrees this one combines (`audit.verify_entries`);
-    the outcome, including which failure is reported, is the same as with one.
+    the outcome, including which failure is reported, is the same as with one. Worker
+    processes are spawned, so a script calling this with `workers` != 1 needs the usual
+    `if __name__ == "__main__":` guard.
 
     `vkeys` are the trusted verifier keys; without them the bundle's own keys are used, which
     proves integrity but not authorship (pass the keys you got out of band). `origin` defaults
