@@ -71,6 +71,15 @@ def _encoded(document: dict[str, Any]) -> bytes:
     return _line(document).encode("utf-8")
 
 
+def _written_as(document: dict[str, Any], line: bytes) -> bool:
+    """`line` is exactly how `document` is written (a parsed lone surrogate, from an escape,
+    has no UTF-8 form, so such a line never is)."""
+    try:
+        return _encoded(document) == line
+    except UnicodeEncodeError:
+        return False
+
+
 def write_bundle(
     path: str | os.PathLike[str],
     entries: Iterable[bytes | BundleEntry],
@@ -174,7 +183,7 @@ def read_entry(line: str, position: int) -> BundleEntry:
         raise VerificationError(f"entry line {position} does not end a line", index=position)
     index, body, stored = parse_entry_line(raw[:-1], position)
     document = _parse(body, f"entry {position} body", position)
-    if _encoded(document) != body + b"\n":
+    if not _written_as(document, body + b"\n"):
         raise VerificationError(f"entry line {position} is not in canonical form", index=position)
     return BundleEntry(index, body, stored)
 
@@ -235,7 +244,7 @@ class BundleReader:
             ((kind, value),) = document.items()
             if kind not in ("vkey", "checkpoint") or not isinstance(value, str):
                 break
-            if _encoded(document) != line:
+            if not _written_as(document, line):
                 raise VerificationError("a key or checkpoint line is not in canonical form")
             if kind == "vkey":
                 if self.checkpoints:

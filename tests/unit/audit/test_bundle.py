@@ -189,6 +189,8 @@ def test_untrusted_keys_and_missing_signatures_fail(bundle: Path, key: Signer) -
         lambda ls: [ls[0], ls[1].replace(b'":"', b'": "'), *ls[2:]],  # a key line not canonical
         lambda ls: [*ls[:-1], ls[-1][:-1]],  # the last line lacks its newline
         lambda ls: [*ls, b"\n"],
+        lambda ls: [ls[0], b'{"vkey":"\\ud800"}\n', *ls[1:]],  # no UTF-8 form: never canonical
+        lambda ls: [*ls[:2], b'{"checkpoint":"a\\udc00"}\n', *ls[2:]],
     ],
 )
 def test_malformed_bundles_fail_closed(bundle: Path, change: Callable[[Lines], Lines]) -> None:
@@ -224,6 +226,15 @@ def test_cli_exit_codes(
             main(argv)
         assert exited.value.code == 2
     capsys.readouterr()
+
+
+def test_cli_reports_an_escaped_surrogate_as_a_failure(
+    bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(bundle, lambda ls: [*ls[:2], b'{"checkpoint":"\\ud800"}\n', *ls[2:]])
+    assert main([str(bundle)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("FAILED: a key or checkpoint line") and "canonical" in out
 
 
 def test_cli_runs_as_a_module(bundle: Path) -> None:
@@ -333,6 +344,7 @@ def test_reader_streams_entries_and_reports_a_malformed_one(bundle: Path) -> Non
         ('{"body":{},"index":1}\n', "malformed"),
         ("[]\n", "malformed"),
         ("\ud800\n", "UTF-8"),
+        ('{"body":"\\ud800","index":0,"leaf_hash":"' + "0" * 64 + '"}\n', "canonical"),
     ]:
         with pytest.raises(VerificationError, match=message) as caught:
             read_entry(bad, 7)
