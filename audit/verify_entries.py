@@ -3,10 +3,11 @@
 The entry section is cut into chunks of 2**CHUNK_LEVEL entries (the last one shorter), so chunk
 c holds entries [c * 2**k, (c + 1) * 2**k). This process finds where chunks start (counting
 newlines in large blocks, never parsing) and `check_chunk` does everything else for a chunk,
-reading its byte range itself: every entry line parsed, its body checked to be a canonical event
-and hashed, the chunk's own tree built. It returns the chunk's compact range (one perfect subtree
-when full) and, for every signed size inside it, the compact range from the chunk's start to that
-size, or stops at the first bad entry. Because chunks start on multiples of 2**k, the tree up to
+reading its byte range itself (from the file planned on, unchanged, else it fails as changed):
+every entry line parsed, its body checked to be a canonical event and hashed, the chunk's own
+tree built. It returns the chunk's compact range (one perfect subtree when full) and, for every
+signed size inside it, the compact range from the chunk's start to that size, or stops at the
+first bad entry. Because chunks start on multiples of 2**k, the tree up to
 any size is the prefix's compact range followed by those subtrees (`CompactRange.append_subtree`),
 so `checked_tree` checks every signed root in order and raises exactly the failure a
 leaf-by-leaf pass would: a signed root that does not match before a bad entry, else that entry.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import bisect
 import hmac
 import multiprocessing
+import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -55,6 +57,14 @@ class Chunk(NamedTuple):
 
 
 Checked = tuple[Chunk, ChunkResult]
+# (device, inode, size, mtime in ns) of the bundle as planned: a chunk is read by opening the
+# bundle by name, and must come from the same, unchanged file.
+FileIdentity = tuple[int, int, int, int]
+
+
+def file_identity(fileno: int) -> FileIdentity:
+    stat = os.fstat(fileno)
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 class Roots(Protocol):
@@ -82,8 +92,9 @@ def check_entry(position: int, index: int, body: bytes, stored_hash: bytes) -> s
     return kind
 
 
-def check_chunk(path: str, chunk: Chunk) -> ChunkResult:
-    """Check the entry lines of `chunk` in the bundle at `path` (see the module docstring)."""
+def check_chunk(path: str, chunk: Chunk, identity: FileIdentity | None = None) -> ChunkResult:
+    """Check the entry lines of `chunk` in the bundle at `path` (see the module docstring);
+    with `identity`, also that the file read is still the one planned (`file_identity`)."""
     tree = CompactRange()
     at_sizes: list[tuple[int, tuple[bytes, ...]]] = []
     position = chunk.start
@@ -92,11 +103,12 @@ def check_chunk(path: str, chunk: Chunk) -> ChunkResult:
             with open(path, "rb") as file:
                 file.seek(chunk.begin)
                 data = file.read(chunk.end - chunk.begin)
+                moved = identity is not None and file_identity(file.fileno()) != identity
         except OSError as exc:
             raise VerificationError(f"cannot read the bundle: {exc.strerror}") from None
         lines = data.split(b"\n")
         unterminated = lines.pop()  # b"" unless the file's last line has no newline
-        if len(lines) + (1 if unterminated else 0) != chunk.lines:
+        if moved or len(lines) + (1 if unterminated else 0) != chunk.lines:
             raise VerificationError("the bundle changed while it was being verified")
         sizes = set(chunk.sizes)
         for line in lines:
@@ -145,16 +157,18 @@ def chunks(file: BufferedReader, offset: int, sizes: Sequence[int], level: int) 
         yield chunk(read_to, seen + (last != ord("\n")))
 
 
-def _results(path: str, planned: Iterator[Chunk], workers: int) -> Iterator[Checked]:
+def _results(
+    path: str, identity: FileIdentity, planned: Iterator[Chunk], workers: int
+) -> Iterator[Checked]:
     if workers <= 1:
         for chunk in planned:
-            yield chunk, check_chunk(path, chunk)
+            yield chunk, check_chunk(path, chunk, identity)
         return
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     pending: deque[tuple[Chunk, Future[ChunkResult]]] = deque()
     try:
         for chunk in planned:
-            pending.append((chunk, pool.submit(check_chunk, path, chunk)))
+            pending.append((chunk, pool.submit(check_chunk, path, chunk, identity)))
             if len(pending) > 2 * workers:
                 done, future = pending.popleft()
                 yield done, future.result()
@@ -180,8 +194,9 @@ def checked_tree(
     level = CHUNK_LEVEL if level is None else level
     tree = CompactRange()
     sizes = sorted(size for size in signed.roots if size > 0)
+    identity = file_identity(file.fileno())
     for chunk, (count, hashes, at_sizes, error) in _results(
-        path, chunks(file, offset, sizes, level), workers
+        path, identity, chunks(file, offset, sizes, level), workers
     ):
         for size, partial in at_sizes:
             view = tree.copy()

@@ -35,7 +35,7 @@ from audit.checkpoint import NoteVerifier, open_checkpoint
 from audit.merkle import EMPTY_ROOT
 from audit.tree import CompactRange
 from audit.verify import CheckpointSet, check_entry, open_checkpoints
-from audit.verify_entries import Chunk, chunks
+from audit.verify_entries import Chunk, checked_tree, chunks, file_identity
 from tests.unit.audit._support import ORIGIN, make_event
 
 LEVEL = 2  # chunks of 4 entries
@@ -286,3 +286,37 @@ def test_an_empty_bundle_verifies_alike_in_every_mode(tmp_path: Path, key: Signe
     edit(path, lambda ls: [*ls, b"\n"])  # one empty entry line
     assert outcome(path, 1) == outcome(path, 2)
     assert outcome(path, 1)[:2] == ("failed", "0")
+
+
+def test_a_bundle_replaced_during_verification_is_reported_as_changed(
+    tmp_path: Path, key: Signer
+) -> None:
+    # Chunks are read by opening the bundle by name, not through the handle its checkpoints
+    # were read from and its chunks planned on: a file renamed over it (here a damaged copy of
+    # the same size) must not be read with that plan, nor blamed on an entry.
+    path = make_bundle(tmp_path / "b.jsonl", key, 21, [8, 21])
+    other = tmp_path / "other.jsonl"
+    other.write_bytes(path.read_bytes().replace(b"submit", b"sUbmit"))
+    with BundleReader(path) as bundle:
+        verifiers = [NoteVerifier.from_vkey(v) for v in bundle.vkeys]
+        signed = CheckpointSet(open_checkpoints(bundle.checkpoints, verifiers, ORIGIN))
+        other.replace(path)
+        for workers in (1, 2):
+            with pytest.raises(VerificationError) as caught:
+                checked_tree(str(path), bundle.file, bundle.entries_offset, signed, workers=workers)
+            message = "the bundle changed while it was being verified"
+            assert (str(caught.value), caught.value.index) == (message, None)
+
+
+def test_a_bundle_rewritten_after_planning_is_reported_as_changed(
+    tmp_path: Path, key: Signer
+) -> None:
+    path = make_bundle(tmp_path / "b.jsonl", key, 21, [8, 21])
+    newer = make_bundle(tmp_path / "newer.jsonl", key, 23, [4, 8, 21, 23]).read_bytes()
+    with BundleReader(path) as bundle:
+        identity = file_identity(bundle.file.fileno())
+        planned = list(chunks(bundle.file, bundle.entries_offset, [8, 21], LEVEL))
+        path.write_bytes(newer)  # in place: same file, other size
+        for chunk in planned:
+            result = audit.verify_entries.check_chunk(str(path), chunk, identity)
+            assert result[3] == ("the bundle changed while it was being verified", None)
