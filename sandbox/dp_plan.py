@@ -304,13 +304,33 @@ def _measure_sql(
             outer.append(f"COUNT(*) FILTER (WHERE {' AND '.join(conds)}) AS h{i}_{b}")
 
 
-def plan_sql(plan: DpPlan, dialect: str) -> str:
+def group_window(plan: DpPlan) -> bool:
+    """Whether the plan bounds groups per unit with a window of its own (else rows bound it)."""
+    return bool(plan.group_by) and plan.groups_per_unit < plan.rows_per_unit
+
+
+def windows_are_no_ops(plan: DpPlan, max_rows_per_unit: int) -> bool:
+    """Whether the per-unit windows keep every row of a source in which no non-NULL unit has
+    more than ``max_rows_per_unit`` rows. Filters only remove rows, and a unit's rows span at
+    most as many groups as it has rows, so then ``ROW_NUMBER <= R`` and ``DENSE_RANK <= G``
+    hold for every row that reaches them."""
+    if type(max_rows_per_unit) is not int or max_rows_per_unit < 0:
+        return False
+    if max_rows_per_unit > plan.rows_per_unit:
+        return False
+    return not group_window(plan) or max_rows_per_unit <= plan.groups_per_unit
+
+
+def plan_sql(plan: DpPlan, dialect: str, *, bounded: bool = True) -> str:
     """The bounded-contribution aggregate for ``dialect`` ``duckdb`` ($name) or ``spark``.
-    Always with the per-unit windows: the sensitivities rest on them, whatever the data."""
+
+    ``bounded=False`` leaves out the per-unit windows and nothing else (clamping stays). Only
+    ``sandbox.dp_snapshot`` runs it, and only on a source snapshot it has verified, in the
+    reading process, to have no unit over the bounds (``windows_are_no_ops``)."""
     mark = "$" if dialect == "duckdb" else ":"
     rand = "random()" if dialect == "duckdb" else "rand()"
     dept, name = plan.dataset_id.split(".")
-    inner = [f"t.{_q(plan.unit, dialect)} AS u", f"{rand} AS rk"]
+    inner = [f"t.{_q(plan.unit, dialect)} AS u"] + ([f"{rand} AS rk"] if bounded else [])
     inner += [f"t.{_q(c, dialect)} AS g{i}" for i, c in enumerate(plan.group_by)]
     outer = [f"g{i} AS {_q(c, dialect)}" for i, c in enumerate(plan.group_by)]
     outer.append("COUNT(*) AS n")
@@ -323,7 +343,7 @@ def plan_sql(plan: DpPlan, dialect: str) -> str:
         where.append(f"t.{_q(f.column, dialect)} {OPERATORS[f.op]} {mark}{bound}")
     ranked = "f"
     groups = ""
-    if plan.group_by and plan.groups_per_unit < plan.rows_per_unit:
+    if group_window(plan):
         keys = ", ".join(f"g{i}" for i in range(len(plan.group_by)))
         hashed = f"hash({keys})" if dialect == "duckdb" else f"xxhash64({keys})"
         groups = (
@@ -334,6 +354,11 @@ def plan_sql(plan: DpPlan, dialect: str) -> str:
     group = ""
     if plan.group_by:
         group = " GROUP BY " + ", ".join(f"g{i}" for i in range(len(plan.group_by)))
+    if not bounded:
+        return (
+            f"WITH f AS (SELECT {', '.join(inner)} FROM {table} AS t "  # noqa: S608
+            f"WHERE {' AND '.join(where)}) SELECT {', '.join(outer)} FROM f{group}"
+        )
     return (
         f"WITH f AS (SELECT {', '.join(inner)} FROM {table} AS t "  # noqa: S608
         f"WHERE {' AND '.join(where) or 'TRUE'}), {groups}"
@@ -354,8 +379,13 @@ def output_columns(plan: DpPlan) -> tuple[str, ...]:
     return tuple(out)
 
 
-def compile_dp(plan: DpPlan, template_parameters: tuple[str, ...]) -> CompiledQuery:
-    """The plan as a CompiledQuery of kind DP (parameters: the template's and the constants)."""
+def compile_dp(
+    plan: DpPlan, template_parameters: tuple[str, ...], *, bounded: bool = True
+) -> CompiledQuery:
+    """The plan as a CompiledQuery of kind DP (parameters: the template's and the constants).
+
+    ``bounded=False`` (see ``plan_sql``) changes the DuckDB SQL only: its ``spark_sql`` stays
+    the bounded plan, since a Spark cluster's reads cannot be fingerprinted by the sandbox."""
     used = {f.parameter for f in plan.filters if f.parameter is not None}
     unused = set(template_parameters) - used
     if unused:
@@ -366,8 +396,8 @@ def compile_dp(plan: DpPlan, template_parameters: tuple[str, ...]) -> CompiledQu
     outputs = output_columns(plan)
     return CompiledQuery(
         kind=TemplateKind.DP,
-        source_sql=plan_sql(plan, "duckdb"),
-        duckdb_sql=plan_sql(plan, "duckdb"),
+        source_sql=plan_sql(plan, "duckdb", bounded=bounded),
+        duckdb_sql=plan_sql(plan, "duckdb", bounded=bounded),
         spark_sql=plan_sql(plan, "spark"),
         parameters=tuple(sorted(used | set(plan.constants()))),
         tables=(plan.dataset_id,),
