@@ -8,6 +8,7 @@ A row only ever matches the very snapshot it was measured on: the key is the fin
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -18,15 +19,27 @@ from gateway import db, schema
 KEEP_PER_DATASET = 8  # snapshots kept per (dataset, unit); older ones can never match again
 
 
-def lookup(engine: sa.Engine, snapshot: str) -> int | None:
-    """The stored most-rows-per-unit of ``snapshot``, or None."""
+@dataclass(frozen=True, slots=True)
+class UnitStats:
+    max_rows: int  # the most rows any non-NULL unit has
+    null_rows: int  # rows whose unit is NULL
+
+
+def lookup(engine: sa.Engine, snapshot: str) -> UnitStats | None:
+    """The stored statistics of ``snapshot``, or None."""
     s = schema.dp_unit_stats
     with db.reading(engine) as conn:
-        value = conn.execute(sa.select(s.c.max_rows).where(s.c.snapshot == snapshot)).scalar()
-    return value if type(value) is int else None
+        row = conn.execute(
+            sa.select(s.c.max_rows, s.c.null_rows).where(s.c.snapshot == snapshot)
+        ).first()
+    if row is None or type(row.max_rows) is not int or type(row.null_rows) is not int:
+        return None
+    return UnitStats(row.max_rows, row.null_rows)
 
 
-def record(engine: sa.Engine, *, snapshot: str, dataset_id: str, unit: str, max_rows: int) -> None:
+def record(
+    engine: sa.Engine, *, snapshot: str, dataset_id: str, unit: str, stats: UnitStats
+) -> None:
     """Store a measured statistic (a second measurement of the same snapshot is ignored)."""
     s = schema.dp_unit_stats
     with engine.begin() as conn:
@@ -36,7 +49,8 @@ def record(engine: sa.Engine, *, snapshot: str, dataset_id: str, unit: str, max_
                 snapshot=snapshot,
                 dataset_id=dataset_id,
                 unit_column=unit,
-                max_rows=max_rows,
+                max_rows=stats.max_rows,
+                null_rows=stats.null_rows,
                 created_at=datetime.now(UTC),
             ).on_conflict_do_nothing(index_elements=[s.c.snapshot])
         )

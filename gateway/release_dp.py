@@ -63,19 +63,21 @@ def _aggregate(run: Run, plan: DpPlan) -> ResultTable:
     source = run.sources[plan.dataset_id]
     snapshot = fingerprint(source, plan.unit)
     known = None if snapshot is None else dp_stats.lookup(run.gw.db, snapshot)
-    if known is not None and windows_are_no_ops(plan, known):
-        fast = compile_dp(plan, parameters, bounded=False)
+    if known is not None and windows_are_no_ops(plan, known.max_rows):
+        no_nulls = known.null_rows == 0
+        fast = compile_dp(plan, parameters, bounded=False, units_not_null=no_nulls)
         request = DpRun(plan.dataset_id, plan.unit, full, fast=fast, expected=snapshot)
     else:
         request = DpRun(plan.dataset_id, plan.unit, full, measure=known is None)
     outcome = engine.run_dp(request, run.sources, params)
     if outcome.snapshot is not None and outcome.max_rows is not None:
+        assert outcome.null_rows is not None
         dp_stats.record(
             run.gw.db,
             snapshot=outcome.snapshot,
             dataset_id=plan.dataset_id,
             unit=plan.unit,
-            max_rows=outcome.max_rows,
+            stats=dp_stats.UnitStats(outcome.max_rows, outcome.null_rows),
         )
     return outcome.table
 

@@ -267,7 +267,8 @@ budget_reservations = sa.Table(
     sa.Column("settled_at", TS, nullable=True),
 )
 
-# The most rows any privacy unit has in one fingerprinted snapshot of a source, measured by
+# The most rows any privacy unit has (and the rows without a unit) in one fingerprinted
+# snapshot of a source, measured by
 # the sandbox (sandbox/dp_snapshot.py): where it is within a plan's bounds, the per-unit
 # windows are no-ops and are skipped. Keyed by the fingerprint; holds no unit ids or values.
 dp_unit_stats = sa.Table(
@@ -277,6 +278,7 @@ dp_unit_stats = sa.Table(
     sa.Column("dataset_id", sa.String(130), nullable=False),
     sa.Column("unit_column", sa.String(64), nullable=False),
     sa.Column("max_rows", sa.BigInteger, nullable=False),
+    sa.Column("null_rows", sa.BigInteger, nullable=False),
     sa.Column("created_at", TS, nullable=False),
     sa.Index("ix_dp_unit_stats_dataset", "dataset_id", "created_at"),
 )

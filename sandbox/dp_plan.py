@@ -279,8 +279,15 @@ def _measure_sql(
             raise TemplateRejected(f"measure {m.name}: bounds have at most 3 decimals")
         lo, hi = _num(m.lower * k), _num(m.upper * k)
         col = f"t.{_q(m.column, dialect)}" if k == 1 else f"(t.{_q(m.column, dialect)} * {k})"
-        clamped = f"LEAST(GREATEST({col}, {lo}), {hi})"
-        if m.kind is MeasureKind.MEAN:  # centred, doubled: 2·x − (lo + hi), an integer
+        # GREATEST and LEAST skip NULLs (DuckDB, Spark): keep a NULL value NULL, uncounted
+        clamped = f"CASE WHEN {col} IS NULL THEN NULL ELSE LEAST(GREATEST({col}, {lo}), {hi}) END"
+        if k == 1:  # integers: Σ(2·x − (lo + hi)) = 2·Σx − (lo + hi)·n exactly, per group
+            inner.append(f"CAST({clamped} AS BIGINT) AS v{i}")
+            total = f"2 * SUM(v{i}) - ({lo} + {hi}) * COUNT(v{i})"
+            outer.append(f"{total if m.kind is MeasureKind.MEAN else f'SUM(v{i})'} AS s{i}")
+            outer.append(f"COUNT(v{i}) AS c{i}")
+            return
+        if m.kind is MeasureKind.MEAN:  # centred, doubled: 2·x − (lo + hi), rounded per row
             clamped = f"2 * {clamped} - ({lo} + {hi})"
         inner.append(f"CAST(ROUND({clamped}) AS BIGINT) AS v{i}")
         outer.append(f"SUM(v{i}) AS s{i}")
@@ -321,12 +328,15 @@ def windows_are_no_ops(plan: DpPlan, max_rows_per_unit: int) -> bool:
     return not group_window(plan) or max_rows_per_unit <= plan.groups_per_unit
 
 
-def plan_sql(plan: DpPlan, dialect: str, *, bounded: bool = True) -> str:
+def plan_sql(
+    plan: DpPlan, dialect: str, *, bounded: bool = True, units_not_null: bool = False
+) -> str:
     """The bounded-contribution aggregate for ``dialect`` ``duckdb`` ($name) or ``spark``.
 
-    ``bounded=False`` leaves out the per-unit windows and nothing else (clamping stays). Only
-    ``sandbox.dp_snapshot`` runs it, and only on a source snapshot it has verified, in the
-    reading process, to have no unit over the bounds (``windows_are_no_ops``)."""
+    ``bounded=False`` leaves out the per-unit windows (clamping stays), ``units_not_null``
+    the ``unit IS NOT NULL`` filter. Only ``sandbox.dp_snapshot`` runs such a plan, and only on
+    a source snapshot it has verified, in the reading process, to have no unit over the bounds
+    (``windows_are_no_ops``) and, for the second, no row without a unit."""
     mark = "$" if dialect == "duckdb" else ":"
     rand = "random()" if dialect == "duckdb" else "rand()"
     dept, name = plan.dataset_id.split(".")
@@ -337,7 +347,7 @@ def plan_sql(plan: DpPlan, dialect: str, *, bounded: bool = True) -> str:
     for i, m in enumerate(plan.measures):
         _measure_sql(plan, i, m, inner, outer, dialect=dialect)
     table = f"{_q(dept, dialect)}.{_q(name, dialect)}"
-    where = [f"t.{_q(plan.unit, dialect)} IS NOT NULL"]
+    where = [] if units_not_null and not bounded else [f"t.{_q(plan.unit, dialect)} IS NOT NULL"]
     for i, f in enumerate(plan.filters):
         bound = f.parameter if f.parameter is not None else f"{CONSTANT_PREFIX}{i}"
         where.append(f"t.{_q(f.column, dialect)} {OPERATORS[f.op]} {mark}{bound}")
@@ -357,7 +367,7 @@ def plan_sql(plan: DpPlan, dialect: str, *, bounded: bool = True) -> str:
     if not bounded:
         return (
             f"WITH f AS (SELECT {', '.join(inner)} FROM {table} AS t "  # noqa: S608
-            f"WHERE {' AND '.join(where)}) SELECT {', '.join(outer)} FROM f{group}"
+            f"WHERE {' AND '.join(where) or 'TRUE'}) SELECT {', '.join(outer)} FROM f{group}"
         )
     return (
         f"WITH f AS (SELECT {', '.join(inner)} FROM {table} AS t "  # noqa: S608
@@ -380,12 +390,16 @@ def output_columns(plan: DpPlan) -> tuple[str, ...]:
 
 
 def compile_dp(
-    plan: DpPlan, template_parameters: tuple[str, ...], *, bounded: bool = True
+    plan: DpPlan,
+    template_parameters: tuple[str, ...],
+    *,
+    bounded: bool = True,
+    units_not_null: bool = False,
 ) -> CompiledQuery:
     """The plan as a CompiledQuery of kind DP (parameters: the template's and the constants).
 
-    ``bounded=False`` (see ``plan_sql``) changes the DuckDB SQL only: its ``spark_sql`` stays
-    the bounded plan, since a Spark cluster's reads cannot be fingerprinted by the sandbox."""
+    ``bounded=False`` and ``units_not_null`` (see ``plan_sql``) change the DuckDB SQL only:
+    ``spark_sql`` stays the bounded plan (a Spark cluster's reads cannot be fingerprinted)."""
     used = {f.parameter for f in plan.filters if f.parameter is not None}
     unused = set(template_parameters) - used
     if unused:
@@ -396,8 +410,8 @@ def compile_dp(
     outputs = output_columns(plan)
     return CompiledQuery(
         kind=TemplateKind.DP,
-        source_sql=plan_sql(plan, "duckdb", bounded=bounded),
-        duckdb_sql=plan_sql(plan, "duckdb", bounded=bounded),
+        source_sql=plan_sql(plan, "duckdb", bounded=bounded, units_not_null=units_not_null),
+        duckdb_sql=plan_sql(plan, "duckdb", bounded=bounded, units_not_null=units_not_null),
         spark_sql=plan_sql(plan, "spark"),
         parameters=tuple(sorted(used | set(plan.constants()))),
         tables=(plan.dataset_id,),

@@ -75,15 +75,17 @@ def fingerprint(source: TableSource, unit: str, *, now_ns: int | None = None) ->
 
 
 def unit_rows_query(dataset_id: str, unit: str) -> CompiledQuery:
-    """The most rows any non-NULL unit has in the source (0 for none): ``max_rows``."""
+    """The most rows any non-NULL unit has in the source (``max_rows``, 0 for none) and the
+    number of rows whose unit is NULL (``null_rows``), grouped as the plan partitions."""
     dept, name = dataset_id.split(".")
 
     def sql(dialect: str) -> str:
         u = _q(unit, dialect)
         return (
-            "SELECT COALESCE(MAX(c), 0) AS max_rows FROM (SELECT COUNT(*) AS c "  # noqa: S608
-            f"FROM {_q(dept, dialect)}.{_q(name, dialect)} AS t WHERE t.{u} IS NOT NULL "
-            f"GROUP BY t.{u}) AS p"
+            "SELECT COALESCE(MAX(CASE WHEN u IS NOT NULL THEN c END), 0) AS max_rows, "  # noqa: S608
+            "COALESCE(SUM(CASE WHEN u IS NULL THEN c END), 0) AS null_rows "
+            f"FROM (SELECT t.{u} AS u, COUNT(*) AS c "
+            f"FROM {_q(dept, dialect)}.{_q(name, dialect)} AS t GROUP BY t.{u}) AS p"
         )
 
     return CompiledQuery(
@@ -93,7 +95,7 @@ def unit_rows_query(dataset_id: str, unit: str) -> CompiledQuery:
         spark_sql=sql("spark"),
         parameters=(),
         tables=(dataset_id,),
-        output_columns=("max_rows",),
+        output_columns=("max_rows", "null_rows"),
         count_column=None,
         group_columns=(),
     )
@@ -123,8 +125,9 @@ class DpRun:
 class DpOutcome:
     table: ResultTable
     path: Path_
-    snapshot: str | None = None  # the fingerprint the statistic below was measured on
+    snapshot: str | None = None  # the fingerprint the statistics below were measured on
     max_rows: int | None = None
+    null_rows: int | None = None
 
 
 @runtime_checkable
@@ -165,10 +168,16 @@ def run_dp(
     if before is None:
         return DpOutcome(table, "full")
     stats = engine.run(unit_rows_query(request.dataset_id, request.unit), sources, {})
-    value = stats.rows[0][0] if len(stats.rows) == 1 and len(stats.rows[0]) == 1 else None
-    if type(value) is not int or value < 0 or fingerprint(source, request.unit) != before:
+    values = stats.rows[0] if len(stats.rows) == 1 else ()
+    if (
+        len(values) != 2
+        or not all(type(v) is int and v >= 0 for v in values)
+        or fingerprint(source, request.unit) != before
+    ):
         return DpOutcome(table, "full")
-    return DpOutcome(table, "full", before, value)
+    max_rows, null_rows = values
+    assert isinstance(max_rows, int) and isinstance(null_rows, int)
+    return DpOutcome(table, "full", before, max_rows, null_rows)
 
 
 # --- over the worker protocol ---------------------------------------------------------
@@ -203,16 +212,18 @@ def encode_outcome(outcome: DpOutcome) -> dict[str, Any]:
         "path": outcome.path,
         "snapshot": outcome.snapshot,
         "max_rows": outcome.max_rows,
+        "null_rows": outcome.null_rows,
     }
 
 
 def decode_outcome(data: dict[str, Any]) -> DpOutcome:
     path = data.get("path")
-    snapshot, max_rows = data.get("snapshot"), data.get("max_rows")
+    snapshot, max_rows, nulls = data.get("snapshot"), data.get("max_rows"), data.get("null_rows")
     if path not in ("fast", "full", "fallback"):
         raise ExecutionError(ExecutionCategory.INTERNAL)
-    if snapshot is not None and not (isinstance(snapshot, str) and type(max_rows) is int):
-        raise ExecutionError(ExecutionCategory.INTERNAL)
+    table = protocol.decode_table(data["table"])
     if snapshot is None:
-        max_rows = None
-    return DpOutcome(protocol.decode_table(data["table"]), path, snapshot, max_rows)
+        return DpOutcome(table, path)
+    if not (isinstance(snapshot, str) and type(max_rows) is int and type(nulls) is int):
+        raise ExecutionError(ExecutionCategory.INTERNAL)
+    return DpOutcome(table, path, snapshot, max_rows, nulls)

@@ -124,6 +124,7 @@ def measured(engine: DuckDBEngine, source: TableSource, p: DpPlan) -> tuple[str,
     out = run_dp(engine, DpRun(DATASET, p.unit, full, measure=True), {DATASET: source}, params(p))
     assert out.path == "full"
     assert out.snapshot is not None and out.max_rows is not None
+    assert out.null_rows == 40
     return out.snapshot, out.max_rows
 
 
@@ -153,6 +154,37 @@ def test_the_fast_plan_gives_the_identical_exact_aggregate(
     assert out.path == "fast"
     assert sorted_rows(out.table) == sorted_rows(engine.run(full, sources, params(p)))
     assert out.table.columns == full.output_columns
+
+
+def test_without_null_units_the_unit_filter_goes_too_and_sums_are_exact(
+    engine: DuckDBEngine, tmp_path: Path
+) -> None:
+    path = tmp_path / "no-nulls.parquet"
+    write(path, units(250, per_unit=2))
+    settle()
+    source = TableSource(DATASET, "parquet", path)
+    p = plan(rows=2, groups=2)
+    full = compile_dp(p, ())
+    sources = {DATASET: source}
+    first = run_dp(engine, DpRun(DATASET, p.unit, full, measure=True), sources, params(p))
+    assert (first.max_rows, first.null_rows) == (2, 0)
+    fast = compile_dp(p, (), bounded=False, units_not_null=True)
+    assert '"person_id" IS NOT NULL' not in fast.duckdb_sql
+    assert '"person_id" IS NOT NULL' in compile_dp(p, (), bounded=False).duckdb_sql
+    out = run_dp(engine, DpRun(DATASET, p.unit, full, fast, first.snapshot), sources, params(p))
+    assert out.path == "fast"
+    assert sorted_rows(out.table) == sorted_rows(first.table)
+    # the exact sums, from the file in Python: income clamped to [0, 5000] and [100, 4000]
+    data = pq.read_table(path).to_pylist()
+    kept = [r for r in data if r["income"] >= 0 and r["district"] == "d1"]
+    (row,) = [r for r in out.table.rows if r[0] == "d1"]
+    got = dict(zip(out.table.columns, row, strict=True))
+    assert got["n"] == len(kept)
+    assert got["s1"] == sum(min(max(r["income"], 0), 5000) for r in kept)
+    assert got["s2"] == sum(2 * min(max(r["income"], 100), 4000) - 4100 for r in kept)
+    ages = [r["age"] for r in kept if r["age"] is not None]
+    assert got["c3"] == len(ages)
+    assert got["s3"] == sum(round(2 * min(max(a * 1000, -500), 90100) - 89600) for a in ages)
 
 
 def test_statistics_over_the_bounds_keep_the_windows() -> None:
