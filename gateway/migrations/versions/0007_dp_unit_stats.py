@@ -25,7 +25,6 @@ def upgrade() -> None:
         sa.Column("unit_column", sa.String(64), nullable=False),
         sa.Column("max_rows", sa.BigInteger, nullable=False),
         sa.Column("null_rows", sa.BigInteger, nullable=False),
-        sa.Column("null_rows", sa.BigInteger, nullable=False),
         sa.Column("created_at", TS, nullable=False),
     )
     op.create_index("ix_dp_unit_stats_dataset", "dp_unit_stats", ["dataset_id", "created_at"])
