@@ -278,20 +278,28 @@ def _measure_sql(
             # ROUND of a value clamped to a fractional bound can pass the bound (0.5 → 1)
             raise TemplateRejected(f"measure {m.name}: bounds have at most 3 decimals")
         lo, hi = _num(m.lower * k), _num(m.upper * k)
-        col = f"t.{_q(m.column, dialect)}" if k == 1 else f"(t.{_q(m.column, dialect)} * {k})"
-        # GREATEST and LEAST skip NULLs (DuckDB, Spark): keep a NULL value NULL, uncounted
-        clamped = f"CASE WHEN {col} IS NULL THEN NULL ELSE LEAST(GREATEST({col}, {lo}), {hi}) END"
+        x = f"t.{_q(m.column, dialect)}"
+        # A NULL value is clamped as the lower bound, then taken out again per group with
+        # COUNT(x): the sum is over non-NULL values exactly, whatever the engine's GREATEST
+        # does with NULL, and the engine can tell from column statistics that COUNT(x) is
+        # COUNT(*) when the column has no NULL (one aggregate fewer).
+        clamped = f"LEAST(GREATEST(COALESCE({x if k == 1 else f'({x} * {k})'}, {lo}), {lo}), {hi})"
+        inner.append(f"{x} AS x{i}")
+        nulls = f"(COUNT(*) - COUNT(x{i}))"
         if k == 1:  # integers: Σ(2·x − (lo + hi)) = 2·Σx − (lo + hi)·n exactly, per group
             inner.append(f"CAST({clamped} AS BIGINT) AS v{i}")
-            total = f"2 * SUM(v{i}) - ({lo} + {hi}) * COUNT(v{i})"
-            outer.append(f"{total if m.kind is MeasureKind.MEAN else f'SUM(v{i})'} AS s{i}")
-            outer.append(f"COUNT(v{i}) AS c{i}")
-            return
-        if m.kind is MeasureKind.MEAN:  # centred, doubled: 2·x − (lo + hi), rounded per row
-            clamped = f"2 * {clamped} - ({lo} + {hi})"
-        inner.append(f"CAST(ROUND({clamped}) AS BIGINT) AS v{i}")
-        outer.append(f"SUM(v{i}) AS s{i}")
-        outer.append(f"COUNT(v{i}) AS c{i}")
+            total = f"(SUM(v{i}) - {lo} * {nulls})"
+            if m.kind is MeasureKind.MEAN:
+                total = f"2 * {total} - ({lo} + {hi}) * COUNT(x{i})"
+        else:  # fixed point, rounded per row; a mean centred and doubled: 2·x − (lo + hi)
+            null_value = m.lower * k
+            if m.kind is MeasureKind.MEAN:
+                clamped = f"2 * {clamped} - ({lo} + {hi})"
+                null_value = (m.lower - m.upper) * k
+            inner.append(f"CAST(ROUND({clamped}) AS BIGINT) AS v{i}")
+            total = f"(SUM(v{i}) - ({_num(null_value)}) * {nulls})"
+        outer.append(f"{total} AS s{i}")
+        outer.append(f"COUNT(x{i}) AS c{i}")
     elif m.kind is MeasureKind.QUANTILE:
         assert m.column is not None
         inner.append(f"t.{_q(m.column, dialect)} AS v{i}")
