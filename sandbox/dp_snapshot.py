@@ -28,7 +28,8 @@ data (the sandbox worker) and fails closed:
 Not covered (documented in README.md): someone able to step the system clock back by more
 than ``SETTLE_NS`` and collide a ctime to the nanosecond, or to swap a parent directory of
 the source and swap it back while a query runs (both need write access to the data or root,
-who can change the data anyway); network filesystems whose attributes lag their contents.
+who can change the data anyway); network filesystems whose attributes lag their contents;
+filesystems without a kernel-kept change time (vfat, some FUSE).
 Spark never gets the fast plan: its reads happen elsewhere and cannot be fingerprinted here.
 """
 
