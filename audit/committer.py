@@ -1,12 +1,13 @@
 """Group commit: one writer thread appends queued events in batches, one transaction each.
 
-    caller ─ append(events) ─▶ queue ─▶ writer: BEGIN; append_many(all queued); [checkpoint];
+    caller ─ append(events) ─▶ queue ─▶ writer: BEGIN; append_prepared(all queued); [checkpoint];
     caller ◀─ indexes (durable) ◀──────────────  COMMIT (one fsync for the whole batch)
 
 `append` returns only after the transaction holding the events has committed, so what it returns
 is durable; if the transaction fails, every caller in the batch gets `StoreError` and nothing of
 the batch is in the log (fail closed). Concurrent callers share one commit, so throughput grows
-with concurrency instead of collapsing on fsync.
+with concurrency instead of collapsing on fsync. The writer keeps the tree's right edge from its
+last commit (`append_prepared` re-reads it only if another writer appended in between).
 
 Checkpoints follow a cadence instead of one per read: `nudge()` asks for one soon without
 waiting (the gateway nudges when a job finishes), a caller may ask for a checkpoint covering the
@@ -29,6 +30,8 @@ from typing import Any, Protocol
 
 from audit.errors import AuditError, StoreError
 from audit.events import Event
+from audit.prepared import PreparedEvent, prepare
+from audit.tree import CompactRange
 
 __all__ = ["Committed", "GroupCommitter"]
 
@@ -36,7 +39,9 @@ log = logging.getLogger("audit.committer")
 
 
 class _Log(Protocol):
-    def append_many(self, conn: Any, events: Sequence[Event]) -> Sequence[Any]: ...
+    def append_prepared(
+        self, conn: Any, entries: Sequence[PreparedEvent], tail: CompactRange | None
+    ) -> tuple[Sequence[Any], CompactRange]: ...
 
     def checkpoint(self, conn: Any) -> str: ...
 
@@ -85,6 +90,7 @@ class GroupCommitter:
         self._stopping = False
         self._nudged = False
         self._head: tuple[int, str] | None = None  # the newest checkpoint this writer signed
+        self._tail: CompactRange | None = None  # the tree's right edge after our last commit
         self.batches = 0  # transactions committed (for metrics and benchmarks)
 
     # -- the callers' side --------------------------------------------------------------------
@@ -170,6 +176,7 @@ class GroupCommitter:
             try:
                 self._commit(batch, nudged)
             except Exception as exc:  # fail closed: nobody in the batch is told "durable"
+                self._tail = None  # what the failed transaction built is not in the log
                 if not isinstance(exc, AuditError):
                     log.error("the audit batch could not be committed", exc_info=exc)
                 error = StoreError(
@@ -183,17 +190,23 @@ class GroupCommitter:
                 request.done.set()
 
     def _commit(self, batch: list[_Request], nudged: bool) -> None:
-        events = [event for request in batch for event in request.events]
+        # Encoding happens here, not in the callers' threads: under the GIL every caller made
+        # runnable competes with this thread for each reacquisition after a database call, so
+        # the less callers do once woken, the sooner the batch commits (measured: faster).
+        events = [prepare(event) for request in batch for event in request.events]
         signed = self._head[0] if self._head is not None else -1
         asked = max((r.covering for r in batch if r.covering is not None), default=-1)
-        head = self._head
+        head, tail = self._head, self._tail
+        appended: list[Any] = []
         with self._begin() as conn:
-            appended = list(self._log.append_many(conn, events)) if events else []
+            if events:
+                placed, tail = self._log.append_prepared(conn, events, self._tail)
+                appended = list(placed)
             if nudged or asked > signed:
                 size = self._log.size(conn)
                 if size != signed:
                     head = (size, self._log.checkpoint(conn))
-        self._head = head
+        self._head, self._tail = head, tail
         self.batches += 1
         position = 0
         for request in batch:

@@ -45,9 +45,9 @@ from audit.checkpoint import (
     split_note,
 )
 from audit.errors import CheckpointError, EntryNotFoundError, StoreError, VerificationError
-from audit.events import Event, encode
-from audit.merkle import EMPTY_ROOT, leaf_hash
-from audit.terms import terms_of
+from audit.events import Event
+from audit.merkle import EMPTY_ROOT
+from audit.prepared import PreparedEvent, prepare
 from audit.tree import (
     CompactRange,
     NodeGetter,
@@ -114,8 +114,8 @@ cosignatures_table = sa.Table(
 
 @functools.cache
 def _nodes_query(slots: int) -> sa.Select[Any]:
-    """`WHERE (level = :l0 AND idx = :i0) OR …` with `slots` pairs: PK lookups on both
-    databases (SQLite scans for a row-value IN list), one compiled statement per slot count."""
+    """SQLite: `WHERE (level = :l0 AND idx = :i0) OR …` with `slots` pairs, PK lookups (SQLite
+    scans for a row-value IN list), one compiled statement per slot count."""
     n = nodes_table.c
     pairs = (
         sa.and_(n.level == sa.bindparam(f"l{i}"), n.idx == sa.bindparam(f"i{i}"))
@@ -124,28 +124,55 @@ def _nodes_query(slots: int) -> sa.Select[Any]:
     return sa.select(n.level, n.idx, n.hash).where(sa.or_(*pairs))
 
 
-def _insert_many(conn: sa.Connection, table: sa.Table, rows: list[tuple[Any, ...]]) -> None:
-    """Insert rows (tuples in column order, values ready for the driver) in one statement.
+# PostgreSQL: the nodes asked for, as two parallel arrays joined on the primary key.
+_PG_NODES: Final = sa.text(
+    "SELECT n.level, n.idx, n.hash FROM audit_nodes AS n "
+    "JOIN unnest(CAST(:levels AS INTEGER[]), CAST(:indexes AS BIGINT[])) AS k(level, idx) "
+    "ON n.level = k.level AND n.idx = k.idx"
+)
 
-    SQLite: the driver's executemany (in-process, cheap per row). PostgreSQL: one
-    `INSERT … SELECT * FROM unnest(<one array per column>)`, because executemany sends one INSERT
-    per row and a long multi-row VALUES list costs the driver more to prepare than the server to
-    run. SQLAlchemy's per-row parameter handling costs more than either at thousands of rows.
+
+def _copy_type(column: sa.Column[Any]) -> str:
+    """The PostgreSQL type whose binary COPY format the column takes."""
+    kind = column.type
+    if isinstance(kind, sa.BigInteger):
+        return "int8"
+    if isinstance(kind, sa.Integer):
+        return "int4"
+    if isinstance(kind, sa.LargeBinary):
+        return "bytea"
+    if isinstance(kind, sa.DateTime):
+        return "timestamptz" if kind.timezone else "timestamp"
+    if isinstance(kind, sa.String):
+        return "text"  # varchar and text share one binary format; the column's limit applies
+    raise TypeError(f"no COPY type for column {column.name}")
+
+
+def _insert_many(conn: sa.Connection, table: sa.Table, rows: list[tuple[Any, ...]]) -> None:
+    """Insert rows (tuples in column order, values ready for the driver) in one go.
+
+    SQLite: the driver's executemany (in-process, cheap per row). PostgreSQL: binary `COPY …
+    FROM STDIN` on the transaction's own connection, which costs the driver and the server less
+    than any INSERT form at a batch's thousands of rows (executemany sends one INSERT per row;
+    `INSERT … SELECT unnest(…)` spends most of its time formatting and parsing text arrays).
+    SQLAlchemy's per-row parameter handling costs more than either.
     """
     if not rows:
         return
-    columns = table.columns
+    columns = list(table.columns)
     # Names and types come from our own Table objects, never from input; every value is bound.
-    head = f"INSERT INTO {table.name} ({', '.join(c.name for c in columns)}) "
-    if conn.dialect.paramstyle == "qmark":
-        conn.exec_driver_sql(head + f"VALUES ({', '.join('?' for _ in columns)})", rows)
+    names = ", ".join(c.name for c in columns)
+    if conn.dialect.name == "postgresql":
+        driver = conn.connection.driver_connection
+        statement = f"COPY {table.name} ({names}) FROM STDIN (FORMAT BINARY)"
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
+            copy.set_types([_copy_type(c) for c in columns])
+            for row in rows:
+                copy.write_row(row)
         return
-    arrays = ", ".join(f"%s::{c.type.compile(dialect=conn.dialect)}[]" for c in columns)
-    select = f"SELECT * FROM unnest({arrays})"  # noqa: S608 - placeholders and casts only
-    conn.exec_driver_sql(
-        head + select,
-        tuple(list(col) for col in zip(*rows, strict=True)),
-    )
+    marks = ", ".join("?" for _ in columns)
+    insert = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"  # noqa: S608 - names only
+    conn.exec_driver_sql(insert, rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,26 +234,47 @@ class SqlAuditLog:
         """Append one event inside the caller's transaction; durable when the caller commits."""
         return self.append_many(conn, [event])[0]
 
-    def append_many(self, conn: sa.Connection, events: Sequence[Event]) -> list[AppendResult]:
-        """Append events in order, with one lock and two multi-row inserts."""
-        bodies = [encode(event) for event in events]  # refuse bad events before locking
-        if not bodies:
-            return []
+    def append_many(
+        self, conn: sa.Connection, events: Sequence[Event | PreparedEvent]
+    ) -> list[AppendResult]:
+        """Append events in order, with one lock and one multi-row insert per table."""
+        prepared = [prepare(event) for event in events]  # refuse bad events before locking
+        return self.append_prepared(conn, prepared)[0]
+
+    def append_prepared(
+        self,
+        conn: sa.Connection,
+        entries: Sequence[PreparedEvent],
+        tail: CompactRange | None = None,
+    ) -> tuple[list[AppendResult], CompactRange]:
+        """Append prepared entries in order; also return the tree's new right edge.
+
+        `tail` is the right edge an earlier call returned *and whose transaction committed*
+        (the group committer keeps it between batches). It is used only if the log still has
+        its size under the lock, i.e. nobody appended since; otherwise the edge is loaded from
+        the stored nodes. The returned edge is a new object: keep it only once this
+        transaction has committed.
+        """
+        if not entries:
+            return [], tail if tail is not None else CompactRange()
         self._lock(conn)
         size = self.size(conn)
-        tree = CompactRange.load(size, self._getter(conn, perfect_nodes(0, size)))
+        if tail is not None and tail.size == size:
+            tree = CompactRange(size, tail.hashes)
+        else:
+            tree = CompactRange.load(size, self._getter(conn, perfect_nodes(0, size)))
         proc = entries_table.c.created_at.type.bind_processor(conn.dialect)
         now = proc(self._clock()) if proc else self._clock()
         results: list[AppendResult] = []
         entry_rows: list[tuple[Any, ...]] = []
         node_rows: list[tuple[Any, ...]] = []
         term_rows: list[tuple[Any, ...]] = []
-        for event, body in zip(events, bodies, strict=True):
-            index, digest = tree.size, leaf_hash(body)
-            node_rows.extend((lv, ix, node) for (lv, ix), node in tree.append(digest))
-            entry_rows.append((index, digest, body, event.type, now))
-            term_rows.extend((t, index) for t in terms_of(event))
-            results.append(AppendResult(index, digest))
+        for entry in entries:
+            index = tree.size
+            node_rows.extend((lv, ix, node) for (lv, ix), node in tree.append(entry.leaf_hash))
+            entry_rows.append((index, entry.leaf_hash, entry.body, entry.type, now))
+            term_rows.extend((t, index) for t in entry.terms)
+            results.append(AppendResult(index, entry.leaf_hash))
         try:
             _insert_many(conn, entries_table, entry_rows)
             _insert_many(conn, nodes_table, node_rows)
@@ -235,7 +283,7 @@ class SqlAuditLog:
             raise StoreError(
                 "another writer appended to the audit log concurrently; roll back and retry"
             ) from None
-        return results
+        return results, tree
 
     def checkpoint(self, conn: sa.Connection) -> str:
         """Sign the current head and store it (once per size); return the signed note."""
@@ -270,6 +318,10 @@ class SqlAuditLog:
         if not keys:
             return {}
         found: dict[NodeId, bytes] = {}
+        if conn.dialect.name == "postgresql":  # one short statement the driver caches
+            levels, indexes = zip(*keys, strict=True)
+            rows = conn.execute(_PG_NODES, {"levels": list(levels), "indexes": list(indexes)})
+            return {NodeId(int(r.level), int(r.idx)): bytes(r.hash) for r in rows}
         for start in range(0, len(keys), 128):
             chunk = keys[start : start + 128]
             slots = max(8, 1 << (len(chunk) - 1).bit_length())  # few statement shapes
@@ -281,8 +333,19 @@ class SqlAuditLog:
                 found[NodeId(int(r.level), int(r.idx))] = bytes(r.hash)
         return found
 
-    def _getter(self, conn: sa.Connection, ids: Iterable[NodeId]) -> NodeGetter:
-        nodes = self._nodes(conn, ids)
+    def _getter(
+        self, conn: sa.Connection, ids: Iterable[NodeId], *, within: int | None = None
+    ) -> NodeGetter:
+        """A getter over the stored nodes `ids`. With `within`, first make sure the log holds at
+        least that many entries, in the same query: leaf `within - 1` is fetched too, and only
+        when it is absent is the size read (to raise EntryNotFoundError)."""
+        if within is not None and within < 0:
+            self._within(conn, within)  # raises
+        wanted = list(ids)
+        last = NodeId(0, within - 1) if within else None
+        nodes = self._nodes(conn, wanted if last is None else [*wanted, last])
+        if last is not None and last not in nodes:
+            self._within(conn, within or 0)
 
         def get(level: int, index: int) -> bytes:
             try:
@@ -301,9 +364,8 @@ class SqlAuditLog:
         """The Merkle root of the first `size` entries (default: all)."""
         if size is None:
             size = self.size(conn)
-        else:
-            self._within(conn, size)
-        return root_from_nodes(size, self._getter(conn, perfect_nodes(0, size)))
+            return root_from_nodes(size, self._getter(conn, perfect_nodes(0, size)))
+        return root_from_nodes(size, self._getter(conn, perfect_nodes(0, size), within=size))
 
     def entry(self, conn: sa.Connection, index: int) -> bytes:
         body = conn.execute(
@@ -378,14 +440,16 @@ class SqlAuditLog:
         return stored
 
     def inclusion_proof(self, conn: sa.Connection, index: int, size: int) -> list[bytes]:
-        self._within(conn, size)
+        if size < 0:
+            self._within(conn, size)
         ids = [n for r in inclusion_ranges(index, size) for n in perfect_nodes(*r)]
-        return inclusion_proof(index, size, self._getter(conn, ids))
+        return inclusion_proof(index, size, self._getter(conn, ids, within=size))
 
     def consistency_proof(self, conn: sa.Connection, size1: int, size2: int) -> list[bytes]:
-        self._within(conn, size2)
+        if size2 < 0:
+            self._within(conn, size2)
         ids = [n for r in consistency_ranges(size1, size2) for n in perfect_nodes(*r)]
-        return consistency_proof(size1, size2, self._getter(conn, ids))
+        return consistency_proof(size1, size2, self._getter(conn, ids, within=size2))
 
     # -- whole-log operations -----------------------------------------------------------------
 

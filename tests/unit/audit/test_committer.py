@@ -116,3 +116,46 @@ def test_a_stopped_committer_restarts_on_the_next_append(
     committer.stop()
     assert committer.append([make_event(1)]).indexes == (1,)
     committer.stop()
+
+
+def test_the_writer_reloads_the_tree_edge_after_another_writer_or_a_failed_batch(
+    engine: sa.Engine, log: SqlAuditLog
+) -> None:
+    """The committer keeps the tree's right edge between batches; it must never reuse an edge
+    that is not the log's: after another writer appended, or after its own batch rolled back
+    (even when another writer then brings the log to the size the failed batch would have)."""
+    broken = {"on": False}
+
+    @contextmanager
+    def begin() -> Iterator[Any]:
+        with engine.begin() as conn:
+            yield conn
+            if broken["on"]:
+                raise sa.exc.OperationalError("COMMIT", {}, Exception("disk full"))
+
+    committer = GroupCommitter(log, begin)
+    assert committer.append([make_event(0), make_event(1)]).indexes == (0, 1)
+    with engine.begin() as conn:  # another writer (a replica) appends in between
+        log.append_many(conn, [make_event(2)])
+    assert committer.append([make_event(3)]).indexes == (3,)
+    broken["on"] = True
+    with pytest.raises(StoreError):
+        committer.append([make_event(4), make_event(5)])
+    broken["on"] = False
+    with engine.begin() as conn:  # same size the failed batch would have reached, other events
+        log.append_many(conn, [make_event(40, allowed=False), make_event(50, allowed=False)])
+    # Two more complete the subtree over entries 4..7, which a stale edge would get wrong.
+    assert committer.append([make_event(6), make_event(7)]).indexes == (6, 7)
+    committer.stop()
+    with engine.begin() as conn:
+        log.checkpoint(conn)
+        assert log.verify(conn).size == 8
+
+
+def test_prepared_events_come_only_from_prepare() -> None:
+    from audit.prepared import PreparedEvent, prepare
+
+    ready = prepare(make_event(0))
+    assert prepare(ready) is ready
+    with pytest.raises(TypeError):
+        PreparedEvent(ready.type, b"{}", ready.leaf_hash, (), object())

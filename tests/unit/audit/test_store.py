@@ -96,6 +96,14 @@ def test_proofs_verify_against_signed_checkpoints(engine: sa.Engine, log: SqlAud
             log.inclusion_proof(conn, 3, 51)
         with pytest.raises(EntryNotFoundError):
             log.root(conn, 51)
+        for beyond in (51, 64, 2**40):  # the size is checked in the proof's own query
+            with pytest.raises(EntryNotFoundError):
+                log.inclusion_proof(conn, 50 if beyond == 51 else 3, beyond)
+            with pytest.raises(EntryNotFoundError):
+                log.consistency_proof(conn, 21, beyond)
+        with pytest.raises(EntryNotFoundError):
+            log.consistency_proof(conn, 0, -1)
+        assert log.consistency_proof(conn, 0, 0) == []
 
 
 def test_empty_log_has_the_empty_root_and_a_checkpoint(engine: sa.Engine, log: SqlAuditLog) -> None:
