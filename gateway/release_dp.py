@@ -24,7 +24,7 @@ from gateway.jobs import JobStatus
 from gateway.ledger import DELTA_UNIT, RHO_UNIT, Cost, epsilon_at
 from gateway.releases import Outcome, Run
 from sandbox import DpPlan, ResultTable, compile_dp, dp_mechanism
-from sandbox.dp_plan import windows_are_no_ops
+from sandbox.dp_plan import no_op_limit, windows_are_no_ops
 from sandbox.dp_snapshot import DpEngine, DpRun, fingerprint
 
 
@@ -67,8 +67,12 @@ def _aggregate(run: Run, plan: DpPlan) -> ResultTable:
         no_nulls = known.null_rows == 0
         fast = compile_dp(plan, parameters, bounded=False, units_not_null=no_nulls)
         request = DpRun(plan.dataset_id, plan.unit, full, fast=fast, expected=snapshot)
+    elif known is None:  # measure first; the fast plan if what was measured allows it
+        fast = compile_dp(plan, parameters, bounded=False)
+        limit = no_op_limit(plan)
+        request = DpRun(plan.dataset_id, plan.unit, full, fast, measure=True, limit=limit)
     else:
-        request = DpRun(plan.dataset_id, plan.unit, full, measure=known is None)
+        request = DpRun(plan.dataset_id, plan.unit, full)
     outcome = engine.run_dp(request, run.sources, params)
     if outcome.snapshot is not None and outcome.max_rows is not None:
         assert outcome.null_rows is not None

@@ -289,16 +289,21 @@ def group_window(plan: DpPlan) -> bool:
     return bool(plan.group_by) and plan.groups_per_unit < plan.rows_per_unit
 
 
+def no_op_limit(plan: DpPlan) -> int:
+    """The most rows per unit for which the per-unit windows keep every row: filters only
+    remove rows, and a unit's rows span at most as many groups as it has rows, so when no
+    non-NULL unit of the source has more, ``ROW_NUMBER <= R`` and ``DENSE_RANK <= G`` hold
+    for every row that reaches them."""
+    if group_window(plan):
+        return min(plan.rows_per_unit, plan.groups_per_unit)
+    return plan.rows_per_unit
+
+
 def windows_are_no_ops(plan: DpPlan, max_rows_per_unit: int) -> bool:
-    """Whether the per-unit windows keep every row of a source in which no non-NULL unit has
-    more than ``max_rows_per_unit`` rows. Filters only remove rows, and a unit's rows span at
-    most as many groups as it has rows, so then ``ROW_NUMBER <= R`` and ``DENSE_RANK <= G``
-    hold for every row that reaches them."""
+    """Whether the windows are no-ops on a source whose units have at most that many rows."""
     if type(max_rows_per_unit) is not int or max_rows_per_unit < 0:
         return False
-    if max_rows_per_unit > plan.rows_per_unit:
-        return False
-    return not group_window(plan) or max_rows_per_unit <= plan.groups_per_unit
+    return max_rows_per_unit <= no_op_limit(plan)
 
 
 def plan_sql(

@@ -105,7 +105,9 @@ def unit_rows_query(dataset_id: str, unit: str) -> CompiledQuery:
 @dataclass(frozen=True, slots=True)
 class DpRun:
     """What the gateway asks: the full plan, and either the fast plan for the snapshot
-    ``expected`` (whose stored statistic makes the windows no-ops) or a statistic to measure."""
+    ``expected`` (whose stored statistic makes the windows no-ops), or a statistic to
+    ``measure`` — with the fast plan and the most rows per unit (``limit``) up to which it
+    keeps every row, so a first run can use it once the statistic it just measured allows."""
 
     dataset_id: str
     unit: str
@@ -113,10 +115,15 @@ class DpRun:
     fast: CompiledQuery | None = None
     expected: str | None = None
     measure: bool = False
+    limit: int | None = None
 
     def __post_init__(self) -> None:
-        if (self.fast is None) != (self.expected is None):
-            raise ValueError("a fast plan comes with the snapshot it was chosen for")
+        if self.fast is not None and (self.expected is None) == (self.limit is None):
+            raise ValueError("a fast plan comes with a stored snapshot or a limit to measure")
+        if self.limit is not None and not (self.measure and type(self.limit) is int):
+            raise ValueError("a limit belongs to a measuring run")
+        if self.expected is not None and (self.fast is None or self.measure):
+            raise ValueError("an expected snapshot belongs to a fast run")
         for query in (self.full, self.fast):
             if query is not None and query.tables != (self.dataset_id,):
                 raise ValueError("a dp run reads exactly its dataset")
@@ -161,13 +168,11 @@ def run_dp(
             if fingerprint(source, request.unit) == request.expected:
                 return DpOutcome(table, "fast")
         return DpOutcome(engine.run(request.full, sources, params), "fallback")
-    table = engine.run(request.full, sources, params)
     if not request.measure:
-        return DpOutcome(table, "full")
-    now_ns = time.time_ns()
-    before = fingerprint(source, request.unit, now_ns=now_ns)
-    if before is None:
-        return DpOutcome(table, "full")
+        return DpOutcome(engine.run(request.full, sources, params), "full")
+    before = fingerprint(source, request.unit, now_ns=time.time_ns())
+    if before is None:  # too fresh to measure (or not a regular file)
+        return DpOutcome(engine.run(request.full, sources, params), "full")
     stats = engine.run(unit_rows_query(request.dataset_id, request.unit), sources, {})
     values = stats.rows[0] if len(stats.rows) == 1 else ()
     if (
@@ -175,9 +180,17 @@ def run_dp(
         or not all(type(v) is int and v >= 0 for v in values)
         or fingerprint(source, request.unit) != before
     ):
-        return DpOutcome(table, "full")
+        return DpOutcome(engine.run(request.full, sources, params), "full")
     max_rows, null_rows = values
     assert isinstance(max_rows, int) and isinstance(null_rows, int)
+    if request.fast is not None and request.limit is not None and max_rows <= request.limit:
+        # the statistic was read from ``before``; so is the fast plan's input if the
+        # fingerprint still matches after it (no change to the file in between)
+        table = engine.run(request.fast, sources, params)
+        if fingerprint(source, request.unit) == before:
+            return DpOutcome(table, "fast", before, max_rows, null_rows)
+        return DpOutcome(engine.run(request.full, sources, params), "fallback")
+    table = engine.run(request.full, sources, params)
     return DpOutcome(table, "full", before, max_rows, null_rows)
 
 
@@ -192,6 +205,7 @@ def encode_run(request: DpRun) -> dict[str, Any]:
         "fast": None if request.fast is None else protocol.encode_query(request.fast),
         "expected": request.expected,
         "measure": request.measure,
+        "limit": request.limit,
     }
 
 
@@ -204,6 +218,7 @@ def decode_run(data: dict[str, Any]) -> DpRun:
         fast=None if fast is None else protocol.decode_query(fast),
         expected=None if data.get("expected") is None else str(data["expected"]),
         measure=bool(data.get("measure")),
+        limit=data.get("limit"),
     )
 
 

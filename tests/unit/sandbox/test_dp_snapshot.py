@@ -328,3 +328,42 @@ def test_the_worker_process_fingerprints_and_falls_back_too(source: TableSource)
         assert engine.run_dp(request, sources, params(p)).path == "fallback"
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize(("limit", "path"), [(2, "fast"), (3, "fast"), (1, "full")])
+def test_a_first_run_measures_then_takes_the_fast_plan_only_within_the_limit(
+    engine: DuckDBEngine, source: TableSource, limit: int, path: str
+) -> None:
+    p = plan(rows=2, groups=2)
+    full, fast = full_and_fast(p)
+    sources = {DATASET: source}
+    request = DpRun(DATASET, p.unit, full, fast, measure=True, limit=limit)
+    out = run_dp(engine, request, sources, params(p))
+    assert out.path == path
+    assert (out.snapshot, out.max_rows, out.null_rows) == (fingerprint(source, p.unit), 2, 40)
+    if path == "fast":
+        assert sorted_rows(out.table) == sorted_rows(engine.run(full, sources, params(p)))
+
+
+def test_a_change_between_measuring_and_the_fast_read_falls_back(
+    engine: DuckDBEngine, source: TableSource
+) -> None:
+    p = plan(rows=2, groups=2)
+    full, fast = full_and_fast(p)
+    racing = _WriterDuringRead(engine, fast)
+    request = DpRun(DATASET, p.unit, full, fast, measure=True, limit=2)
+    out = run_dp(racing, request, {DATASET: source}, params(p))
+    assert out.path == "fallback" and out.snapshot is None and racing.queries == 3
+    assert n_total(out.table) == 2  # one unit left with 600 rows, 2 counted
+
+
+def test_a_run_request_is_consistent() -> None:
+    full, fast = full_and_fast(plan())
+    for bad in (
+        {"fast": fast},  # neither a stored snapshot nor a limit
+        {"fast": fast, "expected": "sha256:x", "measure": True, "limit": 2},
+        {"measure": False, "limit": 2, "fast": fast},
+        {"expected": "sha256:x"},
+    ):
+        with pytest.raises(ValueError, match="a "):
+            DpRun(DATASET, "person_id", full, **bad)  # type: ignore[arg-type]
