@@ -16,6 +16,9 @@ most one per batch, only when the newest checkpoint it signed does not cover wha
 (`SqlAuditLog.checkpoint` stores one note per size). The committer knows nothing of SQL:
 `begin()` must return a context manager yielding a connection in a transaction that commits on
 exit and rolls back on error.
+
+Between batches, while no append waits, the writer extends the review index (`index_terms`,
+short transactions): the terms auditors search by are derived data, kept off the append path.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from audit.errors import AuditError, StoreError
 from audit.events import Event
@@ -34,6 +37,9 @@ from audit.prepared import PreparedEvent, prepare
 from audit.tree import CompactRange
 
 __all__ = ["Committed", "GroupCommitter"]
+
+INDEX_STEP: Final = 256  # entries per review-index transaction (short: an append may be waiting)
+MAX_INDEX_LAG: Final = 50_000  # beyond this, index a step between batches even under load
 
 log = logging.getLogger("audit.committer")
 
@@ -44,6 +50,8 @@ class _Log(Protocol):
     ) -> tuple[Sequence[Any], CompactRange]: ...
 
     def checkpoint(self, conn: Any) -> str: ...
+
+    def index_terms(self, conn: Any, limit: int) -> tuple[int, int]: ...
 
     def size(self, conn: Any) -> int: ...
 
@@ -91,6 +99,7 @@ class GroupCommitter:
         self._nudged = False
         self._head: tuple[int, str] | None = None  # the newest checkpoint this writer signed
         self._tail: CompactRange | None = None  # the tree's right edge after our last commit
+        self._index_lag = 0  # entries not yet in the review index, as last seen
         self.batches = 0  # transactions committed (for metrics and benchmarks)
 
     # -- the callers' side --------------------------------------------------------------------
@@ -188,6 +197,25 @@ class GroupCommitter:
                 continue
             for request in batch:
                 request.done.set()
+            self._index_while_idle()
+
+    def _index_while_idle(self) -> None:
+        """Extend the review index while no append waits (one step anyway when it is far
+        behind, so it cannot fall behind without bound). Failures only delay the index:
+        queries read what is not indexed yet, and the next batch tries again."""
+        while True:
+            with self._cond:
+                waiting = bool(self._queue) or self._stopping
+            if waiting and self._index_lag < MAX_INDEX_LAG:
+                return
+            try:
+                with self._begin() as conn:
+                    done, self._index_lag = self._log.index_terms(conn, INDEX_STEP)
+            except Exception as exc:
+                log.warning("the audit review index could not be extended", exc_info=exc)
+                return
+            if waiting or not done or not self._index_lag:
+                return
 
     def _commit(self, batch: list[_Request], nudged: bool) -> None:
         # Encoding happens here, not in the callers' threads: under the GIL every caller made
