@@ -63,6 +63,11 @@ disclosure: {min_group_size: 20}
 verify: {max_keys_per_request: 20, max_keys_per_day: 200, sweep_min_keys: 30,
          sweep_max_match_rate: 0.2}
 """
+# The demo's residents also answer `dp` templates: the civil owner sets the privacy budget.
+RESIDENTS_PRIVACY = """\
+privacy:
+  budget: {rho_per_department: 0.5, rho_total: 2, refresh: monthly}
+"""
 
 NO_FILING_TEMPLATE = """\
 id: enterprises-without-tax-filing
@@ -169,4 +174,22 @@ verify:
 sql: |
   SELECT 1 FROM civil.residents AS p
   WHERE p.person_id = :person_id AND p.district = :district
+"""
+
+DP_TEMPLATE = """\
+id: residents-by-district-dp
+version: 1
+kind: dp
+title: Residents and their mean monthly income by district (differential privacy)
+datasets: [civil.residents]
+parameters:
+  born_since: {type: integer, min: 1930, max: 2024}
+dp:
+  bounds: {rows_per_unit: 1}
+  filters: [{column: birth_year, op: ">=", parameter: born_since}]
+  group_by: {columns: [district], keys: public}
+  measures:
+    - {name: residents, kind: count}
+    - {name: mean_income, kind: mean, column: monthly_income, lower: 0, upper: 50000}
+  cost: {rho: 0.1}
 """

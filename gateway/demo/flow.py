@@ -89,7 +89,7 @@ def register_and_approve(owners: dict[str, Actor], analyst: Actor) -> None:
     for dept, doc in (
         ("market", documents.ENTERPRISE_REGISTRY),
         ("tax", documents.TAX_FILINGS),
-        ("civil", documents.RESIDENTS),
+        ("civil", documents.RESIDENTS + documents.RESIDENTS_PRIVACY),
         ("market", documents.LICENCES),
         ("tax", documents.ABNORMAL_TAXPAYERS),
     ):
@@ -229,6 +229,50 @@ def run_list(owners: dict[str, Actor], analyst: Actor) -> None:
     )
 
 
+def run_dp(owners: dict[str, Actor], analyst: Actor) -> None:
+    step("差分隐私: residents by district on not-shared data, noise from OpenDP, budget charged")
+    t = yaml_post(analyst, "/v1/templates", documents.DP_TEMPLATE)
+    owners["civil"].ok(
+        "POST",
+        f"/v1/templates/{t['id']}/versions/1/approvals",
+        json={"content_hash": t["content_hash"]},
+    )
+    job = analyst.ok(
+        "POST",
+        "/v1/jobs",
+        json={
+            "template": t["id"],
+            "parameters": {"born_since": 1960},
+            "purpose": "elderly-care planning",
+        },
+    )
+    body = analyst.ok("GET", f"/v1/jobs/{job['id']}/result", params={"wait": 60})
+    if body["status"] != "released":
+        raise DemoError(f"the dp job ended {body['status']}: {body['job'].get('error')}")
+    columns, rows, intervals = body["columns"], body["rows"], body["intervals"]
+    table = Table(
+        title="Residents born since 1960, DP (ρ = 0.1; ± half the 95 % interval)"
+    )
+    for column in columns:
+        table.add_column(column, justify="left" if column == "district" else "right")
+    for i in sorted(range(len(rows)), key=lambda i: str(rows[i][0]))[:6]:
+        cells = [str(rows[i][0])]
+        for column, value in zip(columns[1:], rows[i][1:], strict=True):
+            pair = intervals[column][i]
+            half = "" if pair is None else f" ± {(pair[1] - pair[0]) / 2:,.0f}"
+            cells.append(f"{value:,.0f}{half}")
+        table.add_row(*cells)
+    console.print(table)
+    mine = [
+        b for b in analyst.ok("GET", "/v1/budgets")["budgets"] if b["dataset"] == "civil.residents"
+    ]
+    for b in mine:
+        console.print(
+            f"  budget of {b['department']} on {b['dataset']} ({b['period']}): "
+            f"ρ spent {b['rho']['spent']} of {b['rho']['cap']}, remaining {b['rho']['remaining']}"
+        )
+
+
 def verify_log(settings: Settings) -> None:
     step("verifying the audit log from the store (every entry, the tree, every checkpoint)")
     engine = db.create_engine(settings.resolved_database_url)
@@ -289,6 +333,7 @@ def run_demo(home_dir: Path, *, serve: bool = False, port: int = 0) -> None:
             run_verification(owners, analyst, data.residents)
             run_list(owners, analyst)
             show_denial(owners, analyst)
+            run_dp(owners, analyst)
     finally:
         if not serve:
             server.stop()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
@@ -14,6 +14,21 @@ import sqlalchemy as sa
 from audit import GroupCommitter, StoreError, open_checkpoint
 from audit.store import SqlAuditLog
 from tests.unit.audit._support import ORIGIN, make_event
+
+
+def breakable_begin(
+    engine: sa.Engine, broken: dict[str, bool]
+) -> Callable[[], AbstractContextManager[Any]]:
+    """`engine.begin`, except that the commit fails (like a full disk) while `broken["on"]`."""
+
+    @contextmanager
+    def begin() -> Iterator[Any]:
+        with engine.begin() as conn:
+            yield conn
+            if broken["on"]:
+                raise sa.exc.OperationalError("COMMIT", {}, Exception("disk full"))
+
+    return begin
 
 
 def test_concurrent_callers_share_transactions_and_get_gapless_indexes(
@@ -78,15 +93,7 @@ def test_a_failed_commit_fails_every_caller_and_records_nothing(
     engine: sa.Engine, log: SqlAuditLog
 ) -> None:
     broken = {"on": True}
-
-    @contextmanager
-    def begin() -> Iterator[Any]:
-        with engine.begin() as conn:
-            yield conn
-            if broken["on"]:
-                raise sa.exc.OperationalError("COMMIT", {}, Exception("disk full"))
-
-    committer = GroupCommitter(log, begin)
+    committer = GroupCommitter(log, breakable_begin(engine, broken))
     errors: list[BaseException] = []
 
     def caller(n: int) -> None:
@@ -125,15 +132,7 @@ def test_the_writer_reloads_the_tree_edge_after_another_writer_or_a_failed_batch
     that is not the log's: after another writer appended, or after its own batch rolled back
     (even when another writer then brings the log to the size the failed batch would have)."""
     broken = {"on": False}
-
-    @contextmanager
-    def begin() -> Iterator[Any]:
-        with engine.begin() as conn:
-            yield conn
-            if broken["on"]:
-                raise sa.exc.OperationalError("COMMIT", {}, Exception("disk full"))
-
-    committer = GroupCommitter(log, begin)
+    committer = GroupCommitter(log, breakable_begin(engine, broken))
     assert committer.append([make_event(0), make_event(1)]).indexes == (0, 1)
     with engine.begin() as conn:  # another writer (a replica) appends in between
         log.append_many(conn, [make_event(2)])
