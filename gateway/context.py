@@ -6,6 +6,7 @@ all use the same object. Start-up fails fast on a bad store, policy or key.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ from gateway.auth.keys import IssuerKeys
 from gateway.auth.keysource import KeySource, RemoteJwks
 from gateway.auth.localsource import LocalKeySource
 from gateway.auth.verifier import TokenVerifier
+from gateway.auth_audit import FailedAuthentications
+from gateway.errors import GatewayError
 from gateway.home import ISSUER_KEYS, open_trail
 from gateway.policy_store import LivePolicy
 from gateway.settings import Settings
@@ -82,6 +85,7 @@ class Gateway:
     issuer_keys: IssuerKeys | None
     engine: Engine
     value_sets: ValueSets
+    failed_auth: FailedAuthentications
     jobs_submitted: Signal = field(default_factory=Signal)
     jobs_finished: Signal = field(default_factory=Signal)
     local_keys: LocalKeySource | None = None  # the local issuer's key file, reloaded on rotation
@@ -93,6 +97,8 @@ class Gateway:
     def close(self) -> None:
         if isinstance(self.key_source, RemoteJwks):
             self.key_source.close()
+        with contextlib.suppress(GatewayError):  # a log that cannot be written: shutting down
+            self.failed_auth.close()
         self.audit.close()
         self.engine.close()
         self.db.dispose()
@@ -158,6 +164,7 @@ def build_gateway(settings: Settings) -> Gateway:
         issuer_keys=issuer_keys,
         engine=sandbox_engine,
         value_sets=ValueSets(sandbox_engine),
+        failed_auth=FailedAuthentications(trail),
         local_keys=local_keys,
     )
 

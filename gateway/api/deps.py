@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from gateway.auth.errors import InvalidIdentity, TokenInvalid, TokenMissing
 from gateway.auth.principal import Principal
 from gateway.auth.verifier import parse_bearer
 from gateway.context import Gateway
@@ -20,10 +21,26 @@ def get_gateway(request: Request) -> Gateway:
 
 
 def get_principal(
+    request: Request,
     gw: Annotated[Gateway, Depends(get_gateway)],
     authorization: Annotated[str | None, Header()] = None,
 ) -> Principal:
-    return gw.tokens.verify(parse_bearer(authorization))
+    """The verified caller; a refused token is a denied decision and is audited
+    (`gateway.auth_audit`: bounded, however many arrive)."""
+    try:
+        return gw.tokens.verify(parse_bearer(authorization))
+    except (TokenMissing, TokenInvalid, InvalidIdentity) as exc:
+        gw.failed_auth.note(_reason(exc), request.client.host if request.client else None)
+        raise  # answered as before: 401 (422 for an unacceptable identity)
+
+
+def _reason(exc: Exception) -> str:
+    """A fixed phrase for the audit log, never text taken from the request."""
+    if isinstance(exc, TokenInvalid):
+        return exc.reason
+    if isinstance(exc, TokenMissing):
+        return "no bearer token"
+    return "identity not acceptable"
 
 
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]

@@ -250,9 +250,7 @@ def run_dp(owners: dict[str, Actor], analyst: Actor) -> None:
     if body["status"] != "released":
         raise DemoError(f"the dp job ended {body['status']}: {body['job'].get('error')}")
     columns, rows, intervals = body["columns"], body["rows"], body["intervals"]
-    table = Table(
-        title="Residents born since 1960, DP (ρ = 0.1; ± half the 95 % interval)"
-    )
+    table = Table(title="Residents born since 1960, DP (ρ = 0.1; ± half the 95 % interval)")
     for column in columns:
         table.add_column(column, justify="left" if column == "district" else "right")
     for i in sorted(range(len(rows)), key=lambda i: str(rows[i][0]))[:6]:
