@@ -17,8 +17,9 @@ most one per batch, only when the newest checkpoint it signed does not cover wha
 `begin()` must return a context manager yielding a connection in a transaction that commits on
 exit and rolls back on error.
 
-Between batches, while no append waits, the writer extends the review index (`index_terms`,
-short transactions): the terms auditors search by are derived data, kept off the append path.
+When no append has arrived for `IDLE_S`, the writer extends the review index (`index_terms`,
+short transactions; also one step between batches once it is `MAX_INDEX_LAG` behind): the terms
+auditors search by are derived data, kept off the append path.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from audit.tree import CompactRange
 
 __all__ = ["Committed", "GroupCommitter"]
 
-INDEX_STEP: Final = 256  # entries per review-index transaction (short: an append may be waiting)
+INDEX_STEP: Final = 256  # entries per review-index transaction (short: an append may arrive)
+IDLE_S: Final = 0.05  # the writer extends the review index after this long without an append
 MAX_INDEX_LAG: Final = 50_000  # beyond this, index a step between batches even under load
 
 log = logging.getLogger("audit.committer")
@@ -99,7 +101,7 @@ class GroupCommitter:
         self._nudged = False
         self._head: tuple[int, str] | None = None  # the newest checkpoint this writer signed
         self._tail: CompactRange | None = None  # the tree's right edge after our last commit
-        self._index_lag = 0  # entries not yet in the review index, as last seen
+        self._index_lag = 1  # entries not yet in the review index, as last seen (1: unknown)
         self.batches = 0  # transactions committed (for metrics and benchmarks)
 
     # -- the callers' side --------------------------------------------------------------------
@@ -160,11 +162,16 @@ class GroupCommitter:
             self._stopping = False
 
     def _take(self) -> tuple[list[_Request], bool] | None:
+        """The next batch and whether a checkpoint was asked for; ([], False) after `IDLE_S`
+        without work while the review index is behind; None once stopping with nothing left."""
         with self._cond:
             while not self._queue and not self._nudged:
                 if self._stopping:
                     return None
-                self._cond.wait()
+                if self._index_lag <= 0:
+                    self._cond.wait()
+                elif not self._cond.wait(IDLE_S) and not self._queue and not self._nudged:
+                    return [], False
             batch: list[_Request] = []
             count = 0
             while self._queue and (
@@ -182,6 +189,9 @@ class GroupCommitter:
             if taken is None:
                 return
             batch, nudged = taken
+            if not batch and not nudged:
+                self._index_step()  # idle
+                continue
             try:
                 self._commit(batch, nudged)
             except Exception as exc:  # fail closed: nobody in the batch is told "durable"
@@ -197,25 +207,22 @@ class GroupCommitter:
                 continue
             for request in batch:
                 request.done.set()
-            self._index_while_idle()
+            self._index_lag += sum(len(request.events) for request in batch)
+            if self._index_lag >= MAX_INDEX_LAG:  # under sustained load: a step between batches
+                self._index_step()
 
-    def _index_while_idle(self) -> None:
-        """Extend the review index while no append waits (one step anyway when it is far
-        behind, so it cannot fall behind without bound). Failures only delay the index:
-        queries read what is not indexed yet, and the next batch tries again."""
-        while True:
-            with self._cond:
-                waiting = bool(self._queue) or self._stopping
-            if waiting and self._index_lag < MAX_INDEX_LAG:
-                return
-            try:
-                with self._begin() as conn:
-                    done, self._index_lag = self._log.index_terms(conn, INDEX_STEP)
-            except Exception as exc:
-                log.warning("the audit review index could not be extended", exc_info=exc)
-                return
-            if waiting or not done or not self._index_lag:
-                return
+    def _index_step(self) -> None:
+        """Extend the review index by one short transaction. A failure only delays the index
+        (queries read what is not indexed yet); it is tried again after the next batch."""
+        try:
+            with self._begin() as conn:
+                done, self._index_lag = self._log.index_terms(conn, INDEX_STEP)
+        except Exception as exc:
+            log.warning("the audit review index could not be extended", exc_info=exc)
+            self._index_lag = 0  # wait for the next batch instead of retrying while idle
+            return
+        if not done:
+            self._index_lag = 0  # nothing indexable (e.g. a gap another writer will fill)
 
     def _commit(self, batch: list[_Request], nudged: bool) -> None:
         # Encoding happens here, not in the callers' threads: under the GIL every caller made
