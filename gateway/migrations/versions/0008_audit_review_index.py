@@ -4,7 +4,7 @@ Entries written before this revision were indexed as they were appended, so the 
 out covering all of them. On SQLite, entry times are rewritten in the form queries compare.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from alembic import op
 from audit.store_review import index_terms
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -137,7 +137,7 @@ def test_the_migration_starts_the_index_at_the_entries_indexed_before_it(
     cfg.set_main_option("script_location", str(db.MIGRATIONS))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0006")
+        command.upgrade(cfg, "0007")
     with engine.begin() as conn:  # what the earlier code wrote: entries and their terms at once
         log.append_many(conn, [varied(n) for n in range(5)])
         rows = [{"term": t, "idx": n} for n in range(5) for t in terms_of(varied(n))]
