@@ -16,6 +16,10 @@ most one per batch, only when the newest checkpoint it signed does not cover wha
 (`SqlAuditLog.checkpoint` stores one note per size). The committer knows nothing of SQL:
 `begin()` must return a context manager yielding a connection in a transaction that commits on
 exit and rolls back on error.
+
+When no append has arrived for `IDLE_S`, the writer extends the review index (`index_terms`,
+short transactions; also one step between batches once it is `MAX_INDEX_LAG` behind): the terms
+auditors search by are derived data, kept off the append path.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from audit.errors import AuditError, StoreError
 from audit.events import Event
@@ -34,6 +38,10 @@ from audit.prepared import PreparedEvent, prepare
 from audit.tree import CompactRange
 
 __all__ = ["Committed", "GroupCommitter"]
+
+INDEX_STEP: Final = 256  # entries per review-index transaction (short: an append may arrive)
+IDLE_S: Final = 0.05  # the writer extends the review index after this long without an append
+MAX_INDEX_LAG: Final = 50_000  # beyond this, index a step between batches even under load
 
 log = logging.getLogger("audit.committer")
 
@@ -44,6 +52,8 @@ class _Log(Protocol):
     ) -> tuple[Sequence[Any], CompactRange]: ...
 
     def checkpoint(self, conn: Any) -> str: ...
+
+    def index_terms(self, conn: Any, limit: int) -> tuple[int, int]: ...
 
     def size(self, conn: Any) -> int: ...
 
@@ -91,6 +101,7 @@ class GroupCommitter:
         self._nudged = False
         self._head: tuple[int, str] | None = None  # the newest checkpoint this writer signed
         self._tail: CompactRange | None = None  # the tree's right edge after our last commit
+        self._index_lag = 1  # entries not yet in the review index, as last seen (1: unknown)
         self.batches = 0  # transactions committed (for metrics and benchmarks)
 
     # -- the callers' side --------------------------------------------------------------------
@@ -151,11 +162,16 @@ class GroupCommitter:
             self._stopping = False
 
     def _take(self) -> tuple[list[_Request], bool] | None:
+        """The next batch and whether a checkpoint was asked for; ([], False) after `IDLE_S`
+        without work while the review index is behind; None once stopping with nothing left."""
         with self._cond:
             while not self._queue and not self._nudged:
                 if self._stopping:
                     return None
-                self._cond.wait()
+                if self._index_lag <= 0:
+                    self._cond.wait()
+                elif not self._cond.wait(IDLE_S) and not self._queue and not self._nudged:
+                    return [], False
             batch: list[_Request] = []
             count = 0
             while self._queue and (
@@ -173,6 +189,9 @@ class GroupCommitter:
             if taken is None:
                 return
             batch, nudged = taken
+            if not batch and not nudged:
+                self._index_step()  # idle
+                continue
             try:
                 self._commit(batch, nudged)
             except Exception as exc:  # fail closed: nobody in the batch is told "durable"
@@ -188,6 +207,22 @@ class GroupCommitter:
                 continue
             for request in batch:
                 request.done.set()
+            self._index_lag += sum(len(request.events) for request in batch)
+            if self._index_lag >= MAX_INDEX_LAG:  # under sustained load: a step between batches
+                self._index_step()
+
+    def _index_step(self) -> None:
+        """Extend the review index by one short transaction. A failure only delays the index
+        (queries read what is not indexed yet); it is tried again after the next batch."""
+        try:
+            with self._begin() as conn:
+                done, self._index_lag = self._log.index_terms(conn, INDEX_STEP)
+        except Exception as exc:
+            log.warning("the audit review index could not be extended", exc_info=exc)
+            self._index_lag = 0  # wait for the next batch instead of retrying while idle
+            return
+        if not done:
+            self._index_lag = 0  # nothing indexable (e.g. a gap another writer will fill)
 
     def _commit(self, batch: list[_Request], nudged: bool) -> None:
         # Encoding happens here, not in the callers' threads: under the GIL every caller made

@@ -1,8 +1,7 @@
-"""An event made ready to append: its canonical bytes, leaf hash and review terms.
+"""An event made ready to append: its canonical bytes and leaf hash.
 
-Preparing costs more than storing (canonical JSON, SHA-256, the review terms), and none of it
-depends on where the entry lands, so the group committer prepares each event in its caller's
-thread and its single writer only assigns indexes, extends the tree and inserts rows.
+Preparing (canonical JSON, SHA-256) does not depend on where the entry lands; the writer then only
+assigns indexes, extends the tree and inserts rows.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from dataclasses import dataclass, field
 from audit.errors import EventError
 from audit.events import Event, encode
 from audit.merkle import leaf_hash
-from audit.terms import terms_of
 
 __all__ = ["PreparedEvent", "prepare"]
 
@@ -26,7 +24,6 @@ class PreparedEvent:
     type: str
     body: bytes
     leaf_hash: bytes
-    terms: tuple[str, ...]
     _mint: object = field(repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -35,10 +32,10 @@ class PreparedEvent:
 
 
 def prepare(event: Event | PreparedEvent) -> PreparedEvent:
-    """`event` encoded, hashed and indexed for review; EventError if it is not an Event."""
+    """`event` encoded and hashed; EventError if it is not an Event."""
     if isinstance(event, PreparedEvent):
         return event
     if not isinstance(event, Event):
         raise EventError("only audit events can be appended")
     body = encode(event)
-    return PreparedEvent(event.type, body, leaf_hash(body), tuple(terms_of(event)), _MINT)
+    return PreparedEvent(event.type, body, leaf_hash(body), _MINT)

@@ -1,24 +1,16 @@
 """`SqlAuditLog`: the audit log in SQL (SQLAlchemy Core), written in the caller's transaction.
 
-Tables (the gateway's migration creates the same ones by hand; keep them in step):
-
-    audit_entries      idx (0-based PK), leaf_hash, body (canonical event bytes), event_type,
-                       created_at;  index ix_audit_entries_event_type
-    audit_nodes        (level, idx) PK, hash: the perfect subtree of 2**level leaves starting at
-                       leaf idx * 2**level; level 0 holds the leaf hashes
-    audit_checkpoints  size PK, root, note (signed), created_at
-    audit_terms        (term, idx) PK: the review index, terms derived from each entry
-                       (`audit.terms`), written with the entry; not part of the hashed data
-    audit_cosignatures (size, key_name, key_hash) PK, signature line, created_at: witness
-                       cosignatures of a stored checkpoint, merged into its note on export
+The tables are described in `audit.store_tables`; the review index (terms an auditor searches
+by, built after appends) lives in `audit.store_review`.
 
 One writer at a time: on PostgreSQL `append`/`checkpoint` first take a transaction-scoped
 advisory lock (key `AUDIT_LOCK_KEY`); on SQLite the engine must begin transactions with
-`BEGIN IMMEDIATE`, which already serialises writers. Other databases are refused. Reads of
-roots and proofs fetch O(log n) stored nodes in one query; `verify` recomputes everything.
+`BEGIN IMMEDIATE`, which already serialises writers. Other databases are refused. An append
+writes the entries and the perfect subtrees they complete, nothing else. Reads of roots and
+proofs fetch O(log n) stored nodes in one query; `verify` recomputes everything.
 
-This module is longer than the others on purpose: it is the only one in the package that knows
-SQL (a test keeps SQLAlchemy out of every other module, so the offline verifier never loads it).
+Only the `audit.store*` modules know SQL (a test keeps SQLAlchemy out of every other module, so
+the offline verifier never loads it).
 """
 
 from __future__ import annotations
@@ -34,6 +26,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
+from audit import store_review
 from audit.bundle import BundleEntry, write_bundle
 from audit.checkpoint import (
     DASH,
@@ -48,6 +41,18 @@ from audit.errors import CheckpointError, EntryNotFoundError, StoreError, Verifi
 from audit.events import Event
 from audit.merkle import EMPTY_ROOT
 from audit.prepared import PreparedEvent, prepare
+from audit.store_tables import (
+    AUDIT_LOCK_KEY,
+    checkpoints_table,
+    cosignatures_table,
+    entries_table,
+    insert_many,
+    lock,
+    log_size,
+    metadata,
+    nodes_table,
+    terms_table,
+)
 from audit.tree import (
     CompactRange,
     NodeGetter,
@@ -61,55 +66,20 @@ from audit.tree import (
 )
 from audit.verify import CheckpointSet, VerifyReport, check_entry, open_checkpoints
 
-__all__ = ["AUDIT_LOCK_KEY", "AppendResult", "SignedHead", "SqlAuditLog", "metadata"]
+__all__ = [
+    "AUDIT_LOCK_KEY",
+    "AppendResult",
+    "SignedHead",
+    "SqlAuditLog",
+    "checkpoints_table",
+    "entries_table",
+    "metadata",
+    "nodes_table",
+    "terms_table",
+]
 
-AUDIT_LOCK_KEY: Final = 0x696E_7369_7475_2F61  # b"insitu/a": pg_advisory_xact_lock key
 _BATCH: Final = 1024  # entries per read while verifying / exporting (a power of two)
-
-metadata = sa.MetaData()
 _EntryRow = sa.Row[Any, Any, Any, Any]  # idx, leaf_hash, body, event_type
-
-entries_table = sa.Table(
-    "audit_entries",
-    metadata,
-    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("leaf_hash", sa.LargeBinary(32), nullable=False),
-    sa.Column("body", sa.LargeBinary, nullable=False),
-    sa.Column("event_type", sa.String(64), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Index("ix_audit_entries_event_type", "event_type"),
-    sa.Index("ix_audit_entries_created_at", "created_at"),
-)
-nodes_table = sa.Table(
-    "audit_nodes",
-    metadata,
-    sa.Column("level", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("hash", sa.LargeBinary(32), nullable=False),
-)
-checkpoints_table = sa.Table(
-    "audit_checkpoints",
-    metadata,
-    sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("root", sa.LargeBinary(32), nullable=False),
-    sa.Column("note", sa.Text, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-)
-terms_table = sa.Table(
-    "audit_terms",
-    metadata,
-    sa.Column("term", sa.String(200), primary_key=True),
-    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
-)
-cosignatures_table = sa.Table(
-    "audit_cosignatures",
-    metadata,
-    sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("key_name", sa.String(200), primary_key=True),
-    sa.Column("key_hash", sa.String(8), primary_key=True),
-    sa.Column("line", sa.Text, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-)
 
 
 @functools.cache
@@ -130,49 +100,6 @@ _PG_NODES: Final = sa.text(
     "JOIN unnest(CAST(:levels AS INTEGER[]), CAST(:indexes AS BIGINT[])) AS k(level, idx) "
     "ON n.level = k.level AND n.idx = k.idx"
 )
-
-
-def _copy_type(column: sa.Column[Any]) -> str:
-    """The PostgreSQL type whose binary COPY format the column takes."""
-    kind = column.type
-    if isinstance(kind, sa.BigInteger):
-        return "int8"
-    if isinstance(kind, sa.Integer):
-        return "int4"
-    if isinstance(kind, sa.LargeBinary):
-        return "bytea"
-    if isinstance(kind, sa.DateTime):
-        return "timestamptz" if kind.timezone else "timestamp"
-    if isinstance(kind, sa.String):
-        return "text"  # varchar and text share one binary format; the column's limit applies
-    raise TypeError(f"no COPY type for column {column.name}")
-
-
-def _insert_many(conn: sa.Connection, table: sa.Table, rows: list[tuple[Any, ...]]) -> None:
-    """Insert rows (tuples in column order, values ready for the driver) in one go.
-
-    SQLite: the driver's executemany (in-process, cheap per row). PostgreSQL: binary `COPY …
-    FROM STDIN` on the transaction's own connection, which costs the driver and the server less
-    than any INSERT form at a batch's thousands of rows (executemany sends one INSERT per row;
-    `INSERT … SELECT unnest(…)` spends most of its time formatting and parsing text arrays).
-    SQLAlchemy's per-row parameter handling costs more than either.
-    """
-    if not rows:
-        return
-    columns = list(table.columns)
-    # Names and types come from our own Table objects, never from input; every value is bound.
-    names = ", ".join(c.name for c in columns)
-    if conn.dialect.name == "postgresql":
-        driver = conn.connection.driver_connection
-        statement = f"COPY {table.name} ({names}) FROM STDIN (FORMAT BINARY)"
-        with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
-            copy.set_types([_copy_type(c) for c in columns])
-            for row in rows:
-                copy.write_row(row)
-        return
-    marks = ", ".join("?" for _ in columns)
-    insert = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"  # noqa: S608 - names only
-    conn.exec_driver_sql(insert, rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,13 +150,6 @@ class SqlAuditLog:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def _lock(self, conn: sa.Connection) -> None:
-        dialect = conn.dialect.name
-        if dialect == "postgresql":
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(AUDIT_LOCK_KEY)))
-        elif dialect != "sqlite":
-            raise StoreError(f"the audit log supports SQLite and PostgreSQL, not {dialect}")
-
     def append(self, conn: sa.Connection, event: Event) -> AppendResult:
         """Append one event inside the caller's transaction; durable when the caller commits."""
         return self.append_many(conn, [event])[0]
@@ -257,28 +177,27 @@ class SqlAuditLog:
         """
         if not entries:
             return [], tail if tail is not None else CompactRange()
-        self._lock(conn)
+        lock(conn, AUDIT_LOCK_KEY)
         size = self.size(conn)
         if tail is not None and tail.size == size:
             tree = CompactRange(size, tail.hashes)
         else:
             tree = CompactRange.load(size, self._getter(conn, perfect_nodes(0, size)))
-        proc = entries_table.c.created_at.type.bind_processor(conn.dialect)
+        # The dialect's own format (SQLite stores text): comparisons bind the same format.
+        column_type = entries_table.c.created_at.type.dialect_impl(conn.dialect)
+        proc = column_type.bind_processor(conn.dialect)
         now = proc(self._clock()) if proc else self._clock()
         results: list[AppendResult] = []
         entry_rows: list[tuple[Any, ...]] = []
         node_rows: list[tuple[Any, ...]] = []
-        term_rows: list[tuple[Any, ...]] = []
         for entry in entries:
             index = tree.size
             node_rows.extend((lv, ix, node) for (lv, ix), node in tree.append(entry.leaf_hash))
             entry_rows.append((index, entry.leaf_hash, entry.body, entry.type, now))
-            term_rows.extend((t, index) for t in entry.terms)
             results.append(AppendResult(index, entry.leaf_hash))
         try:
-            _insert_many(conn, entries_table, entry_rows)
-            _insert_many(conn, nodes_table, node_rows)
-            _insert_many(conn, terms_table, term_rows)
+            insert_many(conn, entries_table, entry_rows)
+            insert_many(conn, nodes_table, node_rows)
         except sa.exc.IntegrityError:
             raise StoreError(
                 "another writer appended to the audit log concurrently; roll back and retry"
@@ -287,7 +206,7 @@ class SqlAuditLog:
 
     def checkpoint(self, conn: sa.Connection) -> str:
         """Sign the current head and store it (once per size); return the signed note."""
-        self._lock(conn)
+        lock(conn, AUDIT_LOCK_KEY)
         size = self.size(conn)
         root = self.root(conn, size)
         row = conn.execute(
@@ -310,8 +229,7 @@ class SqlAuditLog:
     # -- reading ------------------------------------------------------------------------------
 
     def size(self, conn: sa.Connection) -> int:
-        last = conn.execute(sa.select(sa.func.max(entries_table.c.idx))).scalar()
-        return 0 if last is None else int(last) + 1
+        return log_size(conn)
 
     def _nodes(self, conn: sa.Connection, ids: Iterable[NodeId]) -> dict[NodeId, bytes]:
         keys = sorted({(level, index) for level, index in ids})
@@ -534,21 +452,19 @@ class SqlAuditLog:
         descending: bool = False,
     ) -> list[tuple[int, bytes]]:
         """Entries (index, body) carrying every one of `terms` (see `audit.terms`), appended in
-        [since, until), with index > `after` (or < `after` when descending), at most `limit`."""
-        e = entries_table.c
-        query = sa.select(e.idx, e.body)
-        for t in terms:
-            t_alias = terms_table.alias()
-            query = query.where(sa.exists().where(t_alias.c.term == t, t_alias.c.idx == e.idx))
-        if since is not None:
-            query = query.where(e.created_at >= since)
-        if until is not None:
-            query = query.where(e.created_at < until)
-        if descending:
-            if after >= 0:
-                query = query.where(e.idx < after)
-            query = query.order_by(e.idx.desc())
-        else:
-            query = query.where(e.idx > after).order_by(e.idx)
-        rows = conn.execute(query.limit(limit))
-        return [(int(r.idx), bytes(r.body)) for r in rows]
+        [since, until), with index > `after` (or < `after` when descending), at most `limit`;
+        complete whether or not the review index has caught up (`audit.store_review`)."""
+        return store_review.query(
+            conn,
+            terms=terms,
+            since=since,
+            until=until,
+            after=after,
+            limit=limit,
+            descending=descending,
+        )
+
+    def index_terms(self, conn: sa.Connection, limit: int = 256) -> tuple[int, int]:
+        """Index the review terms of up to `limit` more entries, in order; return how many were
+        indexed and how many remain (the group committer calls this when appends are idle)."""
+        return store_review.index_terms(conn, limit)

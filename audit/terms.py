@@ -1,7 +1,9 @@
 """Review terms: what an entry can be found by (who, what, on whose data, decided how).
 
-Terms are derived from the event, stored beside the entry in the same transaction and used only
-to find entries; they are not hashed, and a verifier recomputes them from the entry body.
+Terms are derived from the event and used only to find entries; they are not hashed, and a
+verifier recomputes them from the entry body. The store indexes them after the entry is durable,
+off the append path (`SqlAuditLog.index_terms`), and a query finds entries not yet indexed by
+reading them (`SqlAuditLog.query`), so answers are complete either way.
 
     type:<event type>          subject:<actor subject>    department:<actor department>
     decision:allowed|denied    template:<id>              dataset:<id>

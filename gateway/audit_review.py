@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from audit import SqlAuditLog
-from audit.store import entries_table
+from audit.store_tables import entries_table
 from audit.terms import term
 from gateway.errors import InvalidInput
 

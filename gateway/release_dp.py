@@ -18,12 +18,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from gateway import db, ledger, schema
+from gateway import db, dp_stats, ledger, schema
 from gateway.dp_templates import MAX_PUBLIC_KEYS, dp_plan
 from gateway.jobs import JobStatus
 from gateway.ledger import DELTA_UNIT, RHO_UNIT, Cost, epsilon_at
 from gateway.releases import Outcome, Run
-from sandbox import DpPlan, compile_dp, dp_mechanism
+from sandbox import DpPlan, ResultTable, compile_dp, dp_mechanism
+from sandbox.dp_plan import no_op_limit, windows_are_no_ops
+from sandbox.dp_snapshot import DpEngine, DpRun, fingerprint
 
 
 def _snapshot(path: Path) -> tuple[int, int]:
@@ -45,6 +47,43 @@ def _charged_to_this_snapshot(run: Run, plan: DpPlan) -> bool:
         ds.privacy.budget, now=datetime.now(UTC), source=run.sources[plan.dataset_id].path
     )
     return booked == now
+
+
+def _aggregate(run: Run, plan: DpPlan) -> ResultTable:
+    """The plan's exact aggregate. Compiled from the very plan the mechanism was built for
+    (same bounds, same fixed point); the per-unit windows, which the sensitivities rest on,
+    are left out only where the sandbox verifies, in the process reading the file, that this
+    snapshot has a stored statistic making them no-ops (`sandbox.dp_snapshot`)."""
+    parameters = tuple(sorted(run.stored.spec.parameters))
+    full = compile_dp(plan, parameters)
+    params = {**run.values, **plan.constants()}
+    engine = run.gw.engine
+    if not isinstance(engine, DpEngine):  # e.g. Spark: always the bounded plan
+        return engine.run(full, run.sources, params)
+    source = run.sources[plan.dataset_id]
+    snapshot = fingerprint(source, plan.unit)
+    known = None if snapshot is None else dp_stats.lookup(run.gw.db, snapshot)
+    if known is not None and windows_are_no_ops(plan, known.max_rows):
+        no_nulls = known.null_rows == 0
+        fast = compile_dp(plan, parameters, bounded=False, units_not_null=no_nulls)
+        request = DpRun(plan.dataset_id, plan.unit, full, fast=fast, expected=snapshot)
+    elif known is None:  # measure first; the fast plan if what was measured allows it
+        fast = compile_dp(plan, parameters, bounded=False)
+        limit = no_op_limit(plan)
+        request = DpRun(plan.dataset_id, plan.unit, full, fast, measure=True, limit=limit)
+    else:
+        request = DpRun(plan.dataset_id, plan.unit, full)
+    outcome = engine.run_dp(request, run.sources, params)
+    if outcome.snapshot is not None and outcome.max_rows is not None:
+        assert outcome.null_rows is not None
+        dp_stats.record(
+            run.gw.db,
+            snapshot=outcome.snapshot,
+            dataset_id=plan.dataset_id,
+            unit=plan.unit,
+            stats=dp_stats.UnitStats(outcome.max_rows, outcome.null_rows),
+        )
+    return outcome.table
 
 
 def _key_set(run: Run, plan: DpPlan) -> list[tuple[object, ...]] | None:
@@ -76,15 +115,10 @@ def release_dp(run: Run) -> Outcome:
     keys = _key_set(run, plan) if plan.group_by else [()]
     if keys is None and not plan.private_keys:
         return Outcome(JobStatus.FAILED, None, "the public key set is not declared or is too large")
-    # Always the bounded plan: the per-unit windows are what the sensitivities rest on. (A
-    # "fast path" that skipped them when a cached profile of the file showed no unit over the
-    # bounds was removed: a file rewritten with the same size and mtime ran unbounded.)
-    # Compiled from the very plan the mechanism was built for (same bounds, same fixed point).
-    query = compile_dp(plan, tuple(sorted(run.stored.spec.parameters)))
     snapshot = _snapshot(run.sources[plan.dataset_id].path)
     if not _charged_to_this_snapshot(run, plan):
         return Outcome(JobStatus.FAILED, None, "the source changed since the job was accepted")
-    table = run.gw.engine.run(query, run.sources, {**run.values, **plan.constants()})
+    table = _aggregate(run, plan)
     if _snapshot(run.sources[plan.dataset_id].path) != snapshot:
         return Outcome(JobStatus.FAILED, None, "the source changed while the job ran; retry")
     if plan.private_keys:

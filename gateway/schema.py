@@ -267,6 +267,22 @@ budget_reservations = sa.Table(
     sa.Column("settled_at", TS, nullable=True),
 )
 
+# The most rows any privacy unit has (and the rows without a unit) in one fingerprinted
+# snapshot of a source, measured by
+# the sandbox (sandbox/dp_snapshot.py): where it is within a plan's bounds, the per-unit
+# windows are no-ops and are skipped. Keyed by the fingerprint; holds no unit ids or values.
+dp_unit_stats = sa.Table(
+    "dp_unit_stats",
+    metadata,
+    sa.Column("snapshot", sa.String(71), primary_key=True),
+    sa.Column("dataset_id", sa.String(130), nullable=False),
+    sa.Column("unit_column", sa.String(64), nullable=False),
+    sa.Column("max_rows", sa.BigInteger, nullable=False),
+    sa.Column("null_rows", sa.BigInteger, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Index("ix_dp_unit_stats_dataset", "dataset_id", "created_at"),
+)
+
 idempotency_keys = sa.Table(
     "idempotency_keys",
     metadata,

@@ -9,6 +9,7 @@ from sandbox.disclosure import (
     WithheldCell,
     apply_disclosure,
 )
+from sandbox.dp_check import check_against as check_dp_plan
 from sandbox.dp_measure import DpRelease, Mechanism
 from sandbox.dp_measure import mechanism as dp_mechanism
 from sandbox.dp_plan import INTEGER_TYPES as DP_INTEGER_TYPES
@@ -20,7 +21,6 @@ from sandbox.dp_plan import (
     MeasureKind,
     compile_dp,
 )
-from sandbox.dp_plan import check_against as check_dp_plan
 from sandbox.duckdb_engine import DuckDBEngine
 from sandbox.errors import (
     ExecutionCategory,

@@ -32,7 +32,7 @@ from fractions import Fraction
 from sandbox.errors import TemplateRejected
 from sandbox.params import PARAMETER_NAME
 from sandbox.query import CompiledQuery, TemplateKind
-from sandbox.schema import COLUMN_NAME, Sensitivity, TableSchema
+from sandbox.schema import COLUMN_NAME
 
 MAX_BOUND = 10**12
 MAX_ROWS_PER_UNIT = 1000
@@ -215,41 +215,6 @@ class DpPlan:
         }
 
 
-def check_against(plan: DpPlan, table: TableSchema, unit: str | None) -> None:  # noqa: PLR0912
-    """The plan must fit the dataset: its privacy unit, its columns, public group keys."""
-    if unit is None:
-        raise TemplateRejected(f"dataset {table.dataset_id} declares no privacy_unit")
-    if plan.unit != unit:
-        raise TemplateRejected(f"the privacy unit of {table.dataset_id} is {unit}")
-    types = {c.name: c.type.upper() for c in table.columns}
-    for f in plan.filters:
-        if f.column not in types:
-            raise TemplateRejected(f"filter column {f.column} is not in {table.dataset_id}")
-    for column in plan.group_by:
-        if column not in types:
-            raise TemplateRejected(f"group-by column {column} is not in {table.dataset_id}")
-        if column == plan.unit:
-            raise TemplateRejected("the privacy unit cannot be a group-by column")
-        if not plan.private_keys and table.sensitivity_of(column) is not Sensitivity.PUBLIC:
-            raise TemplateRejected(
-                f"group-by column {column} is not public: use private key selection"
-            )
-    for m in plan.measures:
-        if m.column is None:
-            continue
-        kind = types.get(m.column)
-        if kind is None:
-            raise TemplateRejected(f"measure column {m.column} is not in {table.dataset_id}")
-        if m.column == plan.unit:
-            raise TemplateRejected("the privacy unit cannot be measured")
-        if kind not in INTEGER_TYPES | FLOAT_TYPES:
-            raise TemplateRejected(f"measure {m.name}: column {m.column} is not numeric")
-        if kind in INTEGER_TYPES and m.kind in (MeasureKind.SUM, MeasureKind.MEAN):
-            assert m.lower is not None and m.upper is not None
-            if m.lower.denominator != 1 or m.upper.denominator != 1:
-                raise TemplateRejected(f"measure {m.name}: integer columns take integer bounds")
-
-
 def _num(value: Fraction) -> str:
     """A validated bound as a SQL numeric literal."""
     if value.denominator == 1:
@@ -278,13 +243,28 @@ def _measure_sql(
             # ROUND of a value clamped to a fractional bound can pass the bound (0.5 → 1)
             raise TemplateRejected(f"measure {m.name}: bounds have at most 3 decimals")
         lo, hi = _num(m.lower * k), _num(m.upper * k)
-        col = f"t.{_q(m.column, dialect)}" if k == 1 else f"(t.{_q(m.column, dialect)} * {k})"
-        clamped = f"LEAST(GREATEST({col}, {lo}), {hi})"
-        if m.kind is MeasureKind.MEAN:  # centred, doubled: 2·x − (lo + hi), an integer
-            clamped = f"2 * {clamped} - ({lo} + {hi})"
-        inner.append(f"CAST(ROUND({clamped}) AS BIGINT) AS v{i}")
-        outer.append(f"SUM(v{i}) AS s{i}")
-        outer.append(f"COUNT(v{i}) AS c{i}")
+        x = f"t.{_q(m.column, dialect)}"
+        # A NULL value is clamped as the lower bound, then taken out again per group with
+        # COUNT(x): the sum is over non-NULL values exactly, whatever the engine's GREATEST
+        # does with NULL, and the engine can tell from column statistics that COUNT(x) is
+        # COUNT(*) when the column has no NULL (one aggregate fewer).
+        clamped = f"LEAST(GREATEST(COALESCE({x if k == 1 else f'({x} * {k})'}, {lo}), {lo}), {hi})"
+        inner.append(f"{x} AS x{i}")
+        nulls = f"(COUNT(*) - COUNT(x{i}))"
+        if k == 1:  # integers: Σ(2·x − (lo + hi)) = 2·Σx − (lo + hi)·n exactly, per group
+            inner.append(f"CAST({clamped} AS BIGINT) AS v{i}")
+            total = f"(SUM(v{i}) - {lo} * {nulls})"
+            if m.kind is MeasureKind.MEAN:
+                total = f"2 * {total} - ({lo} + {hi}) * COUNT(x{i})"
+        else:  # fixed point, rounded per row; a mean centred and doubled: 2·x − (lo + hi)
+            null_value = m.lower * k
+            if m.kind is MeasureKind.MEAN:
+                clamped = f"2 * {clamped} - ({lo} + {hi})"
+                null_value = (m.lower - m.upper) * k
+            inner.append(f"CAST(ROUND({clamped}) AS BIGINT) AS v{i}")
+            total = f"(SUM(v{i}) - ({_num(null_value)}) * {nulls})"
+        outer.append(f"{total} AS s{i}")
+        outer.append(f"COUNT(x{i}) AS c{i}")
     elif m.kind is MeasureKind.QUANTILE:
         assert m.column is not None
         inner.append(f"t.{_q(m.column, dialect)} AS v{i}")
@@ -304,26 +284,54 @@ def _measure_sql(
             outer.append(f"COUNT(*) FILTER (WHERE {' AND '.join(conds)}) AS h{i}_{b}")
 
 
-def plan_sql(plan: DpPlan, dialect: str) -> str:
+def group_window(plan: DpPlan) -> bool:
+    """Whether the plan bounds groups per unit with a window of its own (else rows bound it)."""
+    return bool(plan.group_by) and plan.groups_per_unit < plan.rows_per_unit
+
+
+def no_op_limit(plan: DpPlan) -> int:
+    """The most rows per unit for which the per-unit windows keep every row: filters only
+    remove rows, and a unit's rows span at most as many groups as it has rows, so when no
+    non-NULL unit of the source has more, ``ROW_NUMBER <= R`` and ``DENSE_RANK <= G`` hold
+    for every row that reaches them."""
+    if group_window(plan):
+        return min(plan.rows_per_unit, plan.groups_per_unit)
+    return plan.rows_per_unit
+
+
+def windows_are_no_ops(plan: DpPlan, max_rows_per_unit: int) -> bool:
+    """Whether the windows are no-ops on a source whose units have at most that many rows."""
+    if type(max_rows_per_unit) is not int or max_rows_per_unit < 0:
+        return False
+    return max_rows_per_unit <= no_op_limit(plan)
+
+
+def plan_sql(
+    plan: DpPlan, dialect: str, *, bounded: bool = True, units_not_null: bool = False
+) -> str:
     """The bounded-contribution aggregate for ``dialect`` ``duckdb`` ($name) or ``spark``.
-    Always with the per-unit windows: the sensitivities rest on them, whatever the data."""
+
+    ``bounded=False`` leaves out the per-unit windows (clamping stays), ``units_not_null``
+    the ``unit IS NOT NULL`` filter. Only ``sandbox.dp_snapshot`` runs such a plan, and only on
+    a source snapshot it has verified, in the reading process, to have no unit over the bounds
+    (``windows_are_no_ops``) and, for the second, no row without a unit."""
     mark = "$" if dialect == "duckdb" else ":"
     rand = "random()" if dialect == "duckdb" else "rand()"
     dept, name = plan.dataset_id.split(".")
-    inner = [f"t.{_q(plan.unit, dialect)} AS u", f"{rand} AS rk"]
+    inner = [f"t.{_q(plan.unit, dialect)} AS u"] + ([f"{rand} AS rk"] if bounded else [])
     inner += [f"t.{_q(c, dialect)} AS g{i}" for i, c in enumerate(plan.group_by)]
     outer = [f"g{i} AS {_q(c, dialect)}" for i, c in enumerate(plan.group_by)]
     outer.append("COUNT(*) AS n")
     for i, m in enumerate(plan.measures):
         _measure_sql(plan, i, m, inner, outer, dialect=dialect)
     table = f"{_q(dept, dialect)}.{_q(name, dialect)}"
-    where = [f"t.{_q(plan.unit, dialect)} IS NOT NULL"]
+    where = [] if units_not_null and not bounded else [f"t.{_q(plan.unit, dialect)} IS NOT NULL"]
     for i, f in enumerate(plan.filters):
         bound = f.parameter if f.parameter is not None else f"{CONSTANT_PREFIX}{i}"
         where.append(f"t.{_q(f.column, dialect)} {OPERATORS[f.op]} {mark}{bound}")
     ranked = "f"
     groups = ""
-    if plan.group_by and plan.groups_per_unit < plan.rows_per_unit:
+    if group_window(plan):
         keys = ", ".join(f"g{i}" for i in range(len(plan.group_by)))
         hashed = f"hash({keys})" if dialect == "duckdb" else f"xxhash64({keys})"
         groups = (
@@ -334,6 +342,11 @@ def plan_sql(plan: DpPlan, dialect: str) -> str:
     group = ""
     if plan.group_by:
         group = " GROUP BY " + ", ".join(f"g{i}" for i in range(len(plan.group_by)))
+    if not bounded:
+        return (
+            f"WITH f AS (SELECT {', '.join(inner)} FROM {table} AS t "  # noqa: S608
+            f"WHERE {' AND '.join(where) or 'TRUE'}) SELECT {', '.join(outer)} FROM f{group}"
+        )
     return (
         f"WITH f AS (SELECT {', '.join(inner)} FROM {table} AS t "  # noqa: S608
         f"WHERE {' AND '.join(where) or 'TRUE'}), {groups}"
@@ -354,8 +367,17 @@ def output_columns(plan: DpPlan) -> tuple[str, ...]:
     return tuple(out)
 
 
-def compile_dp(plan: DpPlan, template_parameters: tuple[str, ...]) -> CompiledQuery:
-    """The plan as a CompiledQuery of kind DP (parameters: the template's and the constants)."""
+def compile_dp(
+    plan: DpPlan,
+    template_parameters: tuple[str, ...],
+    *,
+    bounded: bool = True,
+    units_not_null: bool = False,
+) -> CompiledQuery:
+    """The plan as a CompiledQuery of kind DP (parameters: the template's and the constants).
+
+    ``bounded=False`` and ``units_not_null`` (see ``plan_sql``) change the DuckDB SQL only:
+    ``spark_sql`` stays the bounded plan (a Spark cluster's reads cannot be fingerprinted)."""
     used = {f.parameter for f in plan.filters if f.parameter is not None}
     unused = set(template_parameters) - used
     if unused:
@@ -366,8 +388,8 @@ def compile_dp(plan: DpPlan, template_parameters: tuple[str, ...]) -> CompiledQu
     outputs = output_columns(plan)
     return CompiledQuery(
         kind=TemplateKind.DP,
-        source_sql=plan_sql(plan, "duckdb"),
-        duckdb_sql=plan_sql(plan, "duckdb"),
+        source_sql=plan_sql(plan, "duckdb", bounded=bounded, units_not_null=units_not_null),
+        duckdb_sql=plan_sql(plan, "duckdb", bounded=bounded, units_not_null=units_not_null),
         spark_sql=plan_sql(plan, "spark"),
         parameters=tuple(sorted(used | set(plan.constants()))),
         tables=(plan.dataset_id,),

@@ -31,6 +31,7 @@ import duckdb
 
 from sandbox._duckdb_sql import LOCKDOWN, lockdown_values, view_sql
 from sandbox.auxiliary import AuxiliaryQuery
+from sandbox.dp_snapshot import DpOutcome, DpRun, run_dp
 from sandbox.errors import (
     ExecutionCategory,
     ExecutionError,
@@ -177,6 +178,12 @@ class DuckDBEngine:
         mounted = [self._source(sources, table) for table in query.tables]
         self._check_params(query, params)
         return self._guarded(mounted, lambda con: self._run_checked(con, query, params))
+
+    def run_dp(
+        self, request: DpRun, sources: Mapping[str, TableSource], params: Mapping[str, object]
+    ) -> DpOutcome:
+        """A dp plan with snapshot-verified statistics, read in this process (dp_snapshot)."""
+        return run_dp(self, request, sources, params)
 
     @staticmethod
     def _check_params(query: CompiledQuery, params: Mapping[str, object]) -> None:

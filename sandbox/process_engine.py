@@ -29,8 +29,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sandbox import protocol
+from sandbox import dp_snapshot, protocol
 from sandbox.auxiliary import AuxiliaryQuery
+from sandbox.dp_snapshot import DpOutcome, DpRun
 from sandbox.errors import (
     ExecutionCategory,
     ExecutionError,
@@ -213,6 +214,16 @@ class ProcessEngine:
         if len(tables) != len(auxiliary):
             raise ExecutionError(ExecutionCategory.INTERNAL)
         return protocol.decode_table(reply["table"]), tables
+
+    def run_dp(
+        self, request: DpRun, sources: Mapping[str, TableSource], params: Mapping[str, object]
+    ) -> DpOutcome:
+        """A dp plan run by ``sandbox.dp_snapshot.run_dp`` in the worker, which reads the
+        files and so is where their snapshot is fingerprinted."""
+        message = self._run_message(request.full, sources, params, (), {})
+        message["op"] = "dp_run"
+        message["dp"] = dp_snapshot.encode_run(request)
+        return dp_snapshot.decode_outcome(self._call(message))
 
     def distinct_values(
         self, source: TableSource, column: str, limit: int = 1000

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any
 
-from sandbox import oslimits, protocol
+from sandbox import dp_snapshot, oslimits, protocol
 from sandbox.errors import ExecutionCategory, ExecutionError, SandboxError
 
 
@@ -47,6 +47,13 @@ def _handle(
             "table": protocol.encode_table(main),
             "auxiliary": [protocol.encode_table(t) for t in aux],
         }
+    if op == "dp_run":
+        oslimits.cpu_budget(limits.cpu_s)
+        request = dp_snapshot.decode_run(message["dp"])
+        sources = {s["dataset_id"]: protocol.decode_source(s) for s in message["sources"]}
+        params = protocol.decode_params(message["params"])
+        outcome = engine.run_dp(request, sources, params)
+        return {"ok": True, **dp_snapshot.encode_outcome(outcome)}
     if op == "distinct_values":
         oslimits.cpu_budget(limits.cpu_s)
         source = protocol.decode_source(message["source"])

@@ -1,0 +1,152 @@
+"""The audit log's tables and the few SQL helpers its store modules share.
+
+    audit_entries      idx (0-based PK), leaf_hash, body (canonical event bytes), event_type,
+                       created_at;  indexes on event_type and created_at
+    audit_nodes        (level, idx) PK, hash: the perfect subtree of 2**level leaves starting at
+                       leaf idx * 2**level; level 0 holds the leaf hashes
+    audit_checkpoints  size PK, root, note (signed), created_at
+    audit_terms        (term, idx) PK: the review index, terms derived from each entry
+                       (`audit.terms`); not part of the hashed data (`audit.store_review`)
+    audit_index        name PK, size: how many entries an index covers ("terms")
+    audit_cosignatures (size, key_name, key_hash) PK, signature line, created_at: witness
+                       cosignatures of a stored checkpoint, merged into its note on export
+
+The gateway's migrations create the same tables by hand (a test compares them); keep them in
+step. Only the `audit.store*` modules import SQLAlchemy (a test checks it), so the offline
+verifier never loads it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import sqlalchemy as sa
+
+from audit.errors import StoreError
+
+__all__ = [
+    "AUDIT_LOCK_KEY",
+    "INDEX_LOCK_KEY",
+    "checkpoints_table",
+    "cosignatures_table",
+    "entries_table",
+    "index_table",
+    "insert_many",
+    "lock",
+    "log_size",
+    "metadata",
+    "nodes_table",
+    "terms_table",
+]
+
+AUDIT_LOCK_KEY: Final = 0x696E_7369_7475_2F61  # b"insitu/a": pg_advisory_xact_lock key
+INDEX_LOCK_KEY: Final = 0x696E_7369_7475_2F69  # b"insitu/i": the review indexer's lock
+
+metadata = sa.MetaData()
+
+entries_table = sa.Table(
+    "audit_entries",
+    metadata,
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("leaf_hash", sa.LargeBinary(32), nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("event_type", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_audit_entries_event_type", "event_type"),
+    sa.Index("ix_audit_entries_created_at", "created_at"),
+)
+nodes_table = sa.Table(
+    "audit_nodes",
+    metadata,
+    sa.Column("level", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.LargeBinary(32), nullable=False),
+)
+checkpoints_table = sa.Table(
+    "audit_checkpoints",
+    metadata,
+    sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("root", sa.LargeBinary(32), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+terms_table = sa.Table(
+    "audit_terms",
+    metadata,
+    sa.Column("term", sa.String(200), primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+)
+cosignatures_table = sa.Table(
+    "audit_cosignatures",
+    metadata,
+    sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("key_name", sa.String(200), primary_key=True),
+    sa.Column("key_hash", sa.String(8), primary_key=True),
+    sa.Column("line", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+index_table = sa.Table(
+    "audit_index",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+)
+
+
+def lock(conn: sa.Connection, key: int) -> None:
+    """Serialise writers: a transaction-scoped advisory lock on PostgreSQL; on SQLite the engine
+    begins transactions with `BEGIN IMMEDIATE`, which already holds the one write lock."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+    elif dialect != "sqlite":
+        raise StoreError(f"the audit log supports SQLite and PostgreSQL, not {dialect}")
+
+
+def log_size(conn: sa.Connection) -> int:
+    """How many entries the log holds (indexes are gapless from 0)."""
+    last = conn.execute(sa.select(sa.func.max(entries_table.c.idx))).scalar()
+    return 0 if last is None else int(last) + 1
+
+
+def _copy_type(column: sa.Column[Any]) -> str:
+    """The PostgreSQL type whose binary COPY format the column takes."""
+    kind = column.type
+    if isinstance(kind, sa.BigInteger):
+        return "int8"
+    if isinstance(kind, sa.Integer):
+        return "int4"
+    if isinstance(kind, sa.LargeBinary):
+        return "bytea"
+    if isinstance(kind, sa.DateTime):
+        return "timestamptz" if kind.timezone else "timestamp"
+    if isinstance(kind, sa.String):
+        return "text"  # varchar and text share one binary format; the column's limit applies
+    raise TypeError(f"no COPY type for column {column.name}")
+
+
+def insert_many(conn: sa.Connection, table: sa.Table, rows: list[tuple[Any, ...]]) -> None:
+    """Insert rows (tuples in column order, values ready for the driver) in one go.
+
+    SQLite: the driver's executemany (in-process, cheap per row). PostgreSQL: binary `COPY …
+    FROM STDIN` on the transaction's own connection, which costs the driver and the server less
+    than any INSERT form at a batch's thousands of rows (executemany sends one INSERT per row;
+    `INSERT … SELECT unnest(…)` spends most of its time formatting and parsing text arrays).
+    SQLAlchemy's per-row parameter handling costs more than either.
+    """
+    if not rows:
+        return
+    columns = list(table.columns)
+    # Names and types come from our own Table objects, never from input; every value is bound.
+    names = ", ".join(c.name for c in columns)
+    if conn.dialect.name == "postgresql":
+        driver = conn.connection.driver_connection
+        statement = f"COPY {table.name} ({names}) FROM STDIN (FORMAT BINARY)"
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
+            copy.set_types([_copy_type(c) for c in columns])
+            for row in rows:
+                copy.write_row(row)
+        return
+    marks = ", ".join("?" for _ in columns)
+    insert = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"  # noqa: S608 - names only
+    conn.exec_driver_sql(insert, rows)
