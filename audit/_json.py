@@ -54,12 +54,12 @@ def normalize(value: object, path: str, depth: int = 0) -> JSONValue:
     raise EventError(f"{path} is a {type(value).__name__}, not a JSON value")
 
 
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+ENCODER: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def dumps(value: JSONValue) -> bytes:
     """Canonical bytes of an already normalised value."""
-    return _ENCODER.encode(value).encode("utf-8")
+    return ENCODER.encode(value).encode("utf-8")
 
 
 def _reject_float(_: str) -> NoReturn:

@@ -183,6 +183,27 @@ class CompactRange:
         self._size += 1
         return completed
 
+    def append_subtree(self, level: int, subtree_hash: bytes) -> None:
+        """Add the perfect subtree of 2**level leaves whose hash is `subtree_hash`; the size
+        must be a multiple of 2**level (the subtree starts on its own boundary). Equal-level
+        right-edge nodes merge as they would leaf by leaf, so `root()` is the same as if its
+        leaves had been appended one at a time. `append_subtree(0, h)` appends one leaf."""
+        if level < 0 or self._size & ((1 << level) - 1):
+            raise ValueError(f"a subtree of level {level} cannot start at leaf {self._size}")
+        if len(subtree_hash) != HASH_SIZE:
+            raise ValueError(f"a subtree hash is {HASH_SIZE} bytes")
+        hashes, index = self._hashes, self._size >> level
+        hashes.append(subtree_hash)
+        while index & 1:
+            right = hashes.pop()
+            hashes[-1] = node_hash(hashes[-1], right)
+            index >>= 1
+        self._size += 1 << level
+
+    def copy(self) -> CompactRange:
+        """An independent range of the same leaves."""
+        return CompactRange(self._size, self._hashes)
+
     def root(self) -> bytes:
         """MTH of all leaves appended so far."""
         if not self._hashes:

@@ -6,34 +6,31 @@
 prints one line and exits 0 (verified), 1 (verification failed) or 2 (usage error). Nothing here
 touches a database: every leaf hash, every root and every signature is recomputed from the file.
 
-What is checked, in one streaming pass: each entry's position and index agree (catches deleted,
-duplicated and reordered lines), each body decodes as a canonical event and hashes to the stored
-leaf hash, and the tree over those leaves has the signed root at every checkpoint size. Before the
-pass: every checkpoint verifies under the trusted keys, and no two checkpoints of one size have
-different roots (equivocation). After it: no checkpoint is larger than the bundle (truncation or
-rollback). A `pin` (a checkpoint saved earlier) must match the recomputed tree (else the history
-was rewritten) and fit inside the bundle (else the log was rolled back).
+What is checked, in one pass over the entries (in aligned chunks, in one process or several:
+`audit.verify_entries`): each entry's position and index agree (catches deleted, duplicated and
+reordered lines), each body is a canonical event and hashes to the stored leaf hash, and the tree
+over those leaves has the signed root at every checkpoint size. Before the pass: every checkpoint
+verifies under the trusted keys, and no two checkpoints of one size have different roots
+(equivocation). After it: no checkpoint is larger than the bundle (truncation or rollback). A
+`pin` (a checkpoint saved earlier) must match the recomputed tree (else the history was
+rewritten) and fit inside the bundle (else the log was rolled back).
 """
 
 from __future__ import annotations
 
 import argparse
 import hmac
-import multiprocessing
 import os
 import sys
-from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from audit.bundle import BundleReader, read_entry
+from audit.bundle import BundleReader
 from audit.checkpoint import Checkpoint, NoteVerifier, count_signatures, open_checkpoint
-from audit.errors import AuditError, EventError, VerificationError
-from audit.events import check_encoded
-from audit.merkle import EMPTY_ROOT, leaf_hash
-from audit.tree import CompactRange
+from audit.errors import AuditError, VerificationError
+from audit.merkle import EMPTY_ROOT
+from audit.verify_entries import check_entry, checked_tree
 
 __all__ = [
     "CheckpointSet",
@@ -125,79 +122,12 @@ class CheckpointSet:
             )
 
 
-def check_entry(position: int, index: int, body: bytes, stored_hash: bytes) -> str:
-    """The event type of the entry found at `position`; VerificationError(index=position)
-    unless its index is `position`, its body is a canonical event and it hashes to
-    `stored_hash`."""
-    if index != position:
-        raise VerificationError(
-            f"entry {position} is missing or out of order (found index {index})", index=position
-        )
-    try:
-        kind = check_encoded(body)
-    except EventError as exc:
-        raise VerificationError(f"entry {position}: {exc}", index=position) from None
-    if not hmac.compare_digest(leaf_hash(body), stored_hash):
-        raise VerificationError(f"entry {position} does not hash to its leaf hash", index=position)
-    return kind
-
-
-_CHUNK = 4096  # entry lines per task when checking in several processes
-
-
 def _auto_workers(path: Path) -> int:
     try:
         large = path.stat().st_size > 64_000_000
     except OSError:
         return 1
     return min(os.cpu_count() or 1, 4) if large else 1
-
-
-def _check_chunk(start: int, lines: list[str]) -> tuple[list[bytes], tuple[str, int | None] | None]:
-    """Leaf hashes of the entries on `lines` (found from position `start`) up to the first bad
-    one, and that one's error as (message, index) (exceptions lose `index` when pickled)."""
-    leaves = []
-    try:
-        for position, line in enumerate(lines, start):
-            entry = read_entry(line, position)
-            check_entry(position, entry.index, entry.body, entry.leaf_hash)
-            leaves.append(entry.leaf_hash)
-    except VerificationError as exc:
-        return leaves, (str(exc), exc.index)
-    return leaves, None
-
-
-def _checked_leaves(bundle: BundleReader, workers: int) -> Iterator[bytes]:
-    """Every entry's leaf hash in order, each checked (`check_entry`) first."""
-    if workers <= 1:
-        for position, entry in enumerate(bundle.entries()):
-            check_entry(position, entry.index, entry.body, entry.leaf_hash)
-            yield entry.leaf_hash
-        return
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-    pending: deque[Future[tuple[list[bytes], tuple[str, int | None] | None]]] = deque()
-
-    def drain() -> Iterator[bytes]:
-        leaves, error = pending.popleft().result()
-        yield from leaves
-        if error is not None:
-            raise VerificationError(error[0], index=error[1])
-
-    try:
-        start, chunk = 0, []
-        for line in bundle.entry_lines():
-            chunk.append(line)
-            if len(chunk) == _CHUNK:
-                pending.append(pool.submit(_check_chunk, start, chunk))
-                start, chunk = start + len(chunk), []
-                if len(pending) > 2 * workers:
-                    yield from drain()
-        if chunk:
-            pending.append(pool.submit(_check_chunk, start, chunk))
-        while pending:
-            yield from drain()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _origin_of(note: str) -> str:
@@ -245,8 +175,11 @@ def verify_bundle(
 
     With `cosignatures` = k > 0, some checkpoint must also carry k valid cosignatures by
     distinct `witnesses` (vkeys); the report names the largest such size. With `workers` > 1
-    (None: one per CPU for large bundles) entries are checked in that many processes while this
-    one rebuilds the tree; the outcome, including which failure is reported, is the same.
+    (None: one per CPU, up to 4, for bundles over 64 MB) entries are checked in that many
+    processes, in aligned chunks whose subtrees this one combines (`audit.verify_entries`);
+    the outcome, including which failure is reported, is the same as with one. Worker
+    processes are spawned, so a script calling this with `workers` != 1 needs the usual
+    `if __name__ == "__main__":` guard.
 
     `vkeys` are the trusted verifier keys; without them the bundle's own keys are used, which
     proves integrity but not authorship (pass the keys you got out of band). `origin` defaults
@@ -270,14 +203,10 @@ def verify_bundle(
             except AuditError as exc:
                 raise VerificationError(f"the pinned checkpoint does not verify: {exc}") from None
         signed = CheckpointSet(checkpoints, pinned)
-        tree = CompactRange()
         signed.check(0, EMPTY_ROOT)
         if workers is None:
             workers = _auto_workers(Path(path))
-        for leaf in _checked_leaves(bundle, workers):
-            tree.append(leaf)
-            if tree.size in signed:
-                signed.check(tree.size, tree.root())
+        tree = checked_tree(str(path), bundle.file, bundle.entries_offset, signed, workers=workers)
         signed.finish(tree.size)
     return VerifyReport(tree.size, tree.root(), signed.count, signed.signed_size, witnessed)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import sys
@@ -14,6 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from audit import (
+    BundleEntry,
+    BundleReader,
     Checkpoint,
     Signer,
     VerificationError,
@@ -24,11 +25,12 @@ from audit import (
     verify_bundle,
     write_bundle,
 )
+from audit.bundle import parse_entry_line, read_entry
 from audit.verify import main
 from tests.unit.audit._support import ORIGIN, make_event
 
 N = 24
-Lines = list[str]
+Lines = list[bytes]
 
 
 @pytest.fixture(scope="module")
@@ -54,20 +56,21 @@ def bundle(tmp_path: Path, key: Signer) -> Path:
     return path
 
 
-def canon(record: object) -> str:
+def canon(record: object) -> bytes:
     """A line as `write_bundle` writes it (a forger who wants the line accepted does too)."""
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+    text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return (text + "\n").encode()
 
 
 def edit(path: Path, change: Callable[[Lines], Lines]) -> Path:
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    path.write_text("".join(change(lines)), encoding="utf-8")
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(change(lines)))
     return path
 
 
 def entry_lines(lines: Lines) -> int:
     """The position of the first entry line."""
-    return next(i for i, line in enumerate(lines) if '"index"' in line)
+    return next(i for i, line in enumerate(lines) if line.startswith(b'{"body":'))
 
 
 def failure(path: Path, **kwargs: object) -> VerificationError:
@@ -86,11 +89,10 @@ def test_an_untouched_bundle_verifies(bundle: Path, key: Signer) -> None:
 def flip_body_byte(index: int, offset: int) -> Callable[[Lines], Lines]:
     def change(lines: Lines) -> Lines:
         at = entry_lines(lines) + index
-        record = json.loads(lines[at])
-        body = bytearray(base64.b64decode(record["body"]))
+        cut = lines[at].rfind(b',"index":')
+        body = bytearray(lines[at][8:cut])
         body[offset] ^= 0x01
-        record["body"] = base64.b64encode(bytes(body)).decode()
-        lines[at] = canon(record)
+        lines[at] = lines[at][:8] + bytes(body) + lines[at][cut:]
         return lines
 
     return change
@@ -175,13 +177,20 @@ def test_untrusted_keys_and_missing_signatures_fail(bundle: Path, key: Signer) -
 @pytest.mark.parametrize(
     "change",
     [
-        lambda ls: ["garbage\n", *ls[1:]],
-        lambda ls: ['{"format":"insitu-audit-bundle","v":2}\n', *ls[1:]],
-        lambda ls: [*ls, "not json\n"],
-        lambda ls: [*ls, '{"index": 24, "leaf_hash": "00", "body": ""}\n'],
-        lambda ls: [*ls, '{"index": 24, "leaf_hash": "' + "0" * 64 + '", "body": "!!"}\n'],
-        lambda ls: [*ls, '{"vkey": "late"}\n'],
+        lambda ls: [b"garbage\n", *ls[1:]],
+        lambda ls: [b'{"format":"insitu-audit-bundle","v":3}\n', *ls[1:]],
+        lambda ls: [b'{"format":"insitu-audit-bundle","v":2} \n', *ls[1:]],
+        lambda ls: [*ls, b"not json\n"],
+        lambda ls: [*ls, b'{"index": 24, "leaf_hash": "00", "body": ""}\n'],
+        lambda ls: [*ls, b'{"index": 24, "leaf_hash": "' + b"0" * 64 + b'", "body": "!!"}\n'],
+        lambda ls: [*ls, b'{"vkey": "late"}\n'],
+        lambda ls: [*ls, b'{"vkey":"late"}\n'],
         lambda ls: [ls[0], ls[2], ls[1], *ls[3:]],  # checkpoint before vkey
+        lambda ls: [ls[0], ls[1].replace(b'":"', b'": "'), *ls[2:]],  # a key line not canonical
+        lambda ls: [*ls[:-1], ls[-1][:-1]],  # the last line lacks its newline
+        lambda ls: [*ls, b"\n"],
+        lambda ls: [ls[0], b'{"vkey":"\\ud800"}\n', *ls[1:]],  # no UTF-8 form: never canonical
+        lambda ls: [*ls[:2], b'{"checkpoint":"a\\udc00"}\n', *ls[2:]],
     ],
 )
 def test_malformed_bundles_fail_closed(bundle: Path, change: Callable[[Lines], Lines]) -> None:
@@ -217,6 +226,15 @@ def test_cli_exit_codes(
             main(argv)
         assert exited.value.code == 2
     capsys.readouterr()
+
+
+def test_cli_reports_an_escaped_surrogate_as_a_failure(
+    bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(bundle, lambda ls: [*ls[:2], b'{"checkpoint":"\\ud800"}\n', *ls[2:]])
+    assert main([str(bundle)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("FAILED: a key or checkpoint line") and "canonical" in out
 
 
 def test_cli_runs_as_a_module(bundle: Path) -> None:
@@ -261,7 +279,7 @@ def test_any_flipped_byte_fails_verification(
 
 def _entries_of(pristine: bytes) -> tuple[list[bytes], list[bytes]]:
     lines = pristine.splitlines(keepends=True)
-    start = next(i for i, line in enumerate(lines) if b'"index"' in line)
+    start = entry_lines(lines)
     return lines[:start], lines[start:]
 
 
@@ -292,31 +310,90 @@ def test_any_deleted_reordered_or_duplicated_entry_fails(
         verify_bundle(path)
 
 
+def test_a_version_1_bundle_is_refused_with_a_clear_message(bundle: Path) -> None:
+    edit(bundle, lambda ls: [b'{"format":"insitu-audit-bundle","v":1}\n', *ls[1:]])
+    message = str(failure(bundle))
+    assert "v1" in message and "reads v2 only" in message and "export the bundle again" in message
+
+
+def test_lines_are_canonical_json_with_the_body_embedded(bundle: Path) -> None:
+    lines = bundle.read_bytes().splitlines(keepends=True)
+    assert lines[0] == b'{"format":"insitu-audit-bundle","v":2}\n'
+    for line in lines:
+        assert canon(json.loads(line)) == line
+    first = json.loads(lines[entry_lines(lines)])
+    assert encode(make_event(0)) == canon(first["body"]).rstrip(b"\n")
+    assert (first["index"], first["leaf_hash"]) == (0, leaf_hash(encode(make_event(0))).hex())
+
+
+def test_reader_streams_entries_and_reports_a_malformed_one(bundle: Path) -> None:
+    with BundleReader(bundle) as reader:
+        assert len(reader.checkpoints) == 3 and len(reader.vkeys) == 1
+        entries = list(reader.entries())
+    assert [e.index for e in entries] == list(range(N))
+    assert [e.body for e in entries] == bodies()
+    edit(bundle, lambda ls: [*ls[:-1], ls[-1].replace(b'"index":', b'"index": ')])
+    with BundleReader(bundle) as reader, pytest.raises(VerificationError) as caught:
+        list(reader.entries())
+    assert caught.value.index == N - 1 and "canonical" in str(caught.value)
+    for bad, message in [
+        ('{"body":{} ,"index":0,"leaf_hash":"' + "0" * 64 + '"}\n', "canonical"),
+        ('{"body":"x","index":0,"leaf_hash":"' + "0" * 64 + '"}', "does not end"),
+        ('{"body":{},"index":1,"leaf_hash":"' + "0" * 63 + 'g"}\n', "leaf hash"),
+        ('{"body":{},"index":-1,"leaf_hash":"' + "0" * 64 + '"}\n', "index"),
+        ('{"body":{},"index":1}\n', "malformed"),
+        ("[]\n", "malformed"),
+        ("\ud800\n", "UTF-8"),
+        ('{"body":"\\ud800","index":0,"leaf_hash":"' + "0" * 64 + '"}\n', "canonical"),
+    ]:
+        with pytest.raises(VerificationError, match=message) as caught:
+            read_entry(bad, 7)
+        assert caught.value.index == 7
+
+
+def test_a_damaged_body_in_the_log_fails_at_its_index(tmp_path: Path, key: Signer) -> None:
+    entries = bodies(6)
+    damaged = [
+        BundleEntry(i, b'{"x":\n"\xff"}' if i == 4 else body, leaf_hash(body))
+        for i, body in enumerate(entries)
+    ]
+    path = tmp_path / "damaged.jsonl"
+    assert write_bundle(path, damaged, [note_for(key, entries, 6)], [key.verifier().vkey]) == 6
+    assert failure(path).index == 4  # its newline splits it: entry line 4 is cut short
+
+
 @pytest.mark.parametrize(
-    "change",
+    ("tail", "ok"),
     [
-        lambda ls: ls,
-        flip_body_byte(9, 5),
-        lambda ls: [*ls[: entry_lines(ls) + 4], *ls[entry_lines(ls) + 5 :]],
-        lambda ls: [
-            *ls[: entry_lines(ls) + 17],
-            ls[entry_lines(ls) + 3],
-            *ls[entry_lines(ls) + 17 :],
-        ],
-        lambda ls: ls[:-3],
+        (b',"index":7,"leaf_hash":"' + b"ab" * 32 + b'"}', True),
+        (b',"index":0,"leaf_hash":"' + b"0" * 64 + b'"}', True),
+        (b',"index":999999999999999999,"leaf_hash":"' + b"0" * 64 + b'"}', True),
+        (b',"index":1000000000000000000,"leaf_hash":"' + b"0" * 64 + b'"}', False),
+        (b',"index":07,"leaf_hash":"' + b"ab" * 32 + b'"}', False),
+        (b',"index":-7,"leaf_hash":"' + b"ab" * 32 + b'"}', False),
+        (b',"index":,"leaf_hash":"' + b"ab" * 32 + b'"}', False),
+        (b',"index":\xd9\xa2,"leaf_hash":"' + b"ab" * 32 + b'"}', False),
+        (b',"index":7,"leaf_hash":"' + b"AB" * 32 + b'"}', False),
+        (b',"index":7,"leaf_hash":"' + b"0" * 63 + b'A"}', False),
+        (b',"index":7,"leaf_hash":"' + b"ag" * 32 + b'"}', False),
+        (b',"index":7,"leaf_hash":"' + b"ab" * 31 + b'"}', False),
+        (b',"index":7,"leaf_hash":"' + b"ab" * 33 + b'"}', False),
+        (b',"index":7,"leaf_hash": "' + b"ab" * 32 + b'"}', False),
+        (b',"index":7,"leaf_hash":"' + b"ab" * 32 + b'"} ', False),
+        (b',"index":7 ,"leaf_hash":"' + b"ab" * 32 + b'"}', False),
+        (b',"index":7,"leaf_hash":"' + b"ab" * 32 + b'","x":1}', False),
     ],
 )
-def test_checking_in_several_processes_gives_the_same_outcome(
-    bundle: Path, change: Callable[[Lines], Lines], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import audit.verify
-
-    edit(bundle, change)
-    outcomes = []
-    for workers in (1, 2):
-        monkeypatch.setattr(audit.verify, "_CHUNK", 5)  # many chunks, failures inside one
-        try:
-            outcomes.append(("ok", str(verify_bundle(bundle, workers=workers))))
-        except VerificationError as exc:
-            outcomes.append((str(exc), str(exc.index)))
-    assert outcomes[0] == outcomes[1]
+def test_entry_lines_are_parsed_exactly(tail: bytes, ok: bool) -> None:
+    body = b'{"a":",\\"index\\":1"}'
+    line = b'{"body":' + body + tail
+    if ok:
+        index, parsed, stored = parse_entry_line(line, 3)
+        assert parsed == body and index == int(tail.split(b":")[1].split(b",")[0])
+        assert stored.hex().encode() == tail[-66:-2]
+    else:
+        with pytest.raises(VerificationError) as caught:
+            parse_entry_line(line, 3)
+        assert caught.value.index == 3
+    with pytest.raises(VerificationError):
+        parse_entry_line(b'{"body" :' + body + tail, 3)

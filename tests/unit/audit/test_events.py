@@ -263,3 +263,241 @@ def test_fast_check_accepts_exactly_what_decode_accepts(
 @given(data=st.binary(max_size=300))
 def test_fast_check_of_garbage_raises_only_event_error(data: bytes) -> None:
     assert _accepts(check_encoded, data) == _accepts(decode, data)
+
+
+BASE = encode(make_event())
+
+
+def _with(old: bytes, new: bytes, base: bytes = BASE) -> bytes:
+    assert old in base
+    return base.replace(old, new, 1)
+
+
+def _details(raw: bytes) -> bytes:
+    """BASE with `raw` as the whole `details` object."""
+    return _with(b'"details":{"n":0,"parameters":"hmac-sha256:00"}', b'"details":' + raw)
+
+
+HOSTILE = {
+    # numbers: floats, exponents, NaN/Infinity, -0, range, huge, bools where ints belong
+    "float": _details(b'{"n":1.0}'),
+    "float zero": _details(b'{"n":0.0}'),
+    "negative float zero": _details(b'{"n":-0.0}'),
+    "exponent": _details(b'{"n":1e2}'),
+    "upper exponent": _details(b'{"n":1E2}'),
+    "nan": _details(b'{"n":NaN}'),
+    "infinity": _details(b'{"n":Infinity}'),
+    "minus infinity": _details(b'{"n":-Infinity}'),
+    "minus zero": _details(b'{"n":-0}'),
+    "minus zero in a list": _details(b'{"n":[1,-0]}'),
+    "max safe": _details(b'{"n":9007199254740991}'),
+    "min safe": _details(b'{"n":-9007199254740991}'),
+    "beyond safe": _details(b'{"n":9007199254740992}'),
+    "below safe": _details(b'{"n":-9007199254740992}'),
+    "huge": _details(b'{"n":1' + b"0" * 5000 + b"}"),
+    "leading zero": _details(b'{"n":01}'),
+    "plus": _details(b'{"n":+1}'),
+    "v float": _with(b'"v":1', b'"v":1.0'),
+    "v true": _with(b'"v":1', b'"v":true'),
+    "v two": _with(b'"v":1', b'"v":2'),
+    "v string": _with(b'"v":1', b'"v":"1"'),
+    "allowed as int": _with(b'"allowed":true', b'"allowed":1'),
+    "allowed as null": _with(b'"allowed":true', b'"allowed":null'),
+    # keys: duplicates, order
+    "duplicate top key": _with(b'"v":1}', b'"v":1,"v":1}'),
+    "duplicate actor key": _with(b'"subject":"analyst-1"', b'"subject":"a","subject":"analyst-1"'),
+    "duplicate detail key": _details(b'{"a":1,"a":1}'),
+    "duplicate nested key": _details(b'{"a":{"b":1,"b":2}}'),
+    "unsorted details": _details(b'{"b":1,"a":1}'),
+    "unsorted nested": _details(b'{"a":[{"y":1,"x":2}]}'),
+    "sorted nested": _details(b'{"a":[{"x":1,"y":2}],"b":{"":0,"\xc3\xa9":1}}'),
+    "code point order": _details(b'{"Z":1,"a":1,"\xc3\xa9":1}'),
+    "not code point order": _details(b'{"a":1,"Z":1}'),
+    "empty key": _details(b'{"":1}'),
+    "unsorted top": _with(b'"action":"submit","actor"', b'"actor"', BASE).replace(
+        b'"v":1}', b'"v":1,"action":"submit"}'
+    ),
+    "missing field": _with(b'"reason":null,', b""),
+    "extra field": _with(b'"v":1}', b'"v":1,"w":1}'),
+    # whitespace
+    "space after colon": _with(b'"allowed":true', b'"allowed": true'),
+    "space after comma": _with(b',"allowed"', b', "allowed"'),
+    "leading space": b" " + BASE,
+    "trailing newline": BASE + b"\n",
+    "tab": _details(b'{"n":\t0}'),
+    "carriage return": _details(b'{"n":0\r}'),
+    "space in a string": _details(b'{"n":" a b "}'),
+    "no-break space": _details(b'{"n":\xc2\xa00}'),
+    "form feed": _details(b'{"n":\x0c0}'),
+    "vertical tab": _details(b'{"n":0\x0b}'),
+    # what check_encoded counts (`:`, space, `-0`) inside strings and keys, and across them
+    "separators in keys": _details(b'{"a b":1,"a,b":2,"a:b":" : "}'),
+    "minus zero in a key": _details(b'{"-0":"-0"}'),
+    "minus zero key and value": _details(b'{"-0":-0}'),
+    "minus and zero in adjacent strings": _details(b'{"a":["x-","0y"],"b-":"0"}'),
+    "duplicate hiding a colon": _details(b'{"a":"b:c","a":"bc"}'),
+    "duplicate of an empty object": _details(b'{"a":{},"a":{}}'),
+    # escapes and text
+    "escaped slash": _details(b'{"n":"a\\/b"}'),
+    "slash": _details(b'{"n":"a/b"}'),
+    "escaped letter": _details(b'{"n":"\\u0061"}'),
+    "escaped e acute": _details(b'{"n":"\\u00e9"}'),
+    "raw e acute": _details('{"n":"é"}'.encode()),
+    "escaped pair": _details(b'{"n":"\\ud83d\\ude00"}'),
+    "raw emoji": _details('{"n":"😀"}'.encode()),
+    "lone surrogate": _details(b'{"n":"\\ud800"}'),
+    "lone surrogate key": _details(b'{"\\udfff":1}'),
+    "raw encoded surrogate": _details(b'{"n":"\xed\xa0\x80"}'),
+    "canonical control": _details(b'{"n":"\\u001f"}'),
+    "upper hex control": _details(b'{"n":"\\u001F"}'),
+    "short newline": _details(b'{"n":"\\n"}'),
+    "long newline": _details(b'{"n":"\\u000a"}'),
+    "raw newline": _details(b'{"n":"a\nb"}'),
+    "raw tab": _details(b'{"n":"a\tb"}'),
+    "escaped quote": _details(b'{"n":"\\""}'),
+    "escaped backslash": _details(b'{"n":"\\\\"}'),
+    "escaped quote in a key": _details(b'{"\\"":1}'),
+    "escape and whitespace": _details(b'{"n":"\\n", "m":1}'),
+    "escape and duplicate": _details(b'{"m":"\\n","m":"\\n"}'),
+    "delete char": _details(b'{"n":"\x7f"}'),
+    "line separator": _details('{"n":"\u2028"}'.encode()),
+    "bom": b"\xef\xbb\xbf" + BASE,
+    "utf-16": BASE.decode().encode("utf-16"),
+    "latin-1": _details('{"n":"é"}'.encode("latin-1")),
+    "escaped subject": _with(b'"analyst-1"', b'"\\u0061nalyst-1"'),
+    "escaped rule": _with(b'"p, analyst', b'"\\u0070, analyst'),
+    # required texts
+    "empty subject": _with(b'"subject":"analyst-1"', b'"subject":""'),
+    "empty role": _with(b'["analyst"]', b'[""]'),
+    "role not text": _with(b'["analyst"]', b"[1]"),
+    "no roles": _with(b'["analyst"]', b"[]"),
+    "roles null": _with(b'["analyst"]', b"null"),
+    "empty rule": _with(b'"rule":"p, analyst, tax, template, submit"', b'"rule":""'),
+    "rule null": _with(b'"rule":"p, analyst, tax, template, submit"', b'"rule":null'),
+    "reason text": _with(b'"reason":null', b'"reason":"why"'),
+    "reason empty": _with(b'"reason":null', b'"reason":""'),
+    "empty action": _with(b'"action":"submit"', b'"action":""'),
+    "actor list": _with(b'"actor":{', b'"actor":[{').replace(b'"analyst-1"}', b'"analyst-1"}]'),
+    "details list": _with(b'"details":{', b'"details":[{').replace(b'00"}', b'00"}]'),
+    "details null": _details(b"null"),
+    "details empty": _details(b"{}"),
+    # type
+    "type upper": _with(b'"job.accepted"', b'"Job.accepted"'),
+    "type one part": _with(b'"job.accepted"', b'"job"'),
+    "type 64": _with(b'"job.accepted"', b'"' + b"a" * 30 + b"." + b"b" * 33 + b'"'),
+    "type 65": _with(b'"job.accepted"', b'"' + b"a" * 30 + b"." + b"b" * 34 + b'"'),
+    # time
+    "hour 24": _with(b"T06:36:00", b"T24:00:00"),
+    "minute 60": _with(b"T06:36:00", b"T06:60:00"),
+    "leap second": _with(b"T06:36:00", b"T23:59:60"),
+    "february 30": _with(b"2026-11-22", b"2026-02-30"),
+    "february 29 leap": _with(b"2026-11-22", b"2024-02-29"),
+    "february 29 common": _with(b"2026-11-22", b"2026-02-29"),
+    "year 0": _with(b"2026-11-22", b"0000-11-22"),
+    "year 1": _with(b"2026-11-22", b"0001-01-01"),
+    "month 13": _with(b"2026-11-22", b"2026-13-01"),
+    "unicode digits": _with(b"2026-11-22", "٢٠٢٦-11-22".encode()),
+    "lower z": _with(b".000000Z", b".000000z"),
+    "no micro": _with(b".000000Z", b"Z"),
+    "millis": _with(b".000000Z", b".000Z"),
+    "offset": _with(b".000000Z", b".000000+00:00"),
+    "time number": _with(b'"2026-11-22T06:36:00.000000Z"', b"0"),
+    # depth
+    **{f"lists {d}": _details(b'{"d":' + b"[" * d + b"1" + b"]" * d + b"}") for d in (30, 31, 32)},
+    **{f"empty list at {d}": _details(b'{"d":' + b"[" * d + b"]" * d + b"}") for d in (31, 32, 33)},
+    **{
+        f"dicts {d}": _details(b'{"d":' + b'{"k":' * d + b"1" + b"}" * d + b"}")
+        for d in (30, 31, 32)
+    },
+    "deep garbage": _details(b"[" * 100_000),
+    # framing
+    "trailing garbage": BASE + b"x",
+    "two documents": BASE + BASE,
+    "array": b"[" + BASE + b"]",
+    "empty": b"",
+}
+
+
+def test_the_hostile_cases_are_distinct_and_mostly_refused() -> None:
+    assert len(set(HOSTILE.values())) == len(HOSTILE)
+    accepted = {name for name, data in HOSTILE.items() if _accepts(decode, data)}
+    assert accepted == {
+        "max safe",
+        "min safe",
+        "sorted nested",
+        "code point order",
+        "empty key",
+        "space in a string",
+        "separators in keys",
+        "minus zero in a key",
+        "minus and zero in adjacent strings",
+        "slash",
+        "raw e acute",
+        "raw emoji",
+        "canonical control",
+        "short newline",
+        "escaped quote",
+        "escaped backslash",
+        "escaped quote in a key",
+        "delete char",
+        "line separator",
+        "rule null",
+        "reason text",
+        "no roles",
+        "details empty",
+        "type 64",
+        "february 29 leap",
+        "year 1",
+        "lists 30",
+        "lists 31",
+        "empty list at 31",
+        "empty list at 32",
+        "dicts 30",
+        "dicts 31",
+    }
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_fast_check_agrees_with_decode_on_hostile_input(name: str) -> None:
+    data = HOSTILE[name]
+    assert _accepts(check_encoded, data) == _accepts(decode, data), name
+    if _accepts(decode, data):
+        assert check_encoded(data) == decode(data).type
+
+
+_pieces = st.sampled_from(
+    [
+        b" ",
+        b"\n",
+        b"\\",
+        b'"',
+        b",",
+        b":",
+        b"-0",
+        b"1.0",
+        b"1e2",
+        b"NaN",
+        b"{}",
+        b"[]",
+        b'"a":1',
+        b'"n":',
+        b"\\u0041",
+        b"\\ud800",
+        b"\\n",
+        b"\\u000a",
+        b"\xc3\xa9",
+        b"\xff",
+        b"}",
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(event=events, position=st.integers(min_value=0), piece=_pieces, cut=st.integers(0, 3))
+def test_fast_check_agrees_with_decode_on_spliced_tokens(
+    event: Event, position: int, piece: bytes, cut: int
+) -> None:
+    data = encode(event)
+    at = position % (len(data) + 1)
+    changed = data[:at] + piece + data[at + cut :]
+    assert _accepts(check_encoded, changed) == _accepts(decode, changed)

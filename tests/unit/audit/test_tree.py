@@ -84,3 +84,45 @@ def test_compact_range_rejects_inconsistent_state() -> None:
         CompactRange(3, [EMPTY_ROOT])
     with pytest.raises(ValueError):
         CompactRange().append(b"short")
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    prefix=st.integers(0, 40),
+    level=st.integers(0, 5),
+    count=st.integers(0, 3),
+    tail=st.integers(0, 9),
+)
+def test_appending_perfect_subtrees_equals_appending_their_leaves(
+    prefix: int, level: int, count: int, tail: int
+) -> None:
+    start = prefix << level  # aligned to the subtree size
+    hashes = tree_of(start + (count << level) + tail)
+    by_leaf, by_subtree = CompactRange(), CompactRange()
+    for h in hashes[:start]:
+        by_leaf.append(h)
+    for lv, ix in perfect_nodes(0, start):  # the prefix itself, largest subtrees first
+        by_subtree.append_subtree(lv, getter(hashes)(lv, ix))
+    for n in range(count):
+        by_subtree.append_subtree(level, getter(hashes)(level, (start >> level) + n))
+    for h in hashes[start + (count << level) :]:
+        by_subtree.append_subtree(0, h)
+    for h in hashes[start:]:
+        by_leaf.append(h)
+    copy = by_subtree.copy()
+    assert (by_subtree.size, by_subtree.hashes) == (by_leaf.size, by_leaf.hashes)
+    assert by_subtree.root() == root_from_leaf_hashes(hashes)
+    copy.append_subtree(0, leaf_hash(b"more"))
+    assert copy.size == by_subtree.size + 1  # the copy is independent
+
+
+def test_a_misaligned_or_malformed_subtree_is_refused() -> None:
+    tree = CompactRange()
+    tree.append(leaf_hash(b"x"))
+    with pytest.raises(ValueError, match="cannot start"):
+        tree.append_subtree(1, leaf_hash(b"y"))
+    with pytest.raises(ValueError, match="cannot start"):
+        tree.append_subtree(-1, leaf_hash(b"y"))
+    with pytest.raises(ValueError, match="32 bytes"):
+        tree.append_subtree(0, b"short")
+    assert tree.size == 1
