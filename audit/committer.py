@@ -195,7 +195,6 @@ class GroupCommitter:
             try:
                 self._commit(batch, nudged)
             except Exception as exc:  # fail closed: nobody in the batch is told "durable"
-                self._tail = None  # what the failed transaction built is not in the log
                 if not isinstance(exc, AuditError):
                     log.error("the audit batch could not be committed", exc_info=exc)
                 error = StoreError(
@@ -207,7 +206,9 @@ class GroupCommitter:
                 continue
             for request in batch:
                 request.done.set()
-            self._index_lag += sum(len(request.events) for request in batch)
+            # A checkpoint-only batch also counts: entries appended in callers' own transactions
+            # (`SqlAuditLog.append`) reach the index only through the writer's idle steps.
+            self._index_lag += max(1, sum(len(request.events) for request in batch))
             if self._index_lag >= MAX_INDEX_LAG:  # under sustained load: a step between batches
                 self._index_step()
 
@@ -231,7 +232,7 @@ class GroupCommitter:
         events = [prepare(event) for request in batch for event in request.events]
         signed = self._head[0] if self._head is not None else -1
         asked = max((r.covering for r in batch if r.covering is not None), default=-1)
-        head, tail = self._head, self._tail
+        head, tail = self._head, self._tail  # both kept only once the transaction has committed
         appended: list[Any] = []
         with self._begin() as conn:
             if events:

@@ -165,3 +165,25 @@ def test_the_migration_starts_the_index_at_the_entries_indexed_before_it(
         assert [i for i, _ in log.query(conn, since=since)] == [3, 4]
         assert [i for i, _ in log.query(conn, until=since)] == [0, 1, 2]
     engine.dispose()
+
+
+def test_entries_appended_in_callers_transactions_are_indexed_after_a_nudge(
+    engine: sa.Engine, log: SqlAuditLog
+) -> None:
+    committer = GroupCommitter(log, engine.begin)
+    committer.append([varied(0)])
+    with engine.connect() as conn:  # the writer catches up, then waits without a timeout
+        deadline = time.monotonic() + 30
+        while indexed_size(conn) < 1 and time.monotonic() < deadline:
+            conn.rollback()
+            time.sleep(0.05)
+    with engine.begin() as conn:  # as AuditTrail.record does, in a job's own transaction
+        log.append_many(conn, [varied(n) for n in range(1, 40)])
+    committer.nudge()  # as the gateway does when a job finishes
+    deadline = time.monotonic() + 30
+    with engine.connect() as conn:
+        while indexed_size(conn) < 40 and time.monotonic() < deadline:
+            conn.rollback()
+            time.sleep(0.05)
+        assert indexed_size(conn) == 40
+    committer.stop()
