@@ -6,10 +6,21 @@ import json
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import httpx
+
+from gateway import home
+from gateway.api import create_app
+from gateway.auth.issuer import LocalIssuer
+from gateway.auth.keys import IssuerKeys
+from gateway.demo.server import BackgroundServer
+from gateway.settings import Settings
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -49,3 +60,62 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     }
     path.write_text(json.dumps(payload, indent=2))
     return path
+
+
+@dataclass
+class Served:
+    """A gateway served on loopback over a scratch home, with a data owner and an analyst."""
+
+    http: httpx.Client
+    owner: str
+    analyst: str
+
+    def call(self, token: str, method: str, path: str, **kw: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}", **kw.pop("headers", {})}
+        response = self.http.request(method, path, headers=headers, **kw)
+        response.raise_for_status()
+        return response
+
+    def register(self, dataset: str, template: str) -> None:
+        """The owner registers `dataset` (already registered is fine), the analyst proposes
+        `template`, the owner approves it."""
+        yaml = {"Content-Type": "application/yaml"}
+        registered = self.http.post(
+            "/v1/datasets",
+            content=dataset.encode(),
+            headers={"Authorization": f"Bearer {self.owner}", **yaml},
+        )
+        assert registered.status_code in (201, 409), registered.text
+        t = self.call(
+            self.analyst, "POST", "/v1/templates", content=template.encode(), headers=yaml
+        ).json()
+        self.call(
+            self.owner,
+            "POST",
+            f"/v1/templates/{t['id']}/versions/{t['version']}/approvals",
+            json={"content_hash": t["content_hash"]},
+        )
+
+    def job(self, submission: dict[str, Any], *, wait_s: int = 120) -> dict[str, Any]:
+        """Submit a job as the analyst and return its released result."""
+        job = self.call(self.analyst, "POST", "/v1/jobs", json=submission).json()
+        body: dict[str, Any] = self.call(
+            self.analyst, "GET", f"/v1/jobs/{job['id']}/result", params={"wait": wait_s}
+        ).json()
+        assert body["status"] == "released", body
+        return body
+
+
+@contextmanager
+def served(home_dir: Path, *, timeout_s: float = 600) -> Iterator[Served]:
+    """Serve the gateway of `home_dir` (initialised) until the block ends."""
+    settings = Settings(home=home_dir, database_url=None)
+    keys = IssuerKeys.load(settings.keys_dir / home.ISSUER_KEYS)
+    issuer = LocalIssuer(keys, issuer=settings.local_issuer, audience=settings.oidc_audience)
+    owner = issuer.issue(subject="owner@bench", department="bench", roles=["data_owner"])
+    analyst = issuer.issue(subject="analyst@stats", department="stats", roles=["analyst"])
+    with (
+        BackgroundServer(create_app(settings)) as url,
+        httpx.Client(base_url=url, timeout=timeout_s) as http,
+    ):
+        yield Served(http, owner, analyst)

@@ -24,19 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import httpx
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
-from bench.common import summary, timed, write_result
+from bench.common import served, summary, timed, write_result
 from gateway import home
-from gateway.api import create_app
-from gateway.auth.issuer import LocalIssuer
-from gateway.auth.keys import IssuerKeys
-from gateway.demo.server import BackgroundServer
 from gateway.settings import Settings
 from sandbox.dp_snapshot import SETTLE_NS
 
@@ -130,42 +125,12 @@ def mae(released: list[dict[str, Any]], truth: dict[str, float]) -> float:
 def insitu(
     home_dir: Path, query: str, repeat: int
 ) -> tuple[list[float], float, list[dict[str, Any]]]:
-    settings = Settings(home=home_dir, database_url=None)
-    keys = IssuerKeys.load(settings.keys_dir / home.ISSUER_KEYS)
-    issuer = LocalIssuer(keys, issuer=settings.local_issuer, audience=settings.oidc_audience)
-    owner = issuer.issue(subject="owner@bench", department="bench", roles=["data_owner"])
-    analyst = issuer.issue(subject="analyst@stats", department="stats", roles=["analyst"])
     released: list[dict[str, Any]] = []
-    with (
-        BackgroundServer(create_app(settings)) as url,
-        httpx.Client(base_url=url, timeout=600) as http,
-    ):
-
-        def call(token: str, method: str, path: str, **kw: Any) -> httpx.Response:
-            headers = {"Authorization": f"Bearer {token}", **kw.pop("headers", {})}
-            r = http.request(method, path, headers=headers, **kw)
-            r.raise_for_status()
-            return r
-
-        yaml = {"Content-Type": "application/yaml"}
-        registered = http.post(
-            "/v1/datasets",
-            content=DATASET.encode(),
-            headers={"Authorization": f"Bearer {owner}", **yaml},
-        )
-        assert registered.status_code in (201, 409), registered.text  # 409: the second query
-        t = call(analyst, "POST", "/v1/templates", content=template(query).encode(), headers=yaml)
-        call(
-            owner,
-            "POST",
-            f"/v1/templates/people-{query}/versions/1/approvals",
-            json={"content_hash": t.json()["content_hash"]},
-        )
+    with served(home_dir) as gw:
+        gw.register(DATASET, template(query))  # the dataset is already there for the second
 
         def one_job() -> None:
-            job = call(analyst, "POST", "/v1/jobs", json={"template": f"people-{query}"}).json()
-            body = call(analyst, "GET", f"/v1/jobs/{job['id']}/result", params={"wait": 300}).json()
-            assert body["status"] == "released", body
+            body = gw.job({"template": f"people-{query}"}, wait_s=300)
             released.append({row[0]: row[1] for row in body["rows"]})
 
         first = timed(one_job, repeat=1, warmup=0)  # measures the snapshot when it is new

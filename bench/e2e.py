@@ -13,19 +13,14 @@ import textwrap
 from pathlib import Path
 
 import duckdb
-import httpx
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
-from bench.common import summary, timed, write_result
+from bench.common import served, summary, timed, write_result
 from gateway import home
-from gateway.api import create_app
-from gateway.auth.issuer import LocalIssuer
-from gateway.auth.keys import IssuerKeys
-from gateway.demo.server import BackgroundServer
 from gateway.settings import Settings
 
 SIZES = (100_000, 10_000_000)
@@ -92,44 +87,10 @@ def raw_duckdb(path: Path, repeat: int) -> list[float]:
 
 
 def gateway_jobs(home_dir: Path, repeat: int) -> list[float]:
-    settings = Settings(home=home_dir, database_url=None)
-    keys = IssuerKeys.load(settings.keys_dir / home.ISSUER_KEYS)
-    issuer = LocalIssuer(keys, issuer=settings.local_issuer, audience=settings.oidc_audience)
-    owner = issuer.issue(subject="owner@bench", department="bench", roles=["data_owner"])
-    analyst = issuer.issue(subject="analyst@stats", department="stats", roles=["analyst"])
-    with BackgroundServer(create_app(settings)) as url, httpx.Client(base_url=url) as http:
-
-        def call(token: str, method: str, path: str, **kw: object) -> httpx.Response:
-            r = http.request(
-                method,
-                path,
-                headers={"Authorization": f"Bearer {token}", **kw.pop("headers", {})},
-                **kw,
-            )  # type: ignore[arg-type]
-            r.raise_for_status()
-            return r
-
-        yaml = {"Content-Type": "application/yaml"}
-        call(owner, "POST", "/v1/datasets", content=DATASET.encode(), headers=yaml)
-        t = call(analyst, "POST", "/v1/templates", content=TEMPLATE.encode(), headers=yaml).json()
-        call(
-            owner,
-            "POST",
-            "/v1/templates/events-by-district/versions/1/approvals",
-            json={"content_hash": t["content_hash"]},
-        )
-
-        def one_job() -> None:
-            job = call(
-                analyst,
-                "POST",
-                "/v1/jobs",
-                json={"template": "events-by-district", "parameters": {"year": 2020}},
-            ).json()
-            body = call(analyst, "GET", f"/v1/jobs/{job['id']}/result", params={"wait": 120}).json()
-            assert body["status"] == "released", body
-
-        return timed(one_job, repeat=repeat)
+    with served(home_dir) as gw:
+        gw.register(DATASET, TEMPLATE)
+        submission = {"template": "events-by-district", "parameters": {"year": 2020}}
+        return timed(lambda: gw.job(submission), repeat=repeat)
 
 
 def main() -> None:

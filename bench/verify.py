@@ -12,19 +12,14 @@ import tempfile
 from pathlib import Path
 
 import duckdb
-import httpx
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
-from bench.common import summary, timed, write_result
+from bench.common import served, summary, timed, write_result
 from gateway import home
-from gateway.api import create_app
-from gateway.auth.issuer import LocalIssuer
-from gateway.auth.keys import IssuerKeys
-from gateway.demo.server import BackgroundServer
 from gateway.settings import Settings
 from gateway.specs import DatasetSpec, TemplateSpec, parse_document
 from gateway.templates import compile_spec
@@ -86,51 +81,15 @@ def raw_duckdb(path: Path, keys: list[str]) -> list[float]:
 
 
 def gateway_jobs(home_dir: Path, key_sets: list[list[str]]) -> list[list[float]]:
-    settings = Settings(home=home_dir, database_url=None)
-    keys = IssuerKeys.load(settings.keys_dir / home.ISSUER_KEYS)
-    issuer = LocalIssuer(keys, issuer=settings.local_issuer, audience=settings.oidc_audience)
-    owner = issuer.issue(subject="owner@bench", department="bench", roles=["data_owner"])
-    analyst = issuer.issue(subject="analyst@stats", department="stats", roles=["analyst"])
     out = []
-    with BackgroundServer(create_app(settings)) as url, httpx.Client(base_url=url) as http:
-
-        def call(token: str, method: str, path: str, **kw: object) -> httpx.Response:
-            r = http.request(
-                method,
-                path,
-                headers={"Authorization": f"Bearer {token}", **kw.pop("headers", {})},
-                **kw,
-            )  # type: ignore[arg-type]
-            r.raise_for_status()
-            return r
-
-        yaml = {"Content-Type": "application/yaml"}
-        call(owner, "POST", "/v1/datasets", content=DATASET.encode(), headers=yaml)
-        t = call(analyst, "POST", "/v1/templates", content=TEMPLATE.encode(), headers=yaml).json()
-        call(
-            owner,
-            "POST",
-            "/v1/templates/bench-resident/versions/1/approvals",
-            json={"content_hash": t["content_hash"]},
-        )
+    with served(home_dir) as gw:
+        gw.register(DATASET, TEMPLATE)
         for key_set in key_sets:
-
-            def one_job(key_set: list[str] = key_set) -> None:
-                job = call(
-                    analyst,
-                    "POST",
-                    "/v1/jobs",
-                    json={
-                        "template": "bench-resident",
-                        "parameters": {"district": "d03", "person_id": key_set},
-                    },
-                ).json()
-                body = call(
-                    analyst, "GET", f"/v1/jobs/{job['id']}/result", params={"wait": 120}
-                ).json()
-                assert body["status"] == "released", body
-
-            out.append(timed(one_job, repeat=REPEAT))
+            submission = {
+                "template": "bench-resident",
+                "parameters": {"district": "d03", "person_id": key_set},
+            }
+            out.append(timed(lambda s=submission: gw.job(s), repeat=REPEAT))
     return out
 
 
