@@ -78,8 +78,7 @@ class Built:
 def primitives(plan: DpPlan) -> tuple[Primitive, ...]:
     r = plan.rows_per_unit
     out: list[Primitive] = []
-    needs_count = plan.private_keys or any(m.kind is MeasureKind.COUNT for m in plan.measures)
-    if needs_count:
+    if plan.counts_rows:
         out.append(
             Primitive(
                 "keys" if plan.private_keys else "count",

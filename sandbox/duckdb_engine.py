@@ -76,7 +76,9 @@ class _FreshInstances:
     Opening a database instance costs ~35 ms and closing one ~15 ms; a job should wait for
     neither. Every instance is handed out once and retired after its job: nothing is reused
     between jobs, so the isolation is the same as opening one on demand (which happens when
-    none is ready, and always when `spares` is 0).
+    none is ready, and always when `spares` is 0). The next spare is opened once the job that
+    took the last one has retired it (or found none), not while that job's query runs: on a
+    small machine the two would compete for the same cores.
     """
 
     def __init__(self, config: dict[str, str | int], spares: int) -> None:
@@ -85,6 +87,7 @@ class _FreshInstances:
         self._ready: queue.Queue[duckdb.DuckDBPyConnection] = queue.Queue(maxsize=max(spares, 1))
         self._retired: queue.Queue[duckdb.DuckDBPyConnection | None] = queue.Queue()
         self._closed = threading.Event()
+        self._refill = threading.Event()  # set: open spares up to `spares`
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
@@ -94,7 +97,7 @@ class _FreshInstances:
             try:
                 return self._ready.get_nowait()
             except queue.Empty:
-                pass
+                self._refill.set()  # ready one for the next job
         return self.open()
 
     def open(self) -> duckdb.DuckDBPyConnection:
@@ -108,6 +111,7 @@ class _FreshInstances:
 
     def close(self) -> None:
         self._closed.set()
+        self._refill.set()
         self._retired.put(None)
         for thread in self._threads:
             thread.join(timeout=10)
@@ -118,26 +122,25 @@ class _FreshInstances:
         with self._lock:
             if self._threads:
                 return
+            self._refill.set()
             for target, name in ((self._fill, "spares"), (self._drain, "closer")):
                 thread = threading.Thread(target=target, name=f"sandbox-duckdb-{name}", daemon=True)
                 thread.start()
                 self._threads.append(thread)
 
     def _fill(self) -> None:
-        while not self._closed.is_set():
-            con = self.open()
-            while not self._closed.is_set():
-                try:
-                    self._ready.put(con, timeout=0.5)
-                    break
-                except queue.Full:
-                    continue
-            else:
-                con.close()
+        while True:
+            self._refill.wait()
+            self._refill.clear()
+            while not self._closed.is_set() and self._ready.qsize() < self._spares:
+                self._ready.put(self.open())  # only this thread puts: never blocks
+            if self._closed.is_set():
+                return
 
     def _drain(self) -> None:
         while (con := self._retired.get()) is not None:
             con.close()
+            self._refill.set()
         while not self._retired.empty():
             leftover = self._retired.get_nowait()
             if leftover is not None:
@@ -317,13 +320,15 @@ class DuckDBEngine:
         limits = self.limits
         con = self._instances.take()
         try:
-            for source in sources:
-                for statement in view_sql(source):
-                    con.execute(statement)
+            # one script (views, then the settings in LOCKDOWN order), then read back
+            statements = [statement for source in sources for statement in view_sql(source)]
             values = lockdown_values(limits, sources)
-            for name, required in LOCKDOWN:
-                if required or name in available_settings():
-                    con.execute(f"SET {name} = {values[name]}")
+            statements += [
+                f"SET {name} = {values[name]}"
+                for name, required in LOCKDOWN
+                if required or name in available_settings()
+            ]
+            con.execute(";\n".join(statements))
             _verify_lockdown(con, sources)
         except BaseException:
             con.close()
