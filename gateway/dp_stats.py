@@ -23,7 +23,6 @@ KEEP_PER_DATASET = 8  # snapshots kept per (dataset, unit); older ones can never
 class UnitStats:
     max_rows: int  # the most rows any non-NULL unit has
     null_rows: int  # rows whose unit is NULL
-    total_rows: int | None = None  # all rows (None: measured before this was kept)
 
 
 def lookup(engine: sa.Engine, snapshot: str) -> UnitStats | None:
@@ -31,14 +30,11 @@ def lookup(engine: sa.Engine, snapshot: str) -> UnitStats | None:
     s = schema.dp_unit_stats
     with db.reading(engine) as conn:
         row = conn.execute(
-            sa.select(s.c.max_rows, s.c.null_rows, s.c.total_rows).where(
-                s.c.snapshot == snapshot
-            )
+            sa.select(s.c.max_rows, s.c.null_rows).where(s.c.snapshot == snapshot)
         ).first()
     if row is None or type(row.max_rows) is not int or type(row.null_rows) is not int:
         return None
-    total = row.total_rows if type(row.total_rows) is int else None
-    return UnitStats(row.max_rows, row.null_rows, total)
+    return UnitStats(row.max_rows, row.null_rows)
 
 
 def record(
@@ -55,7 +51,6 @@ def record(
                 unit_column=unit,
                 max_rows=stats.max_rows,
                 null_rows=stats.null_rows,
-                total_rows=stats.total_rows,
                 created_at=datetime.now(UTC),
             ).on_conflict_do_nothing(index_elements=[s.c.snapshot])
         )

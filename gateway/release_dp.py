@@ -24,7 +24,7 @@ from gateway.jobs import JobStatus
 from gateway.ledger import DELTA_UNIT, RHO_UNIT, Cost, epsilon_at
 from gateway.releases import Outcome, Run
 from sandbox import DpPlan, ResultTable, compile_dp, dp_mechanism
-from sandbox.dp_plan import PACK_MAX_ROWS, no_op_limit, packable, windows_are_no_ops
+from sandbox.dp_plan import no_op_limit, windows_are_no_ops
 from sandbox.dp_snapshot import DpEngine, DpRun, fingerprint
 
 
@@ -65,15 +65,7 @@ def _aggregate(run: Run, plan: DpPlan) -> ResultTable:
     known = None if snapshot is None else dp_stats.lookup(run.gw.db, snapshot)
     if known is not None and windows_are_no_ops(plan, known.max_rows):
         no_nulls = known.null_rows == 0
-        # one aggregate per sum and its count, where no group can reach 2^32 rows
-        packed = known.total_rows is not None and known.total_rows <= PACK_MAX_ROWS
-        fast = compile_dp(
-            plan,
-            parameters,
-            bounded=False,
-            units_not_null=no_nulls,
-            packed=packed and packable(plan),
-        )
+        fast = compile_dp(plan, parameters, bounded=False, units_not_null=no_nulls)
         request = DpRun(plan.dataset_id, plan.unit, full, fast=fast, expected=snapshot)
     elif known is None:  # measure first; the fast plan if what was measured allows it
         fast = compile_dp(plan, parameters, bounded=False)
@@ -89,7 +81,7 @@ def _aggregate(run: Run, plan: DpPlan) -> ResultTable:
             snapshot=outcome.snapshot,
             dataset_id=plan.dataset_id,
             unit=plan.unit,
-            stats=dp_stats.UnitStats(outcome.max_rows, outcome.null_rows, outcome.total_rows),
+            stats=dp_stats.UnitStats(outcome.max_rows, outcome.null_rows),
         )
     return outcome.table
 

@@ -279,7 +279,6 @@ dp_unit_stats = sa.Table(
     sa.Column("unit_column", sa.String(64), nullable=False),
     sa.Column("max_rows", sa.BigInteger, nullable=False),
     sa.Column("null_rows", sa.BigInteger, nullable=False),
-    sa.Column("total_rows", sa.BigInteger, nullable=True),
     sa.Column("created_at", TS, nullable=False),
     sa.Index("ix_dp_unit_stats_dataset", "dataset_id", "created_at"),
 )

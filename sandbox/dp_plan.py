@@ -5,24 +5,24 @@ into a ``CompiledQuery`` whose SQL, written here and never from user text:
 
 1. reads one dataset, keeps rows whose privacy unit is not NULL and that pass the filters
    (``column op $parameter``; values are always bound, never spliced);
-2. clamps every numeric measure to its declared bounds (``CASE WHEN x < lo THEN lo WHEN
-   x > hi THEN hi ELSE x END``), as fixed-point integers for non-integer columns so every
-   sum is exact; a mean sums its values centred on the middle of the bounds (as
-   ``2·x − (lo + hi)``), which halves the sensitivity of its sum;
+2. clamps every numeric measure to its declared bounds (``LEAST(GREATEST(x, lo), hi)``), as
+   fixed-point integers for non-integer columns so every sum is exact; a mean sums its
+   values centred on the middle of the bounds (as ``2·x − (lo + hi)``), which halves the
+   sensitivity of its sum;
 3. bounds each unit's contribution: at most ``rows_per_unit`` rows in total (a ``ROW_NUMBER``
    over the unit in random order) and, when smaller, at most ``groups_per_unit`` groups
    (a ``DENSE_RANK`` of the unit's group keys);
-4. aggregates exactly per group: the row count (when a count is released or keys are
-   selected), per measure the clamped sum, the count of non-NULL values, one count per
-   histogram bin, or for a quantile the counts of values below and above each candidate
-   (from which the quantile scores follow).
+4. aggregates exactly per group: the row count (only where a count is released or keys
+   are selected: a result carries no more than the release needs), per measure the clamped
+   sum, the count of non-NULL values, one count per histogram bin, or for a quantile the
+   counts of values below and above each candidate (from which the quantile scores follow).
 
-A *packed* plan (only ever without the windows, see ``sandbox.dp_snapshot``) computes a sum
-and its non-NULL count in one aggregate, ``SUM(v · 2^32 + 1)`` over the non-NULL rows, which
-the engine runs about as fast as one plain ``SUM``; ``unpack`` splits it back into the
-``s``/``c`` columns the full plan gives, identically. It is exact only while every per-row
-term stays below 2^31 in magnitude (``packable``) and no group has 2^32 rows or more, which
-the caller knows from the snapshot's row count.
+The clamp is ``LEAST(GREATEST(…))`` on purpose: DuckDB folds the branches of an equivalent
+``CASE WHEN x < lo …`` away when a file's column statistics say no value lies outside the
+bounds, so a file whose statistics understate its values (a buggy writer; pyarrow leaves NaN
+out of min/max) would have them summed unclamped, and timing would tell whether a column's
+extremes lie within the bounds. Non-integer columns are scaled in DOUBLE (a FLOAT's 24 bits
+would round a clamped value past its bound).
 
 Sensitivities follow from step 3 alone (see ``sandbox/dp_measure.py``): one unit changes at
 most R rows in total, spread over at most min(G, R) groups. Identifiers come from the
@@ -33,23 +33,18 @@ numbers of the approved template.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 from fractions import Fraction
 
-from sandbox.errors import ExecutionCategory, ExecutionError, TemplateRejected
+from sandbox.errors import TemplateRejected
 from sandbox.params import PARAMETER_NAME
 from sandbox.query import CompiledQuery, TemplateKind
-from sandbox.results import ResultTable
 from sandbox.schema import COLUMN_NAME
 
 MAX_BOUND = 10**12
 MAX_ROWS_PER_UNIT = 1000
 FIXED_POINT = 1000  # non-integer columns are summed in thousandths, exactly
-PACK_SHIFT = 32  # a packed aggregate is s · 2^PACK_SHIFT + c
-PACK_MAX_TERM = 2**31 - 1  # |per-row term| · 2^32 + 1 stays within BIGINT
-PACK_MAX_ROWS = 2**PACK_SHIFT - 1  # c must not carry into s
 CONSTANT_PREFIX = "dpconst_"
 INTEGER_TYPES = frozenset(
     {"TINYINT", "SMALLINT", "INTEGER", "INT", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT"}
@@ -250,88 +245,41 @@ def _q(name: str, dialect: str = "duckdb") -> str:
     return f"`{name}`" if dialect == "spark" else f'"{name}"'
 
 
-def _clamp(e: str, lo: str, hi: str) -> str:
-    """``e`` clamped to ``[lo, hi]``; NULL stays NULL."""
-    return f"CASE WHEN {e} < {lo} THEN {lo} WHEN {e} > {hi} THEN {hi} ELSE {e} END"
-
-
-def _term_bound(plan: DpPlan, m: DpMeasure) -> Fraction:
-    """The largest magnitude of one row's term in the sum of a sum or mean measure."""
-    assert m.lower is not None and m.upper is not None
-    k = plan.fixed_point(m)
-    return (m.upper - m.lower) * k if m.kind is MeasureKind.MEAN else m.magnitude * k
-
-
-def packable(plan: DpPlan) -> bool:
-    """Whether a packed plan is exact for every group of fewer than 2^32 rows: the plan has a
-    sum or mean, and every one of them has per-row terms below 2^31 in magnitude."""
-    summed = [m for m in plan.measures if m.kind in (MeasureKind.SUM, MeasureKind.MEAN)]
-    return bool(summed) and all(_term_bound(plan, m) <= PACK_MAX_TERM for m in summed)
-
-
-def _sum_sql(
-    plan: DpPlan,
-    i: int,
-    m: DpMeasure,
-    inner: list[str],
-    outer: list[str],
-    *,
-    dialect: str,
-    packed: bool,
-) -> None:
-    """The expressions of sum or mean measure ``i``: ``s<i>`` and ``c<i>``, or ``p<i>``."""
-    assert m.column is not None and m.lower is not None and m.upper is not None
-    k = plan.fixed_point(m)
-    if (m.lower * k).denominator != 1 or (m.upper * k).denominator != 1:
-        # ROUND of a value clamped to a fractional bound can pass the bound (0.5 → 1)
-        raise TemplateRejected(f"measure {m.name}: bounds have at most 3 decimals")
-    lo, hi = _num(m.lower * k), _num(m.upper * k)
-    x = f"t.{_q(m.column, dialect)}"
-    scaled = x if k == 1 else f"({x} * {k})"
-    if packed:
-        # the same per-row terms as below, NULL for a NULL value, which the SUM leaves
-        # out: the low 32 bits count the non-NULL rows, the rest is their sum
-        term = _clamp(scaled, lo, hi)
-        if m.kind is MeasureKind.MEAN:
-            term = f"2 * {term} - ({lo} + {hi})"
-        inner.append(f"CAST({term if k == 1 else f'ROUND({term})'} AS BIGINT) AS v{i}")
-        outer.append(f"SUM(v{i} * {2**PACK_SHIFT} + 1) AS p{i}")
-        return
-    # A NULL value is clamped as the lower bound, then taken out again per group with
-    # COUNT(x): the sum is over non-NULL values exactly, and the engine can tell from
-    # column statistics that COUNT(x) is COUNT(*) when the column has no NULL.
-    clamped = _clamp(f"COALESCE({scaled}, {lo})", lo, hi)
-    inner.append(f"{x} AS x{i}")
-    nulls = f"(COUNT(*) - COUNT(x{i}))"
-    if k == 1:  # integers: Σ(2·x − (lo + hi)) = 2·Σx − (lo + hi)·n exactly, per group
-        inner.append(f"CAST({clamped} AS BIGINT) AS v{i}")
-        total = f"(SUM(v{i}) - {lo} * {nulls})"
-        if m.kind is MeasureKind.MEAN:
-            total = f"2 * {total} - ({lo} + {hi}) * COUNT(x{i})"
-    else:  # fixed point, rounded per row; a mean centred and doubled: 2·x − (lo + hi)
-        null_value = m.lower * k
-        if m.kind is MeasureKind.MEAN:
-            clamped = f"2 * {clamped} - ({lo} + {hi})"
-            null_value = (m.lower - m.upper) * k
-        inner.append(f"CAST(ROUND({clamped}) AS BIGINT) AS v{i}")
-        total = f"(SUM(v{i}) - ({_num(null_value)}) * {nulls})"
-    outer.append(f"{total} AS s{i}")
-    outer.append(f"COUNT(x{i}) AS c{i}")
-
-
 def _measure_sql(
-    plan: DpPlan,
-    i: int,
-    m: DpMeasure,
-    inner: list[str],
-    outer: list[str],
-    *,
-    dialect: str,
-    packed: bool = False,
+    plan: DpPlan, i: int, m: DpMeasure, inner: list[str], outer: list[str], *, dialect: str
 ) -> None:
     """The inner (per row) and outer (per group) expressions of measure ``i``."""
     if m.kind in (MeasureKind.SUM, MeasureKind.MEAN):
-        _sum_sql(plan, i, m, inner, outer, dialect=dialect, packed=packed)
+        assert m.column is not None and m.lower is not None and m.upper is not None
+        k = plan.fixed_point(m)
+        if (m.lower * k).denominator != 1 or (m.upper * k).denominator != 1:
+            # ROUND of a value clamped to a fractional bound can pass the bound (0.5 → 1)
+            raise TemplateRejected(f"measure {m.name}: bounds have at most 3 decimals")
+        lo, hi = _num(m.lower * k), _num(m.upper * k)
+        mid2 = _num((m.lower + m.upper) * k)  # lo + hi as one literal: no 32-bit overflow
+        x = f"t.{_q(m.column, dialect)}"
+        # A NULL value is clamped as the lower bound, then taken out again per group with
+        # COUNT(x): the sum is over non-NULL values exactly, whatever the engine's GREATEST
+        # does with NULL, and the engine can tell from column statistics that COUNT(x) is
+        # COUNT(*) when the column has no NULL (one aggregate fewer).
+        scaled = x if k == 1 else f"(CAST({x} AS DOUBLE) * {k})"
+        clamped = f"LEAST(GREATEST(COALESCE({scaled}, {lo}), {lo}), {hi})"
+        inner.append(f"{x} AS x{i}")
+        nulls = f"(COUNT(*) - COUNT(x{i}))"
+        if k == 1:  # integers: Σ(2·x − (lo + hi)) = 2·Σx − (lo + hi)·n exactly, per group
+            inner.append(f"CAST({clamped} AS BIGINT) AS v{i}")
+            total = f"(SUM(v{i}) - {lo} * {nulls})"
+            if m.kind is MeasureKind.MEAN:
+                total = f"2 * {total} - {mid2} * COUNT(x{i})"
+        else:  # fixed point, rounded per row; a mean centred and doubled: 2·x − (lo + hi)
+            null_value = m.lower * k
+            if m.kind is MeasureKind.MEAN:
+                clamped = f"2 * {clamped} - {mid2}"
+                null_value = (m.lower - m.upper) * k
+            inner.append(f"CAST(ROUND({clamped}) AS BIGINT) AS v{i}")
+            total = f"(SUM(v{i}) - ({_num(null_value)}) * {nulls})"
+        outer.append(f"{total} AS s{i}")
+        outer.append(f"COUNT(x{i}) AS c{i}")
     elif m.kind is MeasureKind.QUANTILE:
         assert m.column is not None
         inner.append(f"t.{_q(m.column, dialect)} AS v{i}")
@@ -374,22 +322,14 @@ def windows_are_no_ops(plan: DpPlan, max_rows_per_unit: int) -> bool:
 
 
 def plan_sql(
-    plan: DpPlan,
-    dialect: str,
-    *,
-    bounded: bool = True,
-    units_not_null: bool = False,
-    packed: bool = False,
+    plan: DpPlan, dialect: str, *, bounded: bool = True, units_not_null: bool = False
 ) -> str:
     """The bounded-contribution aggregate for ``dialect`` ``duckdb`` ($name) or ``spark``.
 
     ``bounded=False`` leaves out the per-unit windows (clamping stays), ``units_not_null``
     the ``unit IS NOT NULL`` filter. Only ``sandbox.dp_snapshot`` runs such a plan, and only on
     a source snapshot it has verified, in the reading process, to have no unit over the bounds
-    (``windows_are_no_ops``) and, for the second, no row without a unit. ``packed`` (only
-    without the windows, and only where ``packable``) sums each sum or mean with its count."""
-    if packed and (bounded or not packable(plan)):
-        raise TemplateRejected("only an unbounded plan whose sums fit can be packed")
+    (``windows_are_no_ops``) and, for the second, no row without a unit."""
     mark = "$" if dialect == "duckdb" else ":"
     rand = "random()" if dialect == "duckdb" else "rand()"
     dept, name = plan.dataset_id.split(".")
@@ -399,7 +339,7 @@ def plan_sql(
     if plan.counts_rows:
         outer.append("COUNT(*) AS n")
     for i, m in enumerate(plan.measures):
-        _measure_sql(plan, i, m, inner, outer, dialect=dialect, packed=packed)
+        _measure_sql(plan, i, m, inner, outer, dialect=dialect)
     table = f"{_q(dept, dialect)}.{_q(name, dialect)}"
     where = [] if units_not_null and not bounded else [f"t.{_q(plan.unit, dialect)} IS NOT NULL"]
     for i, f in enumerate(plan.filters):
@@ -431,11 +371,11 @@ def plan_sql(
     )
 
 
-def output_columns(plan: DpPlan, *, packed: bool = False) -> tuple[str, ...]:
+def output_columns(plan: DpPlan) -> tuple[str, ...]:
     out = [*plan.group_by, *(["n"] if plan.counts_rows else [])]
     for i, m in enumerate(plan.measures):
         if m.kind in (MeasureKind.SUM, MeasureKind.MEAN):
-            out += [f"p{i}"] if packed else [f"s{i}", f"c{i}"]
+            out += [f"s{i}", f"c{i}"]
         elif m.kind is MeasureKind.HISTOGRAM:
             out += [f"h{i}_{b}" for b in range(len(m.bins) - 1)]
         elif m.kind is MeasureKind.QUANTILE:
@@ -449,13 +389,11 @@ def compile_dp(
     *,
     bounded: bool = True,
     units_not_null: bool = False,
-    packed: bool = False,
 ) -> CompiledQuery:
     """The plan as a CompiledQuery of kind DP (parameters: the template's and the constants).
 
-    ``bounded=False``, ``units_not_null`` and ``packed`` (see ``plan_sql``) change the DuckDB
-    SQL only: ``spark_sql`` stays the bounded plan (a Spark cluster's reads cannot be
-    fingerprinted). A packed query's result goes through ``unpack`` before anything else."""
+    ``bounded=False`` and ``units_not_null`` (see ``plan_sql``) change the DuckDB SQL only:
+    ``spark_sql`` stays the bounded plan (a Spark cluster's reads cannot be fingerprinted)."""
     used = {f.parameter for f in plan.filters if f.parameter is not None}
     unused = set(template_parameters) - used
     if unused:
@@ -463,12 +401,11 @@ def compile_dp(
     missing = used - set(template_parameters)
     if missing:
         raise TemplateRejected(f"filters use undeclared parameters: {', '.join(sorted(missing))}")
-    outputs = output_columns(plan, packed=packed)
-    sql = plan_sql(plan, "duckdb", bounded=bounded, units_not_null=units_not_null, packed=packed)
+    outputs = output_columns(plan)
     return CompiledQuery(
         kind=TemplateKind.DP,
-        source_sql=sql,
-        duckdb_sql=sql,
+        source_sql=plan_sql(plan, "duckdb", bounded=bounded, units_not_null=units_not_null),
+        duckdb_sql=plan_sql(plan, "duckdb", bounded=bounded, units_not_null=units_not_null),
         spark_sql=plan_sql(plan, "spark"),
         parameters=tuple(sorted(used | set(plan.constants()))),
         tables=(plan.dataset_id,),
@@ -476,46 +413,3 @@ def compile_dp(
         count_column="n" if plan.counts_rows else None,
         group_columns=plan.group_by,
     )
-
-
-_SPLIT = re.compile(r"([sc])(\d+)")
-
-
-def unpack(table: ResultTable, columns: tuple[str, ...]) -> ResultTable:
-    """A packed plan's ``table`` with every ``p<i>`` (= ``s<i>`` · 2^32 + ``c<i>``) split into
-    ``s<i>`` and ``c<i>``, in the order of ``columns``, the full plan's output columns. A
-    table without packed columns is returned as it is; anything else is refused."""
-    if table.columns == columns:
-        return table
-    index = {c: j for j, c in enumerate(table.columns)}
-    picks: list[tuple[int, str]] = []  # (column of table, "" | "s" | "c")
-    for name in columns:
-        if name in index:
-            picks.append((index[name], ""))
-            continue
-        split = _SPLIT.fullmatch(name)
-        packed = index.get(f"p{split.group(2)}") if split else None
-        if split is None or packed is None:
-            raise ExecutionError(ExecutionCategory.INTERNAL)
-        picks.append((packed, split.group(1)))
-    if {j for j, _ in picks} != set(range(len(table.columns))):
-        raise ExecutionError(ExecutionCategory.INTERNAL)
-    low = 2**PACK_SHIFT
-    rows: list[tuple[object, ...]] = []
-    for row in table.rows:
-        out: list[object] = []
-        for j, part in picks:
-            value = row[j]
-            if part:
-                value = 0 if value is None else value  # a group whose values are all NULL
-                if type(value) is not int:
-                    raise ExecutionError(ExecutionCategory.INTERNAL)
-                count = value % low
-                value = count if part == "c" else (value - count) // low
-            out.append(value)
-        rows.append(tuple(out))
-    types = tuple(
-        table.types[j] if not part else ("HUGEINT" if part == "s" else "BIGINT")
-        for j, part in picks
-    )
-    return ResultTable(columns=columns, types=types, rows=tuple(rows))

@@ -7,10 +7,6 @@ non-NULL unit of the source has more than ``m`` rows and ``m`` is within the pla
 (``dp_plan.windows_are_no_ops``), those windows keep every row, so the plan without them
 (``compile_dp(..., bounded=False)``; clamping stays) gives the identical exact aggregate.
 
-The fast plan may also be *packed* (``dp_plan.packable``): each sum computed with its count
-in one aggregate, exact while no group has 2^32 rows, which the snapshot's row count
-(measured with ``m``) shows; the worker splits it back (``dp_plan.unpack``) before replying.
-
 ``m`` is a statistic of one snapshot of the source, measured by the sandbox itself
 (``unit_rows_query``, NULL units left out exactly as the plan leaves them out) and stored by
 the gateway under the snapshot's ``fingerprint``: a digest of the dataset id, format, unit
@@ -48,13 +44,13 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from sandbox import protocol
-from sandbox.dp_plan import _q, unpack
+from sandbox.dp_plan import _q
 from sandbox.errors import ExecutionCategory, ExecutionError
 from sandbox.query import CompiledQuery, TemplateKind
 from sandbox.results import ResultTable
 from sandbox.sources import TableSource
 
-VERSION = "dp-unit-rows/2"  # bump when the plan's reading or NULL-unit treatment changes
+VERSION = "dp-unit-rows/1"  # bump when the plan's reading or NULL-unit treatment changes
 SETTLE_NS = 2_000_000_000  # a file's ctime must be this much older than a statistic's read
 
 Path_ = Literal["fast", "full", "fallback"]
@@ -80,17 +76,15 @@ def fingerprint(source: TableSource, unit: str, *, now_ns: int | None = None) ->
 
 
 def unit_rows_query(dataset_id: str, unit: str) -> CompiledQuery:
-    """The most rows any non-NULL unit has in the source (``max_rows``, 0 for none), the
-    number of rows whose unit is NULL (``null_rows``), grouped as the plan partitions, and
-    the number of rows (``total_rows``), which bounds every group of a packed plan."""
+    """The most rows any non-NULL unit has in the source (``max_rows``, 0 for none) and the
+    number of rows whose unit is NULL (``null_rows``), grouped as the plan partitions."""
     dept, name = dataset_id.split(".")
 
     def sql(dialect: str) -> str:
         u = _q(unit, dialect)
         return (
             "SELECT COALESCE(MAX(CASE WHEN u IS NOT NULL THEN c END), 0) AS max_rows, "  # noqa: S608
-            "COALESCE(SUM(CASE WHEN u IS NULL THEN c END), 0) AS null_rows, "
-            "COALESCE(SUM(c), 0) AS total_rows "
+            "COALESCE(SUM(CASE WHEN u IS NULL THEN c END), 0) AS null_rows "
             f"FROM (SELECT t.{u} AS u, COUNT(*) AS c "
             f"FROM {_q(dept, dialect)}.{_q(name, dialect)} AS t GROUP BY t.{u}) AS p"
         )
@@ -102,7 +96,7 @@ def unit_rows_query(dataset_id: str, unit: str) -> CompiledQuery:
         spark_sql=sql("spark"),
         parameters=(),
         tables=(dataset_id,),
-        output_columns=("max_rows", "null_rows", "total_rows"),
+        output_columns=("max_rows", "null_rows"),
         count_column=None,
         group_columns=(),
     )
@@ -142,7 +136,6 @@ class DpOutcome:
     snapshot: str | None = None  # the fingerprint the statistics below were measured on
     max_rows: int | None = None
     null_rows: int | None = None
-    total_rows: int | None = None
 
 
 @runtime_checkable
@@ -169,14 +162,9 @@ def run_dp(
 ) -> DpOutcome:
     """Run ``request`` with ``engine`` in this process (the one that reads the files)."""
     source = sources[request.dataset_id]
-
-    def fast() -> ResultTable:
-        assert request.fast is not None
-        return unpack(engine.run(request.fast, sources, params), request.full.output_columns)
-
     if request.fast is not None and request.expected is not None:
         if fingerprint(source, request.unit) == request.expected:
-            table = fast()
+            table = engine.run(request.fast, sources, params)
             if fingerprint(source, request.unit) == request.expected:
                 return DpOutcome(table, "fast")
         return DpOutcome(engine.run(request.full, sources, params), "fallback")
@@ -188,24 +176,22 @@ def run_dp(
     stats = engine.run(unit_rows_query(request.dataset_id, request.unit), sources, {})
     values = stats.rows[0] if len(stats.rows) == 1 else ()
     if (
-        len(values) != 3
+        len(values) != 2
         or not all(type(v) is int and v >= 0 for v in values)
         or fingerprint(source, request.unit) != before
     ):
         return DpOutcome(engine.run(request.full, sources, params), "full")
-    max_rows, null_rows, total_rows = values
+    max_rows, null_rows = values
     assert isinstance(max_rows, int) and isinstance(null_rows, int)
-    assert isinstance(total_rows, int)
-    measured = (before, max_rows, null_rows, total_rows)
     if request.fast is not None and request.limit is not None and max_rows <= request.limit:
         # the statistic was read from ``before``; so is the fast plan's input if the
         # fingerprint still matches after it (no change to the file in between)
-        table = fast()
+        table = engine.run(request.fast, sources, params)
         if fingerprint(source, request.unit) == before:
-            return DpOutcome(table, "fast", *measured)
+            return DpOutcome(table, "fast", before, max_rows, null_rows)
         return DpOutcome(engine.run(request.full, sources, params), "fallback")
     table = engine.run(request.full, sources, params)
-    return DpOutcome(table, "full", *measured)
+    return DpOutcome(table, "full", before, max_rows, null_rows)
 
 
 # --- over the worker protocol ---------------------------------------------------------
@@ -243,21 +229,17 @@ def encode_outcome(outcome: DpOutcome) -> dict[str, Any]:
         "snapshot": outcome.snapshot,
         "max_rows": outcome.max_rows,
         "null_rows": outcome.null_rows,
-        "total_rows": outcome.total_rows,
     }
 
 
 def decode_outcome(data: dict[str, Any]) -> DpOutcome:
     path = data.get("path")
-    snapshot = data.get("snapshot")
-    counts = (data.get("max_rows"), data.get("null_rows"), data.get("total_rows"))
+    snapshot, max_rows, nulls = data.get("snapshot"), data.get("max_rows"), data.get("null_rows")
     if path not in ("fast", "full", "fallback"):
         raise ExecutionError(ExecutionCategory.INTERNAL)
     table = protocol.decode_table(data["table"])
     if snapshot is None:
         return DpOutcome(table, path)
-    if not (isinstance(snapshot, str) and all(type(v) is int for v in counts)):
+    if not (isinstance(snapshot, str) and type(max_rows) is int and type(nulls) is int):
         raise ExecutionError(ExecutionCategory.INTERNAL)
-    max_rows, nulls, total = counts
-    assert isinstance(max_rows, int) and isinstance(nulls, int) and isinstance(total, int)
-    return DpOutcome(table, path, snapshot, max_rows, nulls, total)
+    return DpOutcome(table, path, snapshot, max_rows, nulls)
