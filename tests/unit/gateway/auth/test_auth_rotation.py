@@ -137,7 +137,9 @@ def test_rotation_by_another_process_reaches_a_running_verifier(tmp_path: Path) 
     old_token = issue(old, "alice")
     assert verifier.verify(old_token).subject == "alice"
 
-    new = IssuerKeys.rotate_file(path, overlap_s=600)  # as `insitu token rotate-key` does
+    # as `insitu token rotate-key` does, at the verifier's time: on a loaded machine more than
+    # a second can pass between taking the clock and rotating, which the +601 below assumes not
+    new = IssuerKeys.rotate_file(path, overlap_s=600, now=clock.now)
     new_token = issue(new, "bob")
     assert verifier.verify(new_token).subject == "bob"
     assert verifier.verify(old_token).subject == "alice"  # inside the window
