@@ -76,7 +76,8 @@ class Settings(BaseSettings):
         default="insitu-local", description="`iss` of tokens from `insitu token issue`."
     )
     engine: Literal["duckdb", "spark"] = Field(
-        default="duckdb", description="Compute engine next to the data."
+        default="duckdb",
+        description="Compute engine next to the data (`spark` is refused until its engine lands).",
     )
     spark_remote: str | None = Field(
         default=None, description="Spark Connect URL (`sc://host:15002`) for engine=spark."
@@ -134,6 +135,15 @@ class Settings(BaseSettings):
             raise ValueError("database_url must be a sqlite: or postgresql: URL")
         if value.startswith("postgresql:"):
             return "postgresql+psycopg:" + value.removeprefix("postgresql:")
+        return value
+
+    @field_validator("engine")
+    @classmethod
+    def _engine_available(cls, value: str) -> str:
+        # Refused rather than ignored: a deployment asking for Spark must not run on DuckDB
+        # beside the gateway without noticing.
+        if value != "duckdb":
+            raise ValueError(f"the {value} engine is not available in this release; use duckdb")
         return value
 
     @model_validator(mode="after")

@@ -91,6 +91,17 @@ def test_usage_errors_exit_2_with_one_line(args: tuple[str, ...], tmp_path: Path
     assert "Traceback" not in out.stderr
 
 
+def test_an_engine_that_is_not_built_is_refused_not_ignored(tmp_path: Path) -> None:
+    for command in (("init",), ("serve",)):
+        out = insitu(*command, env={"INSITU_HOME": str(tmp_path), "INSITU_ENGINE": "spark"})
+        assert out.returncode == 2, (out.stdout, out.stderr)
+        assert out.stderr.strip().splitlines() == [
+            "insitu: bad setting engine: Value error, the spark engine is not available in this "
+            "release; use duckdb"
+        ]
+    assert not (tmp_path / "keys").exists()  # nothing was created
+
+
 def test_bad_token_subject_is_a_usage_error(tmp_path: Path) -> None:
     insitu("init", "--home", str(tmp_path))
     out = insitu(
