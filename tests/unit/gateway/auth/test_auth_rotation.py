@@ -143,7 +143,10 @@ def test_rotation_by_another_process_reaches_a_running_verifier(tmp_path: Path) 
     assert verifier.verify(old_token).subject == "alice"  # inside the window
     assert kids(source.public_jwks()) == [new.kid, old.kid]
 
-    clock.now += 601  # the window has ended; the file did not change again
+    # the window has ended; the file did not change again. Counted from the rotation, not from
+    # `clock`'s start: the window is ceil(rotation time + 600), so `clock.now += 601` fell
+    # short whenever the few milliseconds between Clock() and the rotation crossed a second.
+    clock.now = time.time() + 601
     assert verifier.verify(new_token).subject == "bob"
     with pytest.raises(TokenInvalid, match="untrusted signing key"):
         verifier.verify(old_token)
