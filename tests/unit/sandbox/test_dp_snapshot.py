@@ -103,12 +103,32 @@ def engine() -> Iterator[DuckDBEngine]:
     e.close()
 
 
+@pytest.fixture(scope="module")
+def _settled_sources(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[Path]]:
+    """One fresh file for each test of this module that asks for `source`, all written up
+    front and settled together: one settling wait for the module instead of one per test.
+    Each test still gets its own file, untouched since it was written and settled."""
+    wanted = sum(
+        1
+        for item in request.session.items
+        if item.module is request.module and "source" in getattr(item, "fixturenames", ())
+    )
+    paths = []
+    for i in range(wanted):
+        path = tmp_path_factory.mktemp(f"source-{i}") / "residents.parquet"
+        write(path, units(300, per_unit=2, nulls=40))  # two rows per unit; 40 NULL-unit rows
+        paths.append(path)
+    if paths:
+        settle()
+    yield paths
+
+
 @pytest.fixture
-def source(tmp_path: Path) -> TableSource:
-    path = tmp_path / "residents.parquet"
-    write(path, units(300, per_unit=2, nulls=40))  # two rows per unit; 40 NULL-unit rows
-    settle()
-    return TableSource(DATASET, "parquet", path)
+def source(_settled_sources: list[Path]) -> TableSource:
+    assert _settled_sources, "more tests asked for `source` than were counted"
+    return TableSource(DATASET, "parquet", _settled_sources.pop(0))
 
 
 def params(p: DpPlan) -> dict[str, object]:

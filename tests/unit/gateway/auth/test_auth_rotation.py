@@ -137,15 +137,16 @@ def test_rotation_by_another_process_reaches_a_running_verifier(tmp_path: Path) 
     old_token = issue(old, "alice")
     assert verifier.verify(old_token).subject == "alice"
 
-    # as `insitu token rotate-key` does, at the verifier's time: on a loaded machine more than
-    # a second can pass between taking the clock and rotating, which the +601 below assumes not
-    new = IssuerKeys.rotate_file(path, overlap_s=600, now=clock.now)
+    new = IssuerKeys.rotate_file(path, overlap_s=600)  # as `insitu token rotate-key` does
     new_token = issue(new, "bob")
     assert verifier.verify(new_token).subject == "bob"
     assert verifier.verify(old_token).subject == "alice"  # inside the window
     assert kids(source.public_jwks()) == [new.kid, old.kid]
 
-    clock.now += 601  # the window has ended; the file did not change again
+    # the window has ended; the file did not change again. Counted from the rotation, not from
+    # `clock`'s start: the window is ceil(rotation time + 600), so `clock.now += 601` fell
+    # short whenever the few milliseconds between Clock() and the rotation crossed a second.
+    clock.now = time.time() + 601
     assert verifier.verify(new_token).subject == "bob"
     with pytest.raises(TokenInvalid, match="untrusted signing key"):
         verifier.verify(old_token)
