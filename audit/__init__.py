@@ -41,7 +41,7 @@ from audit.merkle import (
     verify_inclusion,
 )
 from audit.receipt import VerifiedReceipt, verify_receipt
-from audit.terms import terms_of
+from audit.terms import term, terms_of
 from audit.tree import (
     CompactRange,
     NodeId,
@@ -54,6 +54,7 @@ from audit.witness import Witness, WitnessRefusal
 
 if TYPE_CHECKING:
     from audit.store import AppendResult, SignedHead, SqlAuditLog, metadata
+    from audit.store_tables import entries_table
     from audit.verify import VerifyReport, verify_bundle
 
 _LAZY = {
@@ -61,6 +62,7 @@ _LAZY = {
     "SignedHead": "audit.store",
     "SqlAuditLog": "audit.store",
     "metadata": "audit.store",
+    "entries_table": "audit.store_tables",
     "VerifyReport": "audit.verify",
     "verify_bundle": "audit.verify",
 }
@@ -96,6 +98,7 @@ __all__ = [
     "consistency_proof",
     "decode",
     "encode",
+    "entries_table",
     "fingerprint",
     "inclusion_proof",
     "leaf_hash",
@@ -108,6 +111,7 @@ __all__ = [
     "root_from_nodes",
     "sign_checkpoint",
     "sign_note",
+    "term",
     "terms_of",
     "verify_bundle",
     "verify_consistency",

@@ -51,7 +51,7 @@ from audit import (
 )
 from audit.store import metadata
 from bench.common import write_result
-from gateway import db
+from gateway.store import db
 
 ORIGIN = "bench.insitu/audit"
 PG_URL = os.environ.get("INSITU_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -33,7 +33,7 @@ from rich.table import Table
 from bench.common import served, summary, timed, write_result
 from gateway import home
 from gateway.settings import Settings
-from sandbox.dp_snapshot import SETTLE_NS
+from sandbox.dp.snapshot import SETTLE_NS
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = {
@@ -177,7 +177,7 @@ def run(rows: int, *, peers: bool = True) -> dict[str, Any]:
         home.init_home(settings)
         data = settings.data_dir / "bench" / "people.parquet"
         write_people(data, rows)
-        # A snapshot is measured only once its ctime is SETTLE_NS old (sandbox/dp_snapshot.py):
+        # A snapshot is measured only once its ctime is SETTLE_NS old (sandbox/dp/snapshot.py):
         # a real source is written long before it is queried; this one seconds before.
         time.sleep(SETTLE_NS / 1e9)
         for query in ("count", "mean"):

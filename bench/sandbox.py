@@ -41,9 +41,9 @@ from sandbox import (
     TemplateKind,
     compile_template,
 )
-from sandbox.auxiliary import population_params
-from sandbox.compile_disclosure import derive_disclosure_queries
-from sandbox.process_engine import ProcessEngine
+from sandbox.compile.auxiliary import population_params
+from sandbox.compile.disclosure import derive_disclosure_queries
+from sandbox.engines.process import ProcessEngine
 
 DATASET = "bench.events"
 SQL = """

@@ -20,9 +20,9 @@ from rich.table import Table
 
 from bench.common import served, summary, timed, write_result
 from gateway import home
+from gateway.catalogue.documents import DatasetSpec, TemplateSpec, parse_document
+from gateway.catalogue.templates import compile_spec
 from gateway.settings import Settings
-from gateway.specs import DatasetSpec, TemplateSpec, parse_document
-from gateway.templates import compile_spec
 
 ROWS = 1_000_000
 KEY_COUNTS = (1, 10, 100)

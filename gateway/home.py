@@ -18,11 +18,12 @@ import secrets
 from pathlib import Path
 
 from audit import AuditError, NoteVerifier, Signer, SqlAuditLog
-from gateway import db, policy_store
-from gateway.audit_trail import AuditTrail
 from gateway.auth.keys import IssuerKeys
 from gateway.errors import Unavailable
 from gateway.settings import CONFIG_FILE, Settings
+from gateway.store import db
+from gateway.store import policy_versions as policy_store
+from gateway.trail.writer import AuditTrail
 from policies import default_rules
 
 ISSUER_KEYS = "issuer.jwks.json"

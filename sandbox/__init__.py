@@ -1,27 +1,42 @@
 """insitu sandbox: compile templates, validate parameters, run them locked down, control
-disclosure. Never imports gateway, policies or audit. See README.md.
+disclosure, plan and measure differential privacy. Never imports gateway, policies or audit.
+See README.md.
+
+The gateway imports every name it uses from this root. Names whose modules pull in a heavy
+library (sqlglot for compilation, DuckDB for the engines, OpenDP for mechanisms) load lazily on
+first use, so `import sandbox` (and so `import gateway.errors`) stays cheap.
 """
 
-from sandbox.compile import compared_literals, compile_template
-from sandbox.disclosure import (
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from sandbox.compile.auxiliary import DisclosureQueries, population_params
+from sandbox.compile.query import CompiledQuery, TemplateKind
+from sandbox.disclosure.population import PopulationSketch, difference_size
+from sandbox.disclosure.rules import (
     DisclosedTable,
     DisclosureRules,
+    GroupKey,
     WithheldCell,
     apply_disclosure,
+    group_key,
 )
-from sandbox.dp_check import check_against as check_dp_plan
-from sandbox.dp_measure import DpRelease, Mechanism
-from sandbox.dp_measure import mechanism as dp_mechanism
-from sandbox.dp_plan import INTEGER_TYPES as DP_INTEGER_TYPES
-from sandbox.dp_plan import (
+from sandbox.dp.check import check_against as check_dp_plan
+from sandbox.dp.plan import INTEGER_TYPES as DP_INTEGER_TYPES
+from sandbox.dp.plan import (
     DpBudget,
     DpFilter,
     DpMeasure,
     DpPlan,
     MeasureKind,
     compile_dp,
+    no_op_limit,
+    windows_are_no_ops,
 )
-from sandbox.duckdb_engine import DuckDBEngine
+from sandbox.engines.base import Engine
+from sandbox.engines.oslimits import OsLimits, default_address_space, parse_size
 from sandbox.errors import (
     ExecutionCategory,
     ExecutionError,
@@ -32,33 +47,76 @@ from sandbox.errors import (
     SandboxError,
     TemplateRejected,
 )
-from sandbox.params import ParameterSpec, ParamType, validate_parameters
-from sandbox.query import CompiledQuery, TemplateKind
+from sandbox.params.spec import ParameterSpec, ParamType, validate_parameters
 from sandbox.results import ResultTable
 from sandbox.schema import Column, Sensitivity, TableSchema
 from sandbox.sources import Limits, TableSource
 from sandbox.synthetic import synthetic_values, write_synthetic_csv
+
+if TYPE_CHECKING:
+    from sandbox.compile.disclosure import base_table, derive_disclosure_queries, uniqueness_query
+    from sandbox.compile.template import compared_literals, compile_template
+    from sandbox.dp.measure import DpRelease, Mechanism
+    from sandbox.dp.measure import mechanism as dp_mechanism
+    from sandbox.dp.snapshot import DpEngine, DpRun
+    from sandbox.dp.snapshot import fingerprint as snapshot_fingerprint
+    from sandbox.engines.duckdb import DuckDBEngine
+    from sandbox.engines.process import ProcessEngine
+
+_LAZY = {
+    "base_table": ("sandbox.compile.disclosure", "base_table"),
+    "derive_disclosure_queries": ("sandbox.compile.disclosure", "derive_disclosure_queries"),
+    "uniqueness_query": ("sandbox.compile.disclosure", "uniqueness_query"),
+    "compared_literals": ("sandbox.compile.template", "compared_literals"),
+    "compile_template": ("sandbox.compile.template", "compile_template"),
+    "DpRelease": ("sandbox.dp.measure", "DpRelease"),
+    "Mechanism": ("sandbox.dp.measure", "Mechanism"),
+    "dp_mechanism": ("sandbox.dp.measure", "mechanism"),
+    "DpEngine": ("sandbox.dp.snapshot", "DpEngine"),
+    "DpRun": ("sandbox.dp.snapshot", "DpRun"),
+    "snapshot_fingerprint": ("sandbox.dp.snapshot", "fingerprint"),
+    "DuckDBEngine": ("sandbox.engines.duckdb", "DuckDBEngine"),
+    "ProcessEngine": ("sandbox.engines.process", "ProcessEngine"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'sandbox' has no attribute {name!r}")
+    value = getattr(importlib.import_module(target[0]), target[1])
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DP_INTEGER_TYPES",
     "Column",
     "CompiledQuery",
     "DisclosedTable",
+    "DisclosureQueries",
     "DisclosureRules",
     "DpBudget",
+    "DpEngine",
     "DpFilter",
     "DpMeasure",
     "DpPlan",
     "DpRelease",
+    "DpRun",
     "DuckDBEngine",
+    "Engine",
     "ExecutionCategory",
     "ExecutionError",
+    "GroupKey",
     "Limits",
     "MeasureKind",
     "Mechanism",
+    "OsLimits",
     "ParamType",
     "ParameterError",
     "ParameterSpec",
+    "PopulationSketch",
+    "ProcessEngine",
     "QueryTimeout",
     "ResourceLimitExceeded",
     "ResultTable",
@@ -71,12 +129,23 @@ __all__ = [
     "TemplateRejected",
     "WithheldCell",
     "apply_disclosure",
+    "base_table",
     "check_dp_plan",
     "compared_literals",
     "compile_dp",
     "compile_template",
+    "default_address_space",
+    "derive_disclosure_queries",
+    "difference_size",
     "dp_mechanism",
+    "group_key",
+    "no_op_limit",
+    "parse_size",
+    "population_params",
+    "snapshot_fingerprint",
     "synthetic_values",
+    "uniqueness_query",
     "validate_parameters",
+    "windows_are_no_ops",
     "write_synthetic_csv",
 ]

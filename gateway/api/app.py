@@ -24,12 +24,13 @@ from gateway.api import (
     template_routes,
 )
 from gateway.api.metrics import CountRequests, Metrics
-from gateway.audit_trail import UNWRITABLE
 from gateway.auth.errors import AuthError
-from gateway.context import Gateway, build_gateway
+from gateway.context import Gateway
 from gateway.errors import GatewayError, Problem, problem_for
+from gateway.jobs.worker import WorkerPool
 from gateway.settings import Settings
-from gateway.worker import WorkerPool
+from gateway.trail.writer import UNWRITABLE
+from gateway.wiring import build_gateway
 from policies import PolicyError
 from sandbox import SandboxError
 

@@ -20,13 +20,13 @@ from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
 from audit import AuditError, NoteVerifier, leaf_hash
-from gateway import db
 from gateway.api.deps import GatewayDep, PrincipalDep
-from gateway.audit_review import FILTERS, call_stats, terms_for
 from gateway.auth.principal import Principal
 from gateway.authz import require
 from gateway.context import Gateway
 from gateway.errors import InvalidInput
+from gateway.store import db
+from gateway.trail.review import FILTERS, call_stats, terms_for
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 Filter = Annotated[str | None, Query(max_length=190)]

@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from gateway import budgets
 from gateway.api.deps import GatewayDep, PrincipalDep
+from gateway.dp import budgets
 
 router = APIRouter(prefix="/v1/budgets", tags=["budgets"])
 

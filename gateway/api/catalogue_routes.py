@@ -8,11 +8,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from gateway import catalogue, db
 from gateway.api.deps import GatewayDep, PrincipalDep, document_body
 from gateway.api.documents import parse_body
 from gateway.authz import require
-from gateway.specs import DatasetSpec
+from gateway.catalogue import registry as catalogue
+from gateway.catalogue.documents import DatasetSpec
+from gateway.store import db
 
 router = APIRouter(prefix="/v1/datasets", tags=["catalogue"])
 

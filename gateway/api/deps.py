@@ -26,7 +26,7 @@ def get_principal(
     authorization: Annotated[str | None, Header()] = None,
 ) -> Principal:
     """The verified caller; a refused token is a denied decision and is audited
-    (`gateway.auth_audit`: bounded, however many arrive)."""
+    (`gateway.trail.refusals`: bounded, however many arrive)."""
     try:
         return gw.tokens.verify(parse_bearer(authorization))
     except (TokenMissing, TokenInvalid, InvalidIdentity) as exc:

@@ -7,8 +7,8 @@ from typing import Any
 
 from fastapi import Request
 
+from gateway.catalogue.documents import Strict, parse_document, validate_document
 from gateway.errors import InvalidInput
-from gateway.specs import Strict, parse_document, validate_document
 
 
 def parse_body(request: Request, body: bytes, model: type[Strict]) -> Any:

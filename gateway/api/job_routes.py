@@ -8,8 +8,9 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway import jobs
 from gateway.api.deps import GatewayDep, PrincipalDep
+from gateway.jobs import reads, submit
+from gateway.jobs.model import TERMINAL
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -29,7 +30,7 @@ def submit_job(
     principal: PrincipalDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> dict[str, Any]:
-    return jobs.submit(
+    return submit.submit(
         gw,
         principal,
         template_id=body.template,
@@ -42,7 +43,7 @@ def submit_job(
 
 @router.get("/{job_id}")
 def show_job(job_id: str, gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
-    return jobs.show(gw, principal, job_id)
+    return reads.show(gw, principal, job_id)
 
 
 @router.get("/{job_id}/result")
@@ -52,6 +53,6 @@ def job_result(
     principal: PrincipalDep,
     wait: Annotated[float, Query(ge=0, le=300)] = 0,
 ) -> JSONResponse:
-    body = jobs.result(gw, principal, job_id, wait_s=wait)
-    status = 200 if body["status"] in {s.value for s in jobs.TERMINAL} else 202
+    body = reads.result(gw, principal, job_id, wait_s=wait)
+    status = 200 if body["status"] in {s.value for s in TERMINAL} else 202
     return JSONResponse(body, status_code=status)

@@ -12,12 +12,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway import policy_admin, policy_reads
 from gateway.api.deps import GatewayDep, PrincipalDep
 from gateway.errors import InvalidInput
-from gateway.policy_check import check as check_decision
-from policies import Rule
-from policies.documents import MAX_DOCUMENT_BYTES
+from gateway.policy import admin as policy_admin
+from gateway.policy import reads as policy_reads
+from gateway.policy.check import check as check_decision
+from policies import MAX_DOCUMENT_BYTES, Rule
 
 router = APIRouter(prefix="/v1/policies", tags=["policy"])
 

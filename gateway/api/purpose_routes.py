@@ -8,9 +8,10 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway import purposes, verify_quota
 from gateway.api.deps import GatewayDep, PrincipalDep
 from gateway.authz import require
+from gateway.catalogue import purposes
+from gateway.jobs import verify_keys as verify_quota
 
 router = APIRouter(tags=["purposes"])
 

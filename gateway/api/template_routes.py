@@ -8,13 +8,13 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from gateway import preflight, templates
 from gateway.api.deps import GatewayDep, PrincipalDep, document_body
 from gateway.api.documents import parse_body
 from gateway.auth.principal import Principal
 from gateway.authz import require
+from gateway.catalogue import preflight, templates
+from gateway.catalogue.documents import TemplateSpec
 from gateway.context import Gateway
-from gateway.specs import TemplateSpec
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"])
 

@@ -15,11 +15,12 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from gateway import db, home
+from gateway import home
 from gateway.cli.app import HomeOpt, audit_app, print_json
 from gateway.cli.client import Client
 from gateway.cli.local import require_home, settings_for
 from gateway.cli.output import CliError, console
+from gateway.store import db
 
 VkeyOpt = Annotated[
     list[str] | None, typer.Option("--vkey", help="A trusted log verifier key (repeatable).")

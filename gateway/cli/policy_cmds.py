@@ -11,8 +11,7 @@ from rich.table import Table
 from gateway.cli.app import policy_app
 from gateway.cli.client import Client
 from gateway.cli.output import CliError, console
-from policies import InvalidRule, parse_rules, policy_to_yaml
-from policies.rules import parse_rule_line
+from policies import InvalidRule, parse_rule_line, parse_rules, policy_to_yaml
 
 
 def _say(text: str) -> None:

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from audit import SqlAuditLog
-from gateway import db, home
+from gateway import home
 from gateway.api import create_app
 from gateway.auth.issuer import LocalIssuer
 from gateway.auth.keys import IssuerKeys
@@ -22,6 +22,7 @@ from gateway.demo import documents
 from gateway.demo.data import write_demo_data
 from gateway.demo.server import BackgroundServer
 from gateway.settings import Settings
+from gateway.store import db
 
 MARKER = ".insitu-demo"
 console = Console()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from audit import Actor, Event, GroupCommitter, Signer, SqlAuditLog, leaf_hash
 from audit.store import metadata
-from gateway import db
+from gateway.store import db
 
 
 def main() -> None:

@@ -25,10 +25,10 @@ from audit import (
     verify_consistency,
     verify_receipt,
 )
-from gateway import db
-from gateway.context import build_gateway
 from gateway.errors import Unavailable
 from gateway.settings import Settings
+from gateway.store import db
+from gateway.wiring import build_gateway
 from tests.integration.conftest import (  # noqa: F401 - fixtures
     Caller,
     World,

@@ -18,8 +18,8 @@ from gateway.api import create_app
 from gateway.auth.issuer import LocalIssuer
 from gateway.auth.keys import IssuerKeys
 from gateway.context import Gateway
+from gateway.jobs.worker import Runner, claim_next
 from gateway.settings import Settings
-from gateway.worker import Runner, claim_next
 from tests.integration import conftest as integration
 from tests.integration.conftest import Caller, World
 from tests.integration.test_job_path import SUBMIT

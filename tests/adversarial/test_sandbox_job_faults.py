@@ -11,7 +11,7 @@ import signal
 import time
 from typing import Any
 
-from sandbox.process_engine import ProcessEngine
+from sandbox.engines.process import ProcessEngine
 from tests.integration.conftest import (  # noqa: F401 - fixtures
     Caller,
     World,

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sandbox import DuckDBEngine, ExecutionCategory, ExecutionError, TableSource
-from sandbox.process_engine import ProcessEngine
+from sandbox.engines.process import ProcessEngine
 from tests.adversarial.sandbox_fixtures import COUNT, DATASET, hand_built, write_registry
 
 
@@ -117,10 +117,10 @@ def test_the_lockdown_itself_refuses_writes_extensions_and_other_files(
 _WORKER_LIKE = """
 import json, sys
 from pathlib import Path
-from sandbox import oslimits
+from sandbox.engines import oslimits
 from sandbox.sources import TableSource
 abi = oslimits.apply(oslimits.OsLimits(no_writes=sys.argv[2] == "landlock"))
-from sandbox.duckdb_engine import DuckDBEngine
+from sandbox.engines.duckdb import DuckDBEngine
 source = TableSource("market.registry", "parquet", Path(sys.argv[1]))
 con = DuckDBEngine()._open([source])
 outcome = {"landlock": abi}

@@ -22,8 +22,8 @@ from sandbox import (
     ResourceLimitExceeded,
     TableSource,
 )
-from sandbox.oslimits import OsLimits
-from sandbox.process_engine import ProcessEngine
+from sandbox.engines.oslimits import OsLimits
+from sandbox.engines.process import ProcessEngine
 from tests.adversarial.sandbox_fixtures import COUNT, DATASET, SLOW, hand_built, write_registry
 
 

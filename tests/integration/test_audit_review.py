@@ -10,8 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from audit import NoteVerifier, Signer, Witness, verify_bundle, verify_receipt
-from gateway import db
 from gateway.cli.audit_cmds import RESULT_KEYS, result_hash
+from gateway.store import db
 from tests.integration.conftest import Caller, World
 from tests.integration.test_job_path import SUBMIT, run_job
 

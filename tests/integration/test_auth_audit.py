@@ -6,10 +6,10 @@ import json
 from typing import Any
 
 from audit import decode
-from gateway import db
 from gateway.auth.issuer import LocalIssuer
 from gateway.auth.keys import IssuerKeys
-from gateway.auth_audit import FailedAuthentications
+from gateway.store import db
+from gateway.trail.refusals import FailedAuthentications
 from tests.integration.conftest import World
 
 

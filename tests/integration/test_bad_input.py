@@ -9,10 +9,11 @@ import pytest
 import sqlalchemy as sa
 from joserfc import jwt
 
-from gateway import db, home
+from gateway import home
 from gateway.auth.issuer import LocalIssuer
 from gateway.auth.keys import IssuerKeys
 from gateway.demo import documents
+from gateway.store import db
 from tests.integration.conftest import Caller, World
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from gateway import schema
 from gateway.demo import documents
+from gateway.store import schema
 from tests.integration.conftest import Caller, World
 from tests.integration.test_dp_jobs import DP_TEMPLATE, SUBMIT
 

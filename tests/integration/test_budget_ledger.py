@@ -12,9 +12,10 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import db, ledger, schema
-from gateway.dp_specs import DpBudgetSpec
+from gateway.dp import ledger
+from gateway.dp.specs import DpBudgetSpec
 from gateway.errors import BudgetExhausted
+from gateway.store import db, schema
 
 CAPS = ledger.Caps.of(DpBudgetSpec(rho_per_department=Decimal("1.0"), rho_total=Decimal("1.0")))
 COST = ledger.Cost(rho=100_000, delta=0)  # 0.1

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import ledger
-from gateway.dp_specs import DpBudgetSpec
+from gateway.dp import ledger
+from gateway.dp.specs import DpBudgetSpec
 
 NOW = datetime(2026, 11, 29, 20, 0, tzinfo=UTC)
 

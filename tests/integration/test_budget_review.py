@@ -9,9 +9,10 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from gateway import db, ledger
-from gateway.dp_specs import DpBudgetSpec
+from gateway.dp import ledger
+from gateway.dp.specs import DpBudgetSpec
 from gateway.errors import BudgetExhausted
+from gateway.store import db
 
 CAPS = ledger.Caps.of(DpBudgetSpec(rho_per_department=Decimal("0.3"), rho_total=Decimal("0.5")))
 COST = ledger.Cost(rho=100_000, delta=0)  # 0.1

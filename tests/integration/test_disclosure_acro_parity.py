@@ -28,8 +28,8 @@ from sandbox import (
     apply_disclosure,
     compile_template,
 )
-from sandbox.compile_disclosure import derive_disclosure_queries
-from sandbox.process_engine import ProcessEngine
+from sandbox.compile.disclosure import derive_disclosure_queries
+from sandbox.engines.process import ProcessEngine
 
 FIXTURES = sorted((Path(__file__).parents[1] / "fixtures" / "acro").glob("*.json"))
 DATASET = "market.enterprises"

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from gateway import schema
+from gateway.store import schema
 from tests.integration.conftest import Caller, World
 
 PEOPLE = """\

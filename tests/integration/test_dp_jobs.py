@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from gateway import schema
 from gateway.demo import documents
+from gateway.store import schema
 from tests.integration.conftest import Caller, World
 
 PRIVACY = """\

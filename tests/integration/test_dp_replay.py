@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from gateway import schema
-from gateway.release_dp import release_dp
-from gateway.release_registry import RELEASES
-from gateway.releases import Outcome, Run
-from gateway.specs import TemplateKindName
+from gateway.catalogue.documents import TemplateKindName
+from gateway.jobs.releases.base import Outcome, Run
+from gateway.jobs.releases.dp import release_dp
+from gateway.jobs.releases.registry import RELEASES
+from gateway.store import schema
 from tests.integration.conftest import Caller, World
 from tests.integration.test_dp_jobs import SUBMIT, dp_template  # noqa: F401  (fixture)
 

@@ -11,8 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from gateway import schema, worker
 from gateway.demo import documents
+from gateway.jobs import worker
+from gateway.store import schema
 from tests.integration.conftest import Caller, World
 
 PRIVACY = """\

@@ -8,9 +8,9 @@ import time
 
 import sqlalchemy as sa
 
-from gateway import schema
+from gateway.store import schema
 from sandbox import TableSource
-from sandbox.dp_snapshot import SETTLE_NS, fingerprint
+from sandbox.dp.snapshot import SETTLE_NS, fingerprint
 from tests.integration.conftest import Caller, World
 from tests.integration.test_dp_review import (
     COUNT_TEMPLATE,

@@ -10,8 +10,9 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from gateway import db, policy_store
 from gateway.errors import Conflict, Unavailable
+from gateway.store import db
+from gateway.store import policy_versions as policy_store
 from policies import PolicyEngine, Rule, default_rules
 
 EXTRA = Rule("auditor", "*", "budget", "read")

@@ -9,8 +9,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from gateway import db, schema
 from gateway.demo import documents
+from gateway.store import db, schema
 from tests.integration.conftest import Caller, World, grant_purpose
 from tests.integration.test_job_path import SUBMIT, run_job
 

@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from gateway import db, schema
 from gateway.demo import documents
+from gateway.store import db, schema
 from tests.integration.conftest import Caller, World
 
 TEMPLATE = "resident-of-district"
@@ -206,8 +206,8 @@ def test_concurrent_requests_never_reserve_more_keys_than_the_day_allows(
     """12 requests of 20 keys race for a day of 200: exactly 10 are accepted."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from gateway import jobs
     from gateway.errors import Forbidden
+    from gateway.jobs import submit as jobs
 
     gw = world.app.state.gateway
     principal = gw.tokens.verify(analyst.token)

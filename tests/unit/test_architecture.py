@@ -13,12 +13,24 @@ SIBLINGS = ("policies", "sandbox", "audit")
 # library -> the only modules (path prefixes) that may import it
 CONFINED = {
     "casbin": ("policies/",),
-    "duckdb": ("sandbox/duckdb_engine.py",),
+    "duckdb": ("sandbox/engines/duckdb.py",),
     "opendp": ("sandbox/dp",),
     "pyspark": ("sandbox/spark",),
     "fastapi": ("gateway/",),
     "sqlglot": ("sandbox/compile",),
 }
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module named by an absolute import (``from a.b import c`` names ``a.b``)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
 
 
 def imported_roots(path: Path) -> set[str]:
@@ -74,3 +86,35 @@ def test_audit_imports_only_stdlib_cryptography_and_its_store() -> None:
         if path.name.startswith("store"):  # store.py, store_tables.py, store_review.py
             extra -= {"sqlalchemy"}
         assert not extra, f"{path.name} imports {sorted(extra)}"
+
+
+PACKAGES = ("gateway", *SIBLINGS)
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_packages_import_each_other_only_through_their_roots(package: str) -> None:
+    """`from sandbox import X`, never `from sandbox.engines.duckdb import X` from outside
+    sandbox: a package's root names what it offers; its folders are its own business."""
+    others = set(PACKAGES) - {package}
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(deep)
+        for path in sources(package)
+        if not str(path.relative_to(ROOT)).startswith("gateway/migrations/")
+        if (deep := {m for m in imported_modules(path) if m.split(".")[0] in others and "." in m})
+    }
+    assert offenders == {}
+
+
+def test_root_only_rule_catches_a_deep_import(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("from sandbox.engines.duckdb import DuckDBEngine\nimport audit.store\n")
+    assert imported_modules(module) == {"sandbox.engines.duckdb", "audit.store"}
+
+
+@pytest.mark.parametrize("package", SIBLINGS)
+def test_every_name_a_root_exports_resolves(package: str) -> None:
+    import importlib
+
+    root = importlib.import_module(package)
+    missing = [name for name in root.__all__ if getattr(root, name, None) is None]
+    assert missing == []

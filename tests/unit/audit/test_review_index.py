@@ -15,7 +15,7 @@ from alembic.config import Config
 from audit import Actor, GroupCommitter, decode, terms_of
 from audit.store import SqlAuditLog, entries_table, terms_table
 from audit.store_review import indexed_size
-from gateway import db
+from gateway.store import db
 from tests.unit.audit._support import T0, make_engine, make_event
 
 DEPARTMENTS = ("tax", "market", "civil")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from gateway.specs import MAX_DECLARED_VALUES, ColumnSpec
+from gateway.catalogue.documents import MAX_DECLARED_VALUES, ColumnSpec
 
 
 def test_a_public_column_declares_strings_or_integers() -> None:

@@ -9,8 +9,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from audit.store import metadata as audit_metadata
-from gateway import db, schema
 from gateway.settings import Settings, settings_table
+from gateway.store import db, schema
 
 ROOT = Path(__file__).resolve().parents[3]
 

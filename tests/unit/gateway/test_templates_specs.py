@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.catalogue.documents import DatasetSpec, TemplateSpec, parse_document
 from gateway.demo import documents
 from gateway.errors import InvalidInput
-from gateway.specs import DatasetSpec, TemplateSpec, parse_document
 
 
 def test_a_verify_section_is_required_for_and_only_for_verify() -> None:

@@ -223,7 +223,7 @@ MEDIAN = DpMeasure(
 
 
 def test_quantile_score_is_zero_at_the_alpha_quantile() -> None:
-    from sandbox.dp_measure import quantile_scores
+    from sandbox.dp.measure import quantile_scores
 
     # values 0..99 (one each); candidates 25, 50, 75; median 50 (49 below, 49 above)
     lt, gt = [25, 50, 75], [74, 49, 24]

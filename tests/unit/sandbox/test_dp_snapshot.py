@@ -26,9 +26,9 @@ from sandbox import (
     TableSource,
     compile_dp,
 )
-from sandbox.dp_plan import windows_are_no_ops
-from sandbox.dp_snapshot import SETTLE_NS, DpRun, fingerprint, run_dp
-from sandbox.process_engine import ProcessEngine
+from sandbox.dp.plan import windows_are_no_ops
+from sandbox.dp.snapshot import SETTLE_NS, DpRun, fingerprint, run_dp
+from sandbox.engines.process import ProcessEngine
 
 DATASET = "civil.residents"
 MEASURES = (

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox import (
-    DisclosureRules,
-    ResultTable,
-    SandboxBug,
-    WithheldCell,
-    apply_disclosure,
-)
+from sandbox import DisclosureRules, ResultTable, SandboxBug, WithheldCell, apply_disclosure
 
 
 def table(*rows: tuple[object, ...]) -> ResultTable:

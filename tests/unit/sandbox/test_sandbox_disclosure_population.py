@@ -23,9 +23,9 @@ from sandbox import (
     TemplateRejected,
     compile_template,
 )
-from sandbox.auxiliary import POPULATION_KEYS, population_params
-from sandbox.compile_disclosure import base_table, derive_disclosure_queries, uniqueness_query
-from sandbox.population import PopulationSketch, check_of, difference_size
+from sandbox.compile.auxiliary import POPULATION_KEYS, population_params
+from sandbox.compile.disclosure import base_table, derive_disclosure_queries, uniqueness_query
+from sandbox.disclosure.population import PopulationSketch, check_of, difference_size
 
 K = 10
 CELLS = 2 * K

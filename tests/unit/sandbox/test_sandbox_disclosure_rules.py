@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sandbox import DisclosureRules, ResultTable, apply_disclosure
-from sandbox.disclosure import Contributors, GroupKey
+from sandbox.disclosure.rules import Contributors, GroupKey
 
 OFF = {"dominance_n": None, "dominance_k": None, "p_percent": None, "secondary": False}
 

@@ -26,8 +26,8 @@ from sandbox import (
     TemplateRejected,
     validate_parameters,
 )
-from sandbox._duckdb_sql import LOCKDOWN
-from sandbox.duckdb_engine import available_settings
+from sandbox.engines._duckdb_sql import LOCKDOWN
+from sandbox.engines.duckdb import available_settings
 
 
 def hand_built(sql: str, *, columns: tuple[str, ...] = ("n",)) -> CompiledQuery:

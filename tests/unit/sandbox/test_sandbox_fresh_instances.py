@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from sandbox.duckdb_engine import DuckDBEngine, _FreshInstances
+from sandbox.engines.duckdb import DuckDBEngine, _FreshInstances
 
 CONFIG: dict[str, str | int] = {"threads": 1, "memory_limit": "256MB"}
 

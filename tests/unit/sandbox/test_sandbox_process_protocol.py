@@ -19,8 +19,8 @@ from sandbox import (
     ResultTable,
     SandboxBug,
     TemplateRejected,
-    protocol,
 )
+from sandbox.engines import protocol
 
 values = st.one_of(
     st.booleans(),

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from gateway.context import sandbox_engine_for
 from gateway.settings import Settings
+from gateway.wiring import sandbox_engine_for
 from sandbox import DuckDBEngine, Limits
-from sandbox.process_engine import ProcessEngine
+from sandbox.engines.process import ProcessEngine
 
 
 def test_process_isolation_is_the_default(tmp_path: Path) -> None:

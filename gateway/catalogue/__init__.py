@@ -1,0 +1,1 @@
+"""The catalogue: dataset and template documents, datasets, templates, purposes, the pre-flight."""

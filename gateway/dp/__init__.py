@@ -1,0 +1,1 @@
+"""Differential privacy in the gateway: the ledger, budgets, dp specs and plans."""

@@ -1,0 +1,1 @@
+"""Jobs: admission, submission, the queue and its worker, releases, reads."""

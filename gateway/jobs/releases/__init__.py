@@ -1,0 +1,1 @@
+"""One release function per template kind, behind one signature."""

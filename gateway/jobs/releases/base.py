@@ -1,0 +1,46 @@
+"""How each template kind turns a run into a release: one function per kind, one registry.
+
+The worker (`gateway.jobs.worker.Runner`) does what every kind shares: loads the approved version,
+re-checks its hash and approval, validates parameters, resolves the sources. The kind's release
+function runs the query in the sandbox and returns an `Outcome`: what may leave (or why not).
+Add a kind by writing its function in a module of its own (`gateway/release_<kind>.py`)
+and adding it to `gateway.jobs.releases.registry.RELEASES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from gateway.catalogue.documents import DatasetSpec
+from gateway.catalogue.templates import StoredTemplate
+from gateway.context import Gateway
+from gateway.jobs.model import JobStatus
+from sandbox import CompiledQuery, TableSource
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: JobStatus
+    result: dict[str, Any] | None
+    error: str | None
+    policy_version: int | None = None  # the version the job was allowed to run under
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One claimed job, checked and ready to run."""
+
+    gw: Gateway
+    job: sa.Row[Any]
+    stored: StoredTemplate
+    datasets: Mapping[str, DatasetSpec]
+    values: Mapping[str, Any]
+    sources: Mapping[str, TableSource]
+    compiled: Callable[[], CompiledQuery]
+
+
+Release = Callable[[Run], Outcome]

@@ -1,0 +1,163 @@
+"""The differencing defence: every released cell's population, compared with new releases.
+
+Each released cell of an aggregate release is stored (``release_cells``) with a sketch of the
+units it describes (``sandbox.PopulationSketch``, an IBLT of hashes keyed with a
+per-deployment secret — the store holds no unit id). A new cell whose population differs from
+one released before, by anyone in any department, on the same dataset, by at least one and
+fewer than k units is withheld: releasing both would give the difference, a group smaller
+than k (e.g. "age 30–50" then "age 30–49" isolates everyone aged 50).
+
+Candidates are prefiltered in SQL by ``|units − units'| < k`` (a symmetric difference is at
+least the difference of the sizes), then decoded in Python. Check and record run in one
+transaction that holds the dataset's lock (PostgreSQL advisory lock; SQLite's write lock),
+so two concurrent releases cannot both pass against each other. Cells are recorded before
+the release is finalised: a release that then fails leaves cells that were not released,
+which only makes later releases more cautious.
+
+Limits: the comparison is pairwise, so it catches differencing between two releases, not a
+population assembled from three or more releases; the candidates per cell grow with the
+history of cells of similar size on the dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from gateway.store import schema
+from sandbox import GroupKey, PopulationSketch, difference_size
+
+KEY_FILE = "population.key"
+
+
+def population_key(keys_dir: Path) -> str:
+    """The per-deployment secret that keys unit hashes; created on first use (mode 0600)."""
+    path = keys_dir / KEY_FILE
+    if not path.exists():
+        keys_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process created it first
+        else:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(32) + "\n")
+    key = path.read_text().strip()
+    if len(key) != 64:
+        raise RuntimeError("the population key file is damaged")
+    return key
+
+
+def check(
+    conn: sa.Connection,
+    *,
+    dataset_id: str,
+    unit_column: str,
+    k: int,
+    sketches: Mapping[GroupKey, PopulationSketch],
+) -> tuple[dict[GroupKey, str], set[GroupKey]]:
+    """Groups whose population is within k of an earlier released cell (with the reason), and
+    groups whose exact population was released before (not recorded again).
+
+    Takes the dataset's lock for the rest of the transaction; call ``record`` in the same one.
+    """
+    _lock(conn, dataset_id)
+    withheld: dict[GroupKey, str] = {}
+    seen: set[GroupKey] = set()
+    if not sketches:
+        return withheld, seen
+    cells = schema.release_cells
+    candidates: list[Any] = []
+    for low, high in _size_ranges([s.units for s in sketches.values()], k):
+        candidates += conn.execute(  # one query per run of similar sizes, filtered below
+            sa.select(cells.c.units, cells.c.sketch, cells.c.cells_per_hash, cells.c.scheme).where(
+                cells.c.dataset_id == dataset_id,
+                cells.c.unit_column == unit_column,
+                cells.c.units >= low,
+                cells.c.units <= high,
+            )
+        ).all()
+    for key, sketch in sketches.items():
+        data = sketch.to_bytes()
+        for row in candidates:
+            if (
+                abs(row.units - sketch.units) >= k
+                or row.scheme != sketch.scheme
+                or row.cells_per_hash != sketch.cells_per_hash
+            ):
+                continue
+            if row.units == sketch.units and bytes(row.sketch) == data:
+                seen.add(key)  # the same population again: nothing new is learnt
+                continue
+            earlier = PopulationSketch.from_bytes(
+                row.cells_per_hash, row.units, row.sketch, sketch.scheme
+            )
+            size = difference_size(sketch, earlier, limit=k)
+            if size == 0:
+                seen.add(key)
+            elif size is not None:
+                withheld[key] = (
+                    f"its population differs from a cell released before by fewer than {k} units"
+                )
+                break
+    return withheld, seen - set(withheld)
+
+
+def _size_ranges(sizes: list[int], k: int) -> list[tuple[int, int]]:
+    """The merged ranges [size − k + 1, size + k − 1] of candidate sizes."""
+    ranges: list[tuple[int, int]] = []
+    for size in sorted(sizes):
+        low, high = size - k + 1, size + k - 1
+        if ranges and low <= ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], max(ranges[-1][1], high))
+        else:
+            ranges.append((low, high))
+    return ranges
+
+
+def record(
+    conn: sa.Connection,
+    *,
+    dataset_id: str,
+    unit_column: str,
+    job_id: str,
+    department: str,
+    sketches: list[PopulationSketch],
+) -> None:
+    if not sketches:
+        return
+    now = datetime.now(UTC)
+    conn.execute(
+        schema.release_cells.insert(),
+        [
+            {
+                "dataset_id": dataset_id,
+                "unit_column": unit_column,
+                "cells_per_hash": s.cells_per_hash,
+                "scheme": s.scheme,
+                "units": s.units,
+                "sketch": s.to_bytes(),
+                "job_id": job_id,
+                "department": department,
+                "created_at": now,
+            }
+            for s in sketches
+        ],
+    )
+
+
+def _lock(conn: sa.Connection, dataset_id: str) -> None:
+    """Serialise check-and-record per dataset (SQLite: the transaction's write lock)."""
+    if conn.dialect.name == "postgresql":
+        digest = hashlib.sha256(b"insitu.release_cells:" + dataset_id.encode()).digest()
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:key)"),
+            {"key": int.from_bytes(digest[:8], "big", signed=True)},
+        )

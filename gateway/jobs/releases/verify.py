@@ -1,0 +1,91 @@
+"""`verify` templates (核验): one bit per key the requester holds, or how many keys match.
+
+The keys wait in `verify_requests` from submission; the query is compiled for exactly that
+many key slots (each key bound to its own parameter, never spliced) and run in the sandbox.
+The answers are added to the department's day totals before anything leaves: a sweep (many
+keys, few matches) releases nothing and is reported to the owner (`gateway.jobs.verify_keys`).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from audit import Actor
+from gateway.catalogue import templates
+from gateway.jobs import verify_keys as verify_quota
+from gateway.jobs.model import JobStatus
+from gateway.jobs.releases.base import Outcome, Run
+from sandbox import CompiledQuery
+
+_CACHE_SIZE = 256
+_compiled: dict[tuple[str, int], CompiledQuery] = {}
+_lock = threading.Lock()
+
+
+def _query(run: Run, slots: int) -> CompiledQuery:
+    key = (run.stored.content_hash, slots)
+    with _lock:
+        hit = _compiled.get(key)
+    if hit is None:
+        hit = templates.compile_spec(run.stored.spec, dict(run.datasets), verify_slots=slots)
+        with _lock:
+            if len(_compiled) >= _CACHE_SIZE:
+                _compiled.clear()
+            _compiled[key] = hit
+    return hit
+
+
+def _submitter(run: Run) -> Actor:
+    job = run.job
+    return Actor(subject=job.subject, department=job.department, roles=tuple(job.roles))
+
+
+def release_verify(run: Run) -> Outcome:
+    spec = run.stored.spec
+    if spec.verify is None:
+        return Outcome(JobStatus.FAILED, None, "the template has no verify section")
+    keys = verify_quota.load_keys(run.gw, run.job.id)
+    if not keys:
+        return Outcome(JobStatus.FAILED, None, "the job's keys are no longer available")
+    query = _query(run, len(keys))
+    values = dict(run.values)
+    values.update(zip(query.key_parameters, keys, strict=True))
+    try:
+        table = run.gw.engine.run(query, run.sources, values)
+    except BaseException:
+        verify_quota.forget_keys(run.gw, run.job.id)  # a failed job keeps no keys either
+        raise
+    if spec.verify.answer == "match":
+        answers = [(int(str(index)), bool(matched)) for index, matched in table.rows]
+        matches = sum(1 for _, matched in answers if matched)
+    else:
+        ((count,),) = table.rows
+        matches = int(str(count))
+    swept = verify_quota.record_answers(
+        run.gw, _submitter(run), run.job.id, list(run.datasets.values()),
+        checked=len(keys), matches=matches,
+    )  # fmt: skip
+    if swept:
+        names = ", ".join(d.id for d in swept)
+        return Outcome(
+            JobStatus.FAILED,
+            None,
+            f"refused: many keys with few matches look like enumeration of {names}; "
+            "the data owner was notified",
+        )
+    summary = {"answer": spec.verify.answer, "keys": len(keys)}
+    if spec.verify.answer == "match":
+        result = {
+            "columns": ["key_index", "matched"],
+            "rows": [[index, matched] for index, matched in answers],
+            "withheld": [],
+            "verify": {**summary, "matches": matches},
+        }
+    else:
+        result = {
+            "columns": ["matches"],
+            "rows": [[matches]],
+            "withheld": [],
+            "verify": {**summary, "matches": matches},
+        }
+    return Outcome(JobStatus.RELEASED, result, None)

@@ -1,0 +1,371 @@
+"""Bounds on `verify` jobs against enumeration: keys per request and per day, and sweeps.
+
+A verify job brings its keys as a list under the key's name in `parameters`. At submission
+(`prepare`, then `reserve` in the job's transaction):
+
+- the keys are validated against the key's domain, must be distinct, and at most the
+  strictest `verify.max_keys_per_request` of the template's datasets (422 otherwise);
+- the department's keys of the day per dataset are reserved with a conditional UPDATE, never
+  above `verify.max_keys_per_day` (403 `verify_quota`); a department blocked for a sweep
+  today is refused (403 `verify_sweep`);
+- every key goes into the audit log as a keyed fingerprint, never as its value; the keys
+  themselves wait in `verify_requests` only until the job has answered.
+
+After the run (`record_answers`), the day's checked keys and matches are added up per
+dataset; once at least `sweep_min_keys` keys were checked with a match rate at or below
+`sweep_max_match_rate`, the job releases nothing, the department is blocked for the day, and
+the owner gets an alert (`GET /v1/verify/alerts`) and a `verify.sweep_detected` audit entry.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from audit import Actor
+from gateway.auth.principal import Principal
+from gateway.catalogue.documents import DatasetSpec, TemplateSpec, VerifyLimits
+from gateway.catalogue.templates import verify_key_spec
+from gateway.context import Gateway
+from gateway.errors import InvalidInput
+from gateway.store import db, schema
+from sandbox import ParameterError, validate_parameters
+
+QUOTA = "verify_quota"
+SWEEP = "verify_sweep"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRequest:
+    keys: tuple[str | int, ...]
+    fingerprints: tuple[str, ...]
+
+
+def strictest(datasets: Sequence[DatasetSpec]) -> VerifyLimits:
+    return VerifyLimits(
+        max_keys_per_request=min(d.verify.max_keys_per_request for d in datasets),
+        max_keys_per_day=min(d.verify.max_keys_per_day for d in datasets),
+        sweep_min_keys=min(d.verify.sweep_min_keys for d in datasets),
+        sweep_max_match_rate=max(d.verify.sweep_max_match_rate for d in datasets),
+    )
+
+
+def today() -> date:
+    return datetime.now(UTC).date()
+
+
+def split_keys(
+    gw: Gateway,
+    spec: TemplateSpec,
+    datasets: Mapping[str, DatasetSpec],
+    parameters: Mapping[str, Any],
+) -> tuple[dict[str, Any], KeyRequest | None]:
+    """The template's own parameters, and the validated keys of a verify template."""
+    key_spec = verify_key_spec(spec)
+    if key_spec is None:
+        return dict(parameters), None
+    own = {k: v for k, v in parameters.items() if k != key_spec.name}
+    raw = parameters.get(key_spec.name)
+    if not isinstance(raw, list) or not raw:
+        raise InvalidInput(
+            f"parameter '{key_spec.name}' must be a non-empty list of the keys to verify",
+            parameter=key_spec.name,
+        )
+    cap = strictest(list(datasets.values())).max_keys_per_request
+    if len(raw) > cap:
+        raise InvalidInput(
+            f"at most {cap} keys per request (the data owner's limit)", parameter=key_spec.name
+        )
+    keys: list[str | int] = []
+    for value in raw:
+        try:
+            checked = validate_parameters({key_spec.name: key_spec}, {key_spec.name: value})
+        except ParameterError as exc:
+            raise InvalidInput(
+                f"a key {exc.message} (keys are not echoed)", parameter=key_spec.name
+            ) from None
+        key = checked[key_spec.name]
+        assert isinstance(key, str | int)
+        keys.append(key)
+    if len(set(keys)) != len(keys):
+        raise InvalidInput("each key may appear once per request", parameter=key_spec.name)
+    return own, KeyRequest(tuple(keys), tuple(gw.audit.fingerprint(k) for k in keys))
+
+
+def take_keys(
+    gw: Gateway,
+    principal: Principal,
+    *,
+    target: str,
+    spec: TemplateSpec,
+    datasets: Mapping[str, DatasetSpec],
+    parameters: dict[str, Any],
+) -> tuple[dict[str, Any], KeyRequest | None]:
+    """`split_keys`, auditing a refusal as `job.rejected` (bad input, never the keys' values)."""
+    try:
+        return split_keys(gw, spec, datasets, parameters)
+    except InvalidInput:
+        with gw.db.begin() as conn:
+            gw.audit.record(
+                conn,
+                type="job.rejected",
+                principal=principal,
+                action="submit",
+                target=target,
+                allowed=False,
+                reason="invalid verification keys",
+                details={"template": spec.id, "parameters": gw.audit.fingerprint(parameters)},
+            )
+        raise
+
+
+def refusal(refuse: Callable[..., Exception], over: tuple[str, DatasetSpec]) -> Exception:
+    code, ds = over
+    if code == SWEEP:
+        why = "is blocked for today: its verifications looked like a sweep (reported to the owner)"
+    else:
+        why = f"has used its {ds.verify.max_keys_per_day} keys of the day (the owner's limit)"
+    return refuse(
+        f"department verification of dataset {ds.id} {why}", dataset=ds.id, reason_code=code
+    )
+
+
+def check_quota(
+    gw: Gateway,
+    principal: Principal,
+    datasets: Mapping[str, DatasetSpec],
+    keys: KeyRequest | None,
+    refuse: Callable[..., Exception],
+) -> None:
+    """Refuse before anything is written when today's quota or a sweep block says no."""
+    if keys is None:
+        return
+    ensure_rows(gw, principal.department, list(datasets.values()))
+    with db.reading(gw.db) as conn:
+        over = precheck(conn, principal.department, list(datasets.values()), len(keys.keys))
+    if over is not None:
+        raise refusal(refuse, over)
+
+
+class _QuotaRace(Exception):
+    def __init__(self, over: tuple[str, DatasetSpec]) -> None:
+        self.over = over
+
+
+@contextmanager
+def refused_by(refuse: Callable[..., Exception]) -> Iterator[None]:
+    """Enter before the job's transaction: a reservation lost to a concurrent request rolls the
+    transaction back first, then becomes an audited denial (in a transaction of its own)."""
+    try:
+        yield
+    except _QuotaRace as race:
+        raise refusal(refuse, race.over) from None
+
+
+def reserve_keys(
+    conn: sa.Connection,
+    department: str,
+    datasets: Mapping[str, DatasetSpec],
+    keys: KeyRequest | None,
+) -> None:
+    """Reserve the keys in the job's transaction (inside `refused_by`)."""
+    if keys is None:
+        return
+    over = reserve(conn, department, list(datasets.values()), len(keys.keys))
+    if over is not None:
+        raise _QuotaRace(over)
+
+
+def audit_details(keys: KeyRequest | None) -> dict[str, Any]:
+    return {} if keys is None else {"keys": list(keys.fingerprints)}
+
+
+def precheck(
+    conn: sa.Connection, department: str, datasets: Sequence[DatasetSpec], n: int
+) -> tuple[str, DatasetSpec] | None:
+    """Why today's quota refuses `n` more keys, and for which dataset (None: it does not)."""
+    u = schema.verify_usage
+    for ds in datasets:
+        row = conn.execute(
+            sa.select(u.c.reserved, u.c.blocked).where(
+                u.c.department == department, u.c.dataset_id == ds.id, u.c.day == today()
+            )
+        ).first()
+        if row is not None and row.blocked:
+            return SWEEP, ds
+        if (row.reserved if row is not None else 0) + n > ds.verify.max_keys_per_day:
+            return QUOTA, ds
+    return None
+
+
+def ensure_rows(gw: Gateway, department: str, datasets: Sequence[DatasetSpec]) -> None:
+    """Today's usage rows exist (so reserving is one conditional UPDATE)."""
+    u = schema.verify_usage
+    for ds in datasets:
+        with gw.db.begin() as conn:
+            found = conn.execute(
+                sa.select(u.c.reserved).where(
+                    u.c.department == department, u.c.dataset_id == ds.id, u.c.day == today()
+                )
+            ).first()
+            if found is not None:
+                continue
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        u.insert().values(
+                            department=department,
+                            dataset_id=ds.id,
+                            day=today(),
+                            reserved=0,
+                            checked=0,
+                            matches=0,
+                            blocked=False,
+                        )
+                    )
+            except sa.exc.IntegrityError:
+                pass  # another request created it meanwhile
+
+
+def reserve(
+    conn: sa.Connection, department: str, datasets: Sequence[DatasetSpec], n: int
+) -> tuple[str, DatasetSpec] | None:
+    """Reserve `n` keys of today's quota of every dataset, or say which one refused."""
+    u = schema.verify_usage
+    for ds in datasets:
+        updated = conn.execute(
+            u.update()
+            .where(
+                u.c.department == department,
+                u.c.dataset_id == ds.id,
+                u.c.day == today(),
+                u.c.blocked.is_(False),
+                u.c.reserved + n <= ds.verify.max_keys_per_day,
+            )
+            .values(reserved=u.c.reserved + n)
+        )
+        if updated.rowcount != 1:
+            return precheck(conn, department, [ds], n) or (QUOTA, ds)
+    return None
+
+
+def store_keys(conn: sa.Connection, job_id: str, request: KeyRequest | None) -> None:
+    if request is None:
+        return
+    conn.execute(
+        schema.verify_requests.insert().values(job_id=job_id, key_values=list(request.keys))
+    )
+
+
+def load_keys(gw: Gateway, job_id: str) -> tuple[str | int, ...] | None:
+    with db.reading(gw.db) as conn:
+        row = conn.execute(
+            sa.select(schema.verify_requests.c.key_values).where(
+                schema.verify_requests.c.job_id == job_id
+            )
+        ).first()
+    return None if row is None else tuple(row.key_values)
+
+
+def forget_keys(gw: Gateway, job_id: str) -> None:
+    with gw.db.begin() as conn:
+        conn.execute(
+            schema.verify_requests.delete().where(schema.verify_requests.c.job_id == job_id)
+        )
+
+
+def record_answers(
+    gw: Gateway,
+    actor: Actor | Principal,
+    job_id: str,
+    datasets: Sequence[DatasetSpec],
+    *,
+    checked: int,
+    matches: int,
+) -> list[DatasetSpec]:
+    """Add the answers to today's totals; return the datasets whose owner saw a sweep."""
+    u = schema.verify_usage
+    swept: list[DatasetSpec] = []
+    with gw.db.begin() as conn:
+        conn.execute(schema.verify_requests.delete().where(
+            schema.verify_requests.c.job_id == job_id))  # fmt: skip
+        for ds in datasets:
+            where = (u.c.department == actor.department, u.c.dataset_id == ds.id,
+                     u.c.day == today())  # fmt: skip
+            conn.execute(
+                u.update()
+                .where(*where)
+                .values(checked=u.c.checked + checked, matches=u.c.matches + matches)
+            )
+            row = conn.execute(sa.select(u.c.checked, u.c.matches).where(*where)).first()
+            if row is None:
+                continue
+            limits = ds.verify
+            if (
+                row.checked >= limits.sweep_min_keys
+                and row.matches <= limits.sweep_max_match_rate * row.checked
+            ):
+                swept.append(ds)
+                conn.execute(u.update().where(*where).values(blocked=True))
+                alert_id = str(uuid.uuid4())
+                conn.execute(
+                    schema.verify_alerts.insert().values(
+                        id=alert_id,
+                        dataset_id=ds.id,
+                        provider=ds.provider,
+                        department=actor.department,
+                        day=today(),
+                        job_id=job_id,
+                        checked=row.checked,
+                        matches=row.matches,
+                        created_at=datetime.now(UTC),
+                    )
+                )
+                gw.audit.record(
+                    conn,
+                    type="verify.sweep_detected",
+                    principal=actor,
+                    action="verify",
+                    target=f"dataset:{ds.id}",
+                    allowed=False,
+                    reason="many distinct keys with few matches: looks like enumeration",
+                    details={
+                        "alert": alert_id,
+                        "job": job_id,
+                        "dataset": ds.id,
+                        "provider": ds.provider,
+                        "department": actor.department,
+                        "keys_today": row.checked,
+                        "matches_today": row.matches,
+                        "reason_code": SWEEP,
+                    },
+                )
+    return swept
+
+
+def alerts_for(gw: Gateway, principal: Principal) -> list[dict[str, Any]]:
+    """The sweep alerts on the caller's department's datasets (for its data owners)."""
+    a = schema.verify_alerts
+    with db.reading(gw.db) as conn:
+        rows = conn.execute(
+            sa.select(a).where(a.c.provider == principal.department).order_by(a.c.created_at)
+        ).all()
+    return [
+        {
+            "id": r.id,
+            "dataset": r.dataset_id,
+            "department": r.department,
+            "day": r.day.isoformat(),
+            "job": r.job_id,
+            "keys": r.checked,
+            "matches": r.matches,
+            "created_at": r.created_at.isoformat(),
+        }
+        for r in rows
+    ]

@@ -1,0 +1,1 @@
+"""Policy administration: four-eyes proposals, reads, impact, checks."""

@@ -1,0 +1,1 @@
+"""The store: SQLAlchemy engines, the application's tables, policy versions."""

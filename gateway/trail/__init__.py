@@ -1,0 +1,1 @@
+"""The audit trail: writing events into the log, review queries, refusals."""

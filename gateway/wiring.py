@@ -1,0 +1,114 @@
+"""The composition root: build the one `Gateway` from `Settings`.
+
+Start-up fails fast on a bad store, policy or key. Nothing else constructs the store, the token
+verifier or the sandbox engine.
+"""
+
+from __future__ import annotations
+
+from gateway.auth.issuer import LocalIssuer
+from gateway.auth.keys import IssuerKeys
+from gateway.auth.keysource import KeySource, RemoteJwks
+from gateway.auth.localsource import LocalKeySource
+from gateway.auth.verifier import TokenVerifier
+from gateway.context import Gateway, ValueSets
+from gateway.home import ISSUER_KEYS, open_trail
+from gateway.settings import Settings
+from gateway.store import db
+from gateway.store.policy_versions import LivePolicy
+from gateway.trail.refusals import FailedAuthentications
+from sandbox import (
+    DuckDBEngine,
+    Engine,
+    Limits,
+    OsLimits,
+    ProcessEngine,
+    default_address_space,
+    parse_size,
+)
+
+
+def build_gateway(settings: Settings) -> Gateway:
+    engine = db.create_engine(settings.resolved_database_url)
+    try:
+        db.check_durability(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    issuer: LocalIssuer | None = None
+    issuer_keys: IssuerKeys | None = None
+    keys: KeySource
+    local_keys: LocalKeySource | None = None
+    if settings.oidc_issuer is None:
+        local_keys = LocalKeySource(settings.keys_dir / ISSUER_KEYS)
+        issuer_keys = local_keys.keys()
+        issuer = LocalIssuer(
+            issuer_keys, issuer=settings.local_issuer, audience=settings.oidc_audience
+        )
+        keys = local_keys
+        issuer_name = settings.local_issuer
+    else:
+        # Without INSITU_OIDC_JWKS_URL: OpenID Connect discovery from the issuer's metadata.
+        keys = RemoteJwks(
+            settings.oidc_jwks_url,
+            issuer=settings.oidc_issuer,
+            min_refresh_interval_s=settings.jwks_refresh_interval_s,
+            cache_ttl_s=settings.jwks_cache_ttl_s,
+            max_stale_s=settings.jwks_max_stale_s,
+        )
+        issuer_name = settings.oidc_issuer
+    verifier = TokenVerifier(
+        keys,
+        issuer=issuer_name,
+        audience=settings.oidc_audience,
+        algorithms=settings.token_algorithm_list,
+        leeway_s=settings.token_leeway_s,
+        token_type=settings.token_type,
+        token_type_claim=settings.token_type_claim,
+        department_claim=settings.oidc_department_claim,
+        roles_claim=settings.oidc_roles_claim,
+    )
+    limits = Limits(
+        timeout_s=settings.job_timeout_s,
+        memory_limit=settings.job_memory_limit,
+        threads=settings.job_threads,
+        max_rows=settings.max_result_rows,
+    )
+    sandbox_engine = sandbox_engine_for(settings, limits)
+    trail = open_trail(settings)
+    trail.attach(engine)
+    return Gateway(
+        settings=settings,
+        db=engine,
+        audit=trail,
+        policy=LivePolicy(engine, refresh_s=settings.policy_refresh_s),
+        tokens=verifier,
+        key_source=keys,
+        issuer=issuer,
+        issuer_keys=issuer_keys,
+        engine=sandbox_engine,
+        value_sets=ValueSets(sandbox_engine),
+        failed_auth=FailedAuthentications(trail),
+        local_keys=local_keys,
+    )
+
+
+def sandbox_engine_for(settings: Settings, limits: Limits) -> Engine:
+    """Worker processes by default; in the gateway's process only when configured so."""
+    if settings.sandbox_isolation == "inprocess":
+        return DuckDBEngine(limits, spares=settings.workers)
+    address_space = (
+        parse_size(settings.sandbox_address_space)
+        if settings.sandbox_address_space is not None
+        else default_address_space(limits.memory_limit)
+    )
+    os_limits = OsLimits(
+        address_space=address_space,
+        cpu_s=limits.timeout_s * limits.threads + settings.sandbox_grace_s,
+    )
+    return ProcessEngine(
+        limits,
+        spares=settings.sandbox_spares,
+        grace_s=settings.sandbox_grace_s,
+        os_limits=os_limits,
+    )

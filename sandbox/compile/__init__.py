@@ -1,0 +1,1 @@
+"""Template compilation: parsing, static safety checks, shapes, derived disclosure queries."""

@@ -1,0 +1,1 @@
+"""Disclosure control: group size, dominance, p%, suppression, population sketches."""

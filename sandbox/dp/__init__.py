@@ -1,0 +1,1 @@
+"""Differential privacy plans and OpenDP mechanisms."""

@@ -1,0 +1,1 @@
+"""Engines that run compiled queries locked down: DuckDB in-process or in worker processes."""

@@ -1,0 +1,374 @@
+"""The process boundary: every job runs in a sandbox worker process, not in the gateway.
+
+``ProcessEngine`` has the engine interface (``run``, ``run_with_auxiliary``,
+``distinct_values``, ``infer_schema``, ``close``, ``limits``) and hands each call to a worker
+process (``python -m sandbox.engines.worker``) over pipes (``sandbox.engines.protocol``). Workers:
+
+- start with a minimal environment (no ``INSITU_*`` settings or secrets), in ``/``, in a
+  session of their own, with OS limits set on themselves before DuckDB is imported;
+- are kept ready (``spares``) so a job does not wait for a start (~0.3 s: Python + DuckDB);
+- run one job at a time, each on a fresh locked-down DuckDB connection;
+- are watched: a reply not back within the job's time limit plus ``grace_s`` gets the worker
+  killed (SIGKILL) and the job fails with a timeout; a worker that dies mid-job (killed, out
+  of memory, CPU limit) fails its job with ``worker_lost``. Either way that worker is gone and
+  the next job gets another;
+- are retired after ``max_jobs`` jobs, so nothing accumulates in a long-lived process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sandbox.compile.auxiliary import AuxiliaryQuery
+from sandbox.compile.query import CompiledQuery
+from sandbox.dp import snapshot as dp_snapshot
+from sandbox.dp.snapshot import DpOutcome, DpRun
+from sandbox.engines import protocol
+from sandbox.engines.oslimits import OsLimits
+from sandbox.errors import (
+    ExecutionCategory,
+    ExecutionError,
+    QueryTimeout,
+    SandboxBug,
+    SandboxError,
+)
+from sandbox.results import ResultTable
+from sandbox.sources import DEFAULT_LIMITS, Limits, TableSource
+
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+START_TIMEOUT_S = 60.0
+
+
+class _Lost(Exception):
+    """The worker died, hung up or sent garbage."""
+
+
+class _Worker:
+    """One worker process and its pipes."""
+
+    def __init__(self, limits: Limits, os_limits: OsLimits) -> None:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONPATH": _PACKAGE_ROOT,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "LANG": "C.UTF-8",
+        }
+        self.process = subprocess.Popen(  # our own interpreter and module
+            [sys.executable, "-s", "-m", "sandbox.engines.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd="/",
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+        )
+        self.jobs = 0
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self._in = self.process.stdin.fileno()
+        self._out = self.process.stdout.fileno()
+        os.set_blocking(self._out, False)
+        init = {
+            "op": "init",
+            "limits": protocol.encode_limits(limits),
+            "os": {
+                "address_space": os_limits.address_space,
+                "open_files": os_limits.open_files,
+                "cpu_s": os_limits.cpu_s,
+                "no_writes": os_limits.no_writes,
+            },
+        }
+        reply = self.call(init, time.monotonic() + START_TIMEOUT_S)
+        if not reply.get("ok"):
+            self.kill()
+            raise SandboxBug("a sandbox worker did not start")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def call(self, message: dict[str, Any], deadline: float) -> dict[str, Any]:
+        """Send ``message``; the reply, or _Lost / TimeoutError (the worker is then killed)."""
+        try:
+            protocol.write_all(self._in, protocol.frame(message))
+        except OSError:
+            self.kill()
+            raise _Lost from None
+        try:
+            header = self._read(4, deadline)
+            size = int.from_bytes(header, "big")
+            if size > protocol.MAX_FRAME:
+                raise _Lost
+            return protocol.decode(self._read(size, deadline))
+        except (_Lost, protocol.ProtocolError, TimeoutError):
+            self.kill()
+            raise
+
+    def _read(self, size: int, deadline: float) -> bytes:
+        chunks: list[bytes] = []
+        while size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            ready, _, _ = select.select([self._out], [], [], remaining)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(self._out, min(size, 1 << 20))
+            except BlockingIOError:
+                continue
+            if not chunk:
+                raise _Lost
+            chunks.append(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+    def stop(self) -> None:
+        """Ask the worker to exit (close its input), kill it if it does not."""
+        try:
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+            self.process.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        self.kill()
+
+
+class ProcessEngine:
+    """The engine interface, with every call run in a sandbox worker process."""
+
+    def __init__(
+        self,
+        limits: Limits = DEFAULT_LIMITS,
+        *,
+        spares: int = 1,
+        grace_s: float = 5.0,
+        os_limits: OsLimits | None = None,
+        max_jobs: int = 200,
+    ) -> None:
+        if type(spares) is not int or not 0 <= spares <= 64:
+            raise SandboxBug("spares must be an integer from 0 to 64")
+        if not 0 < grace_s <= 600 or type(max_jobs) is not int or max_jobs < 1:
+            raise SandboxBug("grace_s must be in (0, 600] and max_jobs at least 1")
+        self.limits = limits
+        self.grace_s = grace_s
+        self.os_limits = os_limits or OsLimits(cpu_s=limits.timeout_s * limits.threads + grace_s)
+        self._spares = spares
+        self._max_jobs = max_jobs
+        self._idle: list[_Worker] = []
+        self._busy: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._wanted = threading.Condition(self._lock)
+        self._closed = False
+        self._filler: threading.Thread | None = None
+        if spares:
+            self._filler = threading.Thread(
+                target=self._fill, name="sandbox-worker-spares", daemon=True
+            )
+            self._filler.start()
+
+    # --- the engine interface ---------------------------------------------------------
+
+    def run(
+        self,
+        query: CompiledQuery,
+        sources: Mapping[str, TableSource],
+        params: Mapping[str, object],
+    ) -> ResultTable:
+        reply = self._call(self._run_message(query, sources, params, (), {}))
+        return protocol.decode_table(reply["table"])
+
+    def run_with_auxiliary(
+        self,
+        query: CompiledQuery,
+        sources: Mapping[str, TableSource],
+        params: Mapping[str, object],
+        auxiliary: Sequence[AuxiliaryQuery],
+        extra_params: Mapping[str, object] | None = None,
+    ) -> tuple[ResultTable, tuple[ResultTable, ...]]:
+        message = self._run_message(query, sources, params, auxiliary, extra_params or {})
+        reply = self._call(message)
+        tables = tuple(protocol.decode_table(t) for t in reply["auxiliary"])
+        if len(tables) != len(auxiliary):
+            raise ExecutionError(ExecutionCategory.INTERNAL)
+        return protocol.decode_table(reply["table"]), tables
+
+    def run_dp(
+        self, request: DpRun, sources: Mapping[str, TableSource], params: Mapping[str, object]
+    ) -> DpOutcome:
+        """A dp plan run by ``sandbox.dp.snapshot.run_dp`` in the worker, which reads the
+        files and so is where their snapshot is fingerprinted."""
+        message = self._run_message(request.full, sources, params, (), {})
+        message["op"] = "dp_run"
+        message["dp"] = dp_snapshot.encode_run(request)
+        return dp_snapshot.decode_outcome(self._call(message))
+
+    def distinct_values(
+        self, source: TableSource, column: str, limit: int = 1000
+    ) -> tuple[str | int, ...]:
+        message = {
+            "op": "distinct_values",
+            "source": protocol.encode_source(source),
+            "column": column,
+            "limit": limit,
+        }
+        values = self._call(message)["values"]
+        return tuple(v for v in values if isinstance(v, str | int) and not isinstance(v, bool))
+
+    def infer_schema(self, source: TableSource) -> tuple[tuple[str, str], ...]:
+        message = {"op": "infer_schema", "source": protocol.encode_source(source)}
+        return tuple((str(c[0]), str(c[1])) for c in self._call(message)["columns"])
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            workers = [*self._idle, *self._busy]
+            self._idle.clear()
+            self._wanted.notify_all()
+        if self._filler is not None:
+            self._filler.join(timeout=START_TIMEOUT_S)
+        for worker in workers:
+            worker.stop()
+
+    # --- for tests and benchmarks -----------------------------------------------------
+
+    def worker_pids(self) -> tuple[int, ...]:
+        """Process ids of the workers (idle and busy)."""
+        with self._lock:
+            return tuple(w.pid for w in (*self._idle, *self._busy))
+
+    def busy_pids(self) -> tuple[int, ...]:
+        with self._lock:
+            return tuple(w.pid for w in self._busy)
+
+    def worker_limits(self) -> dict[str, Any]:
+        """The OS limits a worker runs under, as it reports them."""
+        limits: dict[str, Any] = self._call({"op": "limits"}, count=False)["limits"]
+        return limits
+
+    # --- internals --------------------------------------------------------------------
+
+    def _run_message(
+        self,
+        query: CompiledQuery,
+        sources: Mapping[str, TableSource],
+        params: Mapping[str, object],
+        auxiliary: Sequence[AuxiliaryQuery],
+        extra: Mapping[str, object],
+    ) -> dict[str, Any]:
+        mounted = []
+        for table in query.tables:
+            source = sources.get(table)
+            if source is None or source.dataset_id != table:
+                raise SandboxBug(f"no source given for dataset {table}")
+            mounted.append(protocol.encode_source(source))
+        return {
+            "op": "run",
+            "query": protocol.encode_query(query),
+            "sources": mounted,
+            "params": protocol.encode_params(dict(params)),
+            "auxiliary": [protocol.encode_auxiliary(a) for a in auxiliary],
+            "extra": protocol.encode_params(dict(extra)),
+        }
+
+    def _call(self, message: dict[str, Any], *, count: bool = True) -> dict[str, Any]:
+        worker = self._take()
+        deadline = time.monotonic() + self.limits.timeout_s + self.grace_s
+        try:
+            reply = worker.call(message, deadline)
+        except TimeoutError:
+            self._drop(worker)
+            raise QueryTimeout(self.limits.timeout_s) from None
+        except _Lost:
+            self._drop(worker)
+            raise ExecutionError(ExecutionCategory.WORKER_LOST) from None
+        except BaseException:
+            worker.kill()
+            self._drop(worker)
+            raise
+        worker.jobs += int(count)
+        self._give_back(worker)
+        if reply.get("ok") is True:
+            return reply
+        error = reply.get("error")
+        failure: SandboxError = protocol.decode_error(error if isinstance(error, dict) else {})
+        raise failure
+
+    def _take(self) -> _Worker:
+        with self._lock:
+            if self._closed:
+                raise SandboxBug("the engine is closed")
+            while self._idle:
+                worker = self._idle.pop()
+                if worker.alive():
+                    self._busy.add(worker)
+                    self._wanted.notify_all()
+                    return worker
+                worker.kill()
+            self._wanted.notify_all()
+        worker = _Worker(self.limits, self.os_limits)  # none ready: start one now
+        with self._lock:
+            self._busy.add(worker)
+        return worker
+
+    def _give_back(self, worker: _Worker) -> None:
+        with self._lock:
+            self._busy.discard(worker)
+            keep = not self._closed and worker.alive() and worker.jobs < self._max_jobs
+            if keep:
+                self._idle.append(worker)
+            self._wanted.notify_all()
+        if not keep:
+            worker.stop()
+
+    def _drop(self, worker: _Worker) -> None:
+        with self._lock:
+            self._busy.discard(worker)
+            self._wanted.notify_all()
+
+    def _fill(self) -> None:
+        """Keep ``spares`` idle workers started ahead of jobs."""
+        while True:
+            with self._lock:
+                self._wanted.wait_for(lambda: self._closed or len(self._idle) < self._spares)
+                if self._closed:
+                    return
+            try:
+                worker = _Worker(self.limits, self.os_limits)
+            except (OSError, SandboxError, _Lost, TimeoutError, protocol.ProtocolError):
+                time.sleep(1.0)  # could not start one; jobs start their own meanwhile
+                continue
+            if not self._keep_spare(worker):
+                worker.stop()
+                return
+
+    def _keep_spare(self, worker: _Worker) -> bool:
+        with self._lock:
+            if self._closed:
+                return False
+            self._idle.append(worker)
+            self._wanted.notify_all()
+            return True

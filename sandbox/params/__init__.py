@@ -1,0 +1,1 @@
+"""Typed parameters with domains, bound and never spliced."""
