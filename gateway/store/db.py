@@ -16,7 +16,7 @@ from alembic.config import Config
 
 from gateway.errors import Unavailable
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATIONS = Path(__file__).parent.parent / "migrations"
 
 
 def create_engine(url: str) -> sa.Engine:
