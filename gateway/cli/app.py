@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from gateway.cli.output import CliError, console
+from gateway.cli.output import CliError
+from gateway.cli.render import DEFAULT, Format, safe_json
 
 app = typer.Typer(
     name="insitu",
     help="Data stays home: approved query templates run beside the data; only results leave.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, pwsh)
 )
 token_app = typer.Typer(help="Local token issuer.", no_args_is_help=True)
 dataset_app = typer.Typer(help="The catalogue of datasets.", no_args_is_help=True)
@@ -25,6 +26,9 @@ job_app = typer.Typer(help="Jobs: run an approved template.", no_args_is_help=Tr
 policy_app = typer.Typer(help="Casbin policy.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 budget_app = typer.Typer(help="Privacy budgets.", no_args_is_help=True)
+open_app = typer.Typer(help="Open results: publish released results (开放).", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys of the open API.", no_args_is_help=True)
+findings_app = typer.Typer(help="Comparison findings routed to you (比对).", no_args_is_help=True)
 for sub, name in (
     (token_app, "token"),
     (dataset_app, "dataset"),
@@ -33,8 +37,37 @@ for sub, name in (
     (policy_app, "policy"),
     (audit_app, "audit"),
     (budget_app, "budget"),
+    (findings_app, "findings"),
+    (open_app, "open"),
+    (apikey_app, "apikey"),
 ):
     app.add_typer(sub, name=name)
+
+OutputOpt = Annotated[
+    Format | None,
+    typer.Option(
+        "--output",
+        help="table, json or csv (json and csv print full values). Default: table for "
+        "lists, json for a single object, or the root command's --output.",
+        case_sensitive=False,
+    ),
+]
+
+
+@app.callback()
+def root(
+    output: Annotated[
+        Format | None,
+        typer.Option(
+            "--output",
+            help="Output of every list and show command: table, json or csv.",
+            case_sensitive=False,
+        ),
+    ] = None,
+) -> None:
+    """Data stays home: approved query templates run beside the data; only results leave."""
+    DEFAULT["format"] = output
+
 
 HomeOpt = Annotated[
     Path | None, typer.Option("--home", help="Home directory (default $INSITU_HOME or ./.insitu).")
@@ -42,7 +75,8 @@ HomeOpt = Annotated[
 
 
 def print_json(data: Any) -> None:
-    console.print_json(json.dumps(data, ensure_ascii=False, default=str))
+    """Full JSON on stdout; control and bidi characters as JSON escapes (never raw)."""
+    sys.stdout.write(safe_json(data) + "\n")
 
 
 def read_document(path: Path) -> tuple[bytes, str]:
@@ -64,31 +98,3 @@ def parse_param(text: str) -> tuple[str, Any]:
     if isinstance(value, dict | list | float):
         value = raw  # only integers, booleans and strings come from the command line
     return name, value
-
-
-def result_table(body: dict[str, Any]) -> Table:
-    table = Table(title=f"job {body['job']['id']} — {body['status']}")
-    for column in body.get("columns", []):
-        table.add_column(column)
-    for row in body.get("rows", []):
-        table.add_row(*("" if v is None else str(v) for v in row))
-    return table
-
-
-def print_result(body: dict[str, Any]) -> None:
-    if "columns" in body:
-        console.print(result_table(body))
-    withheld = body.get("withheld", [])
-    if withheld:
-        console.print(f"withheld by disclosure control: {len(withheld)} cell(s)")
-        for cell in withheld:
-            key = ", ".join(f"{k}={v}" for k, v in cell["key"].items())
-            console.print(f"  {key}: {cell['reason']} ({cell['rule']})", markup=False)
-    if body.get("job", {}).get("error"):
-        console.print(f"error: {body['job']['error']}", markup=False)
-    receipt = body.get("receipt")
-    if receipt:
-        console.print(
-            f"receipt: audit entry {receipt['audit_index']} of {receipt['tree_size']}, "
-            f"leaf {receipt['leaf_hash'][:16]}…"
-        )

@@ -13,14 +13,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from gateway import home
-from gateway.cli.app import HomeOpt, audit_app, print_json
+from gateway.cli.app import HomeOpt, OutputOpt, audit_app, print_json
 from gateway.cli.client import Client
 from gateway.cli.local import require_home, settings_for
 from gateway.cli.output import CliError, console
-from gateway.store import db
+from gateway.cli.render import Format, choose, col, emit, say
 
 VkeyOpt = Annotated[
     list[str] | None, typer.Option("--vkey", help="A trusted log verifier key (repeatable).")
@@ -77,6 +75,9 @@ def audit_verify(
         trust = "" if vkey else " (keys taken from the bundle itself)"
         console.print(f"ok{trust}: {report}", markup=False)
         return
+    from gateway import home
+    from gateway.store import db
+
     settings = settings_for(home_dir)
     require_home(settings)
     engine = db.create_engine(settings.resolved_database_url)
@@ -104,6 +105,9 @@ def audit_export(
         out.write_bytes(content)
         console.print(f"wrote {out} ({len(content)} bytes)", markup=False)
         return
+    from gateway import home
+    from gateway.store import db
+
     settings = settings_for(home_dir)
     require_home(settings)
     engine = db.create_engine(settings.resolved_database_url)
@@ -121,6 +125,8 @@ def audit_export(
 @audit_app.command("keys")
 def audit_keys(home_dir: HomeOpt = None) -> None:
     """Print the log's verifier keys (current first, then rotated-out ones)."""
+    from gateway import home
+
     settings = settings_for(home_dir)
     require_home(settings)
     for verifier in home.open_trail(settings).log.verifiers:
@@ -130,6 +136,8 @@ def audit_keys(home_dir: HomeOpt = None) -> None:
 @audit_app.command("rotate-key")
 def audit_rotate_key(home_dir: HomeOpt = None) -> None:
     """Replace the checkpoint signing key (the old public key stays trusted for old notes)."""
+    from gateway import home
+
     settings = settings_for(home_dir)
     require_home(settings)
     old, new = home.rotate_audit_key(settings)
@@ -203,6 +211,7 @@ def audit_tail(
     decision: Annotated[str | None, typer.Option()] = None,
     provider: Annotated[str | None, typer.Option()] = None,
     manager: Annotated[str | None, typer.Option()] = None,
+    output: OutputOpt = None,
 ) -> None:
     """The newest entries, optionally filtered (by actor, department, dataset, party …)."""
     params: dict[str, Any] = {"latest": True, "limit": max(1, min(n, 1000))}
@@ -218,32 +227,47 @@ def audit_tail(
     }
     params.update({k: v for k, v in filters.items() if v})
     items = Client().get("/v1/audit/entries", params=params)["items"]
-    table = Table(title=f"audit log — {len(items)} newest entries")
-    for column in ("index", "time", "type", "actor", "target", "decision", "rule"):
-        table.add_column(column)
-    for item in reversed(items):
-        e = item["event"]
-        actor = f"{e['actor']['subject']} ({e['actor']['department']})"
-        decision_text = "allowed" if e["allowed"] else f"denied: {e['reason']}"
-        table.add_row(
-            str(item["index"]),
-            e["time"],
-            e["type"],
-            actor,
-            e["target"],
-            decision_text,
-            e["rule"] or "",
-        )
-    console.print(table)
+    fmt = choose(output, Format.TABLE)
+    if fmt is Format.JSON:
+        emit(items, [], fmt)
+        return
+    rows = [_tail_row(item) for item in reversed(items)]
+    columns = [
+        col("index", ident=True, number=True),
+        col("time"),
+        col("type"),
+        col("actor"),
+        col("target"),
+        col("decision"),
+    ]
+    if fmt is Format.CSV:
+        columns += [col("rule"), col("details")]
+    emit(rows, columns, fmt, title=f"audit log — {len(items)} newest entries")
+
+
+def _tail_row(item: dict[str, Any]) -> dict[str, Any]:
+    e = item["event"]
+    return {
+        "index": item["index"],
+        "time": e["time"][:19].replace("T", " "),
+        "type": e["type"],
+        "actor": f"{e['actor']['subject']} ({e['actor']['department']})",
+        "target": e["target"],
+        "decision": "allowed" if e["allowed"] else f"denied: {e['reason']}",
+        "rule": e["rule"] or "",
+        "details": e.get("details"),
+    }
 
 
 @audit_app.command("stats")
 def audit_stats(
+    *,
     since: Annotated[str | None, typer.Option(help="ISO time with zone.")] = None,
     until: Annotated[str | None, typer.Option(help="ISO time with zone.")] = None,
     department: Annotated[str | None, typer.Option()] = None,
     dataset: Annotated[str | None, typer.Option()] = None,
     template: Annotated[str | None, typer.Option()] = None,
+    output: OutputOpt = None,
 ) -> None:
     """Calls per day × department × dataset × template (调用次数), allowed and denied."""
     params = {
@@ -258,21 +282,24 @@ def audit_stats(
         if v
     }
     body = Client().get("/v1/audit/stats", params=params)
-    table = Table(title="calls (调用次数)")
-    for column in ("day", "department", "dataset", "template", "allowed", "denied"):
-        table.add_column(column)
-    for row in body["items"]:
-        table.add_row(
-            row["day"],
-            row["department"],
-            row["dataset"],
-            row["template"],
-            str(row["allowed"]),
-            str(row["denied"]),
-        )
-    console.print(table)
-    total = body["total"]
-    console.print(f"total: {total['allowed']} allowed, {total['denied']} denied")
+    fmt = choose(output, Format.TABLE)
+    emit(
+        body["items"],
+        [
+            col("day"),
+            col("department"),
+            col("dataset", ident=True),
+            col("template", ident=True),
+            col("allowed", number=True),
+            col("denied", number=True),
+        ],
+        fmt,
+        title="calls (调用次数)",
+        raw=body,
+    )
+    if fmt is Format.TABLE:
+        total = body["total"]
+        say(f"total: {total['allowed']} allowed, {total['denied']} denied")
 
 
 def result_hash(result: dict[str, Any]) -> str:
@@ -285,6 +312,14 @@ def result_hash(result: dict[str, Any]) -> str:
 def audit_receipt(
     file: Annotated[Path, typer.Argument(help="A saved job result (or just its receipt), JSON.")],
     vkey: VkeyOpt = None,
+    home_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--home",
+            help="Also check the entry is still in this home's log (or was lost in an "
+            "acknowledged rollback); the log's keys come from the home.",
+        ),
+    ] = None,
 ) -> None:
     """Check a receipt offline: signed checkpoint, inclusion proof, and that the logged
     release names this job and the hash of this very result."""
@@ -301,12 +336,27 @@ def audit_receipt(
         keys = [NoteVerifier.from_vkey(v) for v in vkey or []]
     except AuditError as exc:
         raise CliError(f"bad --vkey: {exc}") from None
-    if not keys:
-        raise CliError("give the log's --vkey (from `insitu audit keys` or GET /v1/audit/keys)")
+    if not keys and home_dir is not None:
+        from gateway import home
+
+        settings = settings_for(home_dir)
+        require_home(settings)
+        keys = list(home.open_trail(settings).log.verifiers)
+    source = ""
+    if not keys:  # the public keys of the gateway that gave the result (any signed-in caller)
+        try:
+            keys = _verifiers(Client(), None)
+        except CliError as exc:
+            raise CliError(
+                f"give the log's --vkey, or INSITU_URL and a token to fetch it ({exc})"
+            ) from None
+        source = " (log keys from the gateway; pin them with --vkey for an independent check)"
     try:
         checked = verify_receipt(receipt, keys)
     except AuditError as exc:
         raise CliError(f"receipt FAILED: {exc}", 1) from None
+    if home_dir is not None:
+        _still_logged(home_dir, checked.index, checked.checkpoint.size, receipt["leaf_hash"])
     event = checked.event
     said = f"entry {checked.index} ({event.type}, {event.target}) is in the signed tree of "
     said += f"{checked.checkpoint.size}"
@@ -319,7 +369,39 @@ def audit_receipt(
         if logged != document.get("result_hash") or logged != result_hash(result):
             raise CliError("receipt FAILED: this result is not the one the log recorded", 1)
         said += "; the result matches the logged result hash"
-    console.print(f"ok: {said}", markup=False)
+    say(f"ok: {said}{source}")
+
+
+def _still_logged(home_dir: Path, index: int, tree_size: int, leaf: str) -> None:
+    """Exit 1 unless entry `index` of the home's log is the receipt's leaf: 'lost' when an
+    acknowledged rollback took it, 'FAILED' otherwise."""
+    from audit import AuditError, leaf_hash
+    from gateway import home
+    from gateway.ops import continuity
+    from gateway.store import db
+
+    settings = settings_for(home_dir)
+    engine = db.create_engine(settings.resolved_database_url)
+    try:
+        with db.reading(engine) as conn:
+            body = home.open_trail(settings).log.entry(conn, index)
+        present = leaf_hash(body).hex() == leaf
+    except AuditError:
+        present = False
+    finally:
+        engine.dispose()
+    if present:
+        return
+    lost = continuity.lost_in(settings, index, tree_size)
+    if lost is None:
+        raise CliError(f"receipt FAILED: entry {index} is not in this home's log", 1)
+    raise CliError(
+        f"receipt LOST: entry {index} was lost in the acknowledged rollback of "
+        f"{lost['acknowledged_at']} by {lost['by']} (the log was restored to "
+        f"{lost['restored_size']} of {lost['remembered_size']} entries; audit entry "
+        f"{lost['audit_index']})",
+        1,
+    )
 
 
 @audit_app.command("witness-key")
@@ -327,8 +409,9 @@ def audit_witness_key(
     out: Annotated[Path, typer.Argument(help="Where to write the witness's private key.")],
     name: Annotated[str, typer.Option(help="The witness's key name, e.g. witness.example")],
 ) -> None:
-    """Create a witness signing key (0600) and print its vkey."""
-    from audit import AuditError, Signer
+    """Create a witness signing key (0600) and print its C2SP cosignature/v1 vkey (type 0x04)."""
+    from audit import AuditError, Signer, cosigner_verifier
+    from gateway import home
 
     try:
         signer = Signer.generate(name)
@@ -338,7 +421,7 @@ def audit_witness_key(
         home.write_private(out, signer.to_pem())
     except FileExistsError:
         raise CliError(f"{out.name} exists; not overwriting a key") from None
-    typer.echo(signer.verifier().vkey)
+    typer.echo(cosigner_verifier(signer).vkey)
 
 
 @audit_app.command("witness")
@@ -352,6 +435,7 @@ def audit_witness(
     """Cosign the gateway's newest checkpoint if it extends the last one this witness saw;
     refuse a rollback or a fork (exit 1)."""
     from audit import AuditError, NoteVerifier, Signer, Witness, WitnessRefusal
+    from gateway import home
 
     try:
         signer = Signer.from_pem(home.read_private(key), name)
@@ -379,3 +463,44 @@ def audit_witness(
     if submit:
         client.post("/v1/audit/cosignatures", json={"checkpoint": cosigned})
     console.print(f"cosigned size {size} of {origin}", markup=False)
+
+
+@audit_app.command("witness-serve")
+def audit_witness_serve(  # noqa: PLR0917 - typer options are parameters
+    state: Annotated[Path, typer.Option(help="The witness's state file (last checkpoint).")],
+    key: Annotated[Path, typer.Option(help="The witness's private key (witness-key).")],
+    name: Annotated[str, typer.Option(help="The witness's key name.")],
+    log_vkey: Annotated[list[str], typer.Option("--log-vkey", help="The log's vkey(s).")],
+    origin: Annotated[str, typer.Option(help="The log's origin line.")],
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8380,
+    prefix: Annotated[str, typer.Option(help="URL prefix of the endpoints.")] = "",
+) -> None:
+    """Serve this witness over the C2SP tlog-witness protocol (POST <prefix>/add-checkpoint)."""
+    from audit import AuditError, NoteVerifier, Signer, Witness, WitnessServer
+    from gateway import home
+
+    try:
+        signer = Signer.from_pem(home.read_private(key), name)
+        log_keys = [NoteVerifier.from_vkey(v) for v in log_vkey]
+        witness = Witness(signer, log_keys, origin, state)
+    except AuditError as exc:
+        raise CliError(str(exc)) from None
+    server = WitnessServer(witness, host, port, prefix)
+    console.print(f"witness {witness.vkey} on {server.url}", markup=False)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@audit_app.command("witness-request")
+def audit_witness_request() -> None:
+    """Ask the gateway's C2SP witnesses (INSITU_AUDIT_WITNESS_URLS) to cosign its newest
+    checkpoint; exit 1 if any refused or could not be reached."""
+    answer = Client().post("/v1/audit/witness-requests")
+    print_json(answer)
+    if any(row["error"] for row in answer["witnesses"]):
+        raise typer.Exit(1)

@@ -71,6 +71,7 @@ def browser_login(
     scope: str | None,
     audience: str | None,
     show: Callable[[str], None],
+    resource: str | None = None,
     timeout_s: float = 300.0,
 ) -> Credential:
     metadata = provider_metadata(issuer)
@@ -96,7 +97,10 @@ def browser_login(
             follow_redirects=False,
         ) as oauth:
             url, _ = oauth.create_authorization_url(
-                authorize, state=state, code_verifier=verifier, **extra_params(audience)
+                authorize,
+                state=state,
+                code_verifier=verifier,
+                **extra_params(audience, resource),
             )
             show(url)
             try:
@@ -112,6 +116,7 @@ def browser_login(
                     code=answer["code"],
                     code_verifier=verifier,
                     redirect_uri=redirect_uri,
+                    **extra_params(None, resource),
                 )
             except (OAuthError, OAuthTransportError, ValueError) as exc:
                 raise provider_error(exc) from None
@@ -127,4 +132,5 @@ def browser_login(
         metadata=metadata,
         scope=scope,
         audience=audience,
+        resource=resource,
     )

@@ -5,34 +5,35 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from gateway.cli.app import budget_app, print_json
+from gateway.cli.app import OutputOpt, budget_app
 from gateway.cli.client import Client
-from gateway.cli.output import console
+from gateway.cli.render import Col, Format, choose, col, emit
 
 
 @budget_app.command("show")
 def budget_show(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --output json.")] = False,
+    output: OutputOpt = None,
 ) -> None:
     """The privacy budgets your department may see: cap, spent, remaining (ρ and ε at δ)."""
     body = Client().get("/v1/budgets")
-    if as_json:
-        print_json(body)
-        return
-    table = Table(title="privacy budgets (zCDP ρ; ε at δ = 1e-6)")
-    for column in ("dataset", "department", "period", "ρ cap", "ρ spent", "ρ left", "ε left"):
-        table.add_column(column)
-    for b in body["budgets"]:
-        rho = b["rho"]
-        table.add_row(
-            b["dataset"],
-            b["department"],
-            b["period"],
-            rho["cap"],
-            rho["spent"],
-            rho["remaining"],
-            f"{b['as_epsilon_delta']['remaining_epsilon']:.3f}",
-        )
-    console.print(table)
+    emit(
+        body["budgets"],
+        [
+            col("dataset", ident=True),
+            col("department"),
+            col("period"),
+            col("ρ cap", "rho.cap", number=True),
+            col("ρ spent", "rho.spent", number=True),
+            col("ρ left", "rho.remaining", number=True),
+            Col(
+                "ε left",
+                lambda b: f"{b['as_epsilon_delta']['remaining_epsilon']:.3f}",
+                number=True,
+            ),
+        ],
+        Format.JSON if as_json else choose(output, Format.TABLE),
+        title="privacy budgets (zCDP ρ; ε at δ = 1e-6)",
+        raw=body,
+    )

@@ -8,11 +8,12 @@ over https, or plain http to loopback.
 from __future__ import annotations
 
 import os
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from gateway.cli.output import CliError
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -44,9 +45,18 @@ class Client:
                     2,
                 ) from None
         self.token = token
+        import httpx  # lazy: `insitu --help` does not need it
+
         self._http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(330.0, connect=5.0))
 
+    def __del__(self) -> None:  # one client per command: close its connections with it
+        http = getattr(self, "_http", None)
+        if http is not None:
+            http.close()
+
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
         headers = dict(kwargs.pop("headers", {}) or {})
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -62,6 +72,8 @@ class Client:
 
     def download(self, path: str) -> bytes:
         """The raw body of a GET (for files such as the audit bundle)."""
+        import httpx
+
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
             response = self._http.get(path, headers=headers)
@@ -78,6 +90,9 @@ class Client:
 
     def post(self, path: str, **kwargs: Any) -> Any:
         return self.request("POST", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> Any:
+        return self.request("DELETE", path, **kwargs)
 
 
 def problem_error(response: httpx.Response) -> CliError:

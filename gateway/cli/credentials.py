@@ -30,15 +30,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-from authlib.integrations.base_client import OAuthError
-from authlib.integrations.httpx_client import OAuth2Client
-from httpx2 import HTTPError as OAuthTransportError
-
-from gateway.auth.discovery import DiscoveryError, check_url, discover
 from gateway.cli.output import CliError
+
+if TYPE_CHECKING:  # authlib, httpx and the discovery module load only when a command talks OIDC
+    from authlib.integrations.httpx_client import OAuth2Client
 
 CACHE_FILE = "credentials.json"
 REFRESH_LEEWAY_S = 60
@@ -69,6 +66,7 @@ class Credential:
     scope: str | None = None
     audience: str | None = None
     revocation_endpoint: str | None = None
+    resource: str | None = None  # RFC 8707 resource indicator asked for at sign-in
 
     def fresh(self, now: float) -> bool:
         return now + REFRESH_LEEWAY_S < self.expires_at
@@ -169,6 +167,10 @@ class TokenCache:
 
 def provider_metadata(issuer: str) -> Mapping[str, Any]:
     """The issuer's validated OpenID Connect metadata, or a one-line `CliError`."""
+    import httpx
+
+    from gateway.auth.discovery import DiscoveryError, check_url, discover
+
     try:
         check_url(issuer, "issuer")
         with httpx.Client() as client:
@@ -180,6 +182,8 @@ def provider_metadata(issuer: str) -> Mapping[str, Any]:
 
 
 def _oauth_client(client_id: str, client_secret: str | None, scope: str | None) -> OAuth2Client:
+    from authlib.integrations.httpx_client import OAuth2Client
+
     return OAuth2Client(
         client_id=client_id,
         client_secret=client_secret,
@@ -200,6 +204,7 @@ def credential_from_token(
     scope: str | None,
     audience: str | None,
     previous_refresh: str | None = None,
+    resource: str | None = None,
 ) -> Credential:
     access_token = token.get("access_token")
     if not isinstance(access_token, str) or not access_token:
@@ -221,14 +226,21 @@ def credential_from_token(
         scope=scope,
         audience=audience,
         revocation_endpoint=metadata.get("revocation_endpoint"),
+        resource=resource,
     )
 
 
-def extra_params(audience: str | None) -> dict[str, str]:
-    return {"audience": audience} if audience else {}
+def extra_params(audience: str | None, resource: str | None = None) -> dict[str, str]:
+    """Provider-specific `audience` and the RFC 8707 `resource` indicator, when given."""
+    params = {"audience": audience} if audience else {}
+    if resource:
+        params["resource"] = resource
+    return params
 
 
 def provider_error(exc: Exception) -> CliError:
+    from authlib.integrations.base_client import OAuthError
+
     if isinstance(exc, OAuthError):
         code = exc.error if isinstance(exc.error, str) else ""
         shown = code if re.fullmatch(r"[a-z_]{1,64}", code) else "an unexpected error"
@@ -244,14 +256,23 @@ def token_endpoint(metadata: Mapping[str, Any]) -> str:
 
 
 def client_credentials_login(
-    issuer: str, client_id: str, client_secret: str, *, scope: str | None, audience: str | None
+    issuer: str,
+    client_id: str,
+    client_secret: str,
+    *,
+    scope: str | None,
+    audience: str | None,
+    resource: str | None = None,
 ) -> Credential:
+    from authlib.integrations.base_client import OAuthError
+    from httpx2 import HTTPError as OAuthTransportError
+
     metadata = provider_metadata(issuer)
     endpoint = token_endpoint(metadata)
     with _oauth_client(client_id, client_secret, scope) as oauth:
         try:
             token = oauth.fetch_token(
-                endpoint, grant_type="client_credentials", **extra_params(audience)
+                endpoint, grant_type="client_credentials", **extra_params(audience, resource)
             )
         except (OAuthError, OAuthTransportError, ValueError) as exc:
             raise provider_error(exc) from None
@@ -263,6 +284,7 @@ def client_credentials_login(
         metadata=metadata,
         scope=scope,
         audience=audience,
+        resource=resource,
     )
 
 
@@ -272,10 +294,14 @@ def device_login(
     *,
     scope: str | None,
     audience: str | None,
+    resource: str | None = None,
     show: Callable[[str, str, str | None], None],
     sleep: Callable[[float], None] = time.sleep,
 ) -> Credential:
     """RFC 8628: ask for a device code, show it, poll until the person has signed in."""
+    from authlib.integrations.base_client import OAuthError
+    from httpx2 import HTTPError as OAuthTransportError
+
     metadata = provider_metadata(issuer)
     endpoint = token_endpoint(metadata)
     device_endpoint = metadata.get("device_authorization_endpoint")
@@ -285,7 +311,7 @@ def device_login(
         form = {
             "client_id": client_id,
             **({"scope": scope} if scope else {}),
-            **extra_params(audience),
+            **extra_params(audience, resource),
         }
         try:
             response = oauth.request(
@@ -314,7 +340,10 @@ def device_login(
             sleep(interval)
             try:
                 token = oauth.fetch_token(
-                    endpoint, grant_type=DEVICE_CODE_GRANT, device_code=grant["device_code"]
+                    endpoint,
+                    grant_type=DEVICE_CODE_GRANT,
+                    device_code=grant["device_code"],
+                    **extra_params(None, resource),
                 )
                 break
             except OAuthError as exc:
@@ -334,6 +363,7 @@ def device_login(
         metadata=metadata,
         scope=scope,
         audience=audience,
+        resource=resource,
     )
 
 
@@ -344,6 +374,11 @@ def refresh(credential: Credential) -> Credential | None:
     renewing a client-credentials sign-in, never with a person's (public client's) refresh
     token, whose token endpoint may be another provider's.
     """
+    from authlib.integrations.base_client import OAuthError
+    from httpx2 import HTTPError as OAuthTransportError
+
+    from gateway.auth.discovery import check_url
+
     secret = os.environ.get("INSITU_CLIENT_SECRET")
     if credential.grant != "client_credentials":
         secret = None
@@ -359,7 +394,9 @@ def refresh(credential: Credential) -> Credential | None:
         with _oauth_client(credential.client_id, secret, credential.scope) as oauth:
             try:
                 token = oauth.refresh_token(
-                    credential.token_endpoint, refresh_token=credential.refresh_token
+                    credential.token_endpoint,
+                    refresh_token=credential.refresh_token,
+                    **extra_params(None, credential.resource),
                 )
             except (OAuthError, OAuthTransportError, ValueError):
                 return None
@@ -369,7 +406,7 @@ def refresh(credential: Credential) -> Credential | None:
                 token = oauth.fetch_token(
                     credential.token_endpoint,
                     grant_type="client_credentials",
-                    **extra_params(credential.audience),
+                    **extra_params(credential.audience, credential.resource),
                 )
             except (OAuthError, OAuthTransportError, ValueError):
                 return None
@@ -384,11 +421,17 @@ def refresh(credential: Credential) -> Credential | None:
         scope=credential.scope,
         audience=credential.audience,
         previous_refresh=credential.refresh_token,
+        resource=credential.resource,
     )
 
 
 def revoke(credential: Credential) -> None:
     """Best effort: ask the provider to revoke the refresh token (RFC 7009); errors are ignored."""
+    from authlib.integrations.base_client import OAuthError
+    from httpx2 import HTTPError as OAuthTransportError
+
+    from gateway.auth.discovery import check_url
+
     if not credential.revocation_endpoint or not credential.refresh_token:
         return
     with contextlib.suppress(ValueError, OAuthError, OAuthTransportError):

@@ -1,26 +1,33 @@
-"""Commands that work on the home directly: init, serve, token issue, audit verify, demo."""
+"""Commands that work on the home directly: init, serve, token issue, audit verify, demo.
+
+The home, settings, keys, uvicorn and the app are imported inside each command: a remote
+command or ``--help`` must not pay for SQLAlchemy, DuckDB or pydantic at start.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
-from pydantic import ValidationError
 
-from gateway import home
-from gateway.auth.errors import IssuerKeyError
-from gateway.auth.issuer import LocalIssuer
-from gateway.auth.keys import DEFAULT_OVERLAP_S, IssuerKeys
 from gateway.cli.app import HomeOpt, app, token_app
 from gateway.cli.output import CliError, console
-from gateway.errors import GatewayError
-from gateway.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
+
+#: `gateway.auth.keys.DEFAULT_OVERLAP_S`, repeated so the option's default needs no import
+#: of the key module (a unit test pins that the two agree).
+DEFAULT_OVERLAP_S = 86400
 
 
 def settings_for(home_dir: Path | None) -> Settings:
+    from pydantic import ValidationError
+
+    from gateway.settings import load_settings
+
     try:
         return load_settings(home_dir)
     except ValidationError as exc:
@@ -37,6 +44,8 @@ def require_home(settings: Settings) -> None:
 @app.command("init")
 def init(home_dir: HomeOpt = None) -> None:
     """Create the home: config, keys (0600), database, default policy."""
+    from gateway import home
+
     settings = settings_for(home_dir)
     created = home.init_home(settings)
     if created:
@@ -53,22 +62,39 @@ def serve(
     port: Annotated[int | None, typer.Option()] = None,
 ) -> None:
     """Run the gateway (HTTP API and job workers)."""
+    import uvicorn
+
+    from gateway import serving
     from gateway.api import create_app
+    from gateway.auth.errors import IssuerKeyError
+    from gateway.errors import GatewayError
+    from gateway.settings import LOOPBACK_HOSTS
 
     settings = settings_for(home_dir)
     require_home(settings)
+    bind = host or settings.host
+    if settings.console_insecure_http_cookies and bind not in LOOPBACK_HOSTS:
+        raise CliError(
+            "INSITU_CONSOLE_INSECURE_HTTP_COOKIES is for a gateway bound to loopback only"
+        )
     try:
         application = create_app(settings)
     except GatewayError as exc:
         raise CliError(exc.detail, 1) from None
     except IssuerKeyError as exc:  # its message names the problem, never the key
         raise CliError(str(exc), 1) from None
-    uvicorn.run(
+    from gateway.logs import configure
+
+    configure()  # JSON lines on stderr, each request's with its X-Request-Id
+    config = serving.config(
         application,
-        host=host or settings.host,
+        settings,
+        host=bind,
         port=port or settings.port,
-        log_level="warning",
+        log_config=None,  # uvicorn's own lines go through the JSON handler too
+        access_log=False,  # `insitu.access` writes the access log, with the request id
     )
+    uvicorn.Server(config).run()
 
 
 @token_app.command("issue")
@@ -80,6 +106,10 @@ def token_issue(
     home_dir: HomeOpt = None,
 ) -> None:
     """Issue a token from the local issuer; prints the token alone on stdout."""
+    from gateway import home
+    from gateway.auth.issuer import LocalIssuer
+    from gateway.auth.keys import IssuerKeys
+
     settings = settings_for(home_dir)
     require_home(settings)
     keys = IssuerKeys.load(settings.keys_dir / home.ISSUER_KEYS)
@@ -104,6 +134,10 @@ def token_rotate_key(
     home_dir: HomeOpt = None,
 ) -> None:
     """Rotate the local issuer's signing key; a running gateway picks the new key up."""
+    from gateway import home
+    from gateway.auth.errors import IssuerKeyError
+    from gateway.auth.keys import IssuerKeys
+
     settings = settings_for(home_dir)
     require_home(settings)
     path = settings.keys_dir / home.ISSUER_KEYS

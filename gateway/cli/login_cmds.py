@@ -8,14 +8,7 @@ from typing import Annotated
 import typer
 
 from gateway.cli.app import app
-from gateway.cli.browser_login import browser_login
 from gateway.cli.client import Client, gateway_url
-from gateway.cli.credentials import (
-    TokenCache,
-    client_credentials_login,
-    device_login,
-    revoke,
-)
 from gateway.cli.output import CliError, console, errors
 
 DEFAULT_CLIENT_ID = "insitu-cli"
@@ -37,6 +30,15 @@ def _issuer(explicit: str | None, url: str) -> str:
             1,
         )
     return servers[0]
+
+
+def _resource(url: str) -> str:
+    """The gateway's RFC 9728 resource identifier (its public URL)."""
+    metadata = Client(url=url, token="").get("/.well-known/oauth-protected-resource")
+    resource = metadata.get("resource") if isinstance(metadata, dict) else None
+    if not isinstance(resource, str) or not resource.startswith(("https://", "http://")):
+        raise CliError("the gateway names no resource URL; pass --resource URL", 1)
+    return resource
 
 
 @app.command("login")
@@ -66,18 +68,33 @@ def login(  # noqa: PLR0917 - typer options are parameters
         str | None, typer.Option(help="`audience` parameter for providers that need one.")
     ] = None,
     url: Annotated[str | None, typer.Option(help="Gateway URL (default $INSITU_URL).")] = None,
+    resource: Annotated[
+        str | None,
+        typer.Option(
+            help="RFC 8707 resource indicator to ask the token for; `gateway` takes the "
+            "gateway's own (its /.well-known/oauth-protected-resource `resource`)."
+        ),
+    ] = None,
 ) -> None:
     """Sign in and cache the access token for the gateway (file 0600 in the config directory)."""
+    # Lazy: authlib and the OIDC client load only for this command, not for every CLI start.
+    from gateway.cli.browser_login import browser_login
+    from gateway.cli.credentials import TokenCache, client_credentials_login, device_login
+
     if [client_credentials, device, browser].count(True) != 1:
         raise CliError("choose one of --client-credentials, --device or --browser")
     target = gateway_url(url)
     provider = _issuer(issuer, target)
     cid = client_id or os.environ.get("INSITU_CLIENT_ID") or DEFAULT_CLIENT_ID
+    if resource == "gateway":
+        resource = _resource(target)
     if client_credentials:
         secret = os.environ.get("INSITU_CLIENT_SECRET")
         if not secret:
             raise CliError("set INSITU_CLIENT_SECRET for --client-credentials")
-        credential = client_credentials_login(provider, cid, secret, scope=scope, audience=audience)
+        credential = client_credentials_login(
+            provider, cid, secret, scope=scope, audience=audience, resource=resource
+        )
     elif browser:
 
         def show_url(authorization_url: str) -> None:
@@ -91,7 +108,9 @@ def login(  # noqa: PLR0917 - typer options are parameters
                 "waiting for the sign-in to finish…", markup=False, highlight=False, soft_wrap=True
             )
 
-        credential = browser_login(provider, cid, scope=scope, audience=audience, show=show_url)
+        credential = browser_login(
+            provider, cid, scope=scope, audience=audience, show=show_url, resource=resource
+        )
     else:
 
         def show(user_code: str, verification_uri: str, complete: str | None) -> None:
@@ -110,7 +129,9 @@ def login(  # noqa: PLR0917 - typer options are parameters
                 "waiting for the sign-in to finish…", markup=False, highlight=False, soft_wrap=True
             )
 
-        credential = device_login(provider, cid, scope=scope, audience=audience, show=show)
+        credential = device_login(
+            provider, cid, scope=scope, audience=audience, resource=resource, show=show
+        )
     TokenCache().put(target, credential)
     console.print(f"signed in to {target} through {provider}", markup=False)
 
@@ -120,6 +141,8 @@ def logout(
     url: Annotated[str | None, typer.Option(help="Gateway URL (default $INSITU_URL).")] = None,
 ) -> None:
     """Forget the cached token for the gateway (and revoke its refresh token if possible)."""
+    from gateway.cli.credentials import TokenCache, revoke
+
     target = gateway_url(url)
     removed = TokenCache().remove(target)
     if removed is None:

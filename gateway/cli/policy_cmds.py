@@ -6,20 +6,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from gateway.cli.app import policy_app
+from gateway.cli.app import OutputOpt, policy_app
 from gateway.cli.client import Client
 from gateway.cli.output import CliError, console
-from policies import InvalidRule, parse_rule_line, parse_rules, policy_to_yaml
-
-
-def _say(text: str) -> None:
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
+from gateway.cli.render import Col, Format, choose, col, emit, show, table
+from gateway.cli.render import say as _say
 
 
 def _rules(lines: list[str], files: list[Path]) -> list[dict[str, str]]:
     """Rule lines from the command line and from files, as typed rule objects."""
+    from policies import InvalidRule, parse_rule_line, parse_rules  # lazy: casbin is slow to load
+
     try:
         rules = [parse_rule_line(line) for line in lines]
         for path in files:
@@ -52,23 +50,28 @@ def _print_proposal(out: dict[str, Any]) -> None:
         )
     changes = impact.get("changes") or []
     if changes:
-        table = Table("department", "role", "template / object", "action", "purpose", "change")
-        for c in changes:
-            table.add_row(
-                c["department"],
-                c["role"],
-                c["template"] or c["object"],
-                c["action"],
-                ", ".join(c["purposes"] or []) or "-",
-                f"{c['before']} → {c['after']}",
-            )
-        console.print(table)
+        columns = [
+            col("department"),
+            col("role"),
+            Col("template / object", lambda c: c["template"] or c["object"], ident=True),
+            col("action"),
+            Col("purpose", lambda c: ", ".join(c["purposes"] or []) or "-"),
+            Col("change", lambda c: f"{c['before']} → {c['after']}"),
+        ]
+        console.print(table(None, columns, ([c.get(x) for c in columns] for x in changes)))
 
 
 @policy_app.command("list")
-def policy_list(version: Annotated[int | None, typer.Option()] = None) -> None:
+def policy_list(
+    version: Annotated[int | None, typer.Option()] = None, output: OutputOpt = None
+) -> None:
     """The rules of the live policy (or of --version)."""
     out = Client().get("/v1/policies", params={"version": version} if version else None)
+    fmt = choose(output, Format.TABLE)
+    if fmt is not Format.TABLE:
+        rows = [{"version": out["version"], "rule": rule} for rule in out["rules"]]
+        emit(rows, [col("version", number=True), col("rule")], fmt, raw=out)
+        return
     _say(f"policy version {out['version']}")
     for rule in out["rules"]:
         _say(rule)
@@ -103,26 +106,34 @@ def policy_propose(
 
 
 @policy_app.command("show")
-def policy_show(proposal: str) -> None:
+def policy_show(proposal: str, output: OutputOpt = None) -> None:
     """A proposal: its changes and their impact."""
-    _print_proposal(Client().get(f"/v1/policies/proposals/{proposal}"))
+    out = Client().get(f"/v1/policies/proposals/{proposal}")
+    fmt = choose(output, Format.TABLE)
+    if fmt is Format.TABLE:
+        _print_proposal(out)
+    else:
+        show(out, fmt)
 
 
 @policy_app.command("proposals")
-def policy_proposals(status: Annotated[str | None, typer.Option()] = None) -> None:
-    table = Table("id", "kind", "status", "base", "by", "changes", "note")
+def policy_proposals(
+    status: Annotated[str | None, typer.Option()] = None, output: OutputOpt = None
+) -> None:
     out = Client().get("/v1/policies/proposals", params={"status": status} if status else None)
-    for p in out["items"]:
-        table.add_row(
-            p["id"],
-            p["kind"],
-            p["status"],
-            str(p["base_version"]),
-            p["proposed_by"],
-            f"+{p['added_count']} -{p['removed_count']}",
-            p["note"],
-        )
-    console.print(table)
+    emit(
+        out["items"],
+        [
+            col("id", ident=True),
+            col("kind"),
+            col("status"),
+            col("base", "base_version", number=True),
+            col("by", "proposed_by"),
+            Col("changes", lambda p: f"+{p['added_count']} -{p['removed_count']}"),
+            col("note"),
+        ],
+        choose(output, Format.TABLE),
+    )
 
 
 @policy_app.command("approve")
@@ -148,7 +159,10 @@ def policy_test(
     dataset: Annotated[str | None, typer.Option()] = None,
     template: Annotated[str | None, typer.Option()] = None,
     version: Annotated[int | None, typer.Option()] = None,
-    purpose: Annotated[str | None, typer.Option()] = None,
+    purpose: Annotated[
+        list[str] | None,
+        typer.Option(help="A purpose id (repeatable) or a description, as for `job submit`."),
+    ] = None,
     subject: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Would this be allowed? Prints the decision, the rule and the reason (exit 1 if denied)."""
@@ -160,7 +174,8 @@ def policy_test(
         "dataset": dataset,
         "template": template,
         "version": version,
-        "purpose": purpose,
+        "purpose": purpose[0] if purpose else None,
+        "purposes": (purpose or [])[1:],
         "subject": subject,
     }
     out = Client().post("/v1/policies/check", json={k: v for k, v in body.items() if v})
@@ -174,18 +189,19 @@ def policy_test(
 
 
 @policy_app.command("history")
-def policy_history() -> None:
-    table = Table("version", "created by", "approved by", "at", "base", "note")
-    for item in Client().get("/v1/policies/history")["items"]:
-        table.add_row(
-            str(item["version"]),
-            item["created_by"],
-            item.get("approved_by") or "-",
-            item["created_at"],
-            str(item.get("base_version") or "-"),
-            item["note"],
-        )
-    console.print(table)
+def policy_history(output: OutputOpt = None) -> None:
+    emit(
+        Client().get("/v1/policies/history")["items"],
+        [
+            col("version", ident=True, number=True),
+            col("created by", "created_by"),
+            Col("approved by", lambda i: i.get("approved_by") or "-"),
+            col("at", "created_at"),
+            Col("base", lambda i: i.get("base_version") or "-", number=True),
+            col("note"),
+        ],
+        choose(output, Format.TABLE),
+    )
 
 
 @policy_app.command("diff")
@@ -211,6 +227,8 @@ def policy_export(
     output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
 ) -> None:
     """The policy as a YAML document (for git)."""
+    from policies import parse_rules, policy_to_yaml
+
     out = Client().get("/v1/policies", params={"version": version} if version else None)
     text = policy_to_yaml(parse_rules("\n".join(out["rules"])), version=out["version"])
     if output is None:

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from gateway.cli.app import print_json, read_document, template_app
+from gateway.cli.app import OutputOpt, read_document, template_app
 from gateway.cli.client import Client
 from gateway.cli.output import console
+from gateway.cli.render import Format, choose, col, emit, say, show, table
 
 
 @template_app.command("propose")
@@ -18,7 +18,7 @@ def template_propose(file: Path) -> None:
     """Propose a template version from its YAML document."""
     body, content_type = read_document(file)
     out = Client().post("/v1/templates", content=body, headers={"Content-Type": content_type})
-    console.print(f"proposed {out['id']}@{out['version']} {out['content_hash']} ({out['status']})")
+    say(f"proposed {out['id']}@{out['version']} {out['content_hash']} ({out['status']})")
 
 
 def _decide(
@@ -28,7 +28,7 @@ def _decide(
         f"/v1/templates/{template_id}/versions/{version}/{verb}",
         json={"content_hash": content_hash, "comment": comment},
     )
-    console.print(f"{template_id}@{version} is {out['status']}")
+    say(f"{template_id}@{version} is {out['status']}")
 
 
 @template_app.command("approve")
@@ -53,16 +53,26 @@ def template_reject(
 
 
 @template_app.command("list")
-def template_list() -> None:
-    table = Table("id", "version", "kind", "status", "title")
-    for t in Client().get("/v1/templates")["items"]:
-        table.add_row(t["id"], str(t["version"]), t["kind"], t["status"], t["title"])
-    console.print(table)
+def template_list(output: OutputOpt = None) -> None:
+    emit(
+        Client().get("/v1/templates")["items"],
+        [
+            col("id", ident=True),
+            col("version", number=True),
+            col("kind"),
+            col("status"),
+            col("title"),
+        ],
+        choose(output, Format.TABLE),
+    )
 
 
 @template_app.command("show")
-def template_show(template_id: str, version: int) -> None:
-    print_json(Client().get(f"/v1/templates/{template_id}/versions/{version}"))
+def template_show(template_id: str, version: int, output: OutputOpt = None) -> None:
+    show(
+        Client().get(f"/v1/templates/{template_id}/versions/{version}"),
+        choose(output, Format.JSON),
+    )
 
 
 @template_app.command("retire")
@@ -71,19 +81,17 @@ def template_retire(template_id: str, version: int, reason: str = "") -> None:
     out = Client().post(
         f"/v1/templates/{template_id}/versions/{version}/retirement", json={"reason": reason}
     )
-    console.print(f"{template_id}@{version} is {out['status']}")
+    say(f"{template_id}@{version} is {out['status']}")
 
 
 @template_app.command("preflight")
 def template_preflight(template_id: str, version: int) -> None:
     """Run a version on synthetic data generated from its datasets' schemas (for reviewers)."""
     out = Client().get(f"/v1/templates/{template_id}/versions/{version}/preflight")
-    console.print(f"{template_id}@{version} on synthetic data ({out['note']})", markup=False)
-    console.print(f"parameters: {out['parameters']}", markup=False)
+    say(f"{template_id}@{version} on synthetic data ({out['note']})")
+    say(f"parameters: {out['parameters']}")
     if not out.get("ran"):
-        console.print(f"not run: {out.get('reason')}", markup=False)
+        say(f"not run: {out.get('reason')}")
         return
-    table = Table(*out["columns"], title=f"{out['total_rows']} row(s), first shown")
-    for row in out["rows"]:
-        table.add_row(*("" if v is None else str(v) for v in row))
-    console.print(table)
+    columns = [col(c) for c in out["columns"]]
+    console.print(table(f"{out['total_rows']} row(s), first shown", columns, out["rows"]))
