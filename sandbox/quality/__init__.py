@@ -1,0 +1,1 @@
+"""Data-quality profiles computed next to the data (see `profile.py`)."""
