@@ -2,10 +2,13 @@
 
 One engine call runs the template and the two queries derived from it
 (`sandbox.compile.disclosure`): contributors per group (distinct units, largest
-contributions) and population sketches. Then, in one transaction holding the dataset's
-lock, the release history withholds cells that difference an earlier release
-(`releases.history`), the disclosure pipeline runs (`sandbox.disclosure`), and the
-released cells are recorded. The work done does not depend on what is withheld.
+contributions), population sketches and the keyed hashes of each group's units. Then, in one
+transaction holding the dataset's lock, the release history withholds cells that difference
+an earlier release (`releases.history`), the disclosure pipeline runs (`sandbox.disclosure`),
+the atom check withholds groups that would let sums and differences of released cells single
+out fewer than k units (`releases.partition`; repeated with the pipeline until nothing more
+is withheld), and the released cells are recorded. The work done does not depend on what
+is withheld.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gateway import timing
 from gateway.catalogue.documents import DatasetSpec
 from gateway.context import Gateway
 from gateway.jobs.model import JobStatus
 from gateway.jobs.releases import history as release_history
+from gateway.jobs.releases import partition as release_partition
 from gateway.jobs.releases.base import Outcome, Run
 from sandbox import (
     CompiledQuery,
@@ -53,29 +58,52 @@ def release_aggregate(run: Run) -> Outcome:
         unique=unit is not None and _UNIQUE.get(gw, run.sources[base.id], unit),
     )
     key = release_history.population_key(gw.settings.keys_dir)
-    table, aux = gw.engine.run_with_auxiliary(
-        query, run.sources, run.values, derived.queries, population_params(key)
-    )
-    contributors = derived.contributors_from(aux[0])
+    with timing.stage("sandbox"):
+        table, aux = gw.engine.run_with_auxiliary(
+            query, run.sources, run.values, derived.queries, population_params(key)
+        )
+    named = derived.by_name(aux)
+    contributors = derived.contributors_from(named["contributors"], named.get("dispersions"))
     keys = [group_key(table.columns, query.group_columns, row) for row in table.rows]
-    sketches = derived.sketches_from(aux[1], keys) if len(aux) > 1 else {}
-    with gw.db.begin() as conn:
+    sketches = derived.sketches_from(named["populations"], keys) if "populations" in named else {}
+    members = derived.members_from(named["members"], keys) if "members" in named else {}
+    scheme = next(iter(sketches.values())).scheme if sketches else ""
+    with timing.stage("disclosure"), gw.db.begin() as conn:
         differencing: dict[GroupKey, str] = {}
         known: set[GroupKey] = set()
+        atoms = None
         if unit is not None:
             differencing, known = release_history.check(
                 conn, dataset_id=base.id, unit_column=unit, k=k, sketches=sketches
             )
-        disclosed = apply_disclosure(
-            table,
-            count_column=query.count_column,
-            group_columns=query.group_columns,
-            rules=rules,
-            contributors=contributors,
-            differencing=differencing,
-        )
-        if unit is not None:
+            atoms = release_partition.load(
+                conn,
+                gw.partitions,
+                dataset_id=base.id,
+                unit_column=unit,
+                scheme=scheme,
+                key_id=release_history.key_id(key),
+            )
+        while True:  # withholding a group can leave a small atom or a line with one cell
+            disclosed = apply_disclosure(
+                table,
+                count_column=query.count_column,
+                group_columns=query.group_columns,
+                rules=rules,
+                contributors=contributors,
+                differencing=differencing,
+            )
             released = [group_key(table.columns, query.group_columns, r) for r in disclosed.rows]
+            if atoms is None:
+                break
+            unknown = {g: _NO_MEMBERS for g in released if g not in members}
+            more = unknown or release_partition.withheld(
+                atoms.partition, {g: members[g] for g in released}, k
+            )
+            if not more:
+                break
+            differencing.update(more)
+        if unit is not None and atoms is not None:
             release_history.record(
                 conn,
                 dataset_id=base.id,
@@ -84,6 +112,9 @@ def release_aggregate(run: Run) -> Outcome:
                 department=run.job.department,
                 sketches=[sketches[g] for g in released if g in sketches and g not in known],
             )
+            atoms = release_partition.save(conn, atoms, {g: members[g] for g in released})
+    if atoms is not None:  # committed: this replica's next release starts from it
+        gw.partitions.keep(atoms)
     result = {
         "columns": list(disclosed.columns),
         "rows": [list(row) for row in disclosed.rows],
@@ -102,6 +133,9 @@ def release_aggregate(run: Run) -> Outcome:
         JobStatus.RELEASED if disclosed.rows or not disclosed.withheld else JobStatus.SUPPRESSED
     )
     return Outcome(status, result, None)
+
+
+_NO_MEMBERS = "the units of this group are unknown"
 
 
 @functools.lru_cache(maxsize=256)
@@ -139,7 +173,9 @@ class _Uniqueness:
         self._lock = threading.Lock()
 
     def get(self, gw: Gateway, source: TableSource, unit: str) -> bool:
-        stat = source.path.stat()
+        if not source.is_file:
+            return False  # no file version to cache by; grouping by unit is always right
+        stat = source.file.stat()
         key = (str(source.path), stat.st_mtime_ns, stat.st_size, unit)
         with self._lock:
             known = self._known.get(key)

@@ -13,12 +13,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
-
 from gateway.catalogue.documents import DatasetSpec
 from gateway.catalogue.templates import StoredTemplate
 from gateway.context import Gateway
-from gateway.jobs.model import JobStatus
+from gateway.jobs.model import Job, JobStatus
 from sandbox import CompiledQuery, TableSource
 
 
@@ -28,6 +26,10 @@ class Outcome:
     result: dict[str, Any] | None
     error: str | None
     policy_version: int | None = None  # the version the job was allowed to run under
+    # A comparison's findings, stored and routed in the release's transaction (gateway/findings)
+    findings: tuple[dict[str, Any], ...] = ()
+    # 谁提供/谁管理 as the worker's checks saw them (`templates.parties_of`); None: read them
+    parties: Mapping[str, list[str]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +37,7 @@ class Run:
     """One claimed job, checked and ready to run."""
 
     gw: Gateway
-    job: sa.Row[Any]
+    job: Job
     stored: StoredTemplate
     datasets: Mapping[str, DatasetSpec]
     values: Mapping[str, Any]

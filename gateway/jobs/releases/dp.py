@@ -16,15 +16,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from gateway.dp import ledger
 from gateway.dp import stats as dp_stats
 from gateway.dp.ledger import DELTA_UNIT, RHO_UNIT, Cost, epsilon_at
 from gateway.dp.plans import MAX_PUBLIC_KEYS, dp_plan
 from gateway.jobs.model import JobStatus
 from gateway.jobs.releases.base import Outcome, Run
-from gateway.store import db, schema
+from gateway.store import db
 from sandbox import (
     DpEngine,
     DpPlan,
@@ -38,7 +36,9 @@ from sandbox import (
 )
 
 
-def _snapshot(path: Path) -> tuple[int, int]:
+def _snapshot(path: Path | None) -> tuple[int, int]:
+    if path is None:  # a table Spark reads elsewhere: no file version to compare
+        return 0, 0
     stat = path.stat()
     return stat.st_mtime_ns, stat.st_size
 
@@ -50,9 +50,8 @@ def _charged_to_this_snapshot(run: Run, plan: DpPlan) -> bool:
     ds = run.datasets[plan.dataset_id]
     if ds.privacy is None or ds.privacy.budget.refresh != "snapshot":
         return True
-    r = schema.budget_reservations
     with db.reading(run.gw.db) as conn:
-        booked = conn.execute(sa.select(r.c.period).where(r.c.job_id == run.job.id)).scalar()
+        booked = ledger.booked_period(conn, run.job.id)
     now = ledger.period(
         ds.privacy.budget, now=datetime.now(UTC), source=run.sources[plan.dataset_id].path
     )

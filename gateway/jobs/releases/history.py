@@ -14,9 +14,9 @@ so two concurrent releases cannot both pass against each other. Cells are record
 the release is finalised: a release that then fails leaves cells that were not released,
 which only makes later releases more cautious.
 
-Limits: the comparison is pairwise, so it catches differencing between two releases, not a
-population assembled from three or more releases; the candidates per cell grow with the
-history of cells of similar size on the dataset.
+Limits: the comparison is pairwise; populations assembled from three or more releases are
+caught by the atom check (``releases.partition``), which this one predates and which covers
+it. The candidates per cell grow with the history of cells of similar size on the dataset.
 """
 
 from __future__ import annotations
@@ -53,6 +53,12 @@ def population_key(keys_dir: Path) -> str:
     if len(key) != 64:
         raise RuntimeError("the population key file is damaged")
     return key
+
+
+def key_id(key: str) -> str:
+    """A short public name of the population key: replicas whose keys differ would hash the
+    same units differently, and the atom check would then miss releases made elsewhere."""
+    return hashlib.sha256(b"insitu population key id\0" + key.encode()).hexdigest()[:16]
 
 
 def check(

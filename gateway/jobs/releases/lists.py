@@ -7,6 +7,7 @@ policy that allows lists on each dataset. The rows leave as they are, up to the 
 
 from __future__ import annotations
 
+from gateway.findings.release import release_comparison
 from gateway.jobs.model import JobStatus
 from gateway.jobs.releases.base import Outcome, Run
 from sandbox import TemplateKind
@@ -17,6 +18,8 @@ def release_list(run: Run) -> Outcome:
     if query.kind is not TemplateKind.LIST:
         return Outcome(JobStatus.FAILED, None, "the template is not a list")
     table = run.gw.engine.run(query, run.sources, run.values)
+    if run.stored.spec.findings is not None:  # a comparison: rows become routed findings
+        return release_comparison(run, table)
     result = {
         "columns": list(table.columns),
         "rows": [list(row) for row in table.rows],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 
 from audit import Actor
+from gateway import timing
 from gateway.catalogue import templates
 from gateway.jobs import verify_keys as verify_quota
 from gateway.jobs.model import JobStatus
@@ -51,7 +52,8 @@ def release_verify(run: Run) -> Outcome:
     values = dict(run.values)
     values.update(zip(query.key_parameters, keys, strict=True))
     try:
-        table = run.gw.engine.run(query, run.sources, values)
+        with timing.stage("sandbox"):
+            table = run.gw.engine.run(query, run.sources, values)
     except BaseException:
         verify_quota.forget_keys(run.gw, run.job.id)  # a failed job keeps no keys either
         raise
@@ -61,10 +63,11 @@ def release_verify(run: Run) -> Outcome:
     else:
         ((count,),) = table.rows
         matches = int(str(count))
-    swept = verify_quota.record_answers(
-        run.gw, _submitter(run), run.job.id, list(run.datasets.values()),
-        checked=len(keys), matches=matches,
-    )  # fmt: skip
+    with timing.stage("disclosure"):
+        swept = verify_quota.record_answers(
+            run.gw, _submitter(run), run.job.id, list(run.datasets.values()),
+            checked=len(keys), matches=matches,
+        )  # fmt: skip
     if swept:
         names = ", ".join(d.id for d in swept)
         return Outcome(
