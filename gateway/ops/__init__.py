@@ -1,0 +1,1 @@
+"""Operations: audit continuity across restores, backup and restore of a home."""
