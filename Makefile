@@ -4,14 +4,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench serve clean peers peers-acro peers-dp
+.PHONY: demo test test-fast test-rest lint typecheck unit bench serve clean peers peers-acro peers-dp mutate spark spark-stop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The suite runs the Spark engine against a real Spark Connect server: the `spark` extra too.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,spark]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,14 +21,29 @@ demo: $(STAMP)
 	$(BIN)/insitu demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway policies sandbox audit tests bench
-	$(BIN)/ruff format --check gateway policies sandbox audit tests bench
+	$(BIN)/ruff check gateway policies sandbox audit insitu tests bench deploy examples
+	$(BIN)/ruff format --check gateway policies sandbox audit insitu tests bench deploy examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Parallel over every core (pytest-xdist); tests that must share state say so with
+# @pytest.mark.xdist_group, which --dist loadgroup keeps on one worker.
+PYTEST := $(BIN)/python -m pytest -n auto --dist loadgroup --durations=20
+# The fast tier: no test marked slow (> 2 s on the 2-core machine), SQLite only.
+# FAST and REST are complements: together they run every test exactly once.
+FAST := not slow and not postgres
+REST := slow or postgres
+
 test: lint typecheck
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
+
+test-fast: lint
+	$(PYTEST) -m "$(FAST)" $(PYTEST_ARGS)
+
+# What test-fast leaves out (slow tests and the PostgreSQL runs): .ci/run runs test-fast then this.
+test-rest: typecheck
+	$(PYTEST) -m "$(REST)" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
@@ -59,5 +75,20 @@ peers-acro: peers/acro/.venv/.installed
 serve: $(STAMP)
 	$(BIN)/insitu serve
 
+# A Spark Connect server on sc://127.0.0.1:$(SPARK_PORT) from the pyspark wheel's own jars and
+# this machine's Java 17 (nothing downloaded), in the background; `make spark-stop` stops it.
+# Then: INSITU_ENGINE=spark INSITU_SPARK_REMOTE=sc://127.0.0.1:15002 insitu demo
+SPARK_PORT ?= 15002
+spark: $(STAMP)
+	$(BIN)/python -m deploy.spark_connect start --port $(SPARK_PORT)
+
+spark-stop:
+	$(BIN)/python -m deploy.spark_connect stop --port $(SPARK_PORT)
+
 clean:
 	rm -rf $(VENV) $(PEERS) .insitu .pytest_cache .mypy_cache .ruff_cache bench/results
+
+# Switch each listed security rule off in a private copy and check the fast tier catches it
+# (tests/mutations.py; MUTATE_ARGS=--postgres to run the PostgreSQL cases too).
+mutate: $(STAMP)
+	$(BIN)/python -m tests.mutations $(MUTATE_ARGS)

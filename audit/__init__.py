@@ -22,6 +22,13 @@ from audit.checkpoint import (
     sign_note,
 )
 from audit.committer import Committed, GroupCommitter
+from audit.cosignature import (
+    CosignatureVerifier,
+    cosign,
+    cosigned_message,
+    cosigner_verifier,
+    witness_key,
+)
 from audit.errors import (
     AuditError,
     CheckpointError,
@@ -51,6 +58,13 @@ from audit.tree import (
     root_from_nodes,
 )
 from audit.witness import Witness, WitnessRefusal
+from audit.witness_http import (
+    AddCheckpoint,
+    WitnessServer,
+    format_add_checkpoint,
+    parse_add_checkpoint,
+    parse_cosignatures,
+)
 
 if TYPE_CHECKING:
     from audit.store import AppendResult, SignedHead, SqlAuditLog, metadata
@@ -70,6 +84,7 @@ _LAZY = {
 __all__ = [
     "EMPTY_ROOT",
     "Actor",
+    "AddCheckpoint",
     "AppendResult",
     "AuditError",
     "BundleEntry",
@@ -78,6 +93,7 @@ __all__ = [
     "CheckpointError",
     "Committed",
     "CompactRange",
+    "CosignatureVerifier",
     "EntryNotFoundError",
     "Event",
     "EventError",
@@ -95,17 +111,24 @@ __all__ = [
     "VerifyReport",
     "Witness",
     "WitnessRefusal",
+    "WitnessServer",
     "consistency_proof",
+    "cosign",
+    "cosigned_message",
+    "cosigner_verifier",
     "decode",
     "encode",
     "entries_table",
     "fingerprint",
+    "format_add_checkpoint",
     "inclusion_proof",
     "leaf_hash",
     "metadata",
     "node_hash",
     "open_checkpoint",
     "open_note",
+    "parse_add_checkpoint",
+    "parse_cosignatures",
     "perfect_nodes",
     "root_from_leaf_hashes",
     "root_from_nodes",
@@ -117,6 +140,7 @@ __all__ = [
     "verify_consistency",
     "verify_inclusion",
     "verify_receipt",
+    "witness_key",
     "write_bundle",
 ]
 

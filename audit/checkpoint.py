@@ -7,8 +7,12 @@
 The key hash is SHA-256(key name || "\\n" || 0x01 || public key)[:4]; a verifier key travels as
 the vkey string `<name>+<hex key hash>+<base64(0x01 || public key)>`. `open_checkpoint` is
 verify-or-raise: it needs `required` distinct known keys with valid signatures, ignores
-signatures by unknown keys and fails on a bad signature by a known key. Checkpoints carry no
-extension lines; a note with extension lines is refused.
+signatures by unknown keys and fails on a bad signature by a known key. Extension lines (C2SP
+tlog-checkpoint: opaque, non-empty lines after the root) are read and kept in the body, so
+signatures over them verify; insitu writes none.
+
+Signatures are checked by any `KeyVerifier`: `NoteVerifier` here (type 0x01) or the witness's
+`cosignature.CosignatureVerifier` (type 0x04, timestamped).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -29,10 +33,15 @@ from audit.errors import CheckpointError
 from audit.merkle import HASH_SIZE
 
 __all__ = [
+    "DASH",
+    "ED25519",
     "Checkpoint",
+    "KeyVerifier",
     "NoteVerifier",
     "Signer",
+    "check_name",
     "count_signatures",
+    "decode_b64",
     "key_hash",
     "open_checkpoint",
     "open_note",
@@ -48,7 +57,7 @@ _SIZE = re.compile(r"0|[1-9][0-9]{0,18}")
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 
 
-def _b64decode(text: str, what: str) -> bytes:
+def decode_b64(text: str, what: str) -> bytes:
     try:
         raw = base64.b64decode(text.encode("ascii"), validate=True)
     except (UnicodeEncodeError, binascii.Error):
@@ -62,7 +71,7 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def _check_name(name: object) -> str:
+def check_name(name: object) -> str:
     if not isinstance(name, str) or not name:
         raise CheckpointError("a key name must be a non-empty string")
     if "+" in name or any(c.isspace() for c in name) or _CONTROL.search(name):
@@ -75,6 +84,21 @@ def key_hash(name: str, public_key: bytes) -> bytes:
     return hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([ED25519]) + public_key).digest()[:4]
 
 
+class KeyVerifier(Protocol):
+    """What checks one kind of note signature: a name, a 4-byte key hash, `verify`."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def key_hash(self) -> bytes: ...
+
+    @property
+    def vkey(self) -> str: ...
+
+    def verify(self, message: bytes, signature: bytes) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class NoteVerifier:
     """A named Ed25519 public key that can check note signatures."""
@@ -83,7 +107,7 @@ class NoteVerifier:
     public_key: bytes
 
     def __post_init__(self) -> None:
-        _check_name(self.name)
+        check_name(self.name)
         if not isinstance(self.public_key, bytes) or len(self.public_key) != 32:
             raise CheckpointError("an Ed25519 public key is 32 bytes")
 
@@ -101,7 +125,7 @@ class NoteVerifier:
         parts = vkey.split("+", 2) if isinstance(vkey, str) else []
         if len(parts) != 3 or not re.fullmatch(r"[0-9a-f]{8}", parts[1]):
             raise CheckpointError("a vkey reads <name>+<8 hex digits>+<base64 key>")
-        raw = _b64decode(parts[2], "vkey key")
+        raw = decode_b64(parts[2], "vkey key")
         if len(raw) != 33 or raw[0] != ED25519:
             raise CheckpointError("vkey is not an Ed25519 key")
         verifier = cls(parts[0], raw[1:])
@@ -125,7 +149,7 @@ class Signer:
     private_key: Ed25519PrivateKey = field(repr=False)
 
     def __post_init__(self) -> None:
-        _check_name(self.name)
+        check_name(self.name)
         if not isinstance(self.private_key, Ed25519PrivateKey):
             raise CheckpointError("a checkpoint signer needs an Ed25519 private key")
 
@@ -172,8 +196,14 @@ class Checkpoint:
     origin: str
     size: int
     root: bytes
+    extensions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if not isinstance(self.extensions, tuple) or not all(
+            isinstance(line, str) and line and "\n" not in line and not _CONTROL.search(line)
+            for line in self.extensions
+        ):
+            raise CheckpointError("checkpoint extension lines are non-empty single lines")
         if not isinstance(self.origin, str) or not self.origin.strip():
             raise CheckpointError("a checkpoint origin must be a non-empty string")
         if "\n" in self.origin or _CONTROL.search(self.origin):
@@ -186,17 +216,22 @@ class Checkpoint:
             raise CheckpointError(f"a checkpoint root must be {HASH_SIZE} bytes")
 
     def body(self) -> str:
-        return f"{self.origin}\n{self.size}\n{_b64(self.root)}\n"
+        extensions = "".join(f"{line}\n" for line in self.extensions)
+        return f"{self.origin}\n{self.size}\n{_b64(self.root)}\n{extensions}"
 
     @classmethod
     def from_body(cls, body: str) -> Checkpoint:
         lines = body.split("\n")
-        if len(lines) != 4 or lines[3] != "":
-            raise CheckpointError("a checkpoint body is exactly origin, size and root lines")
+        if len(lines) < 4 or lines[-1] != "":
+            raise CheckpointError(
+                "a checkpoint body is origin, size and root lines (then extensions)"
+            )
         origin, size, root = lines[:3]
         if not _SIZE.fullmatch(size):
             raise CheckpointError("checkpoint size is not a canonical decimal number")
-        return cls(origin, int(size), _b64decode(root, "checkpoint root"))
+        if any(not line for line in lines[3:-1]):
+            raise CheckpointError("checkpoint extension lines must not be empty")
+        return cls(origin, int(size), decode_b64(root, "checkpoint root"), tuple(lines[3:-1]))
 
 
 def sign_note(text: str, signers: Sequence[Signer]) -> str:
@@ -236,22 +271,22 @@ def split_note(note: str) -> tuple[str, list[tuple[str, bytes]]]:
         parts = line.removeprefix(DASH).split(" ")
         if not line.startswith(DASH) or len(parts) != 2:
             raise CheckpointError("a signature line reads '— <key name> <base64 signature>'")
-        name, raw = _check_name(parts[0]), _b64decode(parts[1], "signature")
+        name, raw = check_name(parts[0]), decode_b64(parts[1], "signature")
         if len(raw) < 5:
             raise CheckpointError("a signature is a 4-byte key hash and the signature itself")
         signatures.append((name, raw))
     return body, signatures
 
 
-def count_signatures(note: str, verifiers: Sequence[NoteVerifier]) -> int:
+def count_signatures(note: str, verifiers: Sequence[KeyVerifier]) -> int:
     """How many distinct keys among `verifiers` validly signed `note` (a bad signature by one
     of them raises CheckpointError; signatures by other keys are ignored)."""
     return len(_verified(note, verifiers)[1])
 
 
-def _verified(note: str, verifiers: Sequence[NoteVerifier]) -> tuple[str, set[tuple[str, bytes]]]:
+def _verified(note: str, verifiers: Sequence[KeyVerifier]) -> tuple[str, set[tuple[str, bytes]]]:
     text, signatures = split_note(note)
-    known = {(v.name, v.key_hash): v for v in verifiers}
+    known: dict[tuple[str, bytes], KeyVerifier] = {(v.name, v.key_hash): v for v in verifiers}
     verified: set[tuple[str, bytes]] = set()
     for name, raw in signatures:
         verifier = known.get((name, raw[:4]))
@@ -263,7 +298,7 @@ def _verified(note: str, verifiers: Sequence[NoteVerifier]) -> tuple[str, set[tu
     return text, verified
 
 
-def open_note(note: str, verifiers: Sequence[NoteVerifier], *, required: int = 1) -> str:
+def open_note(note: str, verifiers: Sequence[KeyVerifier], *, required: int = 1) -> str:
     """The text of `note`, after checking `required` signatures by distinct known keys."""
     if not isinstance(required, int) or required < 1:
         raise CheckpointError("at least one signature must be required")
@@ -276,7 +311,7 @@ def open_note(note: str, verifiers: Sequence[NoteVerifier], *, required: int = 1
 
 
 def open_checkpoint(
-    note: str, verifiers: Sequence[NoteVerifier], origin: str, *, required: int = 1
+    note: str, verifiers: Sequence[KeyVerifier], origin: str, *, required: int = 1
 ) -> Checkpoint:
     """The checkpoint in `note`, after checking `required` signatures by distinct known keys."""
     checkpoint = Checkpoint.from_body(open_note(note, verifiers, required=required))

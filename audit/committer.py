@@ -51,11 +51,9 @@ class _Log(Protocol):
         self, conn: Any, entries: Sequence[PreparedEvent], tail: CompactRange | None
     ) -> tuple[Sequence[Any], CompactRange]: ...
 
-    def checkpoint(self, conn: Any) -> str: ...
+    def sign_head(self, conn: Any) -> Any: ...  # a `SignedHead`: .size and .note
 
     def index_terms(self, conn: Any, limit: int) -> tuple[int, int]: ...
-
-    def size(self, conn: Any) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +85,18 @@ class GroupCommitter:
         *,
         max_batch: int = 1024,
         timeout_s: float = 30.0,
+        on_signed: Callable[[int, str], None] | None = None,
     ) -> None:
+        """`on_signed(size, note)` is called with each newer checkpoint once its transaction
+        has committed and before any caller is given it (the gateway remembers it outside the
+        store); if it raises, the batch's callers get `StoreError`."""
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._log = log
         self._begin = begin
         self._max_batch = max_batch
         self._timeout_s = timeout_s
+        self._on_signed = on_signed
         self._queue: deque[_Request] = deque()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -239,9 +242,12 @@ class GroupCommitter:
                 placed, tail = self._log.append_prepared(conn, events, self._tail)
                 appended = list(placed)
             if nudged or asked > signed:
-                size = self._log.size(conn)
-                if size != signed:
-                    head = (size, self._log.checkpoint(conn))
+                # One read of the size, under the lock, for both the note and its size: a size
+                # read outside it could be overtaken by an append committed in between.
+                signed_head = self._log.sign_head(conn)
+                head = (int(signed_head.size), str(signed_head.note))
+        if head is not None and head != self._head and self._on_signed is not None:
+            self._on_signed(*head)
         self._head, self._tail = head, tail
         self.batches += 1
         position = 0

@@ -31,6 +31,7 @@ from audit.bundle import BundleEntry, write_bundle
 from audit.checkpoint import (
     DASH,
     Checkpoint,
+    KeyVerifier,
     NoteVerifier,
     Signer,
     open_checkpoint,
@@ -208,6 +209,12 @@ class SqlAuditLog:
 
     def checkpoint(self, conn: sa.Connection) -> str:
         """Sign the current head and store it (once per size); return the signed note."""
+        return self.sign_head(conn).note
+
+    def sign_head(self, conn: sa.Connection) -> SignedHead:
+        """`checkpoint`, with the size it covers. The size is read once, under the writers'
+        lock: a size read before the lock may be overtaken by an append committed in between
+        (PostgreSQL READ COMMITTED), which would pair a proof for n with a checkpoint of n+1."""
         lock(conn, AUDIT_LOCK_KEY)
         size = self.size(conn)
         root = self.root(conn, size)
@@ -219,14 +226,14 @@ class SqlAuditLog:
         if row is not None:
             if not hmac.compare_digest(bytes(row.root), root):
                 raise StoreError(f"the stored checkpoint of size {size} disagrees with the tree")
-            return str(row.note)
+            return SignedHead(size, str(row.note))
         note = sign_checkpoint(Checkpoint(self.origin, size, root), [self.signer])
         conn.execute(
             checkpoints_table.insert().values(
                 size=size, root=root, note=note, created_at=self._clock()
             )
         )
-        return note
+        return SignedHead(size, note)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -326,24 +333,29 @@ class SqlAuditLog:
         return str(note) + "".join(f"{line}\n" for line in lines)
 
     def add_cosignature(
-        self, conn: sa.Connection, note: str, witnesses: Sequence[NoteVerifier]
+        self, conn: sa.Connection, note: str, witnesses: Sequence[KeyVerifier]
     ) -> int:
         """Store the signatures by known `witnesses` on a copy of one of our checkpoints.
 
-        The note must carry our valid signature and at least one valid witness signature; the
-        body must be a checkpoint we stored. Returns how many new cosignatures were stored.
+        The note must carry our valid signature and at least one valid witness signature
+        (cosignature/v1 or, for legacy witness keys, a plain note signature); its text must be
+        exactly a checkpoint we stored. Returns how many new cosignatures were stored.
         """
         try:
             cp = open_checkpoint(note, self.verifiers, self.origin)
             open_checkpoint(note, witnesses, self.origin)
+            text, signatures = split_note(note)
         except CheckpointError as exc:
             raise StoreError(f"not a cosigned checkpoint of this log: {exc}") from None
         c = checkpoints_table.c
-        root = conn.execute(sa.select(c.root).where(c.size == cp.size)).scalar()
-        if root is None or not hmac.compare_digest(bytes(root), cp.root):
-            raise StoreError(f"the log stored no checkpoint of size {cp.size} with that root")
+        row = conn.execute(sa.select(c.root, c.note).where(c.size == cp.size)).first()
+        if (
+            row is None
+            or not hmac.compare_digest(bytes(row.root), cp.root)
+            or split_note(str(row.note))[0] != text
+        ):
+            raise StoreError(f"the log stored no checkpoint of size {cp.size} with that text")
         known = {(v.name, v.key_hash): v for v in witnesses}
-        _, signatures = split_note(note)
         stored = 0
         w = cosignatures_table.c
         for name, raw in signatures:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from audit.bundle import BundleReader
 from audit.checkpoint import Checkpoint, NoteVerifier, count_signatures, open_checkpoint
+from audit.cosignature import witness_key
 from audit.errors import AuditError, VerificationError
 from audit.merkle import EMPTY_ROOT
 from audit.verify_entries import check_entry, checked_tree
@@ -142,7 +143,7 @@ def witnessed_size(
     if required <= 0:
         return 0
     try:
-        keys = [NoteVerifier.from_vkey(v) for v in witnesses]
+        keys = [witness_key(v) for v in witnesses]
     except AuditError as exc:
         raise VerificationError(f"a witness key is malformed: {exc}") from None
     best = -1
@@ -256,9 +257,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         pin = args.pin.read_text(encoding="utf-8") if args.pin else None
     except (OSError, UnicodeDecodeError) as exc:
         parser.error(f"cannot read the pin file: {exc}")
-    for vkey in [*args.vkey, *args.witness]:
+    for vkey, read in [
+        *((v, NoteVerifier.from_vkey) for v in args.vkey),
+        *((v, witness_key) for v in args.witness),
+    ]:
         try:
-            NoteVerifier.from_vkey(vkey)
+            read(vkey)
         except AuditError as exc:
             parser.error(f"bad key {vkey[:40]!r}: {exc}")
     try:

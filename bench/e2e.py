@@ -8,9 +8,12 @@ at most +10 ms at the median; at 10M rows at most 1.10 x raw DuckDB.
 
 from __future__ import annotations
 
+import statistics
+import sys
 import tempfile
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -20,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.common import served, summary, timed, write_result
-from gateway import home
+from gateway import home, timing
 from gateway.settings import Settings
 
 SIZES = (100_000, 10_000_000)
@@ -86,17 +89,66 @@ def raw_duckdb(path: Path, repeat: int) -> list[float]:
     return samples
 
 
-def gateway_jobs(home_dir: Path, repeat: int) -> list[float]:
+def gateway_jobs(home_dir: Path, repeat: int, *, profile: bool = False) -> dict[str, Any]:
+    """Time `repeat` jobs; with `profile`, then `repeat` more with the stage timers on."""
     with served(home_dir) as gw:
         gw.register(DATASET, TEMPLATE)
         submission = {"template": "events-by-district", "parameters": {"year": 2020}}
-        return timed(lambda: gw.job(submission), repeat=repeat)
+        out: dict[str, Any] = {"samples": timed(lambda: gw.job(submission), repeat=repeat)}
+        if profile:
+            timing.RECORDER.enable()
+            try:
+                ends = timed(lambda: gw.job(submission), repeat=repeat, warmup=0)
+                out["profile"] = stage_profile(timing.RECORDER.samples(), ends)
+            finally:
+                timing.RECORDER.disable()
+        return out
 
 
-def main() -> None:
+def stage_profile(samples: dict[str, list[float]], ends: list[float]) -> dict[str, float]:
+    """Median ms per stage of one job on its critical path; HTTP is what the stages leave.
+
+    Submission's admission is its use case less its transaction; the queue stage counts from
+    the job row's creation, so its `store:submit` part is taken off. Two requests verify a
+    token each (submit, result).
+    """
+
+    def ms(name: str) -> float:
+        values = samples.get(name, [])
+        return statistics.median(values) * 1000 if values else 0.0
+
+    end_to_end = statistics.median(ends) * 1000
+    stages = {
+        "token": 2 * ms("token"),
+        "admission": ms("submit") - ms("store:submit") + ms("admission"),
+        "store": ms("store:submit") + ms("store:release"),
+        "queue": max(0.0, ms("queue") - ms("store:submit")),
+        "sandbox": ms("sandbox"),
+        "disclosure": ms("disclosure"),
+        "audit": ms("audit"),
+        "receipt": ms("receipt"),
+    }
+    return {"HTTP": max(0.0, end_to_end - sum(stages.values())), **stages, "total": end_to_end}
+
+
+def print_profile(console: Console, profile: dict[str, float]) -> None:
+    table = Table(title="Where one small aggregate job's time goes (100k rows, medians)")
+    table.add_column("stage")
+    table.add_column("ms", justify="right")
+    table.add_column("share", justify="right")
+    for name, value in profile.items():
+        share = value / profile["total"] if profile["total"] else 0.0
+        table.add_row(name, f"{value:.2f}", f"{share:.0%}")
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`--quick`: 100k rows only (the stage profile, no 10M-row file)."""
+    quick = "--quick" in (sys.argv[1:] if argv is None else argv)
     console = Console()
     rows_out = []
-    for size in SIZES:
+    profile: dict[str, float] = {}
+    for size in SIZES[:1] if quick else SIZES:
         repeat = 30 if size <= 1_000_000 else 10
         with tempfile.TemporaryDirectory(prefix="insitu-bench-") as tmp:
             home_dir = Path(tmp) / "home"
@@ -105,7 +157,10 @@ def main() -> None:
             data = settings.data_dir / "bench" / "events.parquet"
             write_events(data, size)
             raw = summary(raw_duckdb(data, repeat))
-            gw = summary(gateway_jobs(home_dir, repeat))
+            measured = gateway_jobs(home_dir, repeat, profile=size <= 100_000)
+            gw = summary(measured["samples"])
+        if "profile" in measured:
+            profile = measured["profile"]
         rows_out.append(
             {
                 "rows": size,
@@ -130,5 +185,6 @@ def main() -> None:
             f"{target} {'met' if met else 'NOT met'}",
         )
     console.print(table)
-    path = write_result("e2e", {"sizes": rows_out})
+    print_profile(console, profile)
+    path = write_result("e2e", {"sizes": rows_out, "profile_ms": profile})
     console.print(f"written {path}")

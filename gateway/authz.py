@@ -5,31 +5,22 @@ refused request leaves its trace even though the request itself changes nothing.
 becomes carries the explanation: `rule`, `reason`, `reason_code`, `dataset`, `policy_version`
 (the codes are `policies.ReasonCode` values, or `workflow` for a gateway rule such as "the
 author never approves"). The attributes of a request (share class, classification, template
-kind, purpose state) are set by the caller from the gateway's own records, never from input.
+kind, purpose state) are set by the caller from the gateway's own records, never from input;
+whether a job may run is `gateway.jobs.admission.decide`, built on the same policy engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Final
 
-from audit import Actor
 from gateway.auth.principal import Principal
 from gateway.context import Gateway
 from gateway.errors import Forbidden
-from policies import Decision, ReasonCode, Request, data_object
+from policies import Decision, ReasonCode, Request
 
 #: The reason code of a denial decided by the gateway's workflow rather than by Casbin.
 WORKFLOW: Final = "workflow"
-
-
-def purpose_state(purpose: str | None) -> str:
-    """The purpose attribute for a job's stated purpose text: `stated` or `none`.
-
-    Approval and expiry of purposes are recorded by the gateway; a caller that knows them
-    passes `approved` / `expired` to `decide` directly.
-    """
-    return "stated" if purpose is not None and purpose.strip() else "none"
 
 
 def decide(
@@ -149,49 +140,3 @@ def require(
             details={**(details or {}), "policy_version": decision.policy_version},
         )
     return decision
-
-
-def recheck_job(
-    gw: Gateway,
-    actor: Actor,
-    *,
-    job_id: str,
-    purpose: str | None,
-    kind: str,
-    datasets: Sequence[tuple[str, str, str]],
-) -> tuple[int, Decision | None]:
-    """Decide a queued job again under the live policy before it runs: the policy version and
-    the denial, `None` if the job is still allowed.
-
-    The job was decided when it was accepted, but a revocation approved since then must stop
-    it too. `datasets` holds `(id, share_class, classification)` from the catalogue. A denial
-    is audited as `job.denied` with the policy version and reason; the caller fails the job.
-    """
-    engine = gw.policy.current()
-    roles, department = tuple(actor.roles), actor.department
-    requests = [Request(roles, department, "job", "submit")] + [
-        Request(roles, department, data_object(sc, cl, ds), f"query:{kind}", purpose_state(purpose))
-        for ds, sc, cl in datasets
-    ]
-    for request in requests:
-        decision = engine.decide(request)
-        if not decision.allowed:
-            with gw.db.begin() as conn:
-                gw.audit.record(
-                    conn,
-                    type="job.denied",
-                    principal=actor,
-                    action="run",
-                    target=f"job:{job_id}",
-                    allowed=False,
-                    rule=None,
-                    reason=decision.reason,
-                    details={
-                        "job": job_id,
-                        "policy_version": decision.policy_version,
-                        "reason_code": str(decision.reason_code),
-                        **({"dataset": decision.dataset} if decision.dataset else {}),
-                    },
-                )
-            return engine.version, decision
-    return engine.version, None

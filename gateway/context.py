@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import sqlalchemy as sa
 
 from gateway.auth.issuer import LocalIssuer
 from gateway.auth.keys import IssuerKeys
 from gateway.auth.keysource import KeySource, RemoteJwks
 from gateway.auth.localsource import LocalKeySource
 from gateway.auth.verifier import TokenVerifier
+from gateway.catalogue.cache import CatalogueCache
 from gateway.errors import GatewayError
+from gateway.jobs.releases.copies import PartitionCopies
 from gateway.settings import Settings
+from gateway.store.db import Engine as StoreEngine
 from gateway.store.policy_versions import LivePolicy
 from gateway.trail.refusals import FailedAuthentications
 from gateway.trail.writer import AuditTrail
@@ -31,6 +34,7 @@ class Signal:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._generation = 0
+        self._listeners: set[Callable[[], None]] = set()
 
     def generation(self) -> int:
         with self._cond:
@@ -40,10 +44,29 @@ class Signal:
         with self._cond:
             self._generation += 1
             self._cond.notify_all()
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener()
+
+    def listen(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` (from the notifying thread) on every notify; returns the undo.
+        For asyncio waiters: a listener that sets an event with `call_soon_threadsafe`."""
+        with self._cond:
+            self._listeners.add(listener)
+
+        def forget() -> None:
+            with self._cond:
+                self._listeners.discard(listener)
+
+        return forget
 
     def wait(self, since: int, timeout: float) -> None:
         with self._cond:
             self._cond.wait_for(lambda: self._generation != since, timeout=timeout)
+
+
+def now_minute() -> int:
+    return int(time.time() // 60)
 
 
 class ValueSets:
@@ -56,8 +79,11 @@ class ValueSets:
         self._lock = threading.Lock()
 
     def get(self, source: TableSource, column: str) -> tuple[str | int, ...]:
-        stat = source.path.stat()
-        key = (str(source.path), column, stat.st_mtime_ns, stat.st_size)
+        if source.is_file:
+            stat = source.file.stat()
+            key = (str(source.path), column, stat.st_mtime_ns, stat.st_size)
+        else:  # a table elsewhere: no version to see from here, so at most a minute old
+            key = (f"{source.format}:{source.connection}:{source.table}", column, 0, now_minute())
         with self._lock:
             cached = self._cache.get(key)
         if cached is None:
@@ -70,7 +96,7 @@ class ValueSets:
 @dataclass
 class Gateway:
     settings: Settings
-    db: sa.Engine
+    db: StoreEngine
     audit: AuditTrail
     policy: LivePolicy
     tokens: TokenVerifier
@@ -82,7 +108,12 @@ class Gateway:
     failed_auth: FailedAuthentications
     jobs_submitted: Signal = field(default_factory=Signal)
     jobs_finished: Signal = field(default_factory=Signal)
+    catalogue: CatalogueCache = field(default_factory=CatalogueCache)
+    partitions: PartitionCopies = field(default_factory=PartitionCopies)  # the atom check's
     local_keys: LocalKeySource | None = None  # the local issuer's key file, reloaded on rotation
+    # Called as (template kind, final status, seconds from claim) when a worker finishes a job
+    # (the API's Prometheus metrics); a hook must not raise.
+    job_hooks: list[Callable[[str, str, float], None]] = field(default_factory=list)
 
     @property
     def data_root(self) -> Path:

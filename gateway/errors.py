@@ -7,6 +7,7 @@
     ├── Conflict              409  already exists / wrong state for the action
     ├── Gone                  410  a retired template version (and jobs on it)
     ├── BudgetExhausted       429  the privacy budget cannot cover the job (carries what remains)
+    ├── TooManyRequests       429  too many unfinished jobs or open waits (with Retry-After)
     └── Unavailable           503  store or audit log cannot write: nothing was released
 
 Errors from `policies`, `sandbox` and `gateway.auth` (401 for tokens) are translated in
@@ -65,6 +66,12 @@ class Gone(GatewayError):
 
 class BudgetExhausted(GatewayError):
     status, slug, title = 429, "budget-exhausted", "Privacy budget exhausted"
+
+
+class TooManyRequests(GatewayError):
+    """A bound on queued jobs or open waits; `retry_after` (seconds) becomes `Retry-After`."""
+
+    status, slug, title = 429, "too-many-requests", "Too many requests"
 
 
 class Unavailable(GatewayError):

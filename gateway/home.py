@@ -5,6 +5,8 @@
     <home>/keys/audit.pem         Ed25519 key that signs audit checkpoints (0600)
     <home>/keys/audit-retired.vkeys  public keys of rotated-out audit keys, one vkey a line
     <home>/keys/fingerprint.key   HMAC key for parameter/result fingerprints (0600)
+    <home>/keys/population.key    key of the unit hashes the differencing checks compare (0600);
+                                  every replica needs the same one
     <home>/insitu.db              SQLite store (unless INSITU_DATABASE_URL says otherwise)
     <home>/data/                  the only place dataset sources may live
 
@@ -20,6 +22,7 @@ from pathlib import Path
 from audit import AuditError, NoteVerifier, Signer, SqlAuditLog
 from gateway.auth.keys import IssuerKeys
 from gateway.errors import Unavailable
+from gateway.jobs.releases import history as release_history
 from gateway.settings import CONFIG_FILE, Settings
 from gateway.store import db
 from gateway.store import policy_versions as policy_store
@@ -79,6 +82,10 @@ def init_home(settings: Settings) -> list[str]:
     if not fp_key.exists():
         write_private(fp_key, secrets.token_bytes(32))
         created.append(str(fp_key))
+    population = settings.keys_dir / release_history.KEY_FILE
+    if not population.exists():  # made here, so a home copied to a replica carries it
+        release_history.population_key(settings.keys_dir)
+        created.append(str(population))
 
     engine = db.create_engine(settings.resolved_database_url)
     trail = open_trail(settings)

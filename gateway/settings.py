@@ -13,11 +13,14 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from audit import AuditError, witness_key
 from gateway.auth.discovery import check_url
 from gateway.auth.keysource import ALGORITHM_KEYS
 from gateway.auth.verifier import parse_token_types, parse_type_claim
+from sandbox import SandboxError, check_spark_remote
 
 CONFIG_FILE = "config.env"
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 class Settings(BaseSettings):
@@ -56,8 +59,9 @@ class Settings(BaseSettings):
         description="`claim=value` every access token must carry (Keycloak: `typ=Bearer`).",
     )
     token_algorithms: str = Field(
-        default="Ed25519,ES256,RS256",
-        description="Signature algorithms accepted, comma-separated (public-key only).",
+        default="Ed25519,EdDSA,ES256,RS256",
+        description="Signature algorithms accepted, comma-separated (public-key only; "
+        "`EdDSA` and `Ed25519` both name Ed25519 keys).",
     )
     jwks_refresh_interval_s: float = Field(
         default=30.0, ge=0, le=3600, description="Least time between two fetches of the JWKS."
@@ -77,13 +81,50 @@ class Settings(BaseSettings):
     )
     engine: Literal["duckdb", "spark"] = Field(
         default="duckdb",
-        description="Compute engine next to the data (`spark` is refused until its engine lands).",
+        description="Compute engine next to the data: embedded `duckdb`, or `spark` through "
+        "Spark Connect (needs `INSITU_SPARK_REMOTE` and the `spark` extra).",
     )
     spark_remote: str | None = Field(
         default=None, description="Spark Connect URL (`sc://host:15002`) for engine=spark."
     )
+    jdbc_connections_file: Path | None = Field(
+        default=None,
+        description="JSON file of JDBC connections (`{name: {url, user, password}}`) that "
+        "`jdbc` sources name (engine=spark); default `jdbc.json` in the home when present.",
+    )
     workers: int = Field(default=2, ge=1, le=64, description="Job worker threads per gateway.")
     job_timeout_s: float = Field(default=60.0, gt=0, le=3600, description="Time limit per job.")
+    # -- fair and bounded under many departments (issue 13) --
+    max_running_per_department: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Jobs of one department running at once, counted over every replica "
+        "sharing the store; 0 means one less than `workers` (at least 1), so another "
+        "department's job finds a free worker.",
+    )
+    max_pending_per_caller: int = Field(
+        default=50, ge=1, le=100_000, description="Accepted, unfinished jobs one caller may have."
+    )
+    max_pending_per_department: int = Field(
+        default=200,
+        ge=1,
+        le=1_000_000,
+        description="Accepted, unfinished jobs one department may have.",
+    )
+    max_waits_per_caller: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="Result waits (`?wait=`) one caller may hold open at once on a gateway.",
+    )
+    job_lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Lease of a running job, renewed while it runs; once expired (its worker "
+        "or gateway died) any replica runs the job again.",
+    )
     job_memory_limit: str = Field(default="2GB", description="DuckDB memory limit per job.")
     job_threads: int = Field(default=2, ge=1, le=64, description="DuckDB threads per job.")
     max_result_rows: int = Field(
@@ -97,6 +138,21 @@ class Settings(BaseSettings):
     )
     sandbox_spares: int = Field(
         default=1, ge=0, le=64, description="Sandbox worker processes kept started ahead of jobs."
+    )
+    sandbox_max_workers: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description="Most sandbox worker processes at once (idle, busy and starting); a job "
+        "waits for one beyond that.",
+    )
+    sandbox_long_job_s: float = Field(
+        default=0.5,
+        ge=0,
+        le=3600,
+        description="A sandbox call still running after this many seconds runs at a lower CPU "
+        "priority (nice 10), so heavy jobs yield the cores to small ones; its worker is then "
+        "retired. 0: never.",
     )
     sandbox_grace_s: float = Field(
         default=5.0,
@@ -115,7 +171,18 @@ class Settings(BaseSettings):
     )
     audit_witnesses: str = Field(
         default="",
-        description="Witness vkeys (space-separated) whose audit checkpoint cosignatures are kept.",
+        description="Witness vkeys (space-separated) whose audit checkpoint cosignatures are "
+        "kept: type 0x04 (C2SP cosignature/v1), or 0x01 for insitu's older plain signatures.",
+    )
+    audit_witness_urls: str = Field(
+        default="",
+        description="C2SP tlog-witness submission prefixes (space-separated) asked to cosign "
+        "the newest checkpoint by `insitu audit witness-request`.",
+    )
+    resource_url: str | None = Field(
+        default=None,
+        description="This gateway's public URL: the RFC 9728 `resource` in "
+        "/.well-known/oauth-protected-resource (default: the URL the request came to).",
     )
     policy_refresh_s: float = Field(
         default=2.0,
@@ -123,8 +190,78 @@ class Settings(BaseSettings):
         le=2.0,
         description="Seconds until a policy change made elsewhere is live on this worker.",
     )
+    # -- the web console (issue 17) --
+    console_session_ttl_s: int = Field(
+        default=28800, ge=60, le=7 * 86400, description="Lifetime of a console session (seconds)."
+    )
+    console_link_ttl_s: int = Field(
+        default=600,
+        ge=30,
+        le=86400,
+        description="Lifetime of a one-time console sign-in link (`insitu console-link`).",
+    )
+    console_url: str | None = Field(
+        default=None,
+        description="The console's public base URL (links, OIDC redirect); default "
+        "`http://<host>:<port>`.",
+    )
+    console_oidc_client_id: str | None = Field(
+        default=None,
+        description="Client id of the console at the external OIDC issuer (authorization code "
+        "+ PKCE); unset: no browser sign-in through the issuer.",
+    )
+    console_oidc_client_secret: str | None = Field(
+        default=None, description="Client secret, if the issuer treats the console as confidential."
+    )
+    console_insecure_http_cookies: bool = Field(
+        default=False,
+        description="INSECURE, development only: console cookies without `Secure`, for plain "
+        "http on loopback; refused unless the gateway binds a loopback address.",
+    )
+    # -- open results (issue 18) --
+    open_anonymous_per_minute: int = Field(
+        default=60,
+        ge=1,
+        le=10_000_000,
+        description="Reads per minute of the open API (`/open/v1`) per anonymous client address.",
+    )
+    open_key_per_minute: int = Field(
+        default=600,
+        ge=1,
+        le=10_000_000,
+        description="Default reads per minute of an API key issued for the open API.",
+    )
     host: str = Field(default="127.0.0.1", description="Address `insitu serve` binds.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `insitu serve` binds.")
+    http_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="Time a client has to send a request's headers (from connecting, or from "
+        "its first byte after a keep-alive pause); then the connection is closed.",
+    )
+    http_body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="Longest pause between two reads of a request body; then the connection "
+        "is closed.",
+    )
+    http_keep_alive_s: int = Field(
+        default=5, ge=1, le=600, description="Idle time before a keep-alive connection closes."
+    )
+    http_max_connections_per_client: int = Field(
+        default=64,
+        ge=1,
+        le=100_000,
+        description="Open connections one client address may hold; more are closed at once.",
+    )
+    http_max_connections: int = Field(
+        default=2048,
+        ge=1,
+        le=1_000_000,
+        description="Connections and tasks the server serves at once; beyond it answers 503.",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -137,14 +274,25 @@ class Settings(BaseSettings):
             return "postgresql+psycopg:" + value.removeprefix("postgresql:")
         return value
 
-    @field_validator("engine")
+    @field_validator("spark_remote")
     @classmethod
-    def _engine_available(cls, value: str) -> str:
+    def _spark_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return check_spark_remote(value)
+        except SandboxError:
+            raise ValueError(
+                "spark_remote must be a Spark Connect URL like sc://host:15002"
+            ) from None
+
+    @model_validator(mode="after")
+    def _engine_configured(self) -> Settings:
         # Refused rather than ignored: a deployment asking for Spark must not run on DuckDB
         # beside the gateway without noticing.
-        if value != "duckdb":
-            raise ValueError(f"the {value} engine is not available in this release; use duckdb")
-        return value
+        if self.engine == "spark" and self.spark_remote is None:
+            raise ValueError("engine spark needs INSITU_SPARK_REMOTE (sc://host:15002)")
+        return self
 
     @model_validator(mode="after")
     def _identity_checks(self) -> Settings:
@@ -163,9 +311,36 @@ class Settings(BaseSettings):
         unknown = [a for a in algorithms if a not in ALGORITHM_KEYS]
         if not algorithms or unknown:
             raise ValueError(f"token_algorithms: not public-key JWS algorithms: {unknown}")
+        if self.console_insecure_http_cookies and self.host not in LOOPBACK_HOSTS:
+            raise ValueError(
+                "console_insecure_http_cookies is for a gateway bound to loopback only"
+            )
+        if self.console_url is not None:
+            check_url(self.console_url, "console_url")
         if not (self.jwks_refresh_interval_s <= self.jwks_cache_ttl_s <= self.jwks_max_stale_s):
             raise ValueError("need jwks_refresh_interval_s <= jwks_cache_ttl_s <= jwks_max_stale_s")
+        if self.resource_url is not None:
+            check_url(self.resource_url, "resource_url")
+            if "#" in self.resource_url:
+                raise ValueError("resource_url must not carry a fragment (RFC 9728)")
+        for url in self.audit_witness_urls.split():
+            check_url(url, "audit_witness_urls")
         return self
+
+    @field_validator("audit_witnesses")
+    @classmethod
+    def _witness_keys(cls, value: str) -> str:
+        try:
+            for vkey in value.split():
+                witness_key(vkey)
+        except AuditError:
+            raise ValueError("audit_witnesses holds a malformed witness vkey") from None
+        return value
+
+    @property
+    def running_cap(self) -> int:
+        """Jobs of one department that may run at once (`max_running_per_department`)."""
+        return self.max_running_per_department or max(1, self.workers - 1)
 
     @property
     def token_algorithm_list(self) -> tuple[str, ...]:
@@ -184,6 +359,13 @@ class Settings(BaseSettings):
     @property
     def data_dir(self) -> Path:
         return self.home / "data"
+
+    @property
+    def resolved_jdbc_connections_file(self) -> Path | None:
+        if self.jdbc_connections_file is not None:
+            return self.jdbc_connections_file
+        default = self.home / "jdbc.json"
+        return default if default.is_file() else None
 
 
 def load_settings(home: Path | None = None) -> Settings:

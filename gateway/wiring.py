@@ -6,6 +6,10 @@ verifier or the sandbox engine.
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable
+
 from gateway.auth.issuer import LocalIssuer
 from gateway.auth.keys import IssuerKeys
 from gateway.auth.keysource import KeySource, RemoteJwks
@@ -13,6 +17,7 @@ from gateway.auth.localsource import LocalKeySource
 from gateway.auth.verifier import TokenVerifier
 from gateway.context import Gateway, ValueSets
 from gateway.home import ISSUER_KEYS, open_trail
+from gateway.ops import continuity
 from gateway.settings import Settings
 from gateway.store import db
 from gateway.store.policy_versions import LivePolicy
@@ -20,15 +25,20 @@ from gateway.trail.refusals import FailedAuthentications
 from sandbox import (
     DuckDBEngine,
     Engine,
+    JdbcConnection,
     Limits,
     OsLimits,
     ProcessEngine,
+    SandboxError,
     default_address_space,
     parse_size,
 )
 
 
-def build_gateway(settings: Settings) -> Gateway:
+def build_gateway(
+    settings: Settings, *, jwks_clock: Callable[[], float] = time.monotonic
+) -> Gateway:
+    """`jwks_clock` times the remote JWKS cache (refresh interval, TTL, grace period)."""
     engine = db.create_engine(settings.resolved_database_url)
     try:
         db.check_durability(engine)
@@ -55,6 +65,7 @@ def build_gateway(settings: Settings) -> Gateway:
             min_refresh_interval_s=settings.jwks_refresh_interval_s,
             cache_ttl_s=settings.jwks_cache_ttl_s,
             max_stale_s=settings.jwks_max_stale_s,
+            clock=jwks_clock,
         )
         issuer_name = settings.oidc_issuer
     verifier = TokenVerifier(
@@ -76,7 +87,14 @@ def build_gateway(settings: Settings) -> Gateway:
     )
     sandbox_engine = sandbox_engine_for(settings, limits)
     trail = open_trail(settings)
-    trail.attach(engine)
+    # Audit continuity: refuse a log behind the newest checkpoint handed out, and remember
+    # each newer checkpoint outside the store before anyone is given it.
+    try:
+        continuity.check(settings, engine, trail)
+    except BaseException:
+        engine.dispose()
+        raise
+    trail.attach(engine, on_signed=continuity.Remembered(settings))
     return Gateway(
         settings=settings,
         db=engine,
@@ -94,7 +112,14 @@ def build_gateway(settings: Settings) -> Gateway:
 
 
 def sandbox_engine_for(settings: Settings, limits: Limits) -> Engine:
-    """Worker processes by default; in the gateway's process only when configured so."""
+    """Worker processes by default; in the gateway's process only when configured so. On
+    Spark the gateway is a Spark Connect client: the queries run on the cluster."""
+    if settings.engine == "spark":
+        assert settings.spark_remote is not None  # Settings refuses spark without it
+        # pyspark (the `spark` extra) loads only for a gateway that uses it
+        from sandbox import SparkEngine  # noqa: PLC0415
+
+        return SparkEngine(settings.spark_remote, limits, connections=jdbc_connections(settings))
     if settings.sandbox_isolation == "inprocess":
         return DuckDBEngine(limits, spares=settings.workers)
     address_space = (
@@ -111,4 +136,29 @@ def sandbox_engine_for(settings: Settings, limits: Limits) -> Engine:
         spares=settings.sandbox_spares,
         grace_s=settings.sandbox_grace_s,
         os_limits=os_limits,
+        max_workers=max(settings.sandbox_max_workers, settings.sandbox_spares, 1),
+        long_job_s=settings.sandbox_long_job_s or None,
     )
+
+
+def jdbc_connections(settings: Settings) -> dict[str, JdbcConnection]:
+    """The JDBC connections `jdbc` sources may name, from the settings' file (never from a
+    dataset document): `{"name": {"url": "jdbc:postgresql://…", "user": …, "password": …}}`."""
+    path = settings.resolved_jdbc_connections_file
+    if path is None:
+        return {}
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise ValueError("the JDBC connections file cannot be read as JSON") from None
+    if not isinstance(raw, dict):
+        raise ValueError("the JDBC connections file holds an object of connections")
+    out = {}
+    for name, entry in raw.items():
+        if not isinstance(entry, dict) or set(entry) - {"url", "user", "password", "driver"}:
+            raise ValueError(f"JDBC connection {name!r}: url, user, password (and driver) only")
+        try:
+            out[str(name)] = JdbcConnection(**entry)
+        except (TypeError, SandboxError):
+            raise ValueError(f"JDBC connection {name!r} is not valid") from None
+    return out

@@ -19,7 +19,19 @@ MAX_VALUE_LENGTH: Final = 256
 
 #: Objects that are not per-dataset data.
 OBJECTS: Final = frozenset(
-    {"catalogue", "dataset", "template", "job", "result", "budget", "audit", "policy"}
+    {
+        "catalogue",
+        "dataset",
+        "template",
+        "job",
+        "result",
+        "budget",
+        "audit",
+        "policy",
+        "open",
+        "apikey",
+        "finding",
+    }
 )
 #: Every action; `query:*` actions apply to data objects only.
 ACTIONS: Final = frozenset(
@@ -36,6 +48,8 @@ ACTIONS: Final = frozenset(
         "verify",
         "export",
         "admin",
+        "publish",
+        "close",
     }
 )
 DATA_ACTIONS: Final = frozenset(a for a in ACTIONS if a.startswith("query:"))

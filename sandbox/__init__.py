@@ -47,21 +47,26 @@ from sandbox.errors import (
     SandboxError,
     TemplateRejected,
 )
+from sandbox.params._domains import domain_text
 from sandbox.params.spec import ParameterSpec, ParamType, validate_parameters
+from sandbox.quality.profile import ColumnCheck, ColumnProfile, DatasetProfile, ProfileRequest
 from sandbox.results import ResultTable
 from sandbox.schema import Column, Sensitivity, TableSchema
-from sandbox.sources import Limits, TableSource
+from sandbox.sources import JdbcConnection, Limits, TableSource, check_spark_remote
 from sandbox.synthetic import synthetic_values, write_synthetic_csv
 
 if TYPE_CHECKING:
     from sandbox.compile.disclosure import base_table, derive_disclosure_queries, uniqueness_query
     from sandbox.compile.template import compared_literals, compile_template
+    from sandbox.disclosure.atoms import Partition, cells_from_bytes, cells_to_bytes, small_atoms
+    from sandbox.disclosure.atoms import refined as refined_partition
     from sandbox.dp.measure import DpRelease, Mechanism
     from sandbox.dp.measure import mechanism as dp_mechanism
     from sandbox.dp.snapshot import DpEngine, DpRun
     from sandbox.dp.snapshot import fingerprint as snapshot_fingerprint
     from sandbox.engines.duckdb import DuckDBEngine
     from sandbox.engines.process import ProcessEngine
+    from sandbox.engines.spark import SparkEngine
 
 _LAZY = {
     "base_table": ("sandbox.compile.disclosure", "base_table"),
@@ -69,6 +74,11 @@ _LAZY = {
     "uniqueness_query": ("sandbox.compile.disclosure", "uniqueness_query"),
     "compared_literals": ("sandbox.compile.template", "compared_literals"),
     "compile_template": ("sandbox.compile.template", "compile_template"),
+    "Partition": ("sandbox.disclosure.atoms", "Partition"),
+    "cells_from_bytes": ("sandbox.disclosure.atoms", "cells_from_bytes"),
+    "cells_to_bytes": ("sandbox.disclosure.atoms", "cells_to_bytes"),
+    "refined_partition": ("sandbox.disclosure.atoms", "refined"),
+    "small_atoms": ("sandbox.disclosure.atoms", "small_atoms"),
     "DpRelease": ("sandbox.dp.measure", "DpRelease"),
     "Mechanism": ("sandbox.dp.measure", "Mechanism"),
     "dp_mechanism": ("sandbox.dp.measure", "mechanism"),
@@ -77,6 +87,7 @@ _LAZY = {
     "snapshot_fingerprint": ("sandbox.dp.snapshot", "fingerprint"),
     "DuckDBEngine": ("sandbox.engines.duckdb", "DuckDBEngine"),
     "ProcessEngine": ("sandbox.engines.process", "ProcessEngine"),
+    "SparkEngine": ("sandbox.engines.spark", "SparkEngine"),
 }
 
 
@@ -92,7 +103,10 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DP_INTEGER_TYPES",
     "Column",
+    "ColumnCheck",
+    "ColumnProfile",
     "CompiledQuery",
+    "DatasetProfile",
     "DisclosedTable",
     "DisclosureQueries",
     "DisclosureRules",
@@ -108,6 +122,7 @@ __all__ = [
     "ExecutionCategory",
     "ExecutionError",
     "GroupKey",
+    "JdbcConnection",
     "Limits",
     "MeasureKind",
     "Mechanism",
@@ -115,14 +130,17 @@ __all__ = [
     "ParamType",
     "ParameterError",
     "ParameterSpec",
+    "Partition",
     "PopulationSketch",
     "ProcessEngine",
+    "ProfileRequest",
     "QueryTimeout",
     "ResourceLimitExceeded",
     "ResultTable",
     "SandboxBug",
     "SandboxError",
     "Sensitivity",
+    "SparkEngine",
     "TableSchema",
     "TableSource",
     "TemplateKind",
@@ -130,18 +148,24 @@ __all__ = [
     "WithheldCell",
     "apply_disclosure",
     "base_table",
+    "cells_from_bytes",
+    "cells_to_bytes",
     "check_dp_plan",
+    "check_spark_remote",
     "compared_literals",
     "compile_dp",
     "compile_template",
     "default_address_space",
     "derive_disclosure_queries",
     "difference_size",
+    "domain_text",
     "dp_mechanism",
     "group_key",
     "no_op_limit",
     "parse_size",
     "population_params",
+    "refined_partition",
+    "small_atoms",
     "snapshot_fingerprint",
     "synthetic_values",
     "uniqueness_query",

@@ -7,7 +7,7 @@ a request; they are still validated because paths and sizes are written into eng
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -19,24 +19,44 @@ _MEMORY = re.compile(r"\d{1,6}(\.\d{1,3})?\s?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)")
 _UNSAFE_PATH_CHARS = frozenset("*?[]{}") | {chr(c) for c in range(32)} | {"\x7f"}
 
 
+FILE_FORMATS = ("parquet", "csv")
+# Sources only the Spark engine reads: a table of the cluster's catalogue, or a table of a
+# database reached over JDBC (credentials by connection name, from the gateway's settings).
+SPARK_FORMATS = ("table", "jdbc")
+# A catalogue or JDBC table name: one to three plain identifiers joined by dots.
+TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}(\.[A-Za-z_][A-Za-z0-9_]{0,127}){0,2}")
+CONNECTION_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
+
+
 @dataclass(frozen=True, slots=True)
 class TableSource:
-    """One dataset's source file: an absolute path to a single Parquet or CSV file.
+    """Where one dataset's rows are: an absolute path to a single Parquet or CSV file, or
+    (Spark only) a ``table`` of the cluster's catalogue, or a ``jdbc`` table reached through
+    the named ``connection`` (whose URL and credentials the engine holds, never the source).
 
     CSV files are read with a header row, ',' delimiter and '"' quotes; column types are
-    detected by DuckDB (check them against the registration with ``infer_schema``).
+    detected by the engine (check them against the registration with ``infer_schema``).
     """
 
     dataset_id: str
-    format: Literal["parquet", "csv"]
-    path: Path
+    format: Literal["parquet", "csv", "table", "jdbc"]
+    path: Path | None = None
+    table: str | None = None
+    connection: str | None = None
 
     def __post_init__(self) -> None:
         problem = dataset_id_problem(self.dataset_id)
         if problem is not None:
             raise SandboxBug(f"TableSource dataset id {problem}")
-        if self.format not in ("parquet", "csv"):
-            raise SandboxBug(f"source of {self.dataset_id}: format must be parquet or csv")
+        if self.format in SPARK_FORMATS:
+            self._check_table()
+            return
+        if self.format not in FILE_FORMATS:
+            raise SandboxBug(
+                f"source of {self.dataset_id}: format must be parquet, csv, table or jdbc"
+            )
+        if self.table is not None or self.connection is not None:
+            raise SandboxBug(f"source of {self.dataset_id}: a file source names no table")
         if not isinstance(self.path, Path) or not self.path.is_absolute():
             raise SandboxBug(
                 f"source of {self.dataset_id}: path must be an absolute pathlib.Path; "
@@ -47,6 +67,31 @@ class TableSource:
                 f"source of {self.dataset_id}: path must not contain glob characters "
                 "(*?[]{}) or control characters; name one file"
             )
+
+    def _check_table(self) -> None:
+        if self.path is not None:
+            raise SandboxBug(f"source of {self.dataset_id}: a {self.format} source has no path")
+        if not isinstance(self.table, str) or not TABLE_NAME.fullmatch(self.table):
+            raise SandboxBug(f"source of {self.dataset_id}: table must be a name like 'db.table'")
+        wants_connection = self.format == "jdbc"
+        if wants_connection != (self.connection is not None):
+            raise SandboxBug(
+                f"source of {self.dataset_id}: a jdbc source, and only it, names a connection"
+            )
+        if self.connection is not None and not CONNECTION_NAME.fullmatch(self.connection):
+            raise SandboxBug(f"source of {self.dataset_id}: connection must be a plain name")
+
+    @property
+    def is_file(self) -> bool:
+        """Whether the rows are in one local file (``path``), which the host can stat."""
+        return self.format in FILE_FORMATS
+
+    @property
+    def file(self) -> Path:
+        """The source file; a SandboxBug for a table source."""
+        if self.path is None:
+            raise SandboxBug(f"source of {self.dataset_id} is a {self.format} table, not a file")
+        return self.path
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,3 +121,32 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class JdbcConnection:
+    """How the Spark engine reaches a database over JDBC: from the gateway's settings (or a
+    file of the home), never from a dataset document or a job. The password is not shown
+    by ``repr``."""
+
+    url: str
+    user: str
+    password: str = field(repr=False)
+    driver: str = "org.postgresql.Driver"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.url, str) or not self.url.startswith("jdbc:"):
+            raise SandboxBug("a JDBC connection's url starts with 'jdbc:'")
+        if not all(isinstance(v, str) for v in (self.user, self.password, self.driver)):
+            raise SandboxBug("a JDBC connection's user, password and driver are strings")
+
+
+def check_spark_remote(remote: str) -> str:
+    """A Spark Connect URL ``sc://host:port``; options after ``/;`` are refused (tokens and
+    TLS belong to the server's proxy, not to a settings string)."""
+    if not isinstance(remote, str) or not remote.startswith("sc://") or len(remote) > 300:
+        raise SandboxBug("the Spark remote must be a Spark Connect URL like sc://host:15002")
+    rest = remote.removeprefix("sc://").rstrip("/")
+    if not rest or any(c in rest for c in "/;?#@ ") or rest.count(":") > 1:
+        raise SandboxBug("the Spark remote must be sc://host:port with nothing after it")
+    return remote

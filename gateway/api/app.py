@@ -6,7 +6,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -17,18 +16,29 @@ from gateway.api import (
     audit_routes,
     budget_routes,
     catalogue_routes,
+    docs,
+    finding_routes,
     health,
     job_routes,
+    open_admin_routes,
+    open_routes,
+    openapi,
     policy_routes,
     purpose_routes,
     template_routes,
 )
-from gateway.api.metrics import CountRequests, Metrics
+from gateway.api.metrics import Metrics, RequestContext
+from gateway.api.open_fast import OpenFastPath
 from gateway.auth.errors import AuthError
+from gateway.console.routes import mount as mount_console
 from gateway.context import Gateway
 from gateway.errors import GatewayError, Problem, problem_for
+from gateway.jobs import reads
+from gateway.jobs.waits import WaitSlots
 from gateway.jobs.worker import WorkerPool
+from gateway.opendata.service import OpenService
 from gateway.settings import Settings
+from gateway.store import db
 from gateway.trail.writer import UNWRITABLE
 from gateway.wiring import build_gateway
 from policies import PolicyError
@@ -39,8 +49,31 @@ PROBLEM_JSON = "application/problem+json"
 
 
 def problem_response(status: int, body: dict[str, object]) -> JSONResponse:
-    headers = {"WWW-Authenticate": 'Bearer realm="insitu"'} if status == 401 else None
+    headers = {"WWW-Authenticate": 'Bearer realm="insitu"'} if status == 401 else {}
+    retry_after = body.get("retry_after")
+    if status in (429, 503) and isinstance(retry_after, int) and retry_after > 0:
+        headers["Retry-After"] = str(retry_after)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _install_state(
+    app: FastAPI,
+    gw: Gateway,
+    settings: Settings,
+    pool: WorkerPool | None,
+    open_service: OpenService,
+) -> None:
+    """What requests find on `app.state`, and the middleware around every request."""
+    app.state.gateway = gw
+    app.state.metrics = Metrics(queue_depth=lambda: reads.queue_depth(gw))
+    gw.job_hooks.append(app.state.metrics.job_finished)
+    app.add_middleware(OpenFastPath, service=open_service)  # inside the request context
+    app.add_middleware(RequestContext, metrics=app.state.metrics)
+    app.state.pool = pool
+    app.state.open = open_service
+    app.add_exception_handler(open_routes.RateLimited, open_routes.limited_response)
+    app.add_exception_handler(open_routes.UnknownKey, open_routes.unknown_key_response)
+    app.state.waits = WaitSlots(settings.max_waits_per_caller)
 
 
 def create_app(
@@ -49,6 +82,7 @@ def create_app(
     owns_gateway = gateway is None
     gw = gateway if gateway is not None else build_gateway(settings)
     pool = WorkerPool(gw, size=settings.workers) if run_workers else None
+    open_service = OpenService.build(gw)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -59,6 +93,7 @@ def create_app(
         finally:
             if pool is not None:
                 pool.stop()
+            open_service.close()
             if owns_gateway:
                 gw.close()
 
@@ -67,11 +102,10 @@ def create_app(
         version="0.1.0",
         summary="Data stays home: approved templates run beside the data; only results leave.",
         lifespan=lifespan,
+        docs_url=None,  # served from vendored assets by gateway.api.docs
+        redoc_url=None,  # ReDoc would load its script from a CDN
     )
-    app.state.gateway = gw
-    app.state.metrics = Metrics()
-    app.add_middleware(CountRequests, metrics=app.state.metrics)
-    app.state.pool = pool
+    _install_state(app, gw, settings, pool, open_service)
 
     async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
         problem = problem_for(exc)
@@ -96,7 +130,7 @@ def create_app(
         problem = Problem(503, "unavailable", "Service unavailable", UNWRITABLE)
         return problem_response(503, problem.body(instance=request.url.path))
 
-    for store_error in (sa.exc.OperationalError, sa.exc.InternalError, StoreError):
+    for store_error in (*db.UNAVAILABLE, StoreError):
         app.add_exception_handler(store_error, on_store_error)
 
     @app.exception_handler(Exception)
@@ -134,6 +168,7 @@ def create_app(
         return problem_response(exc.status_code, body)
 
     for module in (
+        open_routes,  # first: the anonymous hot path matches before every other route
         health,
         catalogue_routes,
         template_routes,
@@ -142,6 +177,12 @@ def create_app(
         audit_routes,
         purpose_routes,
         budget_routes,
+        open_admin_routes,
+        finding_routes,
     ):
         app.include_router(module.router)
+    docs.install(app)
+    openapi.install(app)
+    mount_console(app)
+    app.include_router(catalogue_routes.quality_router)
     return app

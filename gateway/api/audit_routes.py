@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import tempfile
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,14 +20,28 @@ from fastapi import APIRouter, Body, Query
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
-from audit import AuditError, NoteVerifier, leaf_hash
+from audit import AuditError, leaf_hash, witness_key
+from gateway.api.bounds import MAX_INDEX
 from gateway.api.deps import GatewayDep, PrincipalDep
+from gateway.api.models import (
+    AuditEntries,
+    AuditKeys,
+    CallStats,
+    Checkpoint,
+    ConsistencyProof,
+    InclusionProof,
+)
+from gateway.api.openapi import problems
 from gateway.auth.principal import Principal
 from gateway.authz import require
 from gateway.context import Gateway
 from gateway.errors import InvalidInput
+from gateway.findings import inbox
+from gateway.quality import store as profiles
 from gateway.store import db
 from gateway.trail.review import FILTERS, call_stats, terms_for
+from gateway.trail.usage import count as usage_counts
+from gateway.trail.witnesses import request_cosignatures
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 Filter = Annotated[str | None, Query(max_length=190)]
@@ -56,12 +71,12 @@ def _item(index: int, body: bytes) -> dict[str, Any]:
     }
 
 
-@router.get("/entries")
+@router.get("/entries", response_model=AuditEntries, responses=problems(404))
 def entries(
     gw: GatewayDep,
     principal: PrincipalDep,
     *,
-    start: Annotated[int, Query(ge=0)] = 0,
+    start: Annotated[int, Query(ge=0, le=MAX_INDEX)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -105,7 +120,7 @@ def entries(
     return {"tree_size": size, "items": [_item(i, b) for i, b in rows]}
 
 
-@router.get("/checkpoint")
+@router.get("/checkpoint", response_model=Checkpoint)
 def checkpoint(gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
     """A signed checkpoint covering every entry committed before the request."""
     _audited_read(gw, principal, "checkpoint")
@@ -115,10 +130,20 @@ def checkpoint(gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
     return {"checkpoint": committed.checkpoint, "tree_size": committed.checkpoint_size}
 
 
-@router.get("/keys")
+@router.get("/keys", response_model=AuditKeys)
 def keys(gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
-    """The log's verifier keys (current first, then rotated-out ones) and accepted witnesses."""
-    _audited_read(gw, principal, "keys")
+    """The log's verifier keys (current first, then rotated-out ones) and accepted witnesses.
+
+    Public keys: any authenticated caller may read them (an analyst checks the receipt of its
+    own result with them); the read is audited like every other."""
+    gw.audit.record_durable(
+        type="audit.read",
+        principal=principal,
+        action="read",
+        target="audit:keys",
+        allowed=True,
+        details={"public": True},
+    )
     log = gw.audit.log
     return {
         "origin": log.origin,
@@ -128,12 +153,12 @@ def keys(gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
     }
 
 
-@router.get("/proofs/inclusion")
+@router.get("/proofs/inclusion", response_model=InclusionProof)
 def inclusion(
     gw: GatewayDep,
     principal: PrincipalDep,
-    index: Annotated[int, Query(ge=0)],
-    size: Annotated[int | None, Query(ge=1)] = None,
+    index: Annotated[int, Query(ge=0, le=MAX_INDEX)],
+    size: Annotated[int | None, Query(ge=1, le=MAX_INDEX)] = None,
 ) -> dict[str, Any]:
     _audited_read(gw, principal, "proof", index=index)
     log = gw.audit.log
@@ -152,12 +177,12 @@ def inclusion(
     }
 
 
-@router.get("/proofs/consistency")
+@router.get("/proofs/consistency", response_model=ConsistencyProof)
 def consistency(
     gw: GatewayDep,
     principal: PrincipalDep,
-    first: Annotated[int, Query(ge=0)],
-    second: Annotated[int, Query(ge=1)],
+    first: Annotated[int, Query(ge=0, le=MAX_INDEX)],
+    second: Annotated[int, Query(ge=1, le=MAX_INDEX)],
 ) -> dict[str, Any]:
     _audited_read(gw, principal, "proof", first=first, second=second)
     log = gw.audit.log
@@ -168,7 +193,7 @@ def consistency(
     return {"first": first, "second": second, "proof": [p.hex() for p in proof]}
 
 
-@router.get("/stats")
+@router.get("/stats", response_model=CallStats)
 def stats(
     gw: GatewayDep,
     principal: PrincipalDep,
@@ -191,8 +216,15 @@ def stats(
             dataset=dataset,
             template=template,
         )
+        quality = profiles.summaries(conn)
+        findings = inbox.counts(conn)
+        size = gw.audit.log.size(conn)
+        opened = [i for i in usage_counts(conn, size) if i["kind"] == "open"]
     return {
         "items": rows,
+        "quality": quality,  # the newest data-quality verdict per dataset
+        "findings": findings,  # comparison findings per department: states, oldest open age
+        "open_reads": opened,  # /open reads per day × caller × open dataset (counted summaries)
         "total": {
             "allowed": sum(r["allowed"] for r in rows),
             "denied": sum(r["denied"] for r in rows),
@@ -228,10 +260,7 @@ def cosignatures(
 ) -> dict[str, Any]:
     """Keep a witness's cosignature of one of our checkpoints (witness keys from settings)."""
     _audited_read(gw, principal, "cosignature", action="verify")
-    try:
-        witnesses = [NoteVerifier.from_vkey(v) for v in gw.settings.audit_witnesses.split()]
-    except AuditError:
-        raise InvalidInput("INSITU_AUDIT_WITNESSES holds a malformed key") from None
+    witnesses = [witness_key(v) for v in gw.settings.audit_witnesses.split()]  # checked at start
     if not witnesses:
         raise InvalidInput("this gateway accepts no witnesses (INSITU_AUDIT_WITNESSES)")
     try:
@@ -240,3 +269,14 @@ def cosignatures(
     except AuditError as exc:
         raise InvalidInput(str(exc)) from None
     return {"stored": stored}
+
+
+@router.post("/witness-requests")
+def witness_requests(gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Ask the configured C2SP witnesses (INSITU_AUDIT_WITNESS_URLS) to cosign the newest
+    checkpoint; keep the cosignatures by known witness keys (INSITU_AUDIT_WITNESSES)."""
+    _audited_read(gw, principal, "cosignature", action="verify")
+    if not gw.settings.audit_witness_urls.split():
+        raise InvalidInput("this gateway names no witnesses (INSITU_AUDIT_WITNESS_URLS)")
+    outcomes = request_cosignatures(gw)
+    return {"witnesses": [asdict(o) for o in outcomes]}

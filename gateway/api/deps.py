@@ -11,11 +11,12 @@ from gateway.auth.principal import Principal
 from gateway.auth.verifier import parse_bearer
 from gateway.context import Gateway
 from gateway.errors import InvalidInput
+from gateway.timing import stage
 
 MAX_BODY = 1_000_000
 
 
-def get_gateway(request: Request) -> Gateway:
+async def get_gateway(request: Request) -> Gateway:
     gw: Gateway = request.app.state.gateway
     return gw
 
@@ -28,7 +29,8 @@ def get_principal(
     """The verified caller; a refused token is a denied decision and is audited
     (`gateway.trail.refusals`: bounded, however many arrive)."""
     try:
-        return gw.tokens.verify(parse_bearer(authorization))
+        with stage("token"):
+            return gw.tokens.verify(parse_bearer(authorization))
     except (TokenMissing, TokenInvalid, InvalidIdentity) as exc:
         gw.failed_auth.note(_reason(exc), request.client.host if request.client else None)
         raise  # answered as before: 401 (422 for an unacceptable identity)

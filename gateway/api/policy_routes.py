@@ -12,12 +12,16 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.api.bounds import MAX_VERSION
 from gateway.api.deps import GatewayDep, PrincipalDep
+from gateway.api.openapi import problems
 from gateway.errors import InvalidInput
 from gateway.policy import admin as policy_admin
 from gateway.policy import reads as policy_reads
 from gateway.policy.check import check as check_decision
 from policies import MAX_DOCUMENT_BYTES, Rule
+
+PolicyVersion = Annotated[int | None, Query(ge=1, le=MAX_VERSION)]
 
 router = APIRouter(prefix="/v1/policies", tags=["policy"])
 
@@ -45,7 +49,7 @@ class ProposalBody(BaseModel):
     add: list[RuleBody] = Field(default_factory=list, max_length=policy_admin.MAX_CHANGES)
     remove: list[RuleBody] = Field(default_factory=list, max_length=policy_admin.MAX_CHANGES)
     note: Text = ""
-    base_version: int | None = Field(default=None, ge=0)
+    base_version: int | None = Field(default=None, ge=0, le=MAX_VERSION)
 
 
 class DecisionBody(BaseModel):
@@ -55,7 +59,7 @@ class DecisionBody(BaseModel):
 
 class RollbackBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
     note: Text = ""
 
 
@@ -69,19 +73,24 @@ class CheckRequest(BaseModel):
     object: str | None = Field(default=None, max_length=200)
     dataset: str | None = Field(default=None, max_length=130)
     template: str | None = Field(default=None, max_length=100)
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
     action: str | None = Field(default=None, max_length=32)
     purpose: str | None = Field(default=None, max_length=500)
+    purposes: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=20
+    )
 
 
-@router.get("")
+@router.get("", responses=problems(404))
 def current_policy(
-    gw: GatewayDep, principal: PrincipalDep, version: Annotated[int | None, Query(ge=1)] = None
+    gw: GatewayDep,
+    principal: PrincipalDep,
+    version: PolicyVersion = None,
 ) -> dict[str, Any]:
     return policy_reads.current(gw, principal, version=version)
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=problems(409))
 def propose(body: ProposalBody, gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
     """Propose a batch of changes; a second security officer must approve it."""
     if not body.add and not body.remove:
@@ -110,6 +119,7 @@ def check(body: CheckRequest, gw: GatewayDep, principal: PrincipalDep) -> dict[s
         version=body.version,
         action=body.action,
         purpose=body.purpose,
+        purposes=body.purposes,
     )
 
 
@@ -118,19 +128,21 @@ def history(gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
     return policy_reads.history(gw, principal)
 
 
-@router.get("/diff")
+@router.get("/diff", responses=problems(404))
 def diff(
     gw: GatewayDep,
     principal: PrincipalDep,
-    from_version: Annotated[int, Query(alias="from", ge=1)],
-    to_version: Annotated[int, Query(alias="to", ge=1)],
+    from_version: Annotated[int, Query(alias="from", ge=1, le=MAX_VERSION)],
+    to_version: Annotated[int, Query(alias="to", ge=1, le=MAX_VERSION)],
 ) -> dict[str, Any]:
     return policy_reads.diff(gw, principal, from_version=from_version, to_version=to_version)
 
 
-@router.get("/export")
+@router.get("/export", responses=problems(404))
 def export(
-    gw: GatewayDep, principal: PrincipalDep, version: Annotated[int | None, Query(ge=1)] = None
+    gw: GatewayDep,
+    principal: PrincipalDep,
+    version: PolicyVersion = None,
 ) -> PlainTextResponse:
     text = policy_reads.export(gw, principal, version=version)
     return PlainTextResponse(text, media_type="application/yaml")
@@ -143,7 +155,7 @@ async def _policy_document(request: Request) -> bytes:
     return body
 
 
-@router.post("/import", status_code=201)
+@router.post("/import", status_code=201, responses=problems(409))
 def import_policy(
     gw: GatewayDep,
     principal: PrincipalDep,
@@ -154,7 +166,7 @@ def import_policy(
     return policy_admin.import_document(gw, principal, document, note=note)
 
 
-@router.post("/rollback", status_code=201)
+@router.post("/rollback", status_code=201, responses=problems(404, 409))
 def rollback(body: RollbackBody, gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
     """Propose an earlier version's rules as the next version (four-eyes)."""
     return policy_admin.rollback(gw, principal, to_version=body.version, note=body.note)
@@ -174,14 +186,14 @@ def proposal(proposal_id: str, gw: GatewayDep, principal: PrincipalDep) -> dict[
     return policy_reads.show_proposal(gw, principal, _proposal_id(proposal_id))
 
 
-@router.post("/proposals/{proposal_id}/approvals", status_code=201)
+@router.post("/proposals/{proposal_id}/approvals", status_code=201, responses=problems(409))
 def approve(
     proposal_id: str, body: DecisionBody, gw: GatewayDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     return policy_admin.approve(gw, principal, _proposal_id(proposal_id), comment=body.comment)
 
 
-@router.post("/proposals/{proposal_id}/rejections", status_code=201)
+@router.post("/proposals/{proposal_id}/rejections", status_code=201, responses=problems(409))
 def reject(
     proposal_id: str, body: DecisionBody, gw: GatewayDep, principal: PrincipalDep
 ) -> dict[str, Any]:

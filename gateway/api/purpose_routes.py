@@ -9,6 +9,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.deps import GatewayDep, PrincipalDep
+from gateway.api.models import Alerts, Purpose, Purposes
+from gateway.api.openapi import problems
 from gateway.authz import require
 from gateway.catalogue import purposes
 from gateway.jobs import verify_keys as verify_quota
@@ -27,12 +29,12 @@ class PurposeDecision(BaseModel):
     expires_at: datetime | None = None
 
 
-@router.get("/v1/purposes")
+@router.get("/v1/purposes", response_model=Purposes)
 def list_purposes(gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
     return {"items": purposes.list_visible(gw, principal)}
 
 
-@router.post("/v1/purposes", status_code=201)
+@router.post("/v1/purposes", status_code=201, response_model=Purpose, responses=problems(404, 409))
 def request_purpose(
     body: PurposeRequest, gw: GatewayDep, principal: PrincipalDep
 ) -> dict[str, Any]:
@@ -40,21 +42,21 @@ def request_purpose(
     return purposes.request(gw, principal, body.dataset, body.purpose)
 
 
-@router.post("/v1/purposes/{purpose_id}/approvals", status_code=201)
+@router.post("/v1/purposes/{purpose_id}/approvals", status_code=201, responses=problems(409))
 def approve_purpose(
     purpose_id: str, body: PurposeDecision, gw: GatewayDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     return purposes.decide(gw, principal, purpose_id, approve=True, expires_at=body.expires_at)
 
 
-@router.post("/v1/purposes/{purpose_id}/rejections", status_code=201)
+@router.post("/v1/purposes/{purpose_id}/rejections", status_code=201, responses=problems(409))
 def reject_purpose(
     purpose_id: str, body: PurposeDecision, gw: GatewayDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     return purposes.decide(gw, principal, purpose_id, approve=False, expires_at=None)
 
 
-@router.get("/v1/verify/alerts")
+@router.get("/v1/verify/alerts", response_model=Alerts)
 def verify_alerts(gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
     """Sweeps of the caller's department's datasets (data owners)."""
     require(

@@ -8,8 +8,11 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from gateway.api.bounds import TemplateVersion
 from gateway.api.deps import GatewayDep, PrincipalDep, document_body
 from gateway.api.documents import parse_body
+from gateway.api.models import Template, Templates
+from gateway.api.openapi import problems
 from gateway.auth.principal import Principal
 from gateway.authz import require
 from gateway.catalogue import preflight, templates
@@ -30,7 +33,7 @@ class RetirementRequest(BaseModel):
     reason: str = Field(default="", max_length=500)
 
 
-@router.get("")
+@router.get("", response_model=Templates)
 def list_templates(gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
     require(
         gw,
@@ -44,7 +47,7 @@ def list_templates(gw: GatewayDep, principal: PrincipalDep) -> dict[str, Any]:
     return {"items": [templates.view(t) for t in templates.list_all(gw)]}
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, response_model=Template, responses=problems(404, 409))
 async def propose_template(
     request: Request,
     gw: GatewayDep,
@@ -56,9 +59,9 @@ async def propose_template(
     return templates.view(stored)
 
 
-@router.get("/{template_id}/versions/{version}")
+@router.get("/{template_id}/versions/{version}", response_model=Template, responses=problems(410))
 def show_version(
-    template_id: str, version: int, gw: GatewayDep, principal: PrincipalDep
+    template_id: str, version: TemplateVersion, gw: GatewayDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     target = f"template:{template_id}@{version}"
     require(
@@ -75,7 +78,7 @@ def show_version(
 
 def _decide(
     template_id: str,
-    version: int,
+    version: TemplateVersion,
     body: ApprovalRequest,
     gw: Gateway,
     principal: Principal,
@@ -94,24 +97,38 @@ def _decide(
     return templates.view(stored)
 
 
-@router.post("/{template_id}/versions/{version}/approvals", status_code=201)
+@router.post(
+    "/{template_id}/versions/{version}/approvals", status_code=201, responses=problems(409, 410)
+)
 def approve(
-    template_id: str, version: int, body: ApprovalRequest, gw: GatewayDep, principal: PrincipalDep
+    template_id: str,
+    version: TemplateVersion,
+    body: ApprovalRequest,
+    gw: GatewayDep,
+    principal: PrincipalDep,
 ) -> dict[str, Any]:
     return _decide(template_id, version, body, gw, principal, approve=True)
 
 
-@router.post("/{template_id}/versions/{version}/rejections", status_code=201)
+@router.post(
+    "/{template_id}/versions/{version}/rejections", status_code=201, responses=problems(409, 410)
+)
 def reject(
-    template_id: str, version: int, body: ApprovalRequest, gw: GatewayDep, principal: PrincipalDep
+    template_id: str,
+    version: TemplateVersion,
+    body: ApprovalRequest,
+    gw: GatewayDep,
+    principal: PrincipalDep,
 ) -> dict[str, Any]:
     return _decide(template_id, version, body, gw, principal, approve=False)
 
 
-@router.post("/{template_id}/versions/{version}/retirement", status_code=201)
+@router.post(
+    "/{template_id}/versions/{version}/retirement", status_code=201, responses=problems(409, 410)
+)
 def retire(
     template_id: str,
-    version: int,
+    version: TemplateVersion,
     body: RetirementRequest,
     gw: GatewayDep,
     principal: PrincipalDep,
@@ -121,9 +138,9 @@ def retire(
     return templates.view(stored)
 
 
-@router.get("/{template_id}/versions/{version}/preflight")
+@router.get("/{template_id}/versions/{version}/preflight", responses=problems(410))
 def run_preflight(
-    template_id: str, version: int, gw: GatewayDep, principal: PrincipalDep
+    template_id: str, version: TemplateVersion, gw: GatewayDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """The template run on synthetic data generated from its datasets' schemas."""
     return preflight.preflight(gw, principal, template_id, version)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -62,14 +62,21 @@ def metadata_url(issuer: str) -> str:
 
 
 def fetch_json(
-    client: httpx.Client, url: str, *, timeout_s: float = 3.0, max_bytes: int = MAX_METADATA_BYTES
+    client: httpx.Client,
+    url: str,
+    *,
+    timeout_s: float = 3.0,
+    max_bytes: int = MAX_METADATA_BYTES,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> object:
     """GET ``url`` as JSON: 200 only, no redirects, at most ``max_bytes``; else ValueError.
 
-    ``timeout_s`` bounds the whole exchange, not only each read: a server dripping a byte at
-    a time must not hold the JWKS refresh (and every verification waiting on it) for long.
+    ``timeout_s`` bounds each read and, unless ``deadline`` (on ``clock``) is given, the body
+    as a whole: a server dripping a byte at a time is cut off between reads.
     """
-    deadline = time.monotonic() + timeout_s
+    if deadline is None:
+        deadline = clock() + timeout_s
     with client.stream(
         "GET",
         url,
@@ -87,7 +94,7 @@ def fetch_json(
             body += chunk
             if len(body) > max_bytes:
                 raise DiscoveryError("response too large")
-            if time.monotonic() > deadline:
+            if clock() > deadline:
                 raise DiscoveryError("response too slow")
     try:
         return json.loads(bytes(body), object_pairs_hook=_no_duplicates)

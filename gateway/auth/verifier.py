@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from joserfc import jwt
 from joserfc.errors import (
     BadSignatureError,
@@ -26,8 +28,11 @@ from joserfc.errors import (
     JoseError,
     MissingClaimError,
 )
-from joserfc.jwk import Key, KeySet
-from joserfc.jws import JWSRegistry
+from joserfc.jwk import Key, KeySet, OKPKey
+from joserfc.jws import (  # type: ignore[attr-defined]  # public, not in __all__
+    JWSAlgModel,
+    JWSRegistry,
+)
 
 from gateway.auth.errors import InvalidIdentity, TokenInvalid, TokenMissing
 from gateway.auth.keysource import ALGORITHM_KEYS, KeySource
@@ -38,6 +43,40 @@ from gateway.auth.principal import (
     canonical_role,
     canonical_subject,
 )
+
+#: Names that sign with the same Ed25519 key: RFC 8037 "EdDSA" and RFC 9864 "Ed25519". A JWK
+#: published with either ``alg`` verifies tokens under either name.
+_SAME_KEY_ALGS = {"EdDSA": ("EdDSA", "Ed25519"), "Ed25519": ("Ed25519", "EdDSA")}
+
+
+class _EdDSAEd25519(JWSAlgModel):
+    """RFC 8037 ``EdDSA`` restricted to Ed25519 keys.
+
+    joserfc's own ``EdDSA`` also takes Ed448 keys and warns on every use (RFC 9864 deprecates
+    the name); providers still sign with it, so it is verified here, quietly and Ed25519 only.
+    """
+
+    name = "EdDSA"
+    description = "EdDSA with Ed25519 keys (RFC 8037)"
+    key_type = "OKP"
+
+    def sign(self, msg: bytes, key: Any) -> bytes:  # pragma: no cover - verification only
+        raise TokenInvalid("this gateway does not sign EdDSA tokens")
+
+    def verify(self, msg: bytes, sig: bytes, key: Any) -> bool:
+        public = key.get_op_key("verify")
+        if not isinstance(public, Ed25519PublicKey):
+            return False
+        try:
+            public.verify(sig, msg)
+        except InvalidSignature:
+            return False
+        return True
+
+
+class _Registry(JWSRegistry):
+    algorithms = {**JWSRegistry.algorithms, "EdDSA": _EdDSAEd25519()}  # noqa: RUF012
+
 
 MAX_TOKEN_BYTES = 8 * 1024
 MAX_LEEWAY_S = 300
@@ -150,7 +189,7 @@ class TokenVerifier:
         *,
         issuer: str,
         audience: str,
-        algorithms: Sequence[str] = ("Ed25519", "ES256", "RS256"),
+        algorithms: Sequence[str] = ("Ed25519", "EdDSA", "ES256", "RS256"),
         leeway_s: int = 30,
         token_type: str | Sequence[str] | None = "at+jwt",  # noqa: S107 - a "typ" value
         token_type_claim: str | None = None,
@@ -224,7 +263,7 @@ class TokenVerifier:
             if (kid is None or key.kid == kid)
             and key.key_type == kty
             and (crv is None or key.get("crv") == crv)
-            and key.alg in (None, alg)
+            and key.alg in (None, *_SAME_KEY_ALGS.get(alg, (alg,)))
         ]
         # Without a kid, only an unambiguous key is used.
         if len(candidates) != 1:
@@ -232,7 +271,11 @@ class TokenVerifier:
         return candidates[0]
 
     def _decode(self, token: str, key: Key, alg: str) -> dict[str, Any]:
-        registry = JWSRegistry(algorithms=[alg], strict_check_header=False)
+        if key.alg is not None and key.alg != alg:  # the other name of the same Ed25519 key
+            key = OKPKey.import_key(
+                {k: v for k, v in key.as_dict(private=False).items() if k != "alg"}
+            )
+        registry = _Registry(algorithms=[alg], strict_check_header=False)
         registry.max_header_length = registry.max_payload_length = MAX_TOKEN_BYTES
         try:
             decoded = jwt.decode(token, key, registry=registry, decoder_cls=_StrictJSON)

@@ -15,14 +15,18 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StrictInt,
     StrictStr,
     ValidationError,
+    model_serializer,
     model_validator,
 )
 
 from gateway.dp.specs import DatasetPrivacySpec, DpQuerySpec
 from gateway.errors import InvalidInput
+from gateway.findings.spec import FindingsSpec
+from gateway.quality.spec import AllowedValues, QualitySpec
 
 DEPT = r"[a-z][a-z0-9_]{0,62}"
 NAME = r"[a-z][a-z0-9_]{0,62}"
@@ -44,9 +48,41 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+FILE_FORMATS = ("parquet", "csv")
+TABLE_NAME = r"[A-Za-z_][A-Za-z0-9_]{0,127}(\.[A-Za-z_][A-Za-z0-9_]{0,127}){0,2}"
+
+
 class SourceSpec(Strict):
-    format: Literal["parquet", "csv"]
-    path: str = Field(min_length=1, max_length=500)
+    """Where the rows are: a file under the provider's data directory (``parquet``, ``csv``),
+    or, on the Spark engine, a ``table`` of the cluster's catalogue or a ``jdbc`` table reached
+    through a ``connection`` named in the gateway's settings (its URL and credentials are
+    never part of this document)."""
+
+    format: Literal["parquet", "csv", "table", "jdbc"]
+    path: str | None = Field(default=None, min_length=1, max_length=500)
+    table: str | None = Field(default=None, pattern=rf"^{TABLE_NAME}$")
+    connection: str | None = Field(default=None, pattern=rf"^{NAME}$")
+
+    @model_validator(mode="after")
+    def _one_location(self) -> SourceSpec:
+        if self.format in FILE_FORMATS:
+            if self.path is None or self.table is not None or self.connection is not None:
+                raise ValueError(f"a {self.format} source has a path and no table or connection")
+        elif self.path is not None or self.table is None:
+            raise ValueError(f"a {self.format} source names a table and no path")
+        elif (self.format == "jdbc") != (self.connection is not None):
+            raise ValueError("a jdbc source, and only it, names a connection")
+        return self
+
+    @property
+    def is_file(self) -> bool:
+        return self.format in FILE_FORMATS
+
+    @model_serializer(mode="wrap")
+    def _without_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # a file source is stored as it always was: {format, path}
+        data: dict[str, Any] = handler(self)
+        return {key: value for key, value in data.items() if value is not None}
 
 
 MAX_DECLARED_VALUES = 1000
@@ -107,14 +143,20 @@ class VerifyLimits(Strict):
     """The owner's bounds on `verify` templates over a dataset (against enumeration).
 
     A request carries at most `max_keys_per_request` keys; a department verifies at most
-    `max_keys_per_day` keys a day. A sweep -- at least `sweep_min_keys` keys in a day of which
-    at most `sweep_max_match_rate` matched -- is refused and reported to the owner.
+    `max_keys_per_day` (key x parameter set) pairs a day. A sweep -- at least `sweep_min_keys`
+    keys in a day of which at most `sweep_max_match_rate` matched -- is refused and reported
+    to the owner. One key may be asked against at most `max_parameter_sets_per_key` distinct
+    sets of the template's other parameters per `parameter_sets_period` (a key asked in one
+    district after another locates its holder): more is refused as a sweep by spread and
+    reported to the owner.
     """
 
     max_keys_per_request: int = Field(default=100, ge=1, le=1000)
     max_keys_per_day: int = Field(default=1000, ge=1, le=1_000_000)
     sweep_min_keys: int = Field(default=50, ge=1, le=1_000_000)
     sweep_max_match_rate: float = Field(default=0.1, ge=0, le=1)
+    max_parameter_sets_per_key: int = Field(default=3, ge=1, le=1000)
+    parameter_sets_period: Literal["day", "month", "year"] = "month"
 
 
 class DatasetSpec(Strict):
@@ -136,6 +178,7 @@ class DatasetSpec(Strict):
     open_class: OpenClass = OpenClass.CLOSED  # 开放属性
     keywords: list[str] = Field(default_factory=list, max_length=20)
     privacy: DatasetPrivacySpec | None = None  # DP budget caps (gateway/dp/specs.py)
+    quality: QualitySpec | None = None  # data-quality rules (gateway/quality/spec.py)
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSpec:
@@ -150,6 +193,13 @@ class DatasetSpec(Strict):
             raise ValueError("a dataset that is not shared (share_class none) cannot be open")
         if self.privacy is not None and self.privacy_unit is None:
             raise ValueError("a privacy budget needs a privacy_unit")
+        if self.quality is not None:
+            unknown = sorted(self.quality.columns() - set(names))
+            if unknown:
+                raise ValueError(f"quality rules name undeclared columns: {', '.join(unknown)}")
+            for rule in self.quality.rules:
+                if isinstance(rule, AllowedValues) and rule.values is None and rule.pattern is None:
+                    raise ValueError(f"allowed_values on {rule.column} needs values or a pattern")
         return self
 
 
@@ -190,6 +240,7 @@ class TemplateSpec(Strict):
     output: OutputSpec = OutputSpec()
     verify: VerifySpec | None = None
     dp: DpQuerySpec | None = None  # kind dp: the declarative query instead of `sql`
+    findings: FindingsSpec | None = None  # kind list: a comparison (gateway/findings/spec.py)
 
     @model_validator(mode="after")
     def _consistent(self) -> TemplateSpec:
@@ -202,6 +253,8 @@ class TemplateSpec(Strict):
             raise ValueError(f"a {self.kind.value} template has `sql` and no `dp` section")
         if (self.verify is not None) != (self.kind is TemplateKindName.VERIFY):
             raise ValueError("a verify section is required for, and only for, kind verify")
+        if self.findings is not None and self.kind is not TemplateKindName.LIST:
+            raise ValueError("a findings section makes a list template a comparison")
         if self.verify is not None and self.verify.key.name in self.parameters:
             raise ValueError("the verify key must not also be declared as a parameter")
         return self
@@ -209,7 +262,12 @@ class TemplateSpec(Strict):
     def content_hash(self) -> str:
         """Approval binds to this: any change to the document is a new hash."""
         data = self.model_dump(mode="json")
-        for optional in ("sql", "dp", "verify"):  # absent when unused: others hash as before
+        for optional in (
+            "sql",
+            "dp",
+            "verify",
+            "findings",
+        ):  # absent when unused: others hash as before
             if data.get(optional) is None:
                 data.pop(optional, None)
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

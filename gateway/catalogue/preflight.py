@@ -24,9 +24,12 @@ from gateway.catalogue.documents import DatasetSpec
 from gateway.context import Gateway
 from gateway.store import db
 from sandbox import (
+    CompiledQuery,
+    DuckDBEngine,
     ParameterError,
     ParameterSpec,
     ParamType,
+    ResultTable,
     TableSchema,
     TableSource,
     compared_literals,
@@ -140,7 +143,7 @@ def preflight(gw: Gateway, principal: Principal, template_id: str, version: int)
             body["keys"] = keys
         else:
             query = templates.compile_spec(spec, datasets)
-        table = gw.engine.run(query, sources, values)
+        table = _run_synthetic(gw, query, sources, values)
     body.update(
         ran=True,
         columns=list(table.columns),
@@ -163,3 +166,20 @@ def preflight(gw: Gateway, principal: Principal, template_id: str, version: int)
             },
         )
     return body
+
+
+def _run_synthetic(
+    gw: Gateway,
+    query: CompiledQuery,
+    sources: dict[str, TableSource],
+    values: dict[str, object],
+) -> ResultTable:
+    """The synthetic files are written in the gateway's home, which a Spark cluster cannot
+    read: on Spark the pre-flight runs the same compiled template on the embedded DuckDB."""
+    if gw.settings.engine != "spark":
+        return gw.engine.run(query, sources, values)
+    engine = DuckDBEngine(gw.engine.limits)
+    try:
+        return engine.run(query, sources, values)
+    finally:
+        engine.close()

@@ -5,14 +5,15 @@
 
 A requesting department asks a dataset's owner for a purpose ("compliance review of the 2024
 filings"); the owner approves it until a date. A job that reads a conditionally shared dataset
-needs an approved, unexpired purpose of the job's department for that dataset; otherwise it is
-denied with reason code `missing_approval` or `expired_purpose`, naming the dataset.
+names, by id, an approved, unexpired purpose of the job's department for that dataset; otherwise
+it is refused with reason code `missing_purpose`, `missing_approval` or `expired_purpose`, naming
+the dataset (`gateway.jobs.admission` decides; this module keeps the purposes).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -23,7 +24,7 @@ import sqlalchemy as sa
 from gateway.auth.principal import Principal
 from gateway.authz import deny, require
 from gateway.catalogue import registry as catalogue
-from gateway.catalogue.documents import DatasetSpec, ShareClass
+from gateway.catalogue.documents import ShareClass
 from gateway.context import Gateway
 from gateway.errors import Conflict, InvalidInput, NotFound
 from gateway.store import db, schema
@@ -37,17 +38,22 @@ class PurposeStatus(StrEnum):
     REJECTED = "rejected"
 
 
-class ReasonCode(StrEnum):
-    MISSING_APPROVAL = "missing_approval"
-    EXPIRED_PURPOSE = "expired_purpose"
-
-
 @dataclass(frozen=True, slots=True)
-class Standing:
-    """Whether a department may use a conditional dataset now, and on which purpose."""
+class PurposeFacts:
+    """A purpose as the admission decision sees it (`gateway.jobs.admission`)."""
 
-    purpose_id: str | None
-    reason_code: ReasonCode | None
+    id: str
+    dataset: str
+    department: str
+    status: str  # requested | approved | rejected
+    expires_at: datetime | None
+
+    def in_force(self, now: datetime) -> bool:
+        return (
+            self.status == PurposeStatus.APPROVED.value
+            and self.expires_at is not None
+            and self.expires_at > now
+        )
 
 
 def view(row: Any) -> dict[str, Any]:
@@ -208,65 +214,17 @@ def _load(conn: sa.Connection, purpose_id: str) -> Any:
     return row
 
 
-def standing(conn: sa.Connection, department: str, dataset_id: str) -> Standing:
-    """The department's approved purpose for the dataset that runs longest, or why there is none."""
+def named(conn: sa.Connection, ids: Sequence[str]) -> tuple[list[PurposeFacts], list[str]]:
+    """The purposes a job names, as the store holds them, and the ids it does not hold."""
+    if not ids:
+        return [], []
     p = schema.purposes
     rows = conn.execute(
-        sa.select(p.c.id, p.c.expires_at).where(
-            p.c.department == department,
-            p.c.dataset_id == dataset_id,
-            p.c.status == PurposeStatus.APPROVED.value,
+        sa.select(p.c.id, p.c.dataset_id, p.c.department, p.c.status, p.c.expires_at).where(
+            p.c.id.in_(list(ids))
         )
     ).all()
-    now = datetime.now(UTC)
-    live = sorted((r for r in rows if r.expires_at is not None and r.expires_at > now),
-                  key=lambda r: r.expires_at)  # fmt: skip
-    if live:
-        return Standing(live[-1].id, None)
-    if rows:
-        return Standing(None, ReasonCode.EXPIRED_PURPOSE)
-    return Standing(None, ReasonCode.MISSING_APPROVAL)
-
-
-def require_purposes(
-    gw: Gateway,
-    principal: Principal,
-    datasets: Mapping[str, DatasetSpec],
-    refuse: Callable[..., Exception],
-) -> dict[str, str]:
-    """The approved purpose a job relies on per conditional dataset; refuse when one is missing
-    or expired (reason codes `missing_approval`, `expired_purpose`)."""
-    relied_on: dict[str, str] = {}
-    for ds in datasets.values():
-        if ds.share_class is not ShareClass.CONDITIONAL:
-            continue
-        with db.reading(gw.db) as conn:
-            found = standing(conn, principal.department, ds.id)
-        if found.purpose_id is None:
-            code = found.reason_code or ReasonCode.MISSING_APPROVAL
-            why = (
-                "has expired"
-                if code is ReasonCode.EXPIRED_PURPOSE
-                else "is missing (request one: POST /v1/purposes)"
-            )
-            raise refuse(
-                f"dataset {ds.id} is shared on condition: department "
-                f"{principal.department}'s approved purpose for it {why}",
-                dataset=ds.id,
-                reason_code=code.value,
-            )
-        relied_on[ds.id] = found.purpose_id
-    return relied_on
-
-
-def state_for(gw: Gateway, principal: Principal, dataset: DatasetSpec, stated: str) -> str:
-    """The purpose attribute policy decides on for one dataset, from the gateway's records:
-    `approved` (an approved purpose in force), `expired` (only lapsed approvals), else
-    `stated` / `none` from the job's purpose text."""
-    with db.reading(gw.db) as conn:
-        found = standing(conn, principal.department, dataset.id)
-    if found.purpose_id is not None:
-        return "approved"
-    if found.reason_code is ReasonCode.EXPIRED_PURPOSE:
-        return "expired"
-    return "stated" if stated.strip() else "none"
+    found = {
+        r.id: PurposeFacts(r.id, r.dataset_id, r.department, r.status, r.expires_at) for r in rows
+    }
+    return [found[i] for i in ids if i in found], [i for i in ids if i not in found]

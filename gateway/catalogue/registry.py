@@ -14,16 +14,22 @@ import sqlalchemy as sa
 
 from gateway.auth.principal import Principal
 from gateway.authz import deny, require
+from gateway.catalogue import cache as catalogue_cache
 from gateway.catalogue.documents import DatasetSpec
 from gateway.context import Gateway
 from gateway.errors import Conflict, InvalidInput, NotFound
-from gateway.store import schema
+from gateway.quality import measure as quality
+from gateway.quality import store as profiles
+from gateway.store import db, schema
 from sandbox import Column, Sensitivity, TableSchema, TableSource
 
 
-def source_path(gw: Gateway, spec: DatasetSpec) -> Path:
+def source_path(gw: Gateway, spec: DatasetSpec) -> Path | None:
     """The source file, which must lie in the provider's own directory `<home>/data/<provider>/`:
-    a department can only publish files it holds, never another department's."""
+    a department can only publish files it holds, never another department's. None for a
+    table the Spark engine reads elsewhere (catalogue or JDBC)."""
+    if spec.source.path is None:
+        return None
     raw = Path(spec.source.path)
     path = (raw if raw.is_absolute() else gw.settings.home / raw).resolve()
     if not path.is_relative_to(gw.data_root / spec.provider):
@@ -35,13 +41,35 @@ def source_path(gw: Gateway, spec: DatasetSpec) -> Path:
 
 def resolve_source(gw: Gateway, spec: DatasetSpec) -> Path:
     path = source_path(gw, spec)
-    if not path.is_file():
+    if path is None or not path.is_file():
         raise InvalidInput("source.path does not name an existing file")
     return path
 
 
 def table_source(gw: Gateway, spec: DatasetSpec) -> TableSource:
+    if not spec.source.is_file:
+        if gw.settings.engine != "spark":
+            raise InvalidInput(
+                f"a {spec.source.format} source is read by the Spark engine only "
+                "(INSITU_ENGINE=spark)"
+            )
+        return TableSource(
+            dataset_id=spec.id,
+            format=spec.source.format,
+            table=spec.source.table,
+            connection=spec.source.connection,
+        )
     return TableSource(dataset_id=spec.id, format=spec.source.format, path=resolve_source(gw, spec))
+
+
+def _same_source(gw: Gateway, a: DatasetSpec, b: DatasetSpec) -> bool:
+    if a.source.is_file and b.source.is_file:
+        return source_path(gw, a) == source_path(gw, b)
+    return (a.source.format, a.source.connection, a.source.table) == (
+        b.source.format,
+        b.source.connection,
+        b.source.table,
+    )
 
 
 def table_schema(spec: DatasetSpec) -> TableSchema:
@@ -59,7 +87,7 @@ def table_schema(spec: DatasetSpec) -> TableSchema:
     )
 
 
-def _check_declared_schema(gw: Gateway, spec: DatasetSpec) -> None:
+def check_declared_schema(gw: Gateway, spec: DatasetSpec) -> None:
     """The schema inferred from the source must hold every declared column with its type."""
     actual = dict(gw.engine.infer_schema(table_source(gw, spec)))
     for column in spec.columns:
@@ -86,17 +114,22 @@ def register(gw: Gateway, principal: Principal, spec: DatasetSpec) -> DatasetSpe
             policy_version=decision.policy_version,
             details={"dataset": spec.id},
         )
-    _check_declared_schema(gw, spec)
+    check_declared_schema(gw, spec)
+    measured = quality.measure(gw, spec, table_source(gw, spec), previous=None)
+    if measured.refused:
+        raise refuse_quality(
+            gw, principal, measured, event="dataset.refused", action="register", target=target
+        )
     with gw.db.begin() as conn:
+        catalogue_cache.bump(conn)  # every replica's copy is stale from this commit on
         exists = conn.execute(
             sa.select(schema.datasets.c.id).where(schema.datasets.c.id == spec.id)
         ).first()
         if exists is not None:
             raise Conflict(f"dataset {spec.id} is already registered")
-        source = str(resolve_source(gw, spec))
         for other in list_all(conn):
-            if str(source_path(gw, other)) == source:
-                raise Conflict(f"that source file is already registered as dataset {other.id}")
+            if _same_source(gw, spec, other):
+                raise Conflict(f"that source is already registered as dataset {other.id}")
         conn.execute(
             schema.datasets.insert().values(
                 id=spec.id,
@@ -122,6 +155,110 @@ def register(gw: Gateway, principal: Principal, spec: DatasetSpec) -> DatasetSpe
                 "share_class": spec.share_class.value,
                 "classification": spec.classification.value,
                 "policy_version": decision.policy_version,
+                **quality_details(measured),
+            },
+        )
+        profiles.insert(conn, measured.row("registration"))
+    return spec
+
+
+def quality_details(measured: quality.Measured) -> dict[str, Any]:
+    details = measured.audit_details()
+    return {k: details[k] for k in ("profile", "snapshot", "alerts")}
+
+
+def refuse_quality(
+    gw: Gateway,
+    principal: Principal,
+    measured: quality.Measured,
+    *,
+    event: str,
+    action: str,
+    target: str,
+) -> InvalidInput:
+    """Audit a snapshot refused by a `must` quality rule (with its profile) and return the 422."""
+    with gw.db.begin() as conn:
+        gw.audit.record(
+            conn,
+            type=event,
+            principal=principal,
+            action=action,
+            target=target,
+            allowed=False,
+            reason="a must quality rule fails",
+            details=measured.audit_details(),
+        )
+        profiles.insert(conn, measured.row("registration" if action == "register" else action))
+    return quality.refusal(measured, "the registration" if action == "register" else "the snapshot")
+
+
+def replace_spec(conn: sa.Connection, spec: DatasetSpec) -> None:
+    """A registered dataset's document after an accepted snapshot (its new source)."""
+    conn.execute(
+        schema.datasets.update()
+        .where(schema.datasets.c.id == spec.id)
+        .values(spec=spec.model_dump(mode="json"))
+    )
+    catalogue_cache.bump(conn)  # every replica's copy is stale from this commit on
+
+
+def update(gw: Gateway, principal: Principal, dataset_id: str, spec: DatasetSpec) -> DatasetSpec:
+    """Replace a registered dataset's document: its provider's data owner, the same id and
+    provider, a source inside the provider's data that matches the declared schema. Jobs
+    decide on the new document from now on (share class, disclosure rules, budget caps)."""
+    target = f"dataset:{dataset_id}"
+    decision = require(gw, principal, "dataset", "register", event="dataset.denied", target=target)
+    if spec.id != dataset_id:
+        raise InvalidInput("the document's id is not the dataset being updated")
+    with db.reading(gw.db) as conn:
+        before = get(conn, dataset_id)
+    if principal.department != before.provider or spec.provider != before.provider:
+        raise deny(
+            gw,
+            principal,
+            event="dataset.denied",
+            action="register",
+            target=target,
+            reason="only the provider department's data owner may update its datasets",
+            policy_version=decision.policy_version,
+            details={"dataset": dataset_id},
+        )
+    check_declared_schema(gw, spec)
+    with gw.db.begin() as conn:
+        source = str(resolve_source(gw, spec))
+        for other in list_all(conn):
+            if other.id != dataset_id and str(source_path(gw, other)) == source:
+                raise Conflict(f"that source file is already registered as dataset {other.id}")
+        conn.execute(
+            schema.datasets.update()
+            .where(schema.datasets.c.id == dataset_id)
+            .values(
+                share_class=spec.share_class.value,
+                classification=spec.classification.value,
+                spec=spec.model_dump(mode="json"),
+            )
+        )
+        catalogue_cache.bump(conn)  # every replica's copy is stale from this commit on
+        gw.audit.record(
+            conn,
+            type="dataset.updated",
+            principal=principal,
+            action="register",
+            target=target,
+            allowed=True,
+            rule=decision.rule,
+            details={
+                "dataset": dataset_id,
+                "provider": spec.provider,
+                "share_class": {
+                    "before": before.share_class.value,
+                    "after": spec.share_class.value,
+                },
+                "classification": {
+                    "before": before.classification.value,
+                    "after": spec.classification.value,
+                },
+                "policy_version": decision.policy_version,
             },
         )
     return spec
@@ -134,6 +271,22 @@ def get(conn: sa.Connection, dataset_id: str) -> DatasetSpec:
     if row is None:
         raise NotFound(f"no dataset {dataset_id}")
     return DatasetSpec.model_validate(row.spec)
+
+
+def providers(conn: sa.Connection, dataset_ids: list[str] | None = None) -> list[str]:
+    """The provider departments of the given datasets (None: of every dataset), sorted."""
+    d = schema.datasets.c
+    query = sa.select(d.provider).distinct()
+    if dataset_ids is not None:
+        query = query.where(d.id.in_(dataset_ids))
+    return sorted(str(p) for p in conn.execute(query).scalars())
+
+
+def share_attributes(conn: sa.Connection) -> dict[str, tuple[str, str]]:
+    """Every dataset's (share class, classification), by id."""
+    d = schema.datasets.c
+    rows = conn.execute(sa.select(d.id, d.share_class, d.classification)).all()
+    return {str(r.id): (str(r.share_class), str(r.classification)) for r in rows}
 
 
 def list_all(conn: sa.Connection) -> list[DatasetSpec]:

@@ -10,7 +10,6 @@ A retired version answers 410 Gone to reads and jobs; it never runs again.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -20,11 +19,13 @@ import sqlalchemy as sa
 
 from gateway.auth.principal import Principal, same_person
 from gateway.authz import deny, require
+from gateway.catalogue import cache as catalogue_cache
 from gateway.catalogue import registry as catalogue
-from gateway.catalogue.documents import DatasetSpec, ShareClass, TemplateKindName, TemplateSpec
+from gateway.catalogue.documents import DatasetSpec, TemplateKindName, TemplateSpec
 from gateway.context import Gateway
 from gateway.dp.plans import dp_compile
 from gateway.errors import Conflict, Gone, InvalidInput, NotFound
+from gateway.findings import spec as findings_spec
 from gateway.store import db, schema
 from policies import Decision
 from sandbox import CompiledQuery, ParameterSpec, ParamType, TemplateKind, compile_template
@@ -37,8 +38,6 @@ RUNNABLE_KINDS = frozenset(
         TemplateKindName.LIST,
     }
 )
-# 不予共享: data that is not shared answers at most a verification or a protected statistic.
-KINDS_ON_UNSHARED = frozenset({TemplateKindName.VERIFY, TemplateKindName.DP})
 
 
 class Status(StrEnum):
@@ -95,24 +94,25 @@ def compile_spec(
     )
 
 
-def refuse_unshared(
-    spec: TemplateSpec, datasets: dict[str, DatasetSpec], refuse: Callable[..., Exception]
-) -> None:
-    """不予共享: a not-shared dataset answers only verify and dp templates, whatever the policy."""
-    if spec.kind in KINDS_ON_UNSHARED:
-        return
-    unshared = next((d for d in datasets.values() if d.share_class is ShareClass.NONE), None)
-    if unshared is not None:
-        raise refuse(
-            f"dataset {unshared.id} has share class 'none' (不予共享): only verify and dp "
-            f"templates may read it, not {spec.kind.value}",
-            dataset=unshared.id,
-            reason_code="share_class",
-        )
-
-
 def datasets_of(conn: sa.Connection, spec: TemplateSpec) -> dict[str, DatasetSpec]:
     return {ds_id: catalogue.get(conn, ds_id) for ds_id in spec.datasets}
+
+
+def cached_load(
+    gw: Gateway, conn: sa.Connection, seen: int, template_id: str, version: int | None = None
+) -> StoredTemplate:
+    """`load`, from memory while the catalogue is at version `seen` (`gw.catalogue.current`)."""
+    return gw.catalogue.get(
+        seen, ("template", template_id, version), lambda: load(conn, template_id, version)
+    )
+
+
+def cached_datasets(
+    gw: Gateway, conn: sa.Connection, seen: int, spec: TemplateSpec
+) -> dict[str, DatasetSpec]:
+    """`datasets_of`, from memory while the catalogue is at version `seen`."""
+    key = ("datasets", tuple(spec.datasets))
+    return dict(gw.catalogue.get(seen, key, lambda: datasets_of(conn, spec)))
 
 
 def propose(gw: Gateway, principal: Principal, spec: TemplateSpec) -> StoredTemplate:
@@ -125,8 +125,13 @@ def propose(gw: Gateway, principal: Principal, spec: TemplateSpec) -> StoredTemp
     content_hash = spec.content_hash()
     with gw.db.connect() as conn:
         datasets = datasets_of(conn, spec)
-    compile_spec(spec, datasets)  # static checks; raises TemplateRejected
+    compiled = compile_spec(spec, datasets)  # static checks; raises TemplateRejected
+    if spec.findings is not None:
+        wrong = findings_spec.problems(spec.findings, spec.datasets, compiled.output_columns)
+        if wrong:
+            raise InvalidInput(wrong[0])
     with gw.db.begin() as conn:
+        catalogue_cache.bump(conn)  # every replica's copy is stale from this commit on
         existing = conn.execute(
             sa.select(schema.templates.c.content_hash).where(
                 schema.templates.c.id == spec.id, schema.templates.c.version == spec.version
@@ -243,6 +248,7 @@ def _record_decision(
     a = schema.template_approvals
     now = datetime.now(UTC)
     with gw.db.begin() as conn:
+        catalogue_cache.bump(conn)  # every replica's copy is stale from this commit on
         for ds_id in mine:
             conn.execute(
                 a.insert().values(
@@ -299,8 +305,8 @@ def get(
     gw: Gateway, template_id: str, version: int | None = None, *, allow_retired: bool = False
 ) -> StoredTemplate:
     """One version (None: the newest approved, else the newest); a retired one is Gone."""
-    with gw.db.connect() as conn:
-        stored = load(conn, template_id, version)
+    with db.reading(gw.db) as conn:
+        stored = cached_load(gw, conn, gw.catalogue.current(conn), template_id, version)
     if stored.status is Status.RETIRED and not allow_retired:
         raise Gone(f"template {stored.ref} was retired")
     return stored
@@ -333,6 +339,7 @@ def retire(
         )
     now = datetime.now(UTC)
     with gw.db.begin() as conn:
+        catalogue_cache.bump(conn)  # every replica's copy is stale from this commit on
         updated = conn.execute(
             schema.templates.update()
             .where(
@@ -405,6 +412,90 @@ def load(conn: sa.Connection, template_id: str, version: int | None = None) -> S
         author_department=row.author_department,
         approvals=tuple({**dict(r), "decided_at": r["decided_at"].isoformat()} for r in approvals),
     )
+
+
+def responsible_parties(
+    conn: sa.Connection, template_id: str, version: int
+) -> dict[str, list[str]]:
+    """谁提供/谁管理 of a template version: its datasets, their provider departments, and the
+    departments whose data owners approved it (the managers of access to that data)."""
+    a = schema.template_approvals.c
+    approvals = conn.execute(
+        sa.select(a.dataset_id, a.approver_department).where(
+            a.template_id == template_id, a.version == version, a.decision == "approved"
+        )
+    ).all()
+    datasets = sorted({str(r.dataset_id) for r in approvals})
+    return {
+        "datasets": datasets,
+        "providers": catalogue.providers(conn, datasets),
+        "managers": sorted({str(r.approver_department) for r in approvals}),
+    }
+
+
+def parties_of(
+    stored: StoredTemplate, datasets: dict[str, DatasetSpec]
+) -> dict[str, list[str]] | None:
+    """`responsible_parties` from a loaded version and its dataset documents (no query);
+    None when an approved dataset's document is not among `datasets`."""
+    approved = [a for a in stored.approvals if a["decision"] == "approved"]
+    ids = sorted({str(a["dataset_id"]) for a in approved})
+    if any(ds_id not in datasets for ds_id in ids):
+        return None
+    return {
+        "datasets": ids,
+        "providers": sorted({datasets[ds_id].provider for ds_id in ids}),
+        "managers": sorted({str(a["approver_department"]) for a in approved}),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Newest:
+    """The newest version of a template, as the policy impact view needs it."""
+
+    id: str
+    version: int
+    kind: str
+    status: str
+    datasets: tuple[str, ...]
+
+
+def newest_versions(conn: sa.Connection) -> list[Newest]:
+    t = schema.templates
+    newest = (
+        sa.select(t.c.id, sa.func.max(t.c.version).label("version")).group_by(t.c.id).subquery()
+    )
+    rows = conn.execute(
+        sa.select(t.c.id, t.c.version, t.c.kind, t.c.status, t.c.spec)
+        .join(newest, sa.and_(t.c.id == newest.c.id, t.c.version == newest.c.version))
+        .order_by(t.c.id)
+    ).all()
+    return [
+        Newest(
+            r.id,
+            int(r.version),
+            r.kind,
+            r.status,
+            tuple(str(d) for d in (r.spec.get("datasets", []) if isinstance(r.spec, dict) else [])),
+        )
+        for r in rows
+    ]
+
+
+def author_departments(conn: sa.Connection) -> list[str]:
+    t = schema.templates
+    return [str(d) for d in conn.execute(sa.select(t.c.author_department).distinct()).scalars()]
+
+
+def kinds(conn: sa.Connection, refs: set[tuple[str, int]]) -> dict[tuple[str, int], str]:
+    """The kind of each (template id, version) given."""
+    if not refs:
+        return {}
+    t = schema.templates
+    rows = conn.execute(
+        sa.select(t.c.id, t.c.version, t.c.kind).where(t.c.id.in_(sorted({i for i, _ in refs})))
+    )
+    return {(r.id, int(r.version)): str(r.kind) for r in rows if (r.id, int(r.version)) in refs}
 
 
 def list_all(gw: Gateway) -> list[StoredTemplate]:

@@ -124,6 +124,13 @@ columns:
   - {name: district, type: VARCHAR, sensitivity: public, personal: false}
   - {name: licence_status, type: VARCHAR, sensitivity: public, personal: false}
   - {name: valid_until, type: INTEGER, sensitivity: public, personal: false}
+quality:
+  rules:
+    - {rule: required, columns: [enterprise_id, district], severity: must}
+    - {rule: key_unique, columns: [enterprise_id], severity: must}
+    - {rule: allowed_values, column: licence_status, values: [valid, expired, revoked],
+       severity: should}
+    - {rule: max_staleness, hours: 48, severity: should}
 """
 
 ABNORMAL_TAXPAYERS = """\
@@ -192,4 +199,45 @@ dp:
     - {name: residents, kind: count}
     - {name: mean_income, kind: mean, column: monthly_income, lower: 0, upper: 50000}
   cost: {rho: 0.1}
+"""
+
+# An aggregate over open data (开放): its released result is what the market owner publishes.
+OPEN_TEMPLATE = """\
+id: licences-by-district
+version: 1
+kind: aggregate
+title: Business licences by district, in a licence status
+datasets: [market.licences]
+parameters:
+  status: {type: string, values: [valid, expired, revoked]}
+sql: |
+  SELECT l.district, COUNT(*) AS licences
+  FROM market.licences AS l
+  WHERE l.licence_status = :status
+  GROUP BY l.district
+output: {count_column: licences}
+"""
+
+# A comparison (比对) across market and tax: licensed enterprises the tax bureau lists as
+# abnormal taxpayers (they stopped filing). Each is a finding for the market regulator, who
+# reviews the licence; the requesting department sees counts by type, district and state.
+COMPARE_TEMPLATE = """\
+id: licensed-but-not-filing
+version: 1
+kind: list
+title: Licensed enterprises listed as abnormal taxpayers (registered, no tax filing)
+datasets: [market.licences, tax.abnormal_taxpayers]
+parameters:
+  year: {type: integer, min: 2018, max: 2025}
+sql: |
+  SELECT l.enterprise_id, l.district
+  FROM market.licences AS l
+  WHERE l.licence_status = 'valid'
+    AND EXISTS (SELECT 1 FROM tax.abnormal_taxpayers AS a
+                WHERE a.enterprise_id = l.enterprise_id AND a.year = :year)
+findings:
+  type: registered_no_tax_filing
+  key: enterprise_id
+  district: district
+  route_to: market.licences
 """

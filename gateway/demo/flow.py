@@ -18,7 +18,7 @@ from gateway import home
 from gateway.api import create_app
 from gateway.auth.issuer import LocalIssuer
 from gateway.auth.keys import IssuerKeys
-from gateway.demo import documents
+from gateway.demo import documents, results_flow
 from gateway.demo.data import write_demo_data
 from gateway.demo.server import BackgroundServer
 from gateway.settings import Settings
@@ -85,7 +85,8 @@ def show_result(body: dict[str, Any]) -> None:
     )
 
 
-def register_and_approve(owners: dict[str, Actor], analyst: Actor) -> None:
+def register_and_approve(owners: dict[str, Actor], analyst: Actor) -> list[str]:
+    """Register the datasets, approve the main template and its purposes; the purpose ids."""
     step("each provider's data owner registers its datasets")
     for dept, doc in (
         ("market", documents.ENTERPRISE_REGISTRY),
@@ -110,6 +111,7 @@ def register_and_approve(owners: dict[str, Actor], analyst: Actor) -> None:
         console.print(f"  {dept} approved → {t['status']}")
     step("both datasets are shared on condition (有条件共享): each owner approves a purpose")
     expires = (datetime.now(UTC) + timedelta(days=90)).isoformat()
+    approved = []
     for dept, dataset in (("market", "market.enterprise_registry"), ("tax", "tax.filings")):
         asked = analyst.ok(
             "POST",
@@ -119,18 +121,23 @@ def register_and_approve(owners: dict[str, Actor], analyst: Actor) -> None:
         done = owners[dept].ok(
             "POST", f"/v1/purposes/{asked['id']}/approvals", json={"expires_at": expires}
         )
-        console.print(f"  {dataset}: purpose {done['status']} until {done['expires_at'][:10]}")
+        console.print(
+            f"  {dataset}: purpose {done['id']} {done['status']} until {done['expires_at'][:10]}"
+        )
+        approved.append(done["id"])
+    return approved
 
 
-def run_main_job(analyst: Actor) -> None:
-    step("the analyst submits a job with bound parameters and a purpose")
+def run_main_job(analyst: Actor, purposes: list[str]) -> None:
+    step("the analyst submits a job with bound parameters, naming the approved purposes")
     job = analyst.ok(
         "POST",
         "/v1/jobs",
         json={
             "template": "enterprises-without-tax-filing",
             "parameters": {"year": 2024, "industry": "manufacturing"},
-            "purpose": "targeting the 2025 filing-compliance campaign",
+            "purpose": purposes[0],
+            "purposes": purposes[1:],
         },
     )
     console.print(f"  job {job['id']} {job['status']}")
@@ -285,7 +292,8 @@ def verify_log(settings: Settings) -> None:
     console.print(f"  {report}")
 
 
-def print_next(home_dir: Path) -> None:
+def print_next(home_dir: Path, purposes: list[str]) -> None:
+    named = " ".join(f"--purpose {p}" for p in purposes)
     console.print(
         "\nTry next:\n"
         f"  insitu demo --serve --port 8000   # keep the gateway running on {home_dir}\n"
@@ -294,8 +302,10 @@ def print_next(home_dir: Path) -> None:
         "--department stats --role analyst)\n"
         "  insitu template list; insitu purpose list\n"
         "  insitu job submit enterprises-without-tax-filing -p year=2023 -p industry=retail "
-        "--purpose 'compliance review' --wait\n"
-        f"  insitu audit verify --home {home_dir}",
+        f"{named} --wait\n"
+        f"  insitu audit verify --home {home_dir}\n"
+        f"  insitu console-link --home {home_dir} --subject analyst@stats --role analyst"
+        "   # the web console",
         markup=False,
     )
 
@@ -303,7 +313,8 @@ def print_next(home_dir: Path) -> None:
 def run_demo(home_dir: Path, *, serve: bool = False, port: int = 0) -> None:
     started = time.monotonic()
     settings = Settings(home=home_dir, database_url=None)
-    step(f"creating a demo home at {home_dir} (SQLite + DuckDB + local token issuer)")
+    engine = "DuckDB" if settings.engine == "duckdb" else f"Spark at {settings.spark_remote}"
+    step(f"creating a demo home at {home_dir} (SQLite + {engine} + local token issuer)")
     fresh_home(home_dir)
     home.init_home(settings)
     data = write_demo_data(settings.data_dir)
@@ -318,7 +329,7 @@ def run_demo(home_dir: Path, *, serve: bool = False, port: int = 0) -> None:
         token = issuer.issue(subject=subject, department=department, roles=[role], ttl_s=3600)
         return Actor(http, token)
 
-    server = BackgroundServer(create_app(settings), port=port)
+    server = BackgroundServer(create_app(settings), port=port, settings=settings)
     url = server.start()
     try:
         step(f"gateway listening on {url}")
@@ -327,18 +338,21 @@ def run_demo(home_dir: Path, *, serve: bool = False, port: int = 0) -> None:
                 d: actor(http, f"owner@{d}", d, "data_owner") for d in ("market", "tax", "civil")
             }
             analyst = actor(http, "analyst@stats", "stats", "analyst")
-            register_and_approve(owners, analyst)
-            run_main_job(analyst)
+            purposes = register_and_approve(owners, analyst)
+            run_main_job(analyst, purposes)
             run_verification(owners, analyst, data.residents)
             run_list(owners, analyst)
             show_denial(owners, analyst)
             run_dp(owners, analyst)
+            results_flow.run_quality(http, owners["market"], settings.data_dir)
+            results_flow.run_comparison(owners, analyst)
+            results_flow.run_open(http, owners, analyst)
     finally:
         if not serve:
             server.stop()
     verify_log(settings)
     console.print(f"[bold green]done[/] in {time.monotonic() - started:.1f} s")
-    print_next(home_dir)
+    print_next(home_dir, purposes)
     if serve:
         console.print(f"\nserving on {url}; Ctrl-C to stop")
         try:

@@ -9,12 +9,30 @@ from types import TracebackType
 import uvicorn
 from fastapi import FastAPI
 
+from gateway.settings import Settings
+
 
 class BackgroundServer:
-    """`with BackgroundServer(app) as url:` serves `app` on loopback until the block ends."""
+    """`with BackgroundServer(app) as url:` serves `app` on loopback until the block ends.
 
-    def __init__(self, app: FastAPI, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+    With ``settings``, it is served as ``insitu serve`` serves it (``gateway.serving``:
+    header and body timeouts, connection limits per client address).
+    """
+
+    def __init__(
+        self,
+        app: FastAPI,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        settings: Settings | None = None,
+    ) -> None:
+        if settings is None:
+            config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+        else:
+            from gateway import serving  # noqa: PLC0415 - h11 and the guard only when asked
+
+            config = serving.config(app, settings, host=host, port=port, lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="insitu-server", daemon=True)
         self.url = ""

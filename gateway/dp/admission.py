@@ -1,22 +1,15 @@
-"""What `jobs.submit` adds for DP and retries: the budget reservation and `Idempotency-Key`.
+"""What `jobs.submit` adds for a `dp` job: the budget reservation.
 
-- A `dp` job's cost is the sum of its measurements' privacy maps (built once per template
-  version by `sandbox.dp_mechanism`), rounded up to ledger units, and is reserved in the
-  transaction that writes the job row and its `job.accepted` entry. An exhausted budget
-  rolls that transaction back, is audited as `job.denied`, and answers 429 with what remains.
-- A request carrying an `Idempotency-Key` is remembered per department with a hash of its
-  body; the same key again returns the same job (and so the same stored noisy answer, never
-  a fresh draw); the same key with a different body is a conflict.
+A `dp` job's cost is the sum of its measurements' privacy maps (built once per template
+version by `sandbox.dp_mechanism`), rounded up to ledger units, and is reserved in the
+transaction that writes the job row and its `job.accepted` entry. An exhausted budget rolls
+that transaction back, is audited as `job.denied`, and answers 429 with what remains.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import UTC, datetime
 from typing import Any
-
-import sqlalchemy as sa
 
 from gateway.auth.principal import Principal
 from gateway.catalogue import registry as catalogue
@@ -25,83 +18,22 @@ from gateway.catalogue.templates import StoredTemplate
 from gateway.context import Gateway
 from gateway.dp import ledger
 from gateway.dp.plans import dp_plan
-from gateway.errors import BudgetExhausted, Conflict, InvalidInput
-from gateway.store import db, schema
+from gateway.errors import BudgetExhausted
+from gateway.store import db
 from sandbox import dp_mechanism
 
-MAX_KEY = 200
 
-
-def request_hash(template_id: str, version: int | None, parameters: Any, purpose: str) -> str:
-    body = {
-        "template": template_id,
-        "version": version,
-        "parameters": parameters,
-        "purpose": purpose,
-    }
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def check_key(key: str | None) -> None:
-    if key is not None and not (0 < len(key) <= MAX_KEY and key.isprintable()):
-        raise InvalidInput(f"Idempotency-Key must be 1 to {MAX_KEY} printable characters")
-
-
-def replay(
-    gw: Gateway, principal: Principal, key: str | None, request: str
-) -> dict[str, Any] | None:
-    """The job an earlier request with this key created, or None."""
-    if key is None:
-        return None
-    check_key(key)
-    k, j = schema.idempotency_keys, schema.jobs
-    with db.reading(gw.db) as conn:
-        row = conn.execute(
-            sa.select(k.c.request_hash, j.c.id, j.c.status)
-            .join(j, j.c.id == k.c.job_id)
-            .where(k.c.department == principal.department, k.c.key == key)
-        ).first()
-    if row is None:
-        return None
-    if row.request_hash != request:
-        raise Conflict("this Idempotency-Key was used for a different request")
-    with gw.db.begin() as conn:
-        gw.audit.record(
-            conn,
-            type="job.replayed",
-            principal=principal,
-            action="submit",
-            target=f"job:{row.id}",
-            allowed=True,
-            details={"job": row.id},
-        )
-    return {"id": row.id, "status": row.status, "replayed": True}
-
-
-def admit(
+def reserve_budget(
     gw: Gateway,
-    conn: sa.Connection,
+    conn: db.Connection,
     principal: Principal,
     *,
     stored: StoredTemplate,
     datasets: dict[str, DatasetSpec],
     job_id: str,
-    key: str | None,
-    request: str,
 ) -> dict[str, Any]:
-    """Inside the job's transaction: remember the key, reserve a dp job's budget.
+    """Inside the job's transaction: reserve a dp job's budget (other kinds: nothing).
     Returns audit details (the reserved cost); raises BudgetExhausted."""
-    if key is not None:
-        conn.execute(
-            schema.idempotency_keys.insert().values(
-                department=principal.department,
-                key=key,
-                request_hash=request,
-                job_id=job_id,
-                created_at=datetime.now(UTC),
-            )
-        )
     if stored.spec.kind is not TemplateKindName.DP:
         return {}
     plan = dp_plan(stored.spec, datasets)

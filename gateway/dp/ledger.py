@@ -228,6 +228,13 @@ def reserve(
     )
 
 
+def booked_period(conn: sa.Connection, job_id: str) -> str | None:
+    """The period a job's reservation was booked to (None: it has none)."""
+    r = schema.budget_reservations
+    period = conn.execute(sa.select(r.c.period).where(r.c.job_id == job_id)).scalar()
+    return None if period is None else str(period)
+
+
 def settle(conn: sa.Connection, job_id: str, *, released: bool) -> dict[str, Any]:
     """Commit (released) or return (not released) a job's reservation, in the caller's
     transaction — the one that records the release and its audit entry. A job without a
@@ -270,6 +277,24 @@ def settle(conn: sa.Connection, job_id: str, *, released: bool) -> dict[str, Any
             "delta": _dec(row.delta, DELTA_UNIT),
         }
     }
+
+
+def remaining(
+    conn: sa.Connection, department: str, dataset_id: str, period_: str, caps: Caps
+) -> tuple[int, int]:
+    """A department's remaining (ρ, δ) units in a period (its cap when nothing is booked)."""
+    b = schema.privacy_budgets
+    row = conn.execute(
+        sa.select(b).where(
+            b.c.department == department, b.c.dataset_id == dataset_id, b.c.period == period_
+        )
+    ).first()
+    if row is None:
+        return caps.department_rho, caps.department_delta
+    return (
+        row.rho_cap - row.rho_spent - row.rho_reserved,
+        row.delta_cap - row.delta_spent - row.delta_reserved,
+    )
 
 
 def rows_for(

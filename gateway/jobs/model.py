@@ -1,17 +1,31 @@
-"""A job's states and its stored row as the API shows it.
+"""A job: its states, its typed record, and the `jobs` / `job_results` tables it lives in.
 
     accepted ──▶ running ──▶ released | suppressed | failed
+        │           │
+        └───────────┴──(its department cancels)──▶ cancelled
+                  │  ▲
+                  └──┘ lease expired: reclaimed by any replica and run again (job.reclaimed)
     (a refused submission creates no job: it is audited as `job.denied` / `job.rejected`)
 
-`gateway.jobs.worker` is the only module that moves a job between states.
+A running job is leased: `lease_owner` (the worker) holds it until `lease_expires_at` and
+renews the lease while the job runs. Only the lease's holder may finish the job. A release is
+one transaction (result, status, audit entry), so a running job has released nothing and a
+reclaimed one is run again from scratch.
+
+This module owns both tables: every read and write of them is a function here.
+`gateway.jobs.worker` is the only caller that moves a job between states.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.errors import NotFound
 from gateway.store import schema
@@ -23,32 +37,373 @@ class JobStatus(StrEnum):
     RELEASED = "released"
     SUPPRESSED = "suppressed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
-TERMINAL = {JobStatus.RELEASED, JobStatus.SUPPRESSED, JobStatus.FAILED}
+TERMINAL = {JobStatus.RELEASED, JobStatus.SUPPRESSED, JobStatus.FAILED, JobStatus.CANCELLED}
+UNFINISHED = (JobStatus.ACCEPTED.value, JobStatus.RUNNING.value)
 
 
-def load_job(conn: sa.Connection, job_id: str) -> sa.Row[Any]:
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One job as stored: what was asked, by whom, and where it stands."""
+
+    id: str
+    template_id: str
+    version: int
+    content_hash: str
+    parameters: dict[str, Any]
+    purpose: str
+    purpose_ids: tuple[str, ...]
+    subject: str
+    department: str
+    roles: tuple[str, ...]
+    status: str
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    worker: str | None = None
+    error: str | None = None
+    audit_index: int | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    attempts: int = 0
+
+    @classmethod
+    def of(cls, row: Any) -> Job:
+        return cls(
+            id=row.id,
+            template_id=row.template_id,
+            version=int(row.version),
+            content_hash=row.content_hash,
+            parameters=dict(row.parameters),
+            purpose=row.purpose,
+            purpose_ids=tuple(row.purpose_ids or ()),  # NULL on jobs from before revision 0009
+            subject=row.subject,
+            department=row.department,
+            roles=tuple(row.roles),
+            status=row.status,
+            created_at=row.created_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            worker=row.worker,
+            error=row.error,
+            audit_index=None if row.audit_index is None else int(row.audit_index),
+            lease_owner=row.lease_owner,
+            lease_expires_at=row.lease_expires_at,
+            attempts=int(row.attempts or 0),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResult:
+    result: dict[str, Any]
+    result_hash: str
+    audit_index: int
+
+
+def load_job(conn: sa.Connection, job_id: str) -> Job:
     row = conn.execute(sa.select(schema.jobs).where(schema.jobs.c.id == job_id)).first()
     if row is None:
         raise NotFound("no such job")
-    return row
+    return Job.of(row)
 
 
-def job_view(row: sa.Row[Any]) -> dict[str, Any]:
+def insert(conn: sa.Connection, job: Job) -> None:
+    conn.execute(
+        schema.jobs.insert().values(
+            id=job.id,
+            template_id=job.template_id,
+            version=job.version,
+            content_hash=job.content_hash,
+            parameters=job.parameters,
+            purpose=job.purpose,
+            purpose_ids=list(job.purpose_ids),
+            subject=job.subject,
+            department=job.department,
+            roles=list(job.roles),
+            status=job.status,
+            created_at=job.created_at,
+        )
+    )
+
+
+def set_audit_index(conn: sa.Connection, job_id: str, index: int) -> None:
+    conn.execute(schema.jobs.update().where(schema.jobs.c.id == job_id).values(audit_index=index))
+
+
+def any_waiting(conn: sa.Connection) -> bool:
+    j = schema.jobs
+    waiting = sa.select(j.c.id).where(j.c.status == JobStatus.ACCEPTED.value).limit(1)
+    return conn.execute(waiting).first() is not None
+
+
+def any_expired(conn: sa.Connection, now: datetime) -> bool:
+    """Is some running job's lease expired (its worker or gateway died)?"""
+    j = schema.jobs
+    expired = sa.or_(j.c.lease_expires_at.is_(None), j.c.lease_expires_at < now)
+    found = sa.select(j.c.id).where(j.c.status == JobStatus.RUNNING.value, expired).limit(1)
+    return conn.execute(found).first() is not None
+
+
+def _lease(worker_id: str, now: datetime, lease_s: float) -> dict[str, Any]:
+    """The columns a claim sets: the lease, and one more attempt."""
     return {
-        "id": row.id,
-        "status": row.status,
-        "template": row.template_id,
-        "version": row.version,
-        "content_hash": row.content_hash,
-        "subject": row.subject,
-        "department": row.department,
-        "purpose": row.purpose,
-        "parameters": row.parameters,
-        "created_at": row.created_at.isoformat(),
-        "started_at": row.started_at.isoformat() if row.started_at else None,
-        "finished_at": row.finished_at.isoformat() if row.finished_at else None,
-        "error": row.error,
-        "audit_index": row.audit_index,
+        "lease_owner": worker_id,
+        "lease_expires_at": now + timedelta(seconds=lease_s),
+        "attempts": schema.jobs.c.attempts + 1,
+    }
+
+
+def claim_fair(
+    conn: sa.Connection,
+    *,
+    worker_id: str,
+    now: datetime,
+    running_cap: int,
+    lease_s: float = 30.0,
+) -> Job | None:
+    """Inside the caller's transaction: mark the next accepted job running for `worker_id`,
+    leased for `lease_s` seconds.
+
+    Fair between departments: among departments with fewer than `running_cap` jobs running,
+    the one with the fewest running goes first, then the one whose turn is longest ago
+    (`department_turns`: round-robin), and within a department the oldest job. One
+    department's flood therefore never holds every worker, and another department's job is
+    next as soon as a worker is free.
+
+    On PostgreSQL the row is taken `FOR UPDATE SKIP LOCKED` (replicas share one queue; the cap
+    may then be passed by one job per concurrent claimer); on SQLite the transaction's write
+    lock serialises claimers and the cap is exact."""
+    j = schema.jobs
+    running = sa.select(j.c.department, sa.func.count().label("n")).where(
+        j.c.status == JobStatus.RUNNING.value
+    )
+    busy = running.group_by(j.c.department).subquery("busy")
+    load = sa.func.coalesce(busy.c.n, 0)
+    turns = schema.department_turns
+    query = (
+        sa.select(j.c.id)
+        .select_from(
+            j.outerjoin(busy, busy.c.department == j.c.department).outerjoin(
+                turns, turns.c.department == j.c.department
+            )
+        )
+        .where(j.c.status == JobStatus.ACCEPTED.value, load < running_cap)
+        .order_by(load, sa.nulls_first(turns.c.last_claimed_at), j.c.created_at)
+        .limit(1)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(of=j, skip_locked=True)
+    found = conn.execute(query).first()
+    if found is None:
+        return None
+    conn.execute(
+        j.update()
+        .where(j.c.id == found.id)
+        .values(
+            status=JobStatus.RUNNING.value,
+            started_at=now,
+            worker=worker_id,
+            **_lease(worker_id, now, lease_s),
+        )
+    )
+    job = Job.of(conn.execute(sa.select(j).where(j.c.id == found.id)).one())
+    _take_turn(conn, job.department, now)
+    return job
+
+
+def _take_turn(conn: sa.Connection, department: str, now: datetime) -> None:
+    turns = schema.department_turns
+    upsert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    statement = upsert(turns).values(department=department, last_claimed_at=now)
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[turns.c.department], set_={"last_claimed_at": now}
+        )
+    )
+
+
+def claim_expired(
+    conn: sa.Connection, *, worker_id: str, now: datetime, lease_s: float
+) -> tuple[Job, Job] | None:
+    """Inside the caller's transaction: take over one running job whose lease expired (its
+    worker or its gateway died). Returns (the job as it was, the job as now leased).
+
+    A job running from before leases existed (no expiry) counts as expired."""
+    j = schema.jobs
+    expired = sa.or_(j.c.lease_expires_at.is_(None), j.c.lease_expires_at < now)
+    query = (
+        sa.select(j)
+        .where(j.c.status == JobStatus.RUNNING.value, expired)
+        .order_by(j.c.created_at)
+        .limit(1)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    found = conn.execute(query).first()
+    if found is None:
+        return None
+    taken = conn.execute(
+        j.update()
+        .where(j.c.id == found.id, j.c.status == JobStatus.RUNNING.value, expired)
+        .values(started_at=now, worker=worker_id, **_lease(worker_id, now, lease_s))
+    )
+    if taken.rowcount != 1:
+        return None
+    return Job.of(found), Job.of(conn.execute(sa.select(j).where(j.c.id == found.id)).one())
+
+
+def renew_leases(
+    conn: sa.Connection, job_ids: Sequence[str], *, worker_id: str, until: datetime
+) -> set[str]:
+    """Extend the leases `worker_id` still holds on running jobs; return the ids renewed."""
+    if not job_ids:
+        return set()
+    j = schema.jobs
+    held = sa.and_(
+        j.c.id.in_(list(job_ids)),
+        j.c.lease_owner == worker_id,
+        j.c.status == JobStatus.RUNNING.value,
+    )
+    conn.execute(j.update().where(held).values(lease_expires_at=until))
+    return {str(i) for i in conn.execute(sa.select(j.c.id).where(held)).scalars()}
+
+
+def mark_finished(
+    conn: sa.Connection,
+    job_id: str,
+    status: JobStatus,
+    *,
+    now: datetime,
+    error: str | None,
+    owner: str | None = None,
+) -> bool:
+    """Move a running job to its end state; False if it is no longer running (someone else
+    finished it) or, with `owner`, no longer leased to `owner` (another replica reclaimed it).
+    The conditional UPDATE serialises two finishers on PostgreSQL too."""
+    j = schema.jobs
+    where = [j.c.id == job_id, j.c.status == JobStatus.RUNNING.value]
+    if owner is not None:
+        where.append(j.c.lease_owner == owner)
+    claimed = conn.execute(
+        j.update()
+        .where(*where)
+        .values(status=status.value, finished_at=now, error=error, lease_expires_at=None)
+    )
+    return claimed.rowcount == 1
+
+
+def unfinished(conn: sa.Connection, *, subject: str, department: str) -> tuple[int, int]:
+    """(the caller's, its department's) jobs accepted and not yet finished."""
+    j = schema.jobs
+    counts = conn.execute(
+        sa.select(
+            sa.func.count().filter(j.c.subject == subject),
+            sa.func.count(),
+        ).where(j.c.department == department, j.c.status.in_(UNFINISHED))
+    ).one()
+    return int(counts[0]), int(counts[1])
+
+
+def cancel(conn: sa.Connection, job_id: str, *, now: datetime) -> bool:
+    """Cancel an unfinished job; False if it had finished. A worker still running it then
+    finds it no longer running and drops its outcome (`mark_finished`)."""
+    j = schema.jobs
+    changed = conn.execute(
+        j.update()
+        .where(j.c.id == job_id, j.c.status.in_(UNFINISHED))
+        .values(
+            status=JobStatus.CANCELLED.value,
+            finished_at=now,
+            error="cancelled",
+            lease_expires_at=None,
+        )
+    )
+    return changed.rowcount == 1
+
+
+def store_result(conn: sa.Connection, job_id: str, stored: StoredResult, *, now: datetime) -> None:
+    conn.execute(
+        schema.job_results.insert().values(
+            job_id=job_id,
+            result=stored.result,
+            result_hash=stored.result_hash,
+            audit_index=stored.audit_index,
+            created_at=now,
+        )
+    )
+
+
+def load_result(conn: sa.Connection, job_id: str) -> StoredResult | None:
+    r = schema.job_results
+    row = conn.execute(sa.select(r).where(r.c.job_id == job_id)).first()
+    if row is None:
+        return None
+    return StoredResult(dict(row.result), row.result_hash, int(row.audit_index))
+
+
+def departments(conn: sa.Connection) -> Sequence[str]:
+    """Every department that has submitted a job."""
+    return [str(d) for d in conn.execute(sa.select(schema.jobs.c.department).distinct()).scalars()]
+
+
+def list_jobs(
+    conn: sa.Connection,
+    *,
+    department: str,
+    subject: str | None,
+    status: str | None,
+    template: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    offset: int,
+) -> list[Job]:
+    """A department's jobs (one subject's when given), newest first, one page."""
+    j = schema.jobs
+    query = sa.select(j).where(j.c.department == department)
+    if subject is not None:
+        query = query.where(j.c.subject == subject)
+    if status is not None:
+        query = query.where(j.c.status == status)
+    if template is not None:
+        query = query.where(j.c.template_id == template)
+    if since is not None:
+        query = query.where(j.c.created_at >= since)
+    if until is not None:
+        query = query.where(j.c.created_at < until)
+    query = query.order_by(j.c.created_at.desc(), j.c.id.desc()).offset(offset).limit(limit)
+    return [Job.of(row) for row in conn.execute(query)]
+
+
+def count_unfinished(conn: sa.Connection) -> dict[str, int]:
+    """Accepted and running jobs in the store (every replica's), by status."""
+    j = schema.jobs
+    rows = conn.execute(
+        sa.select(j.c.status, sa.func.count())
+        .where(j.c.status.in_(UNFINISHED))
+        .group_by(j.c.status)
+    ).all()
+    counts = dict.fromkeys(UNFINISHED, 0)
+    counts.update({str(status): int(n) for status, n in rows})
+    return counts
+
+
+def job_view(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "status": job.status,
+        "template": job.template_id,
+        "version": job.version,
+        "content_hash": job.content_hash,
+        "subject": job.subject,
+        "department": job.department,
+        "purpose": job.purpose,
+        "parameters": job.parameters,
+        "created_at": job.created_at.isoformat(),
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "error": job.error,
+        "audit_index": job.audit_index,
     }

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import time
+from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
+from gateway import timing
 from gateway.auth.principal import Principal
 from gateway.authz import require
+from gateway.catalogue import templates
 from gateway.context import Gateway
 from gateway.errors import NotFound
-from gateway.jobs.model import TERMINAL, JobStatus, job_view, load_job
-from gateway.store import db, schema
+from gateway.jobs import model
+from gateway.jobs.model import TERMINAL, Job, JobStatus, job_view, load_job, load_result
+from gateway.store import db
 
 
 def _visible(
     gw: Gateway, principal: Principal, job_id: str, action_obj: str, *, audit_read: bool = False
-) -> sa.Row[Any]:
+) -> Job:
     require(gw, principal, action_obj, "read", event=f"{action_obj}.denied", target=f"job:{job_id}")
     with db.reading(gw.db) as conn:
         row = load_job(conn, job_id)
@@ -40,40 +41,38 @@ def show(gw: Gateway, principal: Principal, job_id: str) -> dict[str, Any]:
     return job_view(_visible(gw, principal, job_id, "job", audit_read=True))
 
 
-def result(gw: Gateway, principal: Principal, job_id: str, *, wait_s: float) -> dict[str, Any]:
-    row = _visible(gw, principal, job_id, "result")
-    deadline = time.monotonic() + max(0.0, min(wait_s, 300.0))
-    while JobStatus(row.status) not in TERMINAL:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return {"job": job_view(row), "status": row.status}
-        seen = gw.jobs_finished.generation()
-        with db.reading(gw.db) as conn:
-            row = load_job(conn, job_id)
-        if JobStatus(row.status) not in TERMINAL:
-            # Another replica may finish it: wake up now and then to look.
-            gw.jobs_finished.wait(seen, timeout=min(remaining, 0.5))
+def result_job(gw: Gateway, principal: Principal, job_id: str) -> Job:
+    """The job whose result the caller asks for (authorized, of its own department)."""
+    return _visible(gw, principal, job_id, "result")
+
+
+def result(gw: Gateway, principal: Principal, row: Job) -> dict[str, Any]:
+    """What the caller gets for a job as it stands (see `gateway.jobs.waits` to wait for its
+    end): the status, and once released the result with its receipt."""
+    if JobStatus(row.status) not in TERMINAL:
+        return {"job": job_view(row), "status": row.status}
+    job_id = row.id
     with db.reading(gw.db) as conn:  # no write lock to read a stored result
-        res = conn.execute(
-            sa.select(schema.job_results).where(schema.job_results.c.job_id == job_id)
-        ).first()
+        res = load_result(conn, job_id)
     body: dict[str, Any] = {"job": job_view(row), "status": row.status}
     if res is not None:
-        release = int(res.audit_index)
+        release = res.audit_index
         # Fail closed: the read is durable in the log before anything is handed out, and the
         # same group commit returns a checkpoint that covers the release entry.
-        committed = gw.audit.record_durable(
-            type="result.read",
-            principal=principal,
-            action="read",
-            target=f"job:{job_id}",
-            allowed=True,
-            details={"job": job_id, "template": row.template_id, "release": release},
-            covering=release + 1,
-        )
+        with timing.stage("audit"):
+            committed = gw.audit.record_durable(
+                type="result.read",
+                principal=principal,
+                action="read",
+                target=f"job:{job_id}",
+                allowed=True,
+                details={"job": job_id, "template": row.template_id, "release": release},
+                covering=release + 1,
+            )
         body.update(res.result)
         body["result_hash"] = res.result_hash
-        body["receipt"] = receipt(gw, release, committed.checkpoint, committed.checkpoint_size)
+        with timing.stage("receipt"):
+            body["receipt"] = receipt(gw, release, committed.checkpoint, committed.checkpoint_size)
     return body
 
 
@@ -87,3 +86,55 @@ def receipt(
         assert committed.checkpoint is not None
         note, size = committed.checkpoint, committed.checkpoint_size
     return gw.audit.receipt(index, note=note, size=size)
+
+
+MAX_PAGE = 500
+
+
+def listing(
+    gw: Gateway,
+    principal: Principal,
+    *,
+    status: str | None = None,
+    template: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    scope: str = "mine",
+    limit: int = 50,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """The caller's jobs (``scope=department``: its department's), newest first, one page.
+
+    ``next`` is the offset of the next page, or None. The read is audited like `show`."""
+    require(gw, principal, "job", "read", event="job.denied", target="jobs")
+    limit = max(1, min(limit, MAX_PAGE))
+    with db.reading(gw.db) as conn:
+        jobs = model.list_jobs(
+            conn,
+            department=principal.department,
+            subject=principal.subject if scope == "mine" else None,
+            status=status,
+            template=template,
+            since=since,
+            until=until,
+            limit=limit + 1,
+            offset=offset,
+        )
+        kinds = templates.kinds(conn, {(j.template_id, j.version) for j in jobs})
+    more = len(jobs) > limit
+    items = [{**job_view(j), "kind": kinds.get((j.template_id, j.version))} for j in jobs[:limit]]
+    gw.audit.record_durable(
+        type="job.read",
+        principal=principal,
+        action="read",
+        target="jobs",
+        allowed=True,
+        details={"scope": scope, "count": len(items)},
+    )
+    return {"items": items, "next": offset + limit if more else None}
+
+
+def queue_depth(gw: Gateway) -> dict[str, int]:
+    """Jobs waiting for a worker (`accepted`) and running, across every replica."""
+    with db.reading(gw.db) as conn:
+        return model.count_unfinished(conn)

@@ -1,119 +1,77 @@
-"""Submission: every decision on the way, then the job row and its `job.accepted` entry.
+"""Submission: the admission decision, then the job row and its `job.accepted` entry.
 
-Submission checks, in order: may the caller submit jobs at all; does the template version exist
-and is it approved; may the caller's department query each dataset of the template under its
-share class and classification (and is a purpose given where the share class needs one); are the
-parameters valid. The job row and its `job.accepted` entry are written in one transaction.
-A retired version is 410 Gone; 不予共享 data answers only verify and dp
-(`templates.refuse_unshared`); conditional data needs an approved, unexpired purpose
-(`purposes.require_purposes`); verify keys are validated, capped and reserved
-(`gateway.jobs.verify_keys`).
+In order: may the caller submit jobs at all (before an `Idempotency-Key` replay); the one
+admission decision (`gateway.jobs.admission.decide`: template approved, share class, policy per
+dataset, the owner's approval of each conditional dataset's purpose); the parameters; the
+verification keys against today's quota (`gateway.jobs.verify_keys`). A refusal is audited as
+`job.denied` with its reason code, rule and dataset and answered 403 (410 for a retired
+version). The job row, its reservations and its `job.accepted` entry are written in one
+transaction.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
-
+from gateway import timing
 from gateway.auth.principal import Principal
-from gateway.authz import decide, deny, require
-from gateway.catalogue import purposes, templates
-from gateway.catalogue.documents import ShareClass
+from gateway.authz import deny, require
+from gateway.catalogue import templates
+from gateway.catalogue.documents import DatasetSpec
 from gateway.context import Gateway
-from gateway.errors import BudgetExhausted, Gone, InvalidInput, NotFound
+from gateway.dp import admission as dp_admission
+from gateway.errors import (
+    BudgetExhausted,
+    Forbidden,
+    Gone,
+    InvalidInput,
+    NotFound,
+    TooManyRequests,
+)
+from gateway.jobs import admission, idempotency, model
 from gateway.jobs import verify_keys as verify_quota
-from gateway.jobs.model import JobStatus
-from gateway.store import schema
-from policies import data_object
+from gateway.jobs.model import Job, JobStatus
+from gateway.store import db
 from sandbox import ParameterError, validate_parameters
 
+QUEUE_FULL = "queue_full"  # the reason code of a submission refused by a queue bound
+RETRY_AFTER_S = 5
 
-def submit(  # noqa: PLR0915  (one use case: each check in order, each one call)
+
+class QueueFull(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def check_queue_bounds(gw: Gateway, conn: db.Connection, principal: Principal) -> None:
+    """Inside the job's transaction: the caller's and its department's unfinished jobs stay
+    within the settings (a flood from one caller cannot fill the queue for everyone)."""
+    mine, department = model.unfinished(
+        conn, subject=principal.subject, department=principal.department
+    )
+    if mine >= gw.settings.max_pending_per_caller:
+        raise QueueFull(f"you have {mine} unfinished jobs, the most allowed; wait for some to end")
+    if department >= gw.settings.max_pending_per_department:
+        raise QueueFull(
+            f"your department has {department} unfinished jobs, the most allowed; "
+            "wait for some to end"
+        )
+
+
+def check_parameters(
     gw: Gateway,
     principal: Principal,
-    *,
-    template_id: str,
-    version: int | None,
+    stored: templates.StoredTemplate,
+    datasets: dict[str, DatasetSpec],
     parameters: dict[str, Any],
-    purpose: str,
-    idempotency_key: str | None = None,
-) -> dict[str, Any]:
-    ref = f"{template_id}@{version if version is not None else 'latest'}"
-    target = f"template:{ref}"
-    decision = require(gw, principal, "job", "submit", event="job.denied", target=target)
-    from gateway.dp import admission as dp_admission  # noqa: PLC0415  (it imports templates, as we do)
-
-    request = dp_admission.request_hash(template_id, version, parameters, purpose)
-    replayed = dp_admission.replay(gw, principal, idempotency_key, request)
-    if replayed is not None:
-        return replayed
-
-    def refuse(
-        reason: str,
-        *,
-        rule: str | None = None,
-        version_: int | None = None,
-        reason_code: str | None = None,
-        **details: Any,
-    ) -> Exception:
-        return deny(
-            gw,
-            principal,
-            event="job.denied",
-            action="submit",
-            target=target,
-            reason=reason,
-            rule=rule,
-            policy_version=version_ or decision.policy_version,
-            details={"template": template_id, **details},
-            reason_code=reason_code,
-        )
-
-    try:
-        stored = templates.get(gw, template_id, version)
-    except NotFound:
-        raise refuse("the template or version does not exist") from None
-    except Gone as gone:
-        refuse(gone.detail, reason_code="retired")  # audited as job.denied; answered 410
-        raise
-    target = f"template:{stored.ref}"
-    if stored.status is not templates.Status.APPROVED:
-        raise refuse(
-            f"template {stored.ref} is not approved (it is {stored.status.value})",
-            reason_code="missing_approval",
-        )
-    with gw.db.connect() as conn:
-        datasets = templates.datasets_of(conn, stored.spec)
-    kind = stored.spec.kind.value
-    templates.refuse_unshared(stored.spec, datasets, refuse)
-    grants: list[dict[str, Any]] = []  # every data decision, audited with the job
-    for ds in datasets.values():
-        obj = data_object(ds.share_class.value, ds.classification.value, ds.id)
-        state = purposes.state_for(gw, principal, ds, purpose)
-        d = decide(gw, principal, obj, f"query:{kind}", purpose=state)
-        grants.append({"dataset": ds.id, "rule": d.rule, "policy_version": d.policy_version})
-        if not d.allowed:
-            raise refuse(
-                f"dataset {ds.id} ({ds.share_class.value} share, {ds.classification.value}) "
-                f"may not be queried by {kind} templates: {d.reason}",
-                rule=d.rule,
-                version_=d.policy_version,
-                dataset=ds.id,
-                reason_code=d.reason_code,
-            )
-        if ds.share_class is ShareClass.CONDITIONAL and not purpose.strip():
-            raise refuse(
-                f"dataset {ds.id} is shared on condition: the job needs a stated purpose",
-                dataset=ds.id,
-                reason_code="missing_purpose",
-            )
-    relied_on = purposes.require_purposes(gw, principal, datasets, refuse)
-    parameters, keys = verify_quota.take_keys(
-        gw, principal, target=target, spec=stored.spec, datasets=datasets, parameters=parameters
-    )
+    *,
+    target: str,
+) -> None:
+    """Bad parameter values are audited as `job.rejected` (fingerprinted) and answered 422."""
     try:
         validate_parameters(
             templates.resolve_parameter_specs(gw, stored.spec, datasets), parameters
@@ -128,40 +86,117 @@ def submit(  # noqa: PLR0915  (one use case: each check in order, each one call)
                 target=target,
                 allowed=False,
                 reason="invalid parameters",
-                details={"template": template_id, "parameters": gw.audit.fingerprint(parameters)},
+                details={
+                    "template": stored.spec.id,
+                    "parameters": gw.audit.fingerprint(parameters),
+                },
             )
         raise InvalidInput(str(exc), parameter=exc.parameter) from None
-    verify_quota.check_quota(gw, principal, datasets, keys, refuse)
 
-    job_id = str(uuid.uuid4())
-    now = datetime.now(UTC)
+
+def refused(
+    gw: Gateway, principal: Principal, refusal: admission.Refusal, *, target: str, template: str
+) -> Forbidden | Gone:
+    """Audit the refusal as `job.denied` and return the error to raise."""
+    forbidden = deny(
+        gw,
+        principal,
+        event="job.denied",
+        action="submit",
+        target=target,
+        reason=refusal.message,
+        rule=refusal.rule,
+        policy_version=refusal.policy_version,
+        details={"template": template},
+        reason_code=refusal.reason_code,
+        dataset=refusal.dataset,
+    )
+    if refusal.reason_code == admission.RETIRED:
+        return Gone(refusal.message)
+    return forbidden
+
+
+def submit(
+    gw: Gateway,
+    principal: Principal,
+    *,
+    template_id: str,
+    version: int | None,
+    parameters: dict[str, Any],
+    purpose: str,
+    purposes: Sequence[str] = (),
+    idempotency_key: str | None = None,
+) -> dict[str, Any]:
+    ref = f"{template_id}@{version if version is not None else 'latest'}"
+    target = f"template:{ref}"
+    decision = require(gw, principal, "job", "submit", event="job.denied", target=target)
+    request = idempotency.request_hash(template_id, version, parameters, purpose, purposes)
+    replayed = idempotency.replay(gw, principal, idempotency_key, request)
+    if replayed is not None:
+        return replayed
+
+    purpose_ids, description = admission.named_purposes(purpose, purposes)
+    with db.reading(gw.db) as conn:  # template and datasets from memory while unchanged
+        seen = gw.catalogue.current(conn)
+        try:
+            stored = templates.cached_load(gw, conn, seen, template_id, version)
+        except NotFound:
+            raise deny(
+                gw,
+                principal,
+                event="job.denied",
+                action="submit",
+                target=target,
+                reason="the template or version does not exist",
+                policy_version=decision.policy_version,
+                details={"template": template_id},
+            ) from None
+        target = f"template:{stored.ref}"
+        datasets = templates.cached_datasets(gw, conn, seen, stored.spec)
+        question = admission.ask(
+            conn,
+            roles=principal.roles,
+            department=principal.department,
+            stored=stored,
+            datasets=datasets,
+            purpose_ids=purpose_ids,
+            described=bool(description),
+        )
+    verdict = admission.decide(gw.policy.current(), question)
+    if isinstance(verdict, admission.Refusal):
+        raise refused(gw, principal, verdict, target=target, template=template_id)
+    parameters, keys = verify_quota.take_keys(
+        gw, principal, target=target, spec=stored.spec, datasets=datasets, parameters=parameters
+    )
+    check_parameters(gw, principal, stored, datasets, parameters, target=target)
+    job_id, now = str(uuid.uuid4()), datetime.now(UTC)
     try:
-        with verify_quota.refused_by(refuse), gw.db.begin() as conn:
+        verify_quota.check_quota(gw, principal, datasets, keys)
+        with timing.stage("store:submit"), gw.db.begin() as conn:
+            check_queue_bounds(gw, conn, principal)
             verify_quota.reserve_keys(conn, principal.department, datasets, keys)
-            conn.execute(
-                schema.jobs.insert().values(
+            model.insert(
+                conn,
+                Job(
                     id=job_id,
                     template_id=template_id,
                     version=stored.spec.version,
                     content_hash=stored.content_hash,
                     parameters=parameters,
                     purpose=purpose,
+                    purpose_ids=tuple(purpose_ids),
                     subject=principal.subject,
                     department=principal.department,
-                    roles=list(principal.roles),
+                    roles=tuple(principal.roles),
                     status=JobStatus.ACCEPTED.value,
                     created_at=now,
-                )
+                ),
             )
-            privacy = dp_admission.admit(
-                gw,
-                conn,
-                principal,
-                stored=stored,
-                datasets=datasets,
-                job_id=job_id,
-                key=idempotency_key,
-                request=request,
+            idempotency.remember(
+                conn, principal, key=idempotency_key, request=request, job_id=job_id
+            )
+            privacy = dp_admission.reserve_budget(
+                gw, conn, principal, stored=stored, datasets=datasets, job_id=job_id
             )
             index = gw.audit.record(
                 conn,
@@ -180,22 +215,54 @@ def submit(  # noqa: PLR0915  (one use case: each check in order, each one call)
                     "providers": sorted({d.provider for d in datasets.values()}),
                     "parameters": gw.audit.fingerprint(parameters),
                     "purpose": gw.audit.fingerprint(purpose),
-                    "purposes": relied_on,
+                    "purposes": verdict.purposes,
+                    "purpose_ids": list(purpose_ids),
                     **verify_quota.audit_details(keys),
-                    "policy_version": decision.policy_version,
-                    "grants": grants,
+                    "policy_version": verdict.policy_version,
+                    "grants": [
+                        {"dataset": ds, "rule": rule, "policy_version": verdict.policy_version}
+                        for ds, rule in verdict.grants
+                    ],
                     **privacy,
                 },
             )
-            conn.execute(
-                schema.jobs.update().where(schema.jobs.c.id == job_id).values(audit_index=index)
-            )
+            model.set_audit_index(conn, job_id, index)
             verify_quota.store_keys(conn, job_id, keys)
+    except QueueFull as full:  # rolled back: no job, nothing reserved
+        deny(
+            gw,
+            principal,
+            event="job.denied",
+            action="submit",
+            target=target,
+            reason=full.reason,
+            policy_version=verdict.policy_version,
+            details={"template": template_id},
+            reason_code=QUEUE_FULL,
+        )
+        raise TooManyRequests(
+            full.reason, reason_code=QUEUE_FULL, retry_after=RETRY_AFTER_S
+        ) from None
+    except verify_quota.QuotaRefused as quota:  # rolled back: no job, nothing reserved
+        if quota.reason_code == verify_quota.SPREAD:
+            verify_quota.report_spread(gw, principal, quota)
+        raise deny(
+            gw,
+            principal,
+            event="job.denied",
+            action="submit",
+            target=target,
+            reason=quota.reason,
+            policy_version=verdict.policy_version,
+            details={"template": template_id},
+            reason_code=quota.reason_code,
+            dataset=quota.dataset,
+        ) from None
     except BudgetExhausted as exc:  # rolled back: no job, nothing reserved
         dp_admission.audit_exhausted(gw, principal, target=target, template=template_id, exc=exc)
         raise
-    except sa.exc.IntegrityError:  # the same Idempotency-Key, sent concurrently, won the race
-        replayed = dp_admission.replay(gw, principal, idempotency_key, request)
+    except db.IntegrityError:  # the same Idempotency-Key, sent concurrently, won the race
+        replayed = idempotency.replay(gw, principal, idempotency_key, request)
         if replayed is None:
             raise
         return replayed

@@ -11,6 +11,15 @@ A verify job brings its keys as a list under the key's name in `parameters`. At 
 - every key goes into the audit log as a keyed fingerprint, never as its value; the keys
   themselves wait in `verify_requests` only until the job has answered.
 
+Locating by spread: a key asked against one district after another (the template's other
+parameters) tells where its holder lives, however few keys are used and however many matching
+keys pad the requests. Each (key, parameter set) pair is recorded as keyed fingerprints in
+`verify_probes` in the job's transaction (after the quota row's update, which serialises a
+department's requests); a key asked against more than the strictest
+`verify.max_parameter_sets_per_key` distinct parameter sets per `parameter_sets_period` is
+refused (403 `verify_spread`), the department is blocked for the day like a sweep, and the
+owner gets an alert (kind `spread`) and a `verify.spread_detected` audit entry.
+
 After the run (`record_answers`), the day's checked keys and matches are added up per
 dataset; once at least `sweep_min_keys` keys were checked with a match rate at or below
 `sweep_max_match_rate`, the job releases nothing, the department is blocked for the day, and
@@ -20,8 +29,7 @@ the owner gets an alert (`GET /v1/verify/alerts`) and a `verify.sweep_detected` 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -39,12 +47,15 @@ from sandbox import ParameterError, validate_parameters
 
 QUOTA = "verify_quota"
 SWEEP = "verify_sweep"
+SPREAD = "verify_spread"
+_PERIODS = {"day": 10, "month": 7, "year": 4}  # characters of the ISO date naming the period
 
 
 @dataclass(frozen=True, slots=True)
 class KeyRequest:
     keys: tuple[str | int, ...]
     fingerprints: tuple[str, ...]
+    parameters: str = ""  # keyed fingerprint of the template's other parameters
 
 
 def strictest(datasets: Sequence[DatasetSpec]) -> VerifyLimits:
@@ -53,6 +64,10 @@ def strictest(datasets: Sequence[DatasetSpec]) -> VerifyLimits:
         max_keys_per_day=min(d.verify.max_keys_per_day for d in datasets),
         sweep_min_keys=min(d.verify.sweep_min_keys for d in datasets),
         sweep_max_match_rate=max(d.verify.sweep_max_match_rate for d in datasets),
+        max_parameter_sets_per_key=min(d.verify.max_parameter_sets_per_key for d in datasets),
+        parameter_sets_period=max(
+            (d.verify.parameter_sets_period for d in datasets), key=lambda p: -_PERIODS[p]
+        ),
     )
 
 
@@ -95,7 +110,9 @@ def split_keys(
         keys.append(key)
     if len(set(keys)) != len(keys):
         raise InvalidInput("each key may appear once per request", parameter=key_spec.name)
-    return own, KeyRequest(tuple(keys), tuple(gw.audit.fingerprint(k) for k in keys))
+    return own, KeyRequest(
+        tuple(keys), tuple(gw.audit.fingerprint(k) for k in keys), gw.audit.fingerprint(own)
+    )
 
 
 def take_keys(
@@ -125,15 +142,30 @@ def take_keys(
         raise
 
 
-def refusal(refuse: Callable[..., Exception], over: tuple[str, DatasetSpec]) -> Exception:
-    code, ds = over
-    if code == SWEEP:
-        why = "is blocked for today: its verifications looked like a sweep (reported to the owner)"
-    else:
-        why = f"has used its {ds.verify.max_keys_per_day} keys of the day (the owner's limit)"
-    return refuse(
-        f"department verification of dataset {ds.id} {why}", dataset=ds.id, reason_code=code
-    )
+class QuotaRefused(Exception):
+    """Today's quota (`verify_quota`) or a sweep block (`verify_sweep`) refuses the keys; the
+    caller audits it as the job's denial."""
+
+    def __init__(self, over: tuple[str, DatasetSpec]) -> None:
+        code, ds = over
+        if code == SWEEP:
+            why = (
+                "is blocked for today: its verifications looked like a sweep (reported to the "
+                "owner)"
+            )
+        elif code == SPREAD:
+            why = (
+                f"was refused: a key may be checked against at most "
+                f"{ds.verify.max_parameter_sets_per_key} different parameter values per "
+                f"{ds.verify.parameter_sets_period} (the owner's limit; reported to the owner)"
+            )
+        else:
+            why = f"has used its {ds.verify.max_keys_per_day} keys of the day (the owner's limit)"
+        self.reason = f"department verification of dataset {ds.id} {why}"
+        self.reason_code = code
+        self.dataset = ds.id
+        self.spec = ds
+        super().__init__(self.reason)
 
 
 def check_quota(
@@ -141,31 +173,16 @@ def check_quota(
     principal: Principal,
     datasets: Mapping[str, DatasetSpec],
     keys: KeyRequest | None,
-    refuse: Callable[..., Exception],
 ) -> None:
-    """Refuse before anything is written when today's quota or a sweep block says no."""
+    """Raise `QuotaRefused` before anything is written when today's quota or a sweep block says
+    no."""
     if keys is None:
         return
     ensure_rows(gw, principal.department, list(datasets.values()))
     with db.reading(gw.db) as conn:
         over = precheck(conn, principal.department, list(datasets.values()), len(keys.keys))
     if over is not None:
-        raise refusal(refuse, over)
-
-
-class _QuotaRace(Exception):
-    def __init__(self, over: tuple[str, DatasetSpec]) -> None:
-        self.over = over
-
-
-@contextmanager
-def refused_by(refuse: Callable[..., Exception]) -> Iterator[None]:
-    """Enter before the job's transaction: a reservation lost to a concurrent request rolls the
-    transaction back first, then becomes an audited denial (in a transaction of its own)."""
-    try:
-        yield
-    except _QuotaRace as race:
-        raise refusal(refuse, race.over) from None
+        raise QuotaRefused(over)
 
 
 def reserve_keys(
@@ -174,12 +191,76 @@ def reserve_keys(
     datasets: Mapping[str, DatasetSpec],
     keys: KeyRequest | None,
 ) -> None:
-    """Reserve the keys in the job's transaction (inside `refused_by`)."""
+    """Reserve the keys in the job's transaction; `QuotaRefused` (a concurrent request took the
+    last of the quota) rolls the transaction back."""
     if keys is None:
         return
     over = reserve(conn, department, list(datasets.values()), len(keys.keys))
+    over = over or record_probes(conn, department, list(datasets.values()), keys)
     if over is not None:
-        raise _QuotaRace(over)
+        raise QuotaRefused(over)
+
+
+def period_of(day: date, period: str) -> str:
+    return day.isoformat()[: _PERIODS[period]]
+
+
+def record_probes(
+    conn: sa.Connection, department: str, datasets: Sequence[DatasetSpec], keys: KeyRequest
+) -> tuple[str, DatasetSpec] | None:
+    """Record each (key, parameter set) pair; say which dataset's spread limit a key passed.
+
+    Runs after ``reserve`` updated the department's usage rows, so a department's requests
+    are counted one after the other (row lock on PostgreSQL, the write lock on SQLite).
+    """
+    p = schema.verify_probes
+    now = datetime.now(UTC)
+    for ds in datasets:
+        period = period_of(today(), ds.verify.parameter_sets_period)
+        where = (p.c.department == department, p.c.dataset_id == ds.id, p.c.period == period)
+        known = {
+            (r.key_fp, r.parameters_fp)
+            for r in conn.execute(
+                sa.select(p.c.key_fp, p.c.parameters_fp).where(
+                    *where, p.c.key_fp.in_(keys.fingerprints)
+                )
+            )
+        }
+        fresh = [k for k in keys.fingerprints if (k, keys.parameters) not in known]
+        if fresh:
+            conn.execute(
+                p.insert(),
+                [
+                    {"department": department, "dataset_id": ds.id, "period": period,
+                     "key_fp": k, "parameters_fp": keys.parameters, "created_at": now}
+                    for k in fresh
+                ],
+            )  # fmt: skip
+        spread = conn.execute(
+            sa.select(sa.func.count(sa.distinct(p.c.parameters_fp)))
+            .where(*where, p.c.key_fp.in_(keys.fingerprints))
+            .group_by(p.c.key_fp)
+            .order_by(sa.func.count(sa.distinct(p.c.parameters_fp)).desc())
+            .limit(1)
+        ).scalar()
+        if spread is not None and spread > ds.verify.max_parameter_sets_per_key:
+            return SPREAD, ds
+    return None
+
+
+def report_spread(gw: Gateway, principal: Principal, refused: QuotaRefused) -> None:
+    """A key asked against too many parameter sets: block the department for the day on the
+    dataset, alert its owner and audit ``verify.spread_detected`` (after the job's rollback)."""
+    ds = refused.spec
+    ensure_rows(gw, principal.department, [ds])
+    u = schema.verify_usage
+    with gw.db.begin() as conn:
+        where = (u.c.department == principal.department, u.c.dataset_id == ds.id,
+                 u.c.day == today())  # fmt: skip
+        conn.execute(u.update().where(*where).values(blocked=True))
+        row = conn.execute(sa.select(u.c.checked, u.c.matches).where(*where)).one()
+        _alert(gw, conn, principal, ds, job_id="", checked=row.checked, matches=row.matches,
+               kind="spread")  # fmt: skip
 
 
 def audit_details(keys: KeyRequest | None) -> dict[str, Any]:
@@ -313,40 +394,54 @@ def record_answers(
             ):
                 swept.append(ds)
                 conn.execute(u.update().where(*where).values(blocked=True))
-                alert_id = str(uuid.uuid4())
-                conn.execute(
-                    schema.verify_alerts.insert().values(
-                        id=alert_id,
-                        dataset_id=ds.id,
-                        provider=ds.provider,
-                        department=actor.department,
-                        day=today(),
-                        job_id=job_id,
-                        checked=row.checked,
-                        matches=row.matches,
-                        created_at=datetime.now(UTC),
-                    )
-                )
-                gw.audit.record(
-                    conn,
-                    type="verify.sweep_detected",
-                    principal=actor,
-                    action="verify",
-                    target=f"dataset:{ds.id}",
-                    allowed=False,
-                    reason="many distinct keys with few matches: looks like enumeration",
-                    details={
-                        "alert": alert_id,
-                        "job": job_id,
-                        "dataset": ds.id,
-                        "provider": ds.provider,
-                        "department": actor.department,
-                        "keys_today": row.checked,
-                        "matches_today": row.matches,
-                        "reason_code": SWEEP,
-                    },
-                )
+                _alert(gw, conn, actor, ds, job_id=job_id, checked=row.checked,
+                       matches=row.matches, kind="sweep")  # fmt: skip
     return swept
+
+
+def _alert(
+    gw: Gateway,
+    conn: sa.Connection,
+    actor: Actor | Principal,
+    ds: DatasetSpec,
+    *,
+    job_id: str,
+    checked: int,
+    matches: int,
+    kind: str,
+) -> None:
+    alert_id = str(uuid.uuid4())
+    conn.execute(
+        schema.verify_alerts.insert().values(
+            id=alert_id, dataset_id=ds.id, provider=ds.provider, department=actor.department,
+            day=today(), job_id=job_id, checked=checked, matches=matches,
+            created_at=datetime.now(UTC), kind=kind,
+        )
+    )  # fmt: skip
+    sweep = kind == "sweep"
+    gw.audit.record(
+        conn,
+        type="verify.sweep_detected" if sweep else "verify.spread_detected",
+        principal=actor,
+        action="verify",
+        target=f"dataset:{ds.id}",
+        allowed=False,
+        reason=(
+            "many distinct keys with few matches: looks like enumeration"
+            if sweep
+            else "one key asked against many parameter values: looks like locating its holder"
+        ),
+        details={
+            "alert": alert_id,
+            "job": job_id or None,
+            "dataset": ds.id,
+            "provider": ds.provider,
+            "department": actor.department,
+            "keys_today": checked,
+            "matches_today": matches,
+            "reason_code": SWEEP if sweep else SPREAD,
+        },
+    )
 
 
 def alerts_for(gw: Gateway, principal: Principal) -> list[dict[str, Any]]:
@@ -365,6 +460,7 @@ def alerts_for(gw: Gateway, principal: Principal) -> list[dict[str, Any]]:
             "job": r.job_id,
             "keys": r.checked,
             "matches": r.matches,
+            "kind": r.kind or "sweep",
             "created_at": r.created_at.isoformat(),
         }
         for r in rows

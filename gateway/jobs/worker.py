@@ -3,6 +3,16 @@
 Claiming uses `FOR UPDATE SKIP LOCKED` on PostgreSQL (several replicas share one queue) and the
 database write lock on SQLite. A release is one transaction: result row, job status and the
 `job.released` audit entry; if the audit entry cannot be written nothing is released.
+
+Leases and supervision (issue 14): a claim leases the job to the claiming worker for
+`job_lease_s`; the pool's heartbeat renews the leases its workers hold. A running job whose
+lease expired (its gateway was killed, or the store was away too long for the heartbeat) is
+reclaimed by any replica's worker (`job.reclaimed`) and run again from scratch: it released
+nothing, since a release commits the job's end state with it, and its DP reservation is still
+held, to be committed or returned once by whichever run finishes it (`mark_finished` checks
+the lease's holder). After `MAX_ATTEMPTS` claims it fails instead. A worker thread survives
+any error (a store that cannot be written included): it backs off and carries on, and the
+heartbeat restarts a thread that died anyway.
 """
 
 from __future__ import annotations
@@ -12,75 +22,129 @@ import hashlib
 import json
 import logging
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-
 from audit import Actor
-from gateway.authz import recheck_job
+from gateway import timing
 from gateway.catalogue import registry as catalogue
 from gateway.catalogue import templates
 from gateway.context import Gateway
 from gateway.dp import ledger
-from gateway.jobs.model import JobStatus
+from gateway.errors import InvalidInput
+from gateway.findings import inbox
+from gateway.jobs import admission, model
+from gateway.jobs.model import Job, JobStatus
 from gateway.jobs.releases import base as releases
 from gateway.jobs.releases.base import Outcome
 from gateway.jobs.releases.registry import RELEASES
-from gateway.store import db, schema
+from gateway.quality import snapshots
+from gateway.store import db
 from sandbox import CompiledQuery, SandboxError, validate_parameters
 
 log = logging.getLogger("insitu.worker")
-GRACE_S = 30.0
+MAX_ATTEMPTS = 3  # claims of one job (the first and two reclaims) before it fails
+MAX_BACKOFF_S = 5.0
+LOST = "the worker running the job was lost"
 
 
-def claim_next(gw: Gateway, worker_id: str) -> sa.Row[Any] | None:
-    j = schema.jobs
+def claim_next(gw: Gateway, worker_id: str) -> Job | None:
+    """A job for `worker_id`, leased to it: one whose lease expired first, else the next
+    accepted one; None when there is none."""
+    now = datetime.now(UTC)
     if gw.db.dialect.name == "sqlite":
         # A cheap look before taking SQLite's write lock (PostgreSQL skips locked rows instead).
         with db.reading(gw.db) as conn:
-            waiting = sa.select(j.c.id).where(j.c.status == JobStatus.ACCEPTED.value).limit(1)
-            if conn.execute(waiting).first() is None:
-                return None
-    with gw.db.begin() as conn:
-        query = (
-            sa.select(j.c.id)
-            .where(j.c.status == JobStatus.ACCEPTED.value)
-            .order_by(j.c.created_at)
-            .limit(1)
-        )
-        if gw.db.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        found = conn.execute(query).first()
-        if found is None:
+            expired, waiting = model.any_expired(conn, now), model.any_waiting(conn)
+        if not expired and not waiting:
             return None
-        conn.execute(
-            j.update()
-            .where(j.c.id == found.id)
-            .values(status=JobStatus.RUNNING.value, started_at=datetime.now(UTC), worker=worker_id)
+    else:
+        expired = True
+    if expired:
+        reclaimed = reclaim_expired(gw, worker_id, now)
+        if reclaimed is not None:
+            return reclaimed
+    with gw.db.begin() as conn:
+        job = model.claim_fair(
+            conn,
+            worker_id=worker_id,
+            now=now,
+            running_cap=gw.settings.running_cap,
+            lease_s=gw.settings.job_lease_s,
         )
-        row = conn.execute(sa.select(j).where(j.c.id == found.id)).one()
+        if job is None:
+            return None
+        timing.RECORDER.since_time("queue", job.created_at)
         gw.audit.record(
             conn,
             type="job.started",
-            principal=actor_of_job(row),
+            principal=actor_of_job(job),
             action="run",
-            target=f"job:{row.id}",
+            target=f"job:{job.id}",
             allowed=True,
-            details={"job": row.id, "worker": worker_id},
+            details={"job": job.id, "worker": worker_id},
         )
-        return row
+        return job
 
 
-def actor_of_job(row: sa.Row[Any]) -> Actor:
+def reclaim_expired(gw: Gateway, worker_id: str, now: datetime) -> Job | None:
+    """Take over one running job whose lease expired, audited as `job.reclaimed`."""
+    with gw.db.begin() as conn:
+        taken = model.claim_expired(
+            conn, worker_id=worker_id, now=now, lease_s=gw.settings.job_lease_s
+        )
+        if taken is None:
+            return None
+        before, job = taken
+        gw.audit.record(
+            conn,
+            type="job.reclaimed",
+            principal=actor_of_job(job),
+            action="run",
+            target=f"job:{job.id}",
+            allowed=True,
+            details={
+                "job": job.id,
+                "worker": worker_id,
+                "previous_worker": before.lease_owner or before.worker,
+                "attempt": job.attempts,
+            },
+        )
+    log.warning("job %s: lease of %s expired; reclaimed", job.id, before.lease_owner)
+    return job
+
+
+def actor_of_job(job: Job) -> Actor:
     """Who the job runs for: the submitter, as recorded when it was accepted."""
-    return Actor(subject=row.subject, department=row.department, roles=tuple(row.roles))
+    return Actor(subject=job.subject, department=job.department, roles=job.roles)
 
 
 def result_hash(result: dict[str, Any]) -> str:
     canonical = json.dumps(result, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def refused_again(gw: Gateway, job: Job, refusal: admission.Refusal) -> None:
+    """Audit the worker's refusal of a queued job as `job.denied` (the caller fails the job)."""
+    with gw.db.begin() as conn:
+        gw.audit.record(
+            conn,
+            type="job.denied",
+            principal=actor_of_job(job),
+            action="run",
+            target=f"job:{job.id}",
+            allowed=False,
+            rule=refusal.rule,
+            reason=refusal.message,
+            details={
+                "job": job.id,
+                "policy_version": refusal.policy_version,
+                "reason_code": refusal.reason_code,
+                **({"dataset": refusal.dataset} if refusal.dataset else {}),
+            },
+        )
 
 
 class Runner:
@@ -92,6 +156,7 @@ class Runner:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         self._compiled: dict[str, CompiledQuery] = {}
+        self._kinds: dict[str, str] = {}  # content hash -> template kind (for metrics)
         self._lock = threading.Lock()
 
     def compiled(self, stored: templates.StoredTemplate, datasets: dict[str, Any]) -> CompiledQuery:
@@ -103,11 +168,24 @@ class Runner:
                 self._compiled[stored.content_hash] = hit
         return hit
 
-    def execute(self, job: sa.Row[Any]) -> Outcome:
+    def execute(self, job: Job) -> Outcome:
         gw = self.gw
+        started = timing.start()
+        ids, description = admission.named_purposes(job.purpose, job.purpose_ids)
         with db.reading(gw.db) as conn:
-            stored = templates.load(conn, job.template_id, job.version)
-            datasets = templates.datasets_of(conn, stored.spec)
+            seen = gw.catalogue.current(conn)
+            stored = templates.cached_load(gw, conn, seen, job.template_id, job.version)
+            datasets = templates.cached_datasets(gw, conn, seen, stored.spec)
+            self._kinds[job.content_hash] = stored.spec.kind.value
+            question = admission.ask(
+                conn,
+                roles=job.roles,
+                department=job.department,
+                stored=stored,
+                datasets=datasets,
+                purpose_ids=ids,
+                described=bool(description),
+            )
         release = RELEASES.get(stored.spec.kind)
         if release is None or stored.spec.kind not in templates.RUNNABLE_KINDS:
             return Outcome(JobStatus.FAILED, None, "this template kind cannot be released yet")
@@ -116,19 +194,16 @@ class Runner:
             or stored.status is not templates.Status.APPROVED
         ):
             return Outcome(JobStatus.FAILED, None, "the template version is no longer approved")
-        policy_version, denied = recheck_job(
-            gw,
-            actor_of_job(job),
-            job_id=job.id,
-            purpose=job.purpose,
-            kind=stored.spec.kind.value,
-            datasets=[
-                (ds.id, ds.share_class.value, ds.classification.value) for ds in datasets.values()
-            ],
-        )
-        if denied is not None:
-            why = f"policy version {denied.policy_version} no longer allows this job"
-            return Outcome(JobStatus.FAILED, None, f"{why}: {denied.reason}"[:300], policy_version)
+        # Decided again under the live policy: a revocation approved since the job was accepted,
+        # or a purpose approval that has lapsed, stops it too.
+        verdict = admission.decide(gw.policy.current(), question)
+        if isinstance(verdict, admission.Refusal):
+            refused_again(gw, job, verdict)
+            why = f"policy version {verdict.policy_version} no longer allows this job"
+            return Outcome(
+                JobStatus.FAILED, None, f"{why}: {verdict.message}"[:300], verdict.policy_version
+            )
+        policy_version = verdict.policy_version
         values = validate_parameters(
             templates.resolve_parameter_specs(gw, stored.spec, datasets), job.parameters
         )
@@ -141,45 +216,49 @@ class Runner:
             sources={ds_id: catalogue.table_source(gw, ds) for ds_id, ds in datasets.items()},
             compiled=lambda: self.compiled(stored, datasets),
         )
-        return dataclasses.replace(release(run), policy_version=policy_version)
+        # The profile each dataset's current file has (a changed file is profiled now); data
+        # failing a `must` quality rule is not run on. The release names the profiles.
+        try:
+            named = snapshots.profiles_for_job(gw, datasets, run.sources)
+        except InvalidInput as exc:
+            return Outcome(JobStatus.FAILED, None, exc.detail[:300], policy_version)
+        timing.done("admission", started)
+        parties = templates.parties_of(stored, datasets)
+        outcome = release(run)
+        result = None if outcome.result is None else {**outcome.result, "profiles": named}
+        return dataclasses.replace(
+            outcome, result=result, policy_version=policy_version, parties=parties
+        )
 
-    def run(self, job: sa.Row[Any]) -> None:
+    def run(self, job: Job) -> None:
+        """Run `job` and record its end. If even a failure cannot be recorded (the store is
+        away) the error propagates: the job keeps its lease until it expires, then runs again."""
+        started = time.monotonic()
+        if job.attempts > MAX_ATTEMPTS:
+            outcome = Outcome(JobStatus.FAILED, None, f"{LOST} {MAX_ATTEMPTS} times")
+        else:
+            try:
+                outcome = self.execute(job)
+            except SandboxError as exc:
+                outcome = Outcome(JobStatus.FAILED, None, str(exc)[:300])
+            except Exception:  # a bug or the store: keep the worker alive, fail the job
+                log.exception("job %s failed with an internal error", job.id)
+                outcome = Outcome(JobStatus.FAILED, None, "internal error")
         try:
-            outcome = self.execute(job)
-        except SandboxError as exc:
-            outcome = Outcome(JobStatus.FAILED, None, str(exc)[:300])
-        except Exception:  # a bug: keep the worker alive, fail the job, log server-side
-            log.exception("job %s failed with an internal error", job.id)
-            outcome = Outcome(JobStatus.FAILED, None, "internal error")
-        try:
-            finish(self.gw, job, outcome)
+            with timing.stage("store:release"):
+                finish(self.gw, job, outcome)
         except Exception:
             log.exception("job %s could not be finalised; releasing nothing", job.id)
-            finish(
-                self.gw, job, Outcome(JobStatus.FAILED, None, "the result could not be recorded")
-            )
-        self.gw.jobs_finished.notify()
+            outcome = Outcome(JobStatus.FAILED, None, "the result could not be recorded")
+            finish(self.gw, job, outcome)
+        finally:
+            self.gw.jobs_finished.notify()
+        kind = self._kinds.get(job.content_hash, "unknown")
+        for hook in self.gw.job_hooks:
+            hook(kind, outcome.status.value, time.monotonic() - started)
 
 
-def responsible_parties(conn: sa.Connection, job: sa.Row[Any]) -> dict[str, list[str]]:
-    """谁提供/谁管理: the job's datasets, their provider departments, and the departments whose
-    data owners approved this template version (the managers of access to that data)."""
-    a, d = schema.template_approvals.c, schema.datasets.c
-    approvals = conn.execute(
-        sa.select(a.dataset_id, a.approver_department).where(
-            a.template_id == job.template_id, a.version == job.version, a.decision == "approved"
-        )
-    ).all()
-    datasets = sorted({str(r.dataset_id) for r in approvals})
-    providers = conn.execute(sa.select(d.provider).where(d.id.in_(datasets))).scalars()
-    return {
-        "datasets": datasets,
-        "providers": sorted({str(p) for p in providers}),
-        "managers": sorted({str(r.approver_department) for r in approvals}),
-    }
-
-
-def finish(gw: Gateway, job: sa.Row[Any], outcome: Outcome) -> None:
+def finish(gw: Gateway, job: Job, outcome: Outcome) -> None:
     now = datetime.now(UTC)
     details: dict[str, Any] = {
         "job": job.id,
@@ -188,25 +267,26 @@ def finish(gw: Gateway, job: sa.Row[Any], outcome: Outcome) -> None:
         "content_hash": job.content_hash,
     }
     with gw.db.begin() as conn:
-        # Only the run that still holds the job may finish it: a worker outliving the stale
-        # cutoff must not store a result after `recover_stale` failed the job and gave its
-        # budget back (that result would be released uncharged). The conditional UPDATE also
-        # serialises two finishers on PostgreSQL (row lock, WHERE re-checked).
-        claimed = conn.execute(
-            schema.jobs.update()
-            .where(schema.jobs.c.id == job.id, schema.jobs.c.status == JobStatus.RUNNING.value)
-            .values(status=outcome.status.value, finished_at=now, error=outcome.error)
+        # Only the run that still holds the job's lease may finish it: a worker whose lease
+        # expired must not store a result, nor settle the budget, after another run took over.
+        finished = model.mark_finished(
+            conn, job.id, outcome.status, now=now, error=outcome.error, owner=job.lease_owner
         )
-        if claimed.rowcount != 1:
-            log.warning("job %s was already finished; its late outcome is dropped", job.id)
+        if not finished:
+            log.warning("job %s was finished or reclaimed; its late outcome is dropped", job.id)
             return
-        details.update(responsible_parties(conn, job))
+        details.update(
+            outcome.parties
+            if outcome.parties is not None
+            else templates.responsible_parties(conn, job.template_id, job.version)
+        )
         event = f"job.{outcome.status.value}"
         if outcome.result is not None:
             digest = result_hash(outcome.result)
             details.update(
                 result=gw.audit.fingerprint(digest),
                 result_hash=digest,
+                profiles=outcome.result.get("profiles", {}),
                 rows=len(outcome.result["rows"]),
                 withheld=len(outcome.result["withheld"]),
             )
@@ -225,66 +305,114 @@ def finish(gw: Gateway, job: sa.Row[Any], outcome: Outcome) -> None:
             allowed=True,
             details=details,
         )
+        if outcome.findings:  # a comparison: each finding to the department that corrects it
+            inbox.deliver(conn, gw, job, actor_of_job(job), outcome.findings)
         if outcome.result is not None:
-            conn.execute(
-                schema.job_results.insert().values(
-                    job_id=job.id,
-                    result=outcome.result,
-                    result_hash=details["result_hash"],
-                    audit_index=index,
-                    created_at=now,
-                )
-            )
+            stored = model.StoredResult(outcome.result, details["result_hash"], index)
+            model.store_result(conn, job.id, stored, now=now)
     gw.audit.nudge()  # sign a checkpoint covering the release soon, off the request path
 
 
-def recover_stale(gw: Gateway) -> int:
-    """Fail jobs whose worker died (running longer than the time limit plus grace)."""
-    cutoff = datetime.now(UTC) - timedelta(seconds=gw.settings.job_timeout_s + GRACE_S)
-    j = schema.jobs
-    with gw.db.connect() as conn:
-        stale = conn.execute(
-            sa.select(j).where(j.c.status == JobStatus.RUNNING.value, j.c.started_at < cutoff)
-        ).all()
-    for job in stale:
-        finish(gw, job, Outcome(JobStatus.FAILED, None, "the worker running the job was lost"))
-    return len(stale)
-
-
 class WorkerPool:
+    """Worker threads, and a heartbeat that renews their leases and restarts a dead thread."""
+
     def __init__(self, gw: Gateway, *, size: int, poll_s: float = 0.5) -> None:
         self.gw = gw
         self.runner = Runner(gw)
         self._size = size
         self._poll_s = poll_s
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._threads: dict[str, threading.Thread] = {}
+        self._held: dict[str, str] = {}  # worker id -> id of the job it runs
+        self._held_lock = threading.Lock()
+        self._heartbeat: threading.Thread | None = None
+        self.restarts = 0  # worker threads restarted by the heartbeat (metrics, tests)
 
     def start(self) -> None:
-        recover_stale(self.gw)
-        for n in range(self._size):
-            name = f"insitu-worker-{n}-{uuid.uuid4().hex[:6]}"
-            thread = threading.Thread(target=self._loop, args=(name,), name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._stop.clear()
+        for _ in range(self._size):
+            self._spawn()
+        self._heartbeat = threading.Thread(
+            target=self._beat, name="insitu-lease-heartbeat", daemon=True
+        )
+        self._heartbeat.start()
+
+    def _spawn(self) -> None:
+        name = f"insitu-worker-{uuid.uuid4().hex[:12]}"
+        thread = threading.Thread(target=self._loop, args=(name,), name=name, daemon=True)
+        self._threads[name] = thread
+        thread.start()
+
+    def alive(self) -> bool:
+        """Every worker thread and the heartbeat are running."""
+        threads = list(self._threads.values())
+        beat = self._heartbeat
+        return (
+            not self._stop.is_set()
+            and len(threads) == self._size
+            and all(t.is_alive() for t in threads)
+            and beat is not None
+            and beat.is_alive()
+        )
 
     def stop(self) -> None:
         self._stop.set()
+        self.gw.jobs_submitted.notify()  # wake idle workers now, not at their next poll
         self.gw.jobs_finished.notify()
-        for thread in self._threads:
-            thread.join(timeout=self.gw.settings.job_timeout_s + 5)
+        for thread in [*self._threads.values(), self._heartbeat]:
+            if thread is not None:
+                thread.join(timeout=self.gw.settings.job_timeout_s + 5)
         self._threads.clear()
+        self._heartbeat = None
+
+    def _beat(self) -> None:
+        interval = self.gw.settings.job_lease_s / 3
+        while not self._stop.wait(interval):
+            try:
+                self._renew()
+            except Exception:  # the store is away: leases may lapse, jobs then run again
+                log.warning("job leases could not be renewed", exc_info=True)
+            for name, thread in list(self._threads.items()):
+                if not thread.is_alive() and not self._stop.is_set():
+                    log.error("worker thread %s died; starting another", name)
+                    del self._threads[name]
+                    self.restarts += 1
+                    self._spawn()
+
+    def _renew(self) -> None:
+        with self._held_lock:
+            held = dict(self._held)
+        if not held:
+            return
+        until = datetime.now(UTC) + timedelta(seconds=self.gw.settings.job_lease_s)
+        with self.gw.db.begin() as conn:
+            for worker_id, job_id in held.items():
+                model.renew_leases(conn, [job_id], worker_id=worker_id, until=until)
 
     def _loop(self, worker_id: str) -> None:
+        failures = 0
         while not self._stop.is_set():
             seen = self.gw.jobs_submitted.generation()
             try:
                 job = claim_next(self.gw, worker_id)
             except Exception:
-                log.exception("claiming a job failed; retrying")
-                job = None
-                self._stop.wait(self._poll_s)
-            if job is not None:
-                self.runner.run(job)
+                failures += 1
+                log.warning("claiming a job failed; retrying", exc_info=True)
+                self._stop.wait(min(MAX_BACKOFF_S, self._poll_s * 2**failures))
                 continue
-            self.gw.jobs_submitted.wait(seen, timeout=self._poll_s)
+            failures = 0
+            if job is None:
+                self.gw.jobs_submitted.wait(seen, timeout=self._poll_s)
+                continue
+            with self._held_lock:
+                self._held[worker_id] = job.id
+            try:
+                self.runner.run(job)
+            except Exception:
+                # Not even a failure could be recorded: the lease lapses and the job runs again.
+                failures += 1
+                log.error("job %s left to its lease after a store error", job.id, exc_info=True)
+                self._stop.wait(min(MAX_BACKOFF_S, self._poll_s * 2**failures))
+            finally:
+                with self._held_lock:
+                    self._held.pop(worker_id, None)

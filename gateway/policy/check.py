@@ -1,9 +1,10 @@
 """`POST /v1/policies/check`: may this subject, with these roles in this department, do this?
 
-The question names a template (the decision a job submission would get), a catalogued dataset
-(its share class and classification come from the catalogue) or a named object. The only
-attribute the question may carry is a purpose text, whose state is derived exactly as for a
-job; share class, classification and template kind are never taken from the question. A data
+The question names a template (the decision a job submission would get: the same
+`gateway.jobs.admission.decide`, asked the same way), a catalogued dataset (its share class and
+classification come from the catalogue) or a named object. The only attributes the question may
+carry are the job's purpose field and purpose ids, whose state is derived exactly as for a job;
+share class, classification and template kind are never taken from the question. A data
 object may be named directly only for a dataset the catalogue does not hold (a what-if), or
 with exactly the catalogue's attributes. Every check is audited as `policy.checked` with the
 decision, its rule and the policy version.
@@ -11,6 +12,8 @@ decision, its rule and the policy version.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.auth.principal import (
@@ -19,12 +22,54 @@ from gateway.auth.principal import (
     canonical_roles,
     canonical_subject,
 )
-from gateway.authz import purpose_state, require
+from gateway.authz import require
+from gateway.catalogue import purposes as purposes_store
+from gateway.catalogue import templates
 from gateway.context import Gateway
 from gateway.errors import InvalidInput, NotFound
-from gateway.policy.impact import catalogue_attrs, template_decision, template_facts
+from gateway.jobs import admission
+from gateway.policy.impact import catalogue_attrs
 from gateway.store import db
-from policies import Decision, Request, data_parts
+from policies import Decision, ReasonCode, Request, data_parts
+
+
+def _step(step: admission.Step) -> dict[str, Any]:
+    return {
+        "object": step.object,
+        "action": step.action,
+        "allowed": step.allowed,
+        "rule": step.rule,
+        "reason_code": step.reason_code,
+        "dataset": step.dataset,
+    }
+
+
+def explained(verdict: admission.Admission | admission.Refusal, template: str) -> dict[str, Any]:
+    """A template decision as the check answers it."""
+    base = {
+        "policy_version": verdict.policy_version,
+        "template": template,
+        "steps": [_step(s) for s in verdict.steps],
+    }
+    if isinstance(verdict, admission.Refusal):
+        return {
+            **base,
+            "allowed": False,
+            "rule": verdict.rule,
+            "reason": verdict.message,
+            "reason_code": verdict.reason_code,
+            "dataset": verdict.dataset,
+        }
+    last = verdict.steps[-1]
+    return {
+        **base,
+        "allowed": True,
+        "rule": last.rule,
+        "reason": f"every step of a job on {template} is granted",
+        "reason_code": ReasonCode.GRANTED.value,
+        "dataset": last.dataset,
+        "purposes": verdict.purposes,
+    }
 
 
 def _single(decision: Decision, obj: str, action: str) -> dict[str, Any]:
@@ -61,6 +106,7 @@ def check(
     version: int | None,
     action: str | None,
     purpose: str | None,
+    purposes: Sequence[str] = (),
 ) -> dict[str, Any]:
     granted = require(gw, principal, "policy", "read", event="policy.denied", target="policy")
     # The names a token would carry, in the form a token's are decided in (``ＭＡＲＫＥＴ`` is
@@ -71,21 +117,33 @@ def check(
     if sum(x is not None for x in (obj, dataset, template)) != 1:
         raise InvalidInput("name exactly one of: template, dataset, object")
     engine = gw.policy.current()
-    state = purpose_state(purpose)
-    with db.reading(gw.db) as conn:
-        catalogue = catalogue_attrs(conn)
-        facts = template_facts(conn, template, version) if template is not None else None
-    if facts is not None:
+    ids, description = admission.named_purposes(purpose or "", purposes)
+    state = "stated" if description else "none"
+    now = datetime.now(UTC)
+    if template is not None:
         if action not in (None, "submit"):
             raise InvalidInput("the action on a template is 'submit' (run a job)")
-        result = template_decision(
-            engine, roles, department, facts, catalogue=catalogue, purpose=state
-        )
-        target = f"template:{facts.ref}"
+        with db.reading(gw.db) as conn:  # exactly what a submission asks (`jobs.submit`)
+            stored = templates.load(conn, template, version)
+            question = admission.ask(
+                conn,
+                roles=roles,
+                department=department,
+                stored=stored,
+                datasets=templates.datasets_of(conn, stored.spec),
+                purpose_ids=ids,
+                described=bool(description),
+                now=now,
+            )
+        result = explained(admission.decide(engine, question), stored.ref)
+        target = f"template:{stored.ref}"
         action = "submit"
     else:
         if action is None:
             raise InvalidInput("action is required with a dataset or an object")
+        with db.reading(gw.db) as conn:
+            catalogue = catalogue_attrs(conn)
+            named, _ = purposes_store.named(conn, ids)
         if dataset is not None:
             attrs = catalogue.get(dataset)
             if attrs is None:
@@ -98,6 +156,14 @@ def check(
             raise InvalidInput(
                 "a catalogued dataset's share class and classification come from the "
                 "catalogue, not from the request: name it with 'dataset'"
+            )
+        if parts is not None:
+            state, _ = admission.purpose_state(
+                named,
+                department=department,
+                dataset=parts[2],
+                now=now,
+                described=bool(description) or bool(ids),
             )
         request = Request(tuple(roles), department, obj, action, state if parts else "none")
         result = _single(engine.decide(request), obj, action)
@@ -121,6 +187,7 @@ def check(
                     "department": department,
                     "action": action,
                     "purpose": state,
+                    "purpose_ids": list(ids),
                 },
                 "reason_code": result["reason_code"],
                 "dataset": result["dataset"],

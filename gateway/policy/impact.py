@@ -1,9 +1,8 @@
 """What a policy decides for a template, and which decisions a proposed change turns around.
 
-A template decision is the one a job submission makes (`jobs.submit`): `submit` on `job`, the
-template version approved, then `query:<kind>` on each dataset's data object, whose share class
-and classification come from the catalogue, with the purpose attribute of the job. The first
-step that fails decides and explains; an allow lists the rule of every step.
+A template decision is the one a job submission makes: `gateway.jobs.admission.decide`, asked
+with the catalogue's share class and classification of each dataset and a purpose in each state
+a job can bring (none, a description only, an approved purpose in force).
 
 The impact of a proposal compares the decisions of the base version and of the proposed one
 for every department × template × action (and role) a changed rule can touch: departments the
@@ -15,13 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-import sqlalchemy as sa
-
-from gateway.errors import NotFound
-from gateway.store import schema
-from policies import Decision, PolicyEngine, ReasonCode, Request, Rule, data_object
+from gateway.catalogue import registry, templates
+from gateway.catalogue.purposes import PurposeFacts
+from gateway.jobs import admission
+from gateway.jobs import model as jobs
+from gateway.store import db
+from policies import PolicyEngine, Request, Rule, data_object
 
 #: Stands for "any department no rule, dataset, template or job names" in impact reports.
 OTHER_DEPARTMENT: Final = "any_other_department"
@@ -54,59 +55,21 @@ class TemplateFacts:
         return f"{self.id}@{self.version}"
 
 
-def catalogue_attrs(conn: sa.Connection) -> dict[str, DatasetAttrs]:
-    d = schema.datasets
-    rows = conn.execute(sa.select(d.c.id, d.c.share_class, d.c.classification)).all()
-    return {r.id: DatasetAttrs(r.id, r.share_class, r.classification) for r in rows}
-
-
-def template_facts(conn: sa.Connection, template_id: str, version: int | None) -> TemplateFacts:
-    t = schema.templates
-    query = sa.select(t.c.id, t.c.version, t.c.kind, t.c.status, t.c.spec).where(
-        t.c.id == template_id
-    )
-    if version is not None:
-        query = query.where(t.c.version == version)
-    else:  # as `templates.load` (a job): the newest approved version, else the newest
-        query = query.order_by(sa.case((t.c.status == "approved", 0), else_=1))
-    row = conn.execute(query.order_by(t.c.version.desc()).limit(1)).first()
-    if row is None:
-        raise NotFound("the template or version does not exist")
-    return _facts(row)
-
-
-def _facts(row: Any) -> TemplateFacts:
-    datasets = row.spec.get("datasets", []) if isinstance(row.spec, dict) else []
-    return TemplateFacts(
-        row.id, int(row.version), row.kind, row.status, tuple(str(d) for d in datasets)
-    )
-
-
-def latest_templates(conn: sa.Connection) -> list[TemplateFacts]:
-    t = schema.templates
-    newest = (
-        sa.select(t.c.id, sa.func.max(t.c.version).label("version")).group_by(t.c.id).subquery()
-    )
-    rows = conn.execute(
-        sa.select(t.c.id, t.c.version, t.c.kind, t.c.status, t.c.spec)
-        .join(newest, sa.and_(t.c.id == newest.c.id, t.c.version == newest.c.version))
-        .order_by(t.c.id)
-    ).all()
-    return [_facts(r) for r in rows]
-
-
-def _step(decision: Decision, obj: str, action: str) -> dict[str, Any]:
+def catalogue_attrs(conn: db.Connection) -> dict[str, DatasetAttrs]:
     return {
-        "object": obj,
-        "action": action,
-        "allowed": decision.allowed,
-        "rule": decision.rule,
-        "reason_code": str(decision.reason_code),
-        "dataset": decision.dataset,
+        ds_id: DatasetAttrs(ds_id, share, classification)
+        for ds_id, (share, classification) in registry.share_attributes(conn).items()
     }
 
 
-def template_decision(
+def latest_templates(conn: db.Connection) -> list[TemplateFacts]:
+    return [
+        TemplateFacts(n.id, n.version, n.kind, n.status, n.datasets)
+        for n in templates.newest_versions(conn)
+    ]
+
+
+def template_verdict(
     engine: PolicyEngine,
     roles: Sequence[str],
     department: str,
@@ -114,63 +77,42 @@ def template_decision(
     *,
     catalogue: dict[str, DatasetAttrs],
     purpose: str,
-) -> dict[str, Any]:
-    """The decision a job submission of `template` would get, explained."""
-    steps: list[dict[str, Any]] = []
-    base = {"policy_version": engine.version, "template": template.ref, "steps": steps}
-
-    def denied(reason: str, code: str, rule: str | None, dataset: str | None) -> dict[str, Any]:
-        return {
-            **base,
-            "allowed": False,
-            "rule": rule,
-            "reason": reason,
-            "reason_code": code,
-            "dataset": dataset,
-        }
-
-    submit = engine.decide(Request(tuple(roles), department, "job", "submit"))
-    steps.append(_step(submit, "job", "submit"))
-    if not submit.allowed:
-        return denied(submit.reason, str(submit.reason_code), None, None)
-    if template.status != "approved":
-        reason = f"template {template.ref} is not approved (it is {template.status})"
-        return denied(reason, ReasonCode.MISSING_APPROVAL.value, None, None)
-    last = submit
-    for dataset_id in template.datasets:
-        attrs = catalogue.get(dataset_id)
-        if attrs is None:
-            return denied(f"dataset {dataset_id} is not in the catalogue", "workflow", None, None)
-        action = f"query:{template.kind}"
-        last = engine.decide(Request(tuple(roles), department, attrs.obj, action, purpose))
-        steps.append(_step(last, attrs.obj, action))
-        if not last.allowed:
-            reason = (
-                f"dataset {attrs.id} ({attrs.share_class} share, {attrs.classification}) may "
-                f"not be queried by {template.kind} templates: {last.reason}"
-            )
-            return denied(reason, str(last.reason_code), None, attrs.id)
-        if attrs.share_class == "conditional" and purpose == "none":  # as `jobs.submit`
-            reason = f"dataset {attrs.id} is shared on condition: the job needs a stated purpose"
-            return denied(reason, ReasonCode.MISSING_PURPOSE.value, None, attrs.id)
-    return {
-        **base,
-        "allowed": True,
-        "rule": last.rule,
-        "reason": f"every step of a {template.kind} job on {template.ref} is granted",
-        "reason_code": ReasonCode.GRANTED.value,
-        "dataset": last.dataset,
-    }
+    now: datetime,
+) -> admission.Admission | admission.Refusal:
+    """The admission decision a job of `template` would get with a purpose in state `purpose`:
+    `none` (the job names none), `stated` (a description only) or `approved` (it names an
+    approved purpose in force for each dataset)."""
+    missing = next((d for d in template.datasets if d not in catalogue), None)
+    if missing is not None:
+        reason = f"dataset {missing} is not in the catalogue"
+        return admission.Refusal("workflow", reason, engine.version)
+    datasets = tuple(
+        admission.DatasetFacts(a.id, a.share_class, a.classification)
+        for a in (catalogue[d] for d in template.datasets)
+    )
+    approved = tuple(
+        PurposeFacts(f"approved:{d.id}", d.id, department, "approved", now + timedelta(days=1))
+        for d in datasets
+    )
+    question = admission.Question(
+        roles=tuple(roles),
+        department=department,
+        template=template.ref,
+        status=template.status,
+        kind=template.kind,
+        datasets=datasets,
+        now=now,
+        purposes=approved if purpose == "approved" else (),
+        described=purpose == "stated",
+    )
+    return admission.decide(engine, question)
 
 
-def known_departments(conn: sa.Connection, rules: Iterable[Rule]) -> list[str]:
+def known_departments(conn: db.Connection, rules: Iterable[Rule]) -> list[str]:
     names = {r.department for r in rules if r.department != "*"}
-    for column in (
-        schema.datasets.c.provider,
-        schema.templates.c.author_department,
-        schema.jobs.c.department,
-    ):
-        names.update(str(v) for v in conn.execute(sa.select(column).distinct()).scalars())
+    names.update(registry.providers(conn))
+    names.update(templates.author_departments(conn))
+    names.update(jobs.departments(conn))
     return sorted(names)
 
 
@@ -179,7 +121,7 @@ def _matches(obj: str, pattern: str) -> bool:
 
 
 def impact(
-    conn: sa.Connection,
+    conn: db.Connection,
     before: PolicyEngine,
     after: PolicyEngine,
     changed: Sequence[Rule],
@@ -190,6 +132,7 @@ def impact(
     departments.append(OTHER_DEPARTMENT)
     catalogue = catalogue_attrs(conn)
     templates = latest_templates(conn)
+    at = datetime.now(UTC)
     changes: list[dict[str, Any]] = []
     compared = 0
     truncated = False
@@ -251,14 +194,18 @@ def impact(
             turned = []
             for purpose in PURPOSES:
                 old, new = (
-                    template_decision(
-                        engine,
-                        [role],
-                        department,
-                        template,
-                        catalogue=catalogue,
-                        purpose=purpose,
-                    )["allowed"]
+                    isinstance(
+                        template_verdict(
+                            engine,
+                            [role],
+                            department,
+                            template,
+                            catalogue=catalogue,
+                            purpose=purpose,
+                            now=at,
+                        ),
+                        admission.Admission,
+                    )
                     for engine in (before, after)
                 )
                 compared += 1

@@ -134,6 +134,10 @@ class LivePolicy:
     def refresh_s(self) -> float:
         return self._refresh_s
 
+    def age_s(self) -> float:
+        """Seconds since the newest version number was last read from the store."""
+        return max(0.0, time.monotonic() - self._checked)
+
     def invalidate(self) -> None:
         """Re-read the newest version on the next call (after this worker wrote one)."""
         self._checked = float("-inf")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,10 +55,19 @@ class AuditTrail:
         self._engine: sa.Engine | None = None
         self._committer: GroupCommitter | None = None
 
-    def attach(self, engine: sa.Engine, *, max_batch: int = 1024) -> None:
-        """Enable `record_durable` and checkpoints on `engine` (a group-commit writer)."""
+    def attach(
+        self,
+        engine: sa.Engine,
+        *,
+        max_batch: int = 1024,
+        on_signed: Callable[[int, str], None] | None = None,
+    ) -> None:
+        """Enable `record_durable` and checkpoints on `engine` (a group-commit writer);
+        `on_signed(size, note)` sees every newer checkpoint before anyone is handed it."""
         self._engine = engine
-        self._committer = GroupCommitter(self.log, engine.begin, max_batch=max_batch)
+        self._committer = GroupCommitter(
+            self.log, engine.begin, max_batch=max_batch, on_signed=on_signed
+        )
 
     def close(self) -> None:
         if self._committer is not None:

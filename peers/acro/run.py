@@ -78,8 +78,10 @@ def main(out_dir: Path) -> None:
         }
         path = out_dir / f"{name}.json"
         path.write_text(json.dumps(fixture, indent=1, sort_keys=True) + "\n")
-        print(f"{path}: {len(rows)} rows, flagged cells: "
-              f"count {len(fixture['flags']['count'])}, sum {len(fixture['flags']['sum'])}")
+        print(
+            f"{path}: {len(rows)} rows, flagged cells: "
+            f"count {len(fixture['flags']['count'])}, sum {len(fixture['flags']['sum'])}"
+        )
 
 
 if __name__ == "__main__":

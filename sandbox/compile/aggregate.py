@@ -11,7 +11,12 @@ after the shape and identifier-lineage checks of ``compile_shape``:
   COUNT_IF, CASE/IF or a condition inside an aggregate), since a condition carves out a
   sub-group the minimum group size never sees; COUNT takes ``*`` or plain columns only;
   MIN/MAX and the other single-value picks (ANY_VALUE, FIRST, LAST, ARG_MAX, MODE, MEDIAN,
-  QUANTILE, FIRST_VALUE, LAG, …) only of ``public`` columns.
+  QUANTILE, FIRST_VALUE, LAG, …) only of ``public`` columns. Inside an aggregate, a
+  column that is not ``public`` appears only in a *linear* expression (``x``, ``a·x + b``,
+  ``x / a``, a plain CAST of it): any other function of it — ``SIGN(x − 150000000)``,
+  ``LEAST``/``GREATEST``, ``FLOOR``/``ROUND``, ``ABS``, a CAST of an expression, a product
+  of two such columns — is a step or a power of the value, so the aggregate counts units
+  past a constant threshold (a conditional count) or gives power sums that recover values.
 - ``check_identifier_parameters``: a parameter is never compared with (or otherwise put
   in one expression with) an ``identifier`` column: targeted lookups are for ``verify``.
 - ``check_parameter_columns``: a parameter is matched (``=``, ``<>``, ``IN``, ``LIKE``, …)
@@ -139,13 +144,7 @@ def check_aggregate_functions(root: Scope, tables: Mapping[str, TableSchema]) ->
             continue
         if not isinstance(node, _GROUP_STATISTICS + _PICKS_ONE_VALUE):
             raise TemplateRejected(f"{_name(node)} is not allowed in aggregate templates")
-        for argument in _arguments(node):
-            if argument.find(*_CONDITIONS) is not None:
-                raise TemplateRejected(
-                    f"{_name(node)} over a condition (CASE, IF, comparisons, …) is not allowed "
-                    "in aggregate templates: it counts a sub-group the minimum group size "
-                    "never sees; put conditions in WHERE"
-                )
+        _check_arguments(node, resolver)
         if isinstance(node, exp.Count):
             _check_count(node)
         if isinstance(node, _PICKS_ONE_VALUE):
@@ -225,6 +224,82 @@ def check_parameter_columns(root: Scope, tables: Mapping[str, TableSchema]) -> N
                     "pick values only of public columns (a high-cardinality column would "
                     "single records out); use a range or a verify template"
                 )
+
+
+def _check_arguments(node: exp.AggFunc, resolver: _Resolver) -> None:
+    """No condition inside an aggregate; non-public columns only linearly, never paired."""
+    for argument in _arguments(node):
+        if argument.find(*_CONDITIONS) is not None:
+            raise TemplateRejected(
+                f"{_name(node)} over a condition (CASE, IF, comparisons, …) is not allowed "
+                "in aggregate templates: it counts a sub-group the minimum group size "
+                "never sees; put conditions in WHERE"
+            )
+        _check_linear(node, argument, resolver)
+    if isinstance(node, _PAIRED) and any(
+        resolver.sensitivity(c) is not Sensitivity.PUBLIC for c in node.find_all(exp.Column)
+    ):
+        raise TemplateRejected(
+            f"{_name(node)} of a non-public column is not allowed in aggregate templates: it "
+            "sums products of two values per row, and no dominance or p % check bounds what "
+            "one contributor's pair gives away; use SUM/AVG/STDDEV of one column"
+        )
+
+
+# Two-column statistics: sums of products of two values.
+_PAIRED = _classes("Corr", "CovarPop", "CovarSamp")
+# What an aggregate may compute from a non-public column: a linear expression of it.
+_LINEAR = (exp.Add, exp.Sub, exp.Neg, exp.Paren)
+
+
+def _check_linear(aggregate: exp.AggFunc, argument: exp.Expr, resolver: _Resolver) -> None:
+    """Refuse a non-linear use of a non-public column inside an aggregate's argument."""
+    if not any(
+        resolver.sensitivity(c) is not Sensitivity.PUBLIC for c in argument.find_all(exp.Column)
+    ):
+        return
+    bad = _nonlinear(argument, resolver)
+    if bad is None:
+        return
+    column = next(c for c in bad.find_all(exp.Column))
+    sensitivity = resolver.sensitivity(column)
+    kind = sensitivity.value if sensitivity else "unknown"
+    raise TemplateRejected(
+        f"{_name(aggregate)} over {_name(bad)} of {column.name} ({kind}) is not allowed in "
+        "aggregate templates: a non-linear function of a non-public column (SIGN, LEAST, "
+        "GREATEST, FLOOR, ROUND, ABS, CASE, comparisons, products of columns, …) with a "
+        "constant turns the aggregate into a count of units past a threshold that the "
+        "minimum group size never sees; aggregate such columns only as x or a·x + b, and "
+        "put conditions in WHERE"
+    )
+
+
+def _nonlinear(node: exp.Expr, resolver: _Resolver) -> exp.Expr | None:
+    """The first sub-expression that uses a non-public column non-linearly, if any."""
+    if isinstance(node, exp.Column | exp.Literal):
+        return None
+    if not any(
+        resolver.sensitivity(c) is not Sensitivity.PUBLIC for c in node.find_all(exp.Column)
+    ):
+        return None  # constants and public columns may be combined freely
+    if isinstance(node, exp.Cast) and isinstance(node.this, exp.Column):
+        return None  # a plain CAST of the column (a type change, not a step)
+    if isinstance(node, exp.Mul | exp.Div):
+        sides = [node.left, node.right] if isinstance(node, exp.Mul) else [node.left]
+        constant = node.right if isinstance(node, exp.Div) else None
+        with_columns = [s for s in (node.left, node.right) if s.find(exp.Column) is not None]
+        if len(with_columns) > 1 or (constant is not None and constant.find(exp.Column)):
+            return node  # x·y, x/y: products of values give power sums
+        for side in sides:
+            if (found := _nonlinear(side, resolver)) is not None:
+                return found
+        return None
+    if isinstance(node, _LINEAR):
+        for child in node.iter_expressions():
+            if (found := _nonlinear(child, resolver)) is not None:
+                return found
+        return None
+    return node
 
 
 def _check_count(count: exp.Count) -> None:

@@ -11,11 +11,15 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sandbox.disclosure.population import PopulationSketch
+from sandbox.disclosure.population import MASK, PopulationSketch, sketch_scheme
 from sandbox.disclosure.rules import Contributors, GroupKey
 from sandbox.errors import SandboxBug
 from sandbox.results import ResultTable
+
+if TYPE_CHECKING:
+    from sandbox.disclosure.atoms import Hashes
 
 # Names bound by the sandbox itself start with an underscore, which template parameters
 # cannot (``params.PARAMETER_NAME``), so they never collide.
@@ -36,13 +40,15 @@ _BOUND_NAME = re.compile(r"_?[a-z][a-z0-9_]{0,62}")
 
 @dataclass(frozen=True, slots=True)
 class AuxiliaryQuery:
-    """One derived query: DuckDB SQL binding ``$name`` parameters, and a row cap."""
+    """One derived query: DuckDB SQL binding ``$name`` parameters (and the same query as Spark
+    SQL binding ``:name``), and a row cap."""
 
     name: str
     duckdb_sql: str
     parameters: tuple[str, ...]
     output_columns: tuple[str, ...]
     max_rows: int
+    spark_sql: str = ""
 
     def __post_init__(self) -> None:
         if not all(_BOUND_NAME.fullmatch(p) for p in self.parameters):
@@ -58,7 +64,7 @@ class DisclosureQueries:
     """The derived queries of one template (``compile_disclosure``) and how to read them.
 
     ``dataset_id`` is the table whose rows are counted; ``magnitudes`` are the output columns
-    holding SUM/AVG; ``populations`` is None without a unit column.
+    holding SUM/AVG; ``populations`` and ``members`` are None without a unit column.
     """
 
     dataset_id: str
@@ -68,28 +74,69 @@ class DisclosureQueries:
     contributors: AuxiliaryQuery
     populations: AuxiliaryQuery | None
     cells_per_hash: int
+    members: AuxiliaryQuery | None = None
+    dispersions: tuple[str, ...] = ()
+    dispersion_query: AuxiliaryQuery | None = None
 
     @property
     def queries(self) -> tuple[AuxiliaryQuery, ...]:
-        if self.populations is None:
-            return (self.contributors,)
-        return (self.contributors, self.populations)
+        """Contributors, then (with a unit column) populations and members, then (with a
+        dispersion output) dispersions, in this order; ``by_name`` reads them back."""
+        found = [self.contributors]
+        if self.populations is not None and self.members is not None:
+            found += [self.populations, self.members]
+        if self.dispersion_query is not None:
+            found.append(self.dispersion_query)
+        return tuple(found)
 
-    def contributors_from(self, table: ResultTable) -> dict[GroupKey, Contributors]:
-        """Per group: distinct units (rows without a unit column), totals and top values."""
+    def by_name(self, results: Sequence[ResultTable]) -> dict[str, ResultTable]:
+        """The results of ``queries``, by query name."""
+        queries = self.queries
+        if len(results) != len(queries):
+            raise SandboxBug("one result per derived query")
+        return {q.name: r for q, r in zip(queries, results, strict=True)}
+
+    def members_from(self, table: ResultTable, keys: Sequence[GroupKey]) -> dict[GroupKey, Hashes]:
+        """Per group among ``keys``: the sorted keyed hashes of its units."""
+        from sandbox.disclosure.atoms import hashes_from_hex  # noqa: PLC0415 - numpy, lazily
+
         width = len(self.group_columns)
-        out: dict[GroupKey, Contributors] = {}
+        wanted = set(keys)
+        out: dict[GroupKey, Hashes] = {}
         for row in table.rows:
             key = tuple(zip(self.group_columns, row[:width], strict=True))
-            units = row[width]
-            magnitudes: dict[str, tuple[float, tuple[float, ...]]] = {}
-            for i, column in enumerate(self.magnitudes):
-                total, top = row[width + 1 + 2 * i], row[width + 2 + 2 * i]
-                tops = tuple(_number(v) for v in top) if isinstance(top, list) else ()
-                magnitudes[column] = (_number(total), tops)
-            if isinstance(units, int) and not isinstance(units, bool):
-                out[key] = Contributors(units=units, magnitudes=magnitudes)
+            n, text = row[width:]
+            if key not in wanted:
+                continue
+            if not isinstance(text, str):
+                raise SandboxBug("member hashes are a text")
+            hashes = hashes_from_hex(text)
+            if hashes.size != n:
+                raise SandboxBug("a group's member hashes do not match its units")
+            out[key] = hashes
         return out
+
+    def contributors_from(
+        self, table: ResultTable, dispersions: ResultTable | None = None
+    ) -> dict[GroupKey, Contributors]:
+        """Per group: distinct units (rows without a unit column), totals and top values of
+        each SUM/AVG and (from ``dispersions``) of each dispersion's squared deviations.
+
+        A group with a dispersion output but no dispersion figures is left out (so it is
+        withheld: fail closed).
+        """
+        out = {
+            key: Contributors(units=units, magnitudes=figures)
+            for key, (units, figures) in _figures(self.group_columns, self.magnitudes, table)
+        }
+        if not self.dispersions:
+            return out
+        spread = dict(_figures(self.group_columns, self.dispersions, dispersions))
+        return {
+            key: Contributors(c.units, {**c.magnitudes, **spread[key][1]})
+            for key, c in out.items()
+            if key in spread
+        }
 
     def sketches_from(
         self, table: ResultTable, keys: Sequence[GroupKey]
@@ -101,17 +148,38 @@ class DisclosureQueries:
         for row in table.rows:
             key = tuple(zip(self.group_columns, row[:width], strict=True))
             cell, n, hashes, checks, scheme = row[width:]
+            if isinstance(hashes, int) and isinstance(checks, int):  # Spark's are signed
+                hashes, checks = hashes & MASK, checks & MASK
             rows.setdefault(key, []).append((cell, n, hashes, checks))
             schemes.add(str(scheme))
         if len(schemes) > 1:
             raise SandboxBug("one population query returned several hash schemes")
-        scheme = f"iblt3/duckdb-hash/{schemes.pop()}" if schemes else ""
+        scheme = sketch_scheme(schemes.pop()) if schemes else ""
         wanted = set(keys)
         return {
             key: PopulationSketch.from_rows(self.cells_per_hash, cells, scheme)
             for key, cells in rows.items()
             if key in wanted
         }
+
+
+def _figures(
+    group_columns: Sequence[str], columns: Sequence[str], table: ResultTable | None
+) -> list[tuple[GroupKey, tuple[int, dict[str, tuple[float, tuple[float, ...]]]]]]:
+    """Rows of a contributors-shaped result: group key, units, per column (total, tops)."""
+    width = len(group_columns)
+    out = []
+    for row in table.rows if table is not None else ():
+        key = tuple(zip(group_columns, row[:width], strict=True))
+        units = row[width]
+        figures: dict[str, tuple[float, tuple[float, ...]]] = {}
+        for i, column in enumerate(columns):
+            total, top = row[width + 1 + 2 * i], row[width + 2 + 2 * i]
+            tops = tuple(_number(v) for v in top) if isinstance(top, list) else ()
+            figures[column] = (_number(total), tops)
+        if isinstance(units, int) and not isinstance(units, bool):
+            out.append((key, (units, figures)))
+    return out
 
 
 def _number(value: object) -> float:

@@ -33,7 +33,7 @@ from sqlglot.errors import SqlglotError
 
 from sandbox.compile.auxiliary import POPULATION_KEYS, AuxiliaryQuery, DisclosureQueries
 from sandbox.compile.query import CompiledQuery, TemplateKind
-from sandbox.disclosure.population import HASHES, SHIFT
+from sandbox.disclosure.population import HASHES, SHIFT, SPARK_SCHEME
 from sandbox.errors import SandboxBug, TemplateRejected
 
 SCHEME_PROBE = "insitu population sketch scheme 1"
@@ -67,10 +67,13 @@ def derive_disclosure_queries(
     items = {item.alias_or_name: item for item in select.selects}
     groups = [_unaliased(items[name]).copy() for name in query.group_columns]
     magnitudes: list[tuple[str, exp.Expr]] = []
+    dispersions: list[tuple[str, exp.Expr]] = []
     for name in query.output_columns:
         value = _unaliased(items[name])
         if isinstance(value, exp.Sum | exp.Avg):
             magnitudes.append((name, value.this.copy()))
+        elif isinstance(value, DISPERSIONS):
+            dispersions.append((name, value.this.copy()))
     unit_expr: exp.Expr | None = (
         exp.column(unit, table=table.alias_or_name) if unit is not None else None
     )
@@ -100,7 +103,7 @@ def derive_disclosure_queries(
         "units",
         *(f"{kind}{i}" for i in range(len(magnitudes)) for kind in ("total", "top")),
     )
-    populations = None
+    populations = members = None
     if unit_expr is not None:
         populations_sql = _populations_sql(contributions(False), keys, cells_per_hash)
         populations = AuxiliaryQuery(
@@ -109,6 +112,36 @@ def derive_disclosure_queries(
             parameters=_parameters(populations_sql, extra=POPULATION_KEYS),
             output_columns=(*keys, "cell", "n", "keys", "checks", "scheme"),
             max_rows=max_groups * HASHES * cells_per_hash,
+            spark_sql=_spark_populations_sql(contributions(False), keys, cells_per_hash),
+        )
+        members_sql = _members_sql(contributions(False), keys)
+        members = AuxiliaryQuery(
+            name="members",
+            duckdb_sql=members_sql,
+            parameters=_parameters(members_sql, extra=POPULATION_KEYS),
+            output_columns=(*keys, "n", "hashes"),
+            max_rows=max_groups,
+            spark_sql=_spark_members_sql(contributions(False), keys),
+        )
+    spread = None
+    if dispersions:
+        spread_sql = _contributors_sql(
+            deviations := _deviations(table, where, groups, unit_expr, dispersions),
+            keys,
+            len(dispersions),
+            top_n,
+        )
+        spread = AuxiliaryQuery(
+            name="dispersions",
+            duckdb_sql=spread_sql,
+            parameters=_parameters(spread_sql),
+            output_columns=(
+                *keys,
+                "units",
+                *(f"{kind}{i}" for i in range(len(dispersions)) for kind in ("total", "top")),
+            ),
+            max_rows=max_groups,
+            spark_sql=_spark_contributors_sql(deviations, keys, len(dispersions), top_n),
         )
     return DisclosureQueries(
         dataset_id=f"{table.db}.{table.name}".lower(),
@@ -121,9 +154,62 @@ def derive_disclosure_queries(
             parameters=_parameters(contributors),
             output_columns=stats_columns,
             max_rows=max_groups,
+            spark_sql=_spark_contributors_sql(contributions(True), keys, len(magnitudes), top_n),
         ),
         populations=populations,
         cells_per_hash=cells_per_hash,
+        members=members,
+        dispersions=tuple(name for name, _value in dispersions),
+        dispersion_query=spread,
+    )
+
+
+# Dispersion aggregates: their dominance and p % are judged on squared deviations.
+DISPERSIONS = (exp.Stddev, exp.StddevPop, exp.StddevSamp, exp.Variance, exp.VariancePop)
+
+
+def _deviations(
+    table: exp.Table,
+    where: exp.Expr | None,
+    groups: list[exp.Expr],
+    unit: exp.Expr | None,
+    values: list[tuple[str, exp.Expr]],
+) -> exp.Select:
+    """Per group (g0..) and unit (u): each unit's share of the sum of squared deviations.
+
+    ``VAR(x)`` is Σ(x − mean)² / n over the group's rows, so a unit's contribution to it is
+    the sum over its rows of (x − the group's mean)²; dominance and p % then ask whether a
+    few units hold most of the spread (an outlier's value follows from the others'), exactly
+    as for a SUM. The mean is a window over the rows the template counts.
+    """
+    keys = [f"g{i}" for i in range(len(groups))]
+    rows = exp.select(
+        *[exp.alias_(g.copy(), key) for g, key in zip(groups, keys, strict=True)],
+        *([exp.alias_(unit.copy(), "u")] if unit is not None else []),
+        *[exp.alias_(v.copy(), f"x{i}") for i, (_n, v) in enumerate(values)],
+    ).from_(table.copy())
+    if where is not None:
+        rows = rows.where(where.this.copy())
+    partition = f"PARTITION BY {', '.join(keys)}" if keys else ""
+    centred = exp.select(
+        *keys,
+        *(["u"] if unit is not None else []),
+        *[
+            f"COALESCE(POWER(x{i} - AVG(x{i}) OVER ({partition}), 2), 0) AS d{i}"
+            for i in range(len(values))
+        ],
+        dialect="duckdb",
+    ).from_(exp.alias_(exp.Subquery(this=rows), "insitu_r"))
+    if unit is None:
+        return exp.select(
+            *keys, *[f"d{i} AS m{i}" for i in range(len(values))], dialect="duckdb"
+        ).from_(exp.alias_(exp.Subquery(this=centred), "insitu_d"))
+    return (
+        exp.select(
+            *keys, "u", *[f"SUM(d{i}) AS m{i}" for i in range(len(values))], dialect="duckdb"
+        )
+        .from_(exp.alias_(exp.Subquery(this=centred), "insitu_d"))
+        .group_by(*keys, "u")
     )
 
 
@@ -178,10 +264,7 @@ def _populations_sql(inner: exp.Select, keys: list[str], cells_per_hash: int) ->
     made by a DuckDB whose hash function differs are never compared with these. Every text
     below is a constant or a generated column name.
     """
-    k1, k2 = (f"CAST(${name} AS UBIGINT)" for name in POPULATION_KEYS)
-    hashed = exp.select(
-        *keys, f"HASH(XOR(HASH(XOR(HASH(u), {k1})), {k2})) AS h", dialect="duckdb"
-    ).from_("insitu_c")
+    hashed = _hashed(keys)
     checked = exp.select("*", "HASH(h) AS chk", dialect="duckdb").from_("hashed")
     # One aggregate per sub-table, unioned: a CROSS JOIN with the three hash functions cost
     # ~15x more in DuckDB (9 s against 0.5 s at 10M rows).
@@ -210,6 +293,101 @@ def _populations_sql(inner: exp.Select, keys: list[str], cells_per_hash: int) ->
         .with_("checked", as_=checked)
     )
     return outer.sql(dialect="duckdb", comments=False)
+
+
+def _hashed(keys: list[str]) -> exp.Select:
+    """Per group and unit: the unit's keyed hash (``hash(hash(hash(u) XOR k1) XOR k2)``)."""
+    k1, k2 = (f"CAST(${name} AS UBIGINT)" for name in POPULATION_KEYS)
+    return exp.select(
+        *keys, f"HASH(XOR(HASH(XOR(HASH(u), {k1})), {k2})) AS h", dialect="duckdb"
+    ).from_("insitu_c")
+
+
+def _spark_members_sql(inner: exp.Select, keys: list[str]) -> str:
+    """``_members_sql`` for Spark: the keyed hash with Spark's ``xxhash64`` (as
+    ``_spark_populations_sql``), each as 16 hex digits (``HEX`` of a BIGINT is its two's
+    complement, i.e. the unsigned value ``hashes_from_hex`` reads)."""
+    k1, k2 = (f"CAST(:{name} AS BIGINT)" for name in POPULATION_KEYS)
+    prefix = "".join(f"{k}, " for k in keys)
+    group = f" GROUP BY {', '.join(keys)}" if keys else ""
+    return (
+        f"WITH insitu_c AS ({inner.sql(dialect='spark', comments=False)}), "  # noqa: S608
+        f"hashed AS (SELECT {prefix}XXHASH64(XXHASH64(XXHASH64(u) ^ {k1}) ^ {k2}) AS h "
+        "FROM insitu_c) "
+        f"SELECT {prefix}COUNT(*) AS n, "
+        "CONCAT_WS('', COLLECT_LIST(LPAD(HEX(h), 16, '0'))) AS hashes "
+        f"FROM hashed{group}"
+    )
+
+
+def _members_sql(inner: exp.Select, keys: list[str]) -> str:
+    """Per group: the keyed hashes of its units, as 16 hex digits each (for the atom check).
+
+    One text per group keeps the transfer to ~16 bytes a unit with no per-row conversion;
+    ``sandbox.disclosure.atoms.hashes_from_hex`` reads it back.
+    """
+    outer = exp.select(
+        *keys,
+        "COUNT(*) AS n",
+        "STRING_AGG(LPAD(TO_HEX(h), 16, '0'), '') AS hashes",
+        dialect="duckdb",
+    ).from_("hashed")
+    if keys:
+        outer = outer.group_by(*keys)
+    outer = outer.with_("insitu_c", as_=inner).with_("hashed", as_=_hashed(keys))
+    return outer.sql(dialect="duckdb", comments=False)
+
+
+def _spark_contributors_sql(inner: exp.Select, keys: list[str], magnitudes: int, top_n: int) -> str:
+    """``_contributors_sql`` for Spark: the top n of a group ranked by a window."""
+    over = f"PARTITION BY {', '.join(keys)} " if keys else ""
+    ranks = "".join(
+        f", ROW_NUMBER() OVER ({over}ORDER BY ABS(m{i}) DESC) AS r{i}" for i in range(magnitudes)
+    )
+    outputs = [*keys, "COUNT(*) AS units"]
+    for i in range(magnitudes):
+        outputs.append(f"SUM(ABS(m{i})) AS total{i}")
+        top = f"COLLECT_LIST(CASE WHEN r{i} <= {top_n} THEN ABS(m{i}) END)"
+        outputs.append(f"SORT_ARRAY({top}, FALSE) AS top{i}")
+    group = f" GROUP BY {', '.join(keys)}" if keys else ""
+    return (
+        f"WITH insitu_c AS ({inner.sql(dialect='spark', comments=False)}), "  # noqa: S608
+        f"insitu_r AS (SELECT *{ranks} FROM insitu_c) "
+        f"SELECT {', '.join(outputs)} FROM insitu_r{group}"
+    )
+
+
+def _spark_populations_sql(inner: exp.Select, keys: list[str], cells_per_hash: int) -> str:
+    """``_populations_sql`` for Spark, with Spark's ``xxhash64`` (seed 42) as the hash.
+
+    ``h = xxhash64(xxhash64(xxhash64(u) ^ k1) ^ k2)`` and the check ``xxhash64(h)``
+    (``population.spark_check`` in Python); the cell of sub-table j is the *unsigned* h
+    shifted by 21·j modulo ``cells_per_hash``, as ``population.cells_of`` computes it (h is
+    a signed BIGINT here: its unsigned remainder is taken from h >>> 1 and its low bit).
+    ``scheme`` names the hash, so these sketches never meet DuckDB's.
+    """
+    k1, k2 = (f"CAST(:{name} AS BIGINT)" for name in POPULATION_KEYS)
+    c = cells_per_hash
+    prefix = "".join(f"{k}, " for k in keys)
+    indices = []
+    for j in range(HASHES):
+        if j == 0:
+            index = f"PMOD(PMOD(SHIFTRIGHTUNSIGNED(h, 1), {c}) * 2 + (h & 1), {c})"
+        else:
+            index = f"PMOD(SHIFTRIGHTUNSIGNED(h, {j * SHIFT}), {c})"
+        indices.append(f"{j * c} + {index}")
+    # One pass: each unit's three cells by EXPLODE (in Spark a union of three aggregates
+    # read and shuffled the rows three times).
+    return (
+        f"WITH insitu_c AS ({inner.sql(dialect='spark', comments=False)}), "  # noqa: S608
+        f"hashed AS (SELECT {prefix}XXHASH64(XXHASH64(XXHASH64(u) ^ {k1}) ^ {k2}) AS h "
+        "FROM insitu_c), "
+        f"checked AS (SELECT {prefix}h, XXHASH64(h) AS chk, "
+        f"EXPLODE(ARRAY({', '.join(indices)})) AS cell FROM hashed) "
+        f"SELECT {prefix}cell, COUNT(*) AS n, BIT_XOR(h) AS keys, BIT_XOR(chk) AS checks, "
+        f"CONCAT('{SPARK_SCHEME}', CAST(XXHASH64('{SCHEME_PROBE}') AS STRING)) AS scheme "
+        f"FROM checked GROUP BY {prefix}cell"
+    )
 
 
 def _parse(sql: str) -> exp.Select:

@@ -15,16 +15,26 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sandbox.errors import SandboxBug
 
 HASHES = 3
 SHIFT = 21
-_MASK = 2**64 - 1
+MASK = _MASK = 2**64 - 1
 _MURMUR = 0xD6E8FEB86659FD93
 _CELL = struct.Struct("<IqQQ")  # cell index, count, XOR of hashes, XOR of checks
+# What the Spark engine's population query puts before its probe value (see sketch_scheme).
+SPARK_SCHEME = "spark-xxhash64/"
+_P1, _P2, _P3 = 0x9E3779B185EBCA87, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9
+_P4, _P5 = 0x85EBCA77C2B2AE63, 0x27D4EB2F165667C5
+
+
+def sketch_scheme(probe: str) -> str:
+    """The scheme of sketches whose population query reported ``probe``: DuckDB reports its
+    ``hash`` of a fixed text, Spark ``spark-xxhash64/`` and its ``xxhash64`` of it."""
+    return f"iblt3/{probe}" if probe.startswith(SPARK_SCHEME) else f"iblt3/duckdb-hash/{probe}"
 
 
 def check_of(value: int) -> int:
@@ -37,6 +47,29 @@ def check_of(value: int) -> int:
     z ^= z >> 32
     z = (z * _MURMUR) & _MASK
     return z ^ (z >> 32)
+
+
+def _rotl(value: int, bits: int) -> int:
+    return ((value << bits) | (value >> (64 - bits))) & _MASK
+
+
+def spark_check(value: int) -> int:
+    """Spark's ``xxhash64`` of a BIGINT (XXH64 of 8 bytes, seed 42) as an unsigned word: the
+    check value of sketches made by the Spark engine. ``value`` is the unsigned 64-bit form
+    of the BIGINT; a test pins that this agrees with a real Spark."""
+    h = (42 + _P5 + 8) & _MASK
+    h ^= (_rotl((value * _P2) & _MASK, 31) * _P1) & _MASK
+    h = (_rotl(h, 27) * _P1 + _P4) & _MASK
+    h ^= h >> 33
+    h = (h * _P2) & _MASK
+    h ^= h >> 29
+    h = (h * _P3) & _MASK
+    return h ^ (h >> 32)
+
+
+def check_for(scheme: str) -> Callable[[int], int]:
+    """The check function of a sketch scheme (``check_of`` unless Spark made it)."""
+    return spark_check if scheme.startswith(f"iblt3/{SPARK_SCHEME}") else check_of
 
 
 def cells_of(value: int, cells_per_hash: int) -> tuple[int, ...]:
@@ -119,6 +152,7 @@ def difference_size(a: PopulationSketch, b: PopulationSketch, *, limit: int) -> 
     """
     if a.cells_per_hash != b.cells_per_hash or a.scheme != b.scheme:
         raise SandboxBug("sketches of different sizes or schemes cannot be compared")
+    check = check_for(a.scheme)
     diff: dict[int, list[int]] = {}
     for sign, sketch in ((1, a), (-1, b)):
         for index, count, keys, checks in sketch.cells:
@@ -127,11 +161,11 @@ def difference_size(a: PopulationSketch, b: PopulationSketch, *, limit: int) -> 
             cell[1] ^= keys
             cell[2] ^= checks
     found = 0
-    pure = [i for i, c in diff.items() if _pure(c)]
+    pure = [i for i, c in diff.items() if _pure(c, check)]
     while pure:
         index = pure.pop()
         cell = diff[index]
-        if not _pure(cell):
+        if not _pure(cell, check):
             continue
         sign, value = cell[0], cell[1]
         found += 1
@@ -141,8 +175,8 @@ def difference_size(a: PopulationSketch, b: PopulationSketch, *, limit: int) -> 
             target = diff.setdefault(other, [0, 0, 0])
             target[0] -= sign
             target[1] ^= value
-            target[2] ^= check_of(value)
-            if _pure(target):
+            target[2] ^= check(value)
+            if _pure(target, check):
                 pure.append(other)
     if all(c == [0, 0, 0] for c in diff.values()):
         return found
@@ -167,5 +201,5 @@ def _occupancy_estimate(diff: dict[int, list[int]], cells_per_hash: int) -> int:
     return max(1, round(sum(estimates) / len(estimates)))
 
 
-def _pure(cell: list[int]) -> bool:
-    return cell[0] in (1, -1) and check_of(cell[1]) == cell[2]
+def _pure(cell: list[int], check: Callable[[int], int]) -> bool:
+    return cell[0] in (1, -1) and check(cell[1]) == cell[2]

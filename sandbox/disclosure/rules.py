@@ -184,7 +184,9 @@ def _secondary(groups: Sequence[_Group], rules: DisclosureRules) -> None:
                 released = [g for g in line if g.withheld is None]
                 if not released:
                     continue
-                smallest = min(released, key=_size)
+                # ties broken by the key, not by the order the engine returned groups in
+                # (which differs between engines and between runs of one)
+                smallest = min(released, key=lambda g: (_size(g), repr(g.key)))
                 column = groups[0].key[dim][0]
                 smallest.withheld = WithheldCell(
                     smallest.key,

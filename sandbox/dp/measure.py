@@ -111,6 +111,40 @@ class Mechanism:
                 released[col] = noisy_vector[j::per]
         return self._assemble(cells, released, candidates)
 
+    def expected_accuracy(self) -> dict[str, dict[str, Any]]:
+        """Per released column, the noise and the 95 % half-width every cell will get, known
+        before any data is read (the scales depend on the plan and cost only). A mean's
+        interval depends on its group's noisy count: its sum's and count's half-widths at
+        97.5 % are given instead; a quantile has no interval."""
+        plan = self.plan
+        by_label = {b.primitive.label: b for b in self.built}
+        count_b = by_label.get("keys") or by_label.get("count")
+        out: dict[str, dict[str, Any]] = {}
+        for m in plan.measures:
+            if m.kind is MeasureKind.COUNT:
+                assert count_b is not None
+                out[m.name] = {"scale": count_b.scale, "ci95_half_width": count_b.half_width()}
+            elif m.kind is MeasureKind.SUM:
+                b = by_label[f"sum:{m.name}"]
+                k = b.primitive.divisor
+                out[m.name] = {"scale": b.scale / k, "ci95_half_width": b.half_width()}
+            elif m.kind is MeasureKind.HISTOGRAM:
+                b = by_label[f"hist:{m.name}"]
+                for j in range(len(m.bins) - 1):
+                    label = f"{m.name}[{_edge(m.bins[j])},{_edge(m.bins[j + 1])})"
+                    out[label] = {"scale": b.scale, "ci95_half_width": b.half_width()}
+            elif m.kind is MeasureKind.QUANTILE:
+                b = by_label[f"quantile:{m.name}"]
+                out[m.name] = {"scale": b.scale, "ci95_half_width": None}
+            else:
+                sb, cb = by_label[f"sum:{m.name}"], by_label[f"nonnull:{m.name}"]
+                out[m.name] = {
+                    "ci95_half_width": None,
+                    "sum_ci975_half_width": sb.half_width(ALPHA / 2),
+                    "count_ci975_half_width": cb.half_width(ALPHA / 2),
+                }
+        return out
+
     @staticmethod
     def _select(b: Built, row: tuple[object, ...] | None, index: dict[str, int]) -> int:
         cols = b.primitive.columns

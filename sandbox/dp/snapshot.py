@@ -60,8 +60,10 @@ def fingerprint(source: TableSource, unit: str, *, now_ns: int | None = None) ->
     """The snapshot digest of ``source`` for statistics of ``unit``; None when some file is
     not a regular file, cannot be read, or (``now_ns`` given) changed less than
     ``SETTLE_NS`` before ``now_ns``."""
+    if not source.is_file:
+        return None  # a table elsewhere (Spark) cannot be fingerprinted here
     parts: list[object] = [VERSION, source.dataset_id, source.format, unit]
-    for path in (source.path,):  # one named file: TableSource refuses globs and directories
+    for path in (source.file,):  # one named file: TableSource refuses globs and directories
         try:
             st = os.stat(path)
         except OSError:

@@ -45,7 +45,7 @@ LOCKDOWN: tuple[tuple[str, bool], ...] = (
 def view_sql(source: TableSource) -> tuple[str, str]:
     """The schema and view for one source; the id is validated, the path a quoted literal."""
     dept, name = source.dataset_id.split(".")
-    path = literal(str(source.path))
+    path = literal(str(source.file))  # a table source is a SandboxBug here
     if source.format == "parquet":
         reader = f"read_parquet({path}, filename=false, hive_partitioning=false)"
     else:
@@ -60,7 +60,7 @@ def view_sql(source: TableSource) -> tuple[str, str]:
 
 
 def lockdown_values(limits: Limits, sources: Sequence[TableSource]) -> dict[str, str]:
-    paths = ", ".join(literal(str(s.path)) for s in sources)
+    paths = ", ".join(literal(str(s.file)) for s in sources)
     return {
         "threads": str(limits.threads),
         "memory_limit": literal(limits.memory_limit),

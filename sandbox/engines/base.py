@@ -12,6 +12,7 @@ from typing import Protocol
 
 from sandbox.compile.auxiliary import AuxiliaryQuery
 from sandbox.compile.query import CompiledQuery
+from sandbox.quality.profile import DatasetProfile, ProfileRequest
 from sandbox.results import ResultTable
 from sandbox.sources import Limits, TableSource
 
@@ -41,4 +42,10 @@ class Engine(Protocol):
 
     def infer_schema(self, source: TableSource) -> tuple[tuple[str, str], ...]: ...
 
+    def profile(self, source: TableSource, request: ProfileRequest) -> DatasetProfile: ...
+
     def close(self) -> None: ...
+
+    def ready(self) -> bool:
+        """Can the engine take a job now (e.g. start a sandbox worker)?"""
+        ...

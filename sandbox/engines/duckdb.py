@@ -42,6 +42,7 @@ from sandbox.errors import (
     SandboxError,
     TemplateRejected,
 )
+from sandbox.quality.profile import DatasetProfile, ProfileRequest
 from sandbox.results import ResultTable, json_value
 from sandbox.schema import COLUMN_NAME
 from sandbox.sources import DEFAULT_LIMITS, Limits, TableSource
@@ -171,6 +172,10 @@ class DuckDBEngine:
         """Stop the background threads and close the instances kept ready."""
         self._instances.close()
 
+    def ready(self) -> bool:
+        """In the calling process: ready whenever the process is."""
+        return True
+
     def run(
         self,
         query: CompiledQuery,
@@ -273,6 +278,21 @@ class DuckDBEngine:
         sql = f'DESCRIBE SELECT * FROM "{dept}"."{name}"'  # noqa: S608 (validated id)
         table = self._guarded([source], lambda con: self._execute(con, sql, {}))
         return tuple((str(row[0]), str(row[1])) for row in table.rows)
+
+    def profile(self, source: TableSource, request: ProfileRequest) -> DatasetProfile:
+        """The data-quality profile of ``source``: counts, and MIN/MAX of public columns only."""
+        if request.dataset_id != source.dataset_id:
+            raise SandboxBug("the profile request names another dataset")
+        sql, params = request.sql()
+
+        def work(con: duckdb.DuckDBPyConnection) -> ResultTable:
+            self._check_sql(con, sql, tuple(params))
+            return self._execute(con, sql, params, 1, None)
+
+        table = self._guarded([source], work)
+        if len(table.rows) != 1:
+            raise SandboxBug("a profile query returns one row")
+        return request.read(table.columns, table.rows[0])
 
     @staticmethod
     def _source(sources: Mapping[str, TableSource], table: str) -> TableSource:
@@ -401,5 +421,5 @@ def _verify_lockdown(con: duckdb.DuckDBPyConnection, sources: Sequence[TableSour
     for name, value in zip(expected, actual, strict=False):
         if value != expected[name]:
             raise SandboxBug(f"DuckDB setting {name} did not take effect")
-    if sorted(actual[-1]) != sorted(str(s.path) for s in sources):
+    if sorted(actual[-1]) != sorted(str(s.file) for s in sources):
         raise SandboxBug("DuckDB setting allowed_paths did not take effect")

@@ -12,7 +12,16 @@ process (``python -m sandbox.engines.worker``) over pipes (``sandbox.engines.pro
   killed (SIGKILL) and the job fails with a timeout; a worker that dies mid-job (killed, out
   of memory, CPU limit) fails its job with ``worker_lost``. Either way that worker is gone and
   the next job gets another;
-- are retired after ``max_jobs`` jobs, so nothing accumulates in a long-lived process.
+- are retired after ``max_jobs`` jobs, so nothing accumulates in a long-lived process;
+- yield to short jobs: a call still running after ``long_job_s`` has every thread of its
+  worker reniced to ``LONG_JOB_NICE`` (CPU weight ~1/10), so one department's heavy jobs
+  cannot halve the CPU of another's small ones on the same cores. After the call its
+  priority is raised back where the gateway may (CAP_SYS_NICE); where it may not, that
+  worker is retired (a fresh one is started) rather than left slow;
+- never number more than ``max_workers`` (idle, busy and starting): a call waits for one;
+- die with the gateway: each asks the kernel for SIGKILL when its parent goes
+  (``PR_SET_PDEATHSIG``). The kernel sends it when the *thread* that started the worker ends,
+  so every worker is started by one long-lived spawner thread, never by a caller's thread.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +52,13 @@ from sandbox.errors import (
     SandboxBug,
     SandboxError,
 )
+from sandbox.quality.profile import DatasetProfile, ProfileRequest
 from sandbox.results import ResultTable
 from sandbox.sources import DEFAULT_LIMITS, Limits, TableSource
 
-_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding `sandbox`
 START_TIMEOUT_S = 60.0
+LONG_JOB_NICE = 10  # a nice-10 thread gets ~1/10 of the CPU a nice-0 thread gets beside it
 
 
 class _Lost(Exception):
@@ -63,8 +75,9 @@ class _Worker:
             "PYTHONDONTWRITEBYTECODE": "1",
             "LANG": "C.UTF-8",
         }
-        self.process = subprocess.Popen(  # our own interpreter and module
-            [sys.executable, "-s", "-m", "sandbox.engines.worker"],
+        parent = str(os.getpid())
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter, module, pid
+            [sys.executable, "-s", "-m", "sandbox.engines.worker", parent],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -74,6 +87,7 @@ class _Worker:
             close_fds=True,
         )
         self.jobs = 0
+        self.demoted = False  # reniced as a long job: restored or retired after the call
         assert self.process.stdin is not None and self.process.stdout is not None
         self._in = self.process.stdin.fileno()
         self._out = self.process.stdout.fileno()
@@ -97,29 +111,69 @@ class _Worker:
     def pid(self) -> int:
         return self.process.pid
 
-    def call(self, message: dict[str, Any], deadline: float) -> dict[str, Any]:
-        """Send ``message``; the reply, or _Lost / TimeoutError (the worker is then killed)."""
+    def call(
+        self, message: dict[str, Any], deadline: float, demote_at: float | None = None
+    ) -> dict[str, Any]:
+        """Send ``message``; the reply, or _Lost / TimeoutError (the worker is then killed).
+        Still waiting at ``demote_at``: the worker is demoted (``demote``)."""
         try:
             protocol.write_all(self._in, protocol.frame(message))
         except OSError:
             self.kill()
             raise _Lost from None
         try:
-            header = self._read(4, deadline)
+            header = self._read(4, deadline, demote_at)
             size = int.from_bytes(header, "big")
             if size > protocol.MAX_FRAME:
                 raise _Lost
-            return protocol.decode(self._read(size, deadline))
+            return protocol.decode(self._read(size, deadline, demote_at))
         except (_Lost, protocol.ProtocolError, TimeoutError):
             self.kill()
             raise
 
-    def _read(self, size: int, deadline: float) -> bytes:
+    def demote(self) -> None:
+        """Renice every thread of the worker to ``LONG_JOB_NICE`` (on Linux a nice value is
+        per thread: DuckDB's threads each need it; threads they start later inherit it)."""
+        self.demoted = True
+        for _ in range(2):  # a thread started while the first pass ran
+            for tid in self._threads():
+                with contextlib.suppress(OSError):
+                    if os.getpriority(os.PRIO_PROCESS, tid) < LONG_JOB_NICE:
+                        os.setpriority(os.PRIO_PROCESS, tid, LONG_JOB_NICE)
+
+    def restore(self) -> bool:
+        """Back to the normal priority after a demoted call; False when that needs a privilege
+        this process lacks (then the worker is retired instead)."""
+        normal = os.getpriority(os.PRIO_PROCESS, 0)
+        try:
+            for tid in self._threads():
+                with contextlib.suppress(ProcessLookupError):
+                    os.setpriority(os.PRIO_PROCESS, tid, normal)
+        except OSError:  # PermissionError: lowering a nice value needs CAP_SYS_NICE
+            return False
+        self.demoted = False
+        return True
+
+    def _threads(self) -> list[int]:
+        """The worker's thread ids (nice values are per thread on Linux); without /proc, the
+        process's main thread at least."""
+        try:
+            return [int(t) for t in os.listdir(f"/proc/{self.pid}/task")]
+        except OSError:
+            return [self.pid]
+
+    def _read(self, size: int, deadline: float, demote_at: float | None) -> bytes:
         chunks: list[bytes] = []
         while size:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 raise TimeoutError
+            if demote_at is not None and not self.demoted:
+                if now >= demote_at:
+                    self.demote()
+                else:
+                    remaining = min(remaining, demote_at - now)
             ready, _, _ = select.select([self._out], [], [], remaining)
             if not ready:
                 continue
@@ -168,18 +222,29 @@ class ProcessEngine:
         grace_s: float = 5.0,
         os_limits: OsLimits | None = None,
         max_jobs: int = 200,
+        max_workers: int = 64,
+        long_job_s: float | None = 0.5,
     ) -> None:
         if type(spares) is not int or not 0 <= spares <= 64:
             raise SandboxBug("spares must be an integer from 0 to 64")
+        if type(max_workers) is not int or not max(1, spares) <= max_workers <= 256:
+            raise SandboxBug("max_workers must be an integer from max(1, spares) to 256")
         if not 0 < grace_s <= 600 or type(max_jobs) is not int or max_jobs < 1:
             raise SandboxBug("grace_s must be in (0, 600] and max_jobs at least 1")
+        if long_job_s is not None and not 0 < long_job_s <= 3600:
+            raise SandboxBug("long_job_s must be None or in (0, 3600]")
         self.limits = limits
         self.grace_s = grace_s
+        self.long_job_s = long_job_s
         self.os_limits = os_limits or OsLimits(cpu_s=limits.timeout_s * limits.threads + grace_s)
         self._spares = spares
         self._max_jobs = max_jobs
+        self._max_workers = max_workers
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
+        self._starting = 0
+        # One long-lived thread starts every worker (see PR_SET_PDEATHSIG in the docstring).
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-spawner")
         self._lock = threading.Lock()
         self._wanted = threading.Condition(self._lock)
         self._closed = False
@@ -191,6 +256,11 @@ class ProcessEngine:
             self._filler.start()
 
     # --- the engine interface ---------------------------------------------------------
+
+    @property
+    def max_workers(self) -> int:
+        """The most worker processes this engine has at once (idle, busy and starting)."""
+        return self._max_workers
 
     def run(
         self,
@@ -242,16 +312,52 @@ class ProcessEngine:
         message = {"op": "infer_schema", "source": protocol.encode_source(source)}
         return tuple((str(c[0]), str(c[1])) for c in self._call(message)["columns"])
 
+    def profile(self, source: TableSource, request: ProfileRequest) -> DatasetProfile:
+        """A data-quality profile computed by a worker next to the data (counts only)."""
+        message = {
+            "op": "profile",
+            "source": protocol.encode_source(source),
+            "request": request.encode(),
+        }
+        return request.screened(DatasetProfile.decode(self._call(message)["profile"]))
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            workers = [*self._idle, *self._busy]
+            idle, busy = list(self._idle), list(self._busy)
             self._idle.clear()
             self._wanted.notify_all()
-        if self._filler is not None:
-            self._filler.join(timeout=START_TIMEOUT_S)
-        for worker in workers:
+        # A spare being started is not waited for (~0.3 s): the filler kills it once it is up.
+        # An idle worker holds nothing to finish: killed at once (waiting for each interpreter
+        # to exit took ~0.3 s a worker). A busy one is asked to exit when its call returns.
+        for worker in idle:
+            worker.kill()
+        for worker in busy:
             worker.stop()
+        self._spawner.shutdown(wait=False, cancel_futures=True)
+
+    def ready(self) -> bool:
+        """Can a job get a worker? True if one is idle and alive, else if one can be started
+        now (it is kept as a spare); False at the worker cap with none idle, or on failure."""
+        with self._lock:
+            if self._closed:
+                return False
+            if any(w.alive() for w in self._idle):
+                return True
+            if self._count() >= self._max_workers:
+                return bool(self._busy)  # all busy: jobs are running, the pool is working
+            self._starting += 1
+        try:
+            worker = self._start()
+        except (OSError, SandboxError, _Lost, TimeoutError, protocol.ProtocolError):
+            return False
+        finally:
+            with self._lock:
+                self._starting -= 1
+                self._wanted.notify_all()
+        if not self._keep_spare(worker):
+            worker.stop()
+        return True
 
     # --- for tests and benchmarks -----------------------------------------------------
 
@@ -296,9 +402,11 @@ class ProcessEngine:
 
     def _call(self, message: dict[str, Any], *, count: bool = True) -> dict[str, Any]:
         worker = self._take()
-        deadline = time.monotonic() + self.limits.timeout_s + self.grace_s
+        started = time.monotonic()
+        deadline = started + self.limits.timeout_s + self.grace_s
+        demote_at = None if self.long_job_s is None else started + self.long_job_s
         try:
-            reply = worker.call(message, deadline)
+            reply = worker.call(message, deadline, demote_at)
         except TimeoutError:
             self._drop(worker)
             raise QueryTimeout(self.limits.timeout_s) from None
@@ -317,32 +425,59 @@ class ProcessEngine:
         failure: SandboxError = protocol.decode_error(error if isinstance(error, dict) else {})
         raise failure
 
+    def _count(self) -> int:
+        """Workers idle, busy or being started (under the lock)."""
+        return len(self._idle) + len(self._busy) + self._starting
+
+    def _start(self) -> _Worker:
+        """A new worker, started by the spawner thread."""
+        return self._spawner.submit(_Worker, self.limits, self.os_limits).result()
+
     def _take(self) -> _Worker:
+        deadline = time.monotonic() + self.limits.timeout_s + self.grace_s
         with self._lock:
-            if self._closed:
-                raise SandboxBug("the engine is closed")
-            while self._idle:
-                worker = self._idle.pop()
-                if worker.alive():
-                    self._busy.add(worker)
-                    self._wanted.notify_all()
-                    return worker
-                worker.kill()
+            while True:
+                if self._closed:
+                    raise SandboxBug("the engine is closed")
+                while self._idle:
+                    worker = self._idle.pop()
+                    if worker.alive():
+                        self._busy.add(worker)
+                        self._wanted.notify_all()
+                        return worker
+                    worker.kill()
+                if self._count() < self._max_workers:
+                    break
+                # At the cap: a busy worker comes back (or is killed) within its deadline.
+                if not self._wanted.wait(timeout=max(0.0, deadline - time.monotonic())):
+                    raise QueryTimeout(self.limits.timeout_s)
+            self._starting += 1
             self._wanted.notify_all()
-        worker = _Worker(self.limits, self.os_limits)  # none ready: start one now
+        try:
+            worker = self._start()  # none ready: start one now
+        finally:
+            with self._lock:
+                self._starting -= 1
         with self._lock:
             self._busy.add(worker)
         return worker
 
     def _give_back(self, worker: _Worker) -> None:
+        if worker.demoted and worker.alive():
+            worker.restore()  # kept if it could be; else retired below (a fresh one is started)
         with self._lock:
             self._busy.discard(worker)
-            keep = not self._closed and worker.alive() and worker.jobs < self._max_jobs
+            keep = (
+                not self._closed
+                and worker.alive()
+                and worker.jobs < self._max_jobs
+                and not worker.demoted
+            )
             if keep:
                 self._idle.append(worker)
             self._wanted.notify_all()
         if not keep:
-            worker.stop()
+            worker.kill()  # between jobs it holds nothing to finish; no wait on the job's path
 
     def _drop(self, worker: _Worker) -> None:
         with self._lock:
@@ -353,16 +488,27 @@ class ProcessEngine:
         """Keep ``spares`` idle workers started ahead of jobs."""
         while True:
             with self._lock:
-                self._wanted.wait_for(lambda: self._closed or len(self._idle) < self._spares)
+                self._wanted.wait_for(
+                    lambda: (
+                        self._closed
+                        or (len(self._idle) < self._spares and self._count() < self._max_workers)
+                    )
+                )
                 if self._closed:
                     return
+                self._starting += 1
             try:
-                worker = _Worker(self.limits, self.os_limits)
+                worker = self._start()
             except (OSError, SandboxError, _Lost, TimeoutError, protocol.ProtocolError):
                 time.sleep(1.0)  # could not start one; jobs start their own meanwhile
                 continue
+            except RuntimeError:  # the spawner was shut down: closing
+                return
+            finally:
+                with self._lock:
+                    self._starting -= 1
             if not self._keep_spare(worker):
-                worker.stop()
+                worker.kill()  # started as the engine closed
                 return
 
     def _keep_spare(self, worker: _Worker) -> bool:

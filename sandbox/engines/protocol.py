@@ -118,10 +118,22 @@ def decode_params(encoded: dict[str, Any]) -> dict[str, object]:
 
 
 def encode_source(source: TableSource) -> dict[str, str]:
-    return {"dataset_id": source.dataset_id, "format": source.format, "path": str(source.path)}
+    if source.is_file:
+        return {"dataset_id": source.dataset_id, "format": source.format, "path": str(source.path)}
+    encoded = {"dataset_id": source.dataset_id, "format": source.format, "table": source.table}
+    if source.connection is not None:
+        encoded["connection"] = source.connection
+    return {k: v for k, v in encoded.items() if v is not None}
 
 
 def decode_source(data: dict[str, str]) -> TableSource:
+    if "path" not in data:
+        return TableSource(
+            data["dataset_id"],
+            data["format"],  # type: ignore[arg-type]
+            table=data.get("table"),
+            connection=data.get("connection"),
+        )
     return TableSource(data["dataset_id"], data["format"], Path(data["path"]))  # type: ignore[arg-type]
 
 

@@ -11,12 +11,14 @@ job) and a CPU-time budget. Errors go back as their type and category only.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Any
 
 from sandbox.dp import snapshot as dp_snapshot
 from sandbox.engines import oslimits, protocol
 from sandbox.errors import ExecutionCategory, ExecutionError, SandboxError
+from sandbox.quality.profile import ProfileRequest
 
 
 def _private_streams() -> tuple[int, int]:
@@ -64,12 +66,34 @@ def _handle(
         oslimits.cpu_budget(limits.cpu_s)
         columns = engine.infer_schema(protocol.decode_source(message["source"]))
         return {"ok": True, "columns": [list(c) for c in columns]}
+    if op == "profile":
+        oslimits.cpu_budget(limits.cpu_s)
+        source = protocol.decode_source(message["source"])
+        wanted = ProfileRequest.decode(message["request"])
+        return {"ok": True, "profile": engine.profile(source, wanted).encode()}
     if op == "limits":
         return {"ok": True, "limits": {**oslimits.current(), "landlock": landlock_abi}}
     return {"ok": False, "error": {"type": "bug", "message": "unknown operation"}}
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL this process when the gateway that started it dies (Linux `prctl`); exit now
+    if it died already (before the request took effect)."""
+    if sys.platform.startswith("linux"):
+        import ctypes  # noqa: PLC0415 - Linux only
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(0)
+
+
 def main() -> int:
+    if len(sys.argv) > 1:
+        _die_with_parent(int(sys.argv[1]))
     fd_in, fd_out = _private_streams()
     init = protocol.read_frame(fd_in)
     limits = oslimits.OsLimits(**init["os"])

@@ -155,13 +155,18 @@ def _check_values(spec: ParameterSpec) -> str | None:
     return None
 
 
+def _int64(value: int) -> bool:
+    """Within a 64-bit integer, as every engine binds one."""
+    return -(2**63) <= value < 2**63
+
+
 def convert_value(spec: ParameterSpec, value: object) -> object | None:
     """``value`` converted for binding, or None when it is outside the domain."""
     converted: object | None = None
     if spec.type is ParamType.BOOLEAN:
         converted = value if isinstance(value, bool) else None
     elif spec.type is ParamType.INTEGER:
-        converted = value if type(value) is int else None
+        converted = value if type(value) is int and _int64(value) else None
     elif spec.type is ParamType.NUMBER:
         ok = type(value) in (int, float, Decimal)
         converted = _decimal(value) if ok else None
@@ -223,7 +228,7 @@ def range_value(spec: ParameterSpec, value: object) -> tuple[object, object] | N
 
 def _element(spec: ParameterSpec, element: ParamType, value: object) -> int | date | None:
     if element is ParamType.INTEGER:
-        converted: int | date | None = value if type(value) is int else None
+        converted: int | date | None = value if type(value) is int and _int64(value) else None
     else:
         converted = _date(value)
     if converted is None or not _in_range(spec, converted):

@@ -45,6 +45,7 @@ ORIGIN = "insitu.test/audit"
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_kill_9_during_a_burst_leaves_a_valid_log_and_valid_receipts(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -96,7 +97,8 @@ def _gateway(world: World) -> Any:
     return world.app.state.gateway
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("migrated_database_url", ["sqlite"], indirect=True)
+@pytest.mark.slow
 def test_a_store_that_cannot_write_fails_jobs_with_503_and_releases_nothing(
     world: World, analyst: Caller, approved_template: dict[str, Any]
 ) -> None:
@@ -113,7 +115,7 @@ def test_a_store_that_cannot_write_fails_jobs_with_503_and_releases_nothing(
         read = analyst.get(f"/v1/jobs/{job_id}/result")
         assert read.status_code == 503, read.text
         assert "rows" not in read.json() and "receipt" not in read.json()
-        submitted = analyst.post("/v1/jobs", json=SUBMIT)
+        submitted = analyst.submit(SUBMIT)
         assert submitted.status_code == 503, submitted.text
     finally:
         sa.event.remove(gw.db, "connect", _full)
@@ -124,7 +126,7 @@ def test_a_store_that_cannot_write_fails_jobs_with_503_and_releases_nothing(
     assert analyst.get(f"/v1/jobs/{job_id}/result").status_code == 200
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("migrated_database_url", ["postgresql"], indirect=True)
 def test_a_database_gone_fails_jobs_with_503_and_releases_nothing(
     world: World, analyst: Caller, approved_template: dict[str, Any], pg_admin_url: str
 ) -> None:
@@ -152,7 +154,7 @@ def test_a_database_gone_fails_jobs_with_503_and_releases_nothing(
         read = analyst.get(f"/v1/jobs/{body['job']['id']}/result")
         assert read.status_code == 503, read.text
         assert "rows" not in read.json()
-        assert analyst.post("/v1/jobs", json=SUBMIT).status_code == 503
+        assert analyst.submit(SUBMIT).status_code == 503
     finally:
         set_allowed(True)
         admin.dispose()

@@ -188,6 +188,7 @@ def test_an_over_long_value_in_a_document_is_refused(world: World, officer_a: Ca
         {"purpose_state": "approved"},
     ],
 )
+@pytest.mark.slow
 def test_a_job_cannot_carry_its_own_attributes(
     world: World, analyst: Caller, approved_template: dict[str, Any], extra: dict[str, str]
 ) -> None:
@@ -300,6 +301,7 @@ def test_two_approvals_racing_on_one_version_store_one(
     assert [h["version"] for h in history] == [2, 1]
 
 
+@pytest.mark.slow
 def test_a_change_reaches_another_worker_within_the_refresh_interval(
     world: World, officer_a: Caller, officer_b: Caller, second_worker: Caller
 ) -> None:

@@ -32,16 +32,16 @@ REGISTRY_RULE = {
     "department": "*",
     "object": "data/conditional/general/*",
     "action": "query:aggregate",
-    "purpose": "stated",
+    "purpose": "approved",
 }
 
 
 @pytest.fixture
 def gateway_and_world(
-    tmp_path: Path, database_url: str, demo_data_dir: Path
+    tmp_path: Path, migrated_database_url: str, demo_data_dir: Path
 ) -> Iterator[tuple[Gateway, World]]:
     """The integration `world`, but without workers: jobs stay queued until run here."""
-    settings = Settings(home=tmp_path / "home", database_url=database_url, workers=1)
+    settings = Settings(home=tmp_path / "home", database_url=migrated_database_url, workers=1)
     home.init_home(settings)
     for source in demo_data_dir.rglob("*.parquet"):
         target = settings.data_dir / source.relative_to(demo_data_dir)
@@ -65,13 +65,14 @@ def run_queued(gw: Gateway) -> None:
     Runner(gw).run(job)
 
 
+@pytest.mark.slow
 def test_a_job_queued_before_a_revocation_does_not_run_after_it(
     gateway_and_world: tuple[Gateway, World],
     analyst: Caller,
     approved_template: dict[str, Any],
 ) -> None:
     gw, world = gateway_and_world
-    submitted = analyst.post("/v1/jobs", json=SUBMIT)
+    submitted = analyst.submit(SUBMIT)
     assert submitted.status_code == 202, submitted.text
     job_id = submitted.json()["id"]
     officer_a = world.as_("officer-a@security", "security", "security_officer")
@@ -95,13 +96,14 @@ def test_a_job_queued_before_a_revocation_does_not_run_after_it(
     assert denied["actor"]["subject"] == "analyst@stats"
 
 
+@pytest.mark.slow
 def test_a_queued_job_still_allowed_runs(
     gateway_and_world: tuple[Gateway, World],
     analyst: Caller,
     approved_template: dict[str, Any],
 ) -> None:
     gw, world = gateway_and_world
-    submitted = analyst.post("/v1/jobs", json=SUBMIT)
+    submitted = analyst.submit(SUBMIT)
     assert submitted.status_code == 202, submitted.text
     run_queued(gw)
     job = analyst.get(f"/v1/jobs/{submitted.json()['id']}").json()

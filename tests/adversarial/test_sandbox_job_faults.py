@@ -11,6 +11,8 @@ import signal
 import time
 from typing import Any
 
+import pytest
+
 from sandbox.engines.process import ProcessEngine
 from tests.integration.conftest import (  # noqa: F401 - fixtures
     Caller,
@@ -26,11 +28,12 @@ from tests.integration.test_job_path import SUBMIT
 
 
 def submit(analyst: Caller) -> dict[str, Any]:
-    submitted = analyst.post("/v1/jobs", json=SUBMIT)
+    submitted = analyst.submit(SUBMIT)
     assert submitted.status_code == 202, submitted.text
     return dict(submitted.json())
 
 
+@pytest.mark.slow
 def test_a_job_whose_worker_is_killed_fails_and_the_next_job_is_released(
     world: World, analyst: Caller, approved_template: dict[str, Any]
 ) -> None:

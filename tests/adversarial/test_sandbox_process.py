@@ -5,6 +5,7 @@ Each test names the defence it checks; removing that defence makes it fail.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -23,7 +24,7 @@ from sandbox import (
     TableSource,
 )
 from sandbox.engines.oslimits import OsLimits
-from sandbox.engines.process import ProcessEngine
+from sandbox.engines.process import LONG_JOB_NICE, ProcessEngine
 from tests.adversarial.sandbox_fixtures import COUNT, DATASET, SLOW, hand_built, write_registry
 
 
@@ -90,6 +91,77 @@ def test_a_worker_killed_mid_job_fails_that_job_and_the_next_job_runs(
     assert victim not in engine.worker_pids()
 
 
+def nice_values(pid: int) -> set[int]:
+    """The nice value of every thread of `pid` (field 19 of /proc/PID/task/TID/stat)."""
+    values = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            values.add(int(stat.rsplit(")", 1)[1].split()[16]))
+    return values
+
+
+@pytest.mark.slow  # waits out `long_job_s`
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux's /proc")
+def test_a_long_job_yields_the_cpu_and_its_worker_is_not_reused(sources: dict) -> None:
+    """Noisy neighbour: a call past `long_job_s` runs at nice LONG_JOB_NICE on every thread;
+    the next (short) job runs on another worker at the normal priority."""
+    engine = ProcessEngine(Limits(timeout_s=30, threads=2), spares=0, long_job_s=2.0)
+    try:
+        assert engine.run(COUNT, sources, {}).rows == ((40,),)  # short: not demoted, kept
+        (short,) = engine.worker_pids()
+        assert nice_values(short) == {os.getpriority(os.PRIO_PROCESS, 0)}
+        thread, outcome = run_in_thread(engine, SLOW, sources, {})
+        wait_for(engine.busy_pids)
+        (heavy,) = engine.busy_pids()
+        assert heavy == short  # the idle worker took the heavy job
+        wait_for(lambda: nice_values(heavy) == {LONG_JOB_NICE})
+        os.kill(heavy, signal.SIGKILL)  # end it now (it would run for minutes)
+        thread.join(timeout=30)
+        (lost,) = outcome
+        assert isinstance(lost, ExecutionError)
+        assert engine.run(COUNT, sources, {}).rows == ((40,),)
+        (fresh,) = engine.worker_pids()
+        assert fresh != heavy
+        assert nice_values(fresh) == {os.getpriority(os.PRIO_PROCESS, 0)}
+    finally:
+        engine.close()
+
+
+SLOWISH = hand_built("SELECT COUNT(*) AS n FROM range(300000000)")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="raising a priority back needs CAP_SYS_NICE")
+def test_a_demoted_worker_gets_its_priority_back_where_the_gateway_may(sources: dict) -> None:
+    engine = ProcessEngine(Limits(timeout_s=30), spares=0, long_job_s=0.01)
+    try:
+        assert engine.run(SLOWISH, sources, {}).rows == ((300_000_000,),)
+        (kept,) = engine.worker_pids()
+        assert nice_values(kept) == {os.getpriority(os.PRIO_PROCESS, 0)}
+    finally:
+        engine.close()
+
+
+def test_a_demoted_worker_is_retired_where_its_priority_cannot_be_raised(
+    sources: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.setpriority
+
+    def unprivileged(which: int, who: int, value: int) -> None:
+        if value < os.getpriority(which, who):  # what the kernel refuses without CAP_SYS_NICE
+            raise PermissionError(1, "Operation not permitted")
+        real(which, who, value)
+
+    monkeypatch.setattr(os, "setpriority", unprivileged)
+    engine = ProcessEngine(Limits(timeout_s=30), spares=0, long_job_s=0.01)
+    try:
+        assert engine.run(SLOWISH, sources, {}).rows == ((300_000_000,),)
+        assert engine.worker_pids() == ()  # demoted, could not be restored: killed, not kept
+    finally:
+        engine.close()
+
+
+@pytest.mark.slow
 def test_the_watchdog_kills_a_worker_that_stops_answering(sources: dict) -> None:
     engine = ProcessEngine(Limits(timeout_s=1.0), spares=0, grace_s=1.0)
     try:
@@ -118,6 +190,7 @@ def test_a_time_bomb_is_interrupted_and_the_worker_serves_the_next_job(sources: 
         engine.close()
 
 
+@pytest.mark.slow
 def test_the_cpu_limit_kills_a_worker_that_spins_past_its_budget(sources: dict) -> None:
     engine = ProcessEngine(
         Limits(timeout_s=60), spares=0, os_limits=OsLimits(cpu_s=1.0), grace_s=30
@@ -223,3 +296,46 @@ def test_data_errors_come_back_as_one_generic_failure_without_values(
     assert caught.value.category is ExecutionCategory.DATA
     assert str(caught.value) == "the query failed while running (data)"
     assert caught.value.__cause__ is None and caught.value.__context__ is None
+
+
+def sandbox_children() -> set[int]:
+    """Live sandbox worker processes started by this process (from /proc, starting ones too)."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        mine = int(fields[1]) == os.getpid() and b"sandbox.engines.worker" in cmdline
+        if mine and fields[0] != "Z":  # a zombie has exited
+            out.add(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.slow
+def test_never_more_worker_processes_than_max_workers(sources: dict) -> None:
+    """Eight callers at once, spares 1 and max_workers 2: never a third process (starting,
+    idle or busy); callers wait for a worker instead, and every job still answers."""
+    engine = ProcessEngine(Limits(timeout_s=30), spares=1, max_workers=2, max_jobs=3)
+    most = 0
+    stop = threading.Event()
+
+    def watch() -> None:
+        nonlocal most
+        while not stop.is_set():
+            most = max(most, len(sandbox_children()))
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        runs = [run_in_thread(engine, COUNT, sources, {}) for _ in range(8)]
+        for thread, _ in runs:
+            thread.join(timeout=120)
+        assert [outcome[0].rows for _, outcome in runs] == [((40,),)] * 8  # type: ignore[attr-defined]
+    finally:
+        stop.set()
+        watcher.join()
+        engine.close()
+    assert 1 <= most <= 2

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from joserfc import jwt
 from joserfc.jwk import ECKey
@@ -53,6 +53,7 @@ class Provider:
     refresh_tokens: dict[str, tuple[str, Account]] = field(default_factory=dict)
     revoked: list[str] = field(default_factory=list)
     grants: list[str] = field(default_factory=list)  # grant_type of every token request
+    resources: list[str] = field(default_factory=list)  # RFC 8707 `resource` of token requests
     browser_user: str | None = None  # who is signed in to the provider in "the browser"
     codes: dict[str, tuple[Account, str, str, str]] = field(default_factory=dict)
     authorize_requests: list[dict[str, str]] = field(default_factory=list)
@@ -186,9 +187,12 @@ class OidcProvider:
             return client_id, secret
         return form.get("client_id", ""), None
 
-    def _issue(self, account: Account, *, refresh: bool) -> dict[str, Any]:
+    def _issue(
+        self, account: Account, *, refresh: bool, resource: str | None = None
+    ) -> dict[str, Any]:
+        overrides = {"aud": resource} if resource else {}
         body: dict[str, Any] = {
-            "access_token": self.access_token(account),
+            "access_token": self.access_token(account, **overrides),
             "token_type": "Bearer",
             "expires_in": self.state.access_ttl_s,
         }
@@ -203,11 +207,17 @@ class OidcProvider:
         client_id, secret = self._client(form, authorization)
         with self.state.lock:
             self.state.grants.append(grant_type)
+            resource = form.get("resource")
+            if resource is not None:
+                self.state.resources.append(resource)
+                parts = urlsplit(resource)
+                if not parts.scheme or not parts.netloc or parts.fragment:
+                    return 400, {"error": "invalid_target"}  # RFC 8707: an absolute URI
             if grant_type == "client_credentials":
                 account = self.state.accounts.get(client_id)
                 if account is None or secret is None or secret != account.secret:
                     return 401, {"error": "invalid_client"}
-                return 200, self._issue(account, refresh=False)
+                return 200, self._issue(account, refresh=False, resource=resource)
             if grant_type == "urn:ietf:params:oauth:grant-type:device_code":
                 grant = self.state.devices.get(form.get("device_code", ""))
                 if grant is None or grant.client_id != client_id:

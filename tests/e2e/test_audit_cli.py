@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from audit import Signer
+from audit import Signer, cosigner_verifier
 from gateway import home
 from gateway.api import create_app
 from gateway.auth.issuer import LocalIssuer
@@ -38,6 +38,7 @@ class Served:
     home: Path
     issuer: LocalIssuer
     witness_pem: Path
+    purposes: list[str] = field(default_factory=list)  # approved, one per conditional dataset
 
     def token(self, subject: str, department: str, role: str) -> str:
         return self.issuer.issue(subject=subject, department=department, roles=[role], ttl_s=600)
@@ -53,7 +54,7 @@ class Served:
 
     def run_job(self) -> dict[str, Any]:
         analyst = self.token("a@stats", "stats", "analyst")
-        job = self.call(analyst, "POST", "/v1/jobs", json=JOB)
+        job = self.call(analyst, "POST", "/v1/jobs", json={**JOB, "purposes": self.purposes})
         result: dict[str, Any] = self.call(
             analyst, "GET", f"/v1/jobs/{job['id']}/result", params={"wait": 60}
         )
@@ -66,7 +67,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     witness_pem = tmp_path / "witness.pem"
     home.write_private(witness_pem, witness.to_pem())
     settings = Settings(
-        home=tmp_path / "home", database_url=None, audit_witnesses=witness.verifier().vkey
+        home=tmp_path / "home", database_url=None, audit_witnesses=cosigner_verifier(witness).vkey
     )
     home.init_home(settings)
     write_demo_data(settings.data_dir, enterprises_n=5_000, residents_n=2_000)
@@ -106,7 +107,8 @@ def served(tmp_path: Path) -> Iterator[Served]:
                 "POST",
                 f"/v1/purposes/{asked['id']}/approvals",
                 json={"expires_at": expires},
-            )  # conditional data needs an approved purpose (issue 5)
+            )  # conditional data needs the owner's approval of the purpose the job names
+            s.purposes.append(asked["id"])
         yield s
 
 
@@ -116,6 +118,7 @@ def ok(out: Any) -> str:
     return text
 
 
+@pytest.mark.slow
 def test_receipt_prove_tail_stats_export_and_verify(served: Served, tmp_path: Path) -> None:
     body = served.run_job()
     saved = tmp_path / "result.json"
@@ -155,18 +158,19 @@ def test_receipt_prove_tail_stats_export_and_verify(served: Served, tmp_path: Pa
     assert failed.returncode == 1 and "FAILED at entry" in failed.stderr
 
 
+@pytest.mark.slow
 def test_witness_cosigns_refuses_a_rollback_and_the_verifier_counts_it(
     served: Served, tmp_path: Path
 ) -> None:
     vkey = ok(insitu("audit", "keys", "--home", str(served.home))).split()[0]
-    witness_vkey = Signer.from_pem(served.witness_pem.read_bytes(), WITNESS).verifier().vkey
+    witness_vkey = cosigner_verifier(Signer.from_pem(served.witness_pem.read_bytes(), WITNESS)).vkey
     auditor = served.token("au@audit", "audit", "auditor")
     state = tmp_path / "witness-state.json"
     args = ["--state", str(state), "--key", str(served.witness_pem), "--name", WITNESS]
     args += ["--log-vkey", vkey]
-    served.run_job()
+    served.call(auditor, "GET", "/v1/audit/stats")  # an audited read: the log grows
     ok(served.cli(auditor, "audit", "witness", *args))
-    served.run_job()
+    served.call(auditor, "GET", "/v1/audit/stats")
     assert "cosigned" in ok(served.cli(auditor, "audit", "witness", *args))
     bundle = tmp_path / "b.jsonl"
     ok(served.cli(auditor, "audit", "export", str(bundle)))
@@ -190,6 +194,7 @@ def test_witness_cosigns_refuses_a_rollback_and_the_verifier_counts_it(
     assert refused.returncode == 1 and "rollback" in refused.stderr
 
 
+@pytest.mark.slow
 def test_rotating_the_signing_key_keeps_old_checkpoints_verifiable(
     served: Served, tmp_path: Path
 ) -> None:

@@ -33,10 +33,12 @@ def insitu(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     )
 
 
+@pytest.mark.slow
 def test_init_creates_private_keys_and_is_idempotent(tmp_path: Path) -> None:
     first = insitu("init", "--home", str(tmp_path / "h"))
     assert first.returncode == 0, first.stderr
-    for name in (home.ISSUER_KEYS, home.AUDIT_KEY, home.FINGERPRINT_KEY):
+    # population.key too: made at init, so a home copied to a replica carries the same one
+    for name in (home.ISSUER_KEYS, home.AUDIT_KEY, home.FINGERPRINT_KEY, "population.key"):
         mode = stat.S_IMODE((tmp_path / "h" / "keys" / name).stat().st_mode)
         assert mode == 0o600, name
     second = insitu("init", "--home", str(tmp_path / "h"))
@@ -44,6 +46,7 @@ def test_init_creates_private_keys_and_is_idempotent(tmp_path: Path) -> None:
     assert "already initialised" in second.stdout
 
 
+@pytest.mark.slow
 def test_serve_with_a_malformed_issuer_key_says_so_in_one_line(tmp_path: Path) -> None:
     assert insitu("init", "--home", str(tmp_path / "h")).returncode == 0
     (tmp_path / "h" / "keys" / home.ISSUER_KEYS).write_text("garbage")
@@ -54,6 +57,7 @@ def test_serve_with_a_malformed_issuer_key_says_so_in_one_line(tmp_path: Path) -
     assert "internal error" not in out.stderr
 
 
+@pytest.mark.slow
 def test_token_issue_prints_the_token_alone(tmp_path: Path) -> None:
     insitu("init", "--home", str(tmp_path))
     out = insitu(
@@ -84,6 +88,7 @@ def test_token_issue_prints_the_token_alone(tmp_path: Path) -> None:
         ("job", "submit", "x", "--param", "novalue"),
     ],
 )
+@pytest.mark.slow
 def test_usage_errors_exit_2_with_one_line(args: tuple[str, ...], tmp_path: Path) -> None:
     out = insitu(*args, env={"INSITU_HOME": str(tmp_path), "INSITU_URL": "http://127.0.0.1:9"})
     assert out.returncode == 2, (out.stdout, out.stderr)
@@ -91,17 +96,29 @@ def test_usage_errors_exit_2_with_one_line(args: tuple[str, ...], tmp_path: Path
     assert "Traceback" not in out.stderr
 
 
-def test_an_engine_that_is_not_built_is_refused_not_ignored(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_spark_without_a_remote_is_refused_not_ignored(tmp_path: Path) -> None:
+    """A deployment asking for Spark must not run on DuckDB without noticing."""
     for command in (("init",), ("serve",)):
         out = insitu(*command, env={"INSITU_HOME": str(tmp_path), "INSITU_ENGINE": "spark"})
         assert out.returncode == 2, (out.stdout, out.stderr)
         assert out.stderr.strip().splitlines() == [
-            "insitu: bad setting engine: Value error, the spark engine is not available in this "
-            "release; use duckdb"
+            "insitu: bad setting : Value error, engine spark needs INSITU_SPARK_REMOTE "
+            "(sc://host:15002)"
         ]
+    out = insitu(
+        "init",
+        env={
+            "INSITU_HOME": str(tmp_path),
+            "INSITU_ENGINE": "spark",
+            "INSITU_SPARK_REMOTE": "sc://spark:15002/;token=secret",
+        },
+    )
+    assert out.returncode == 2 and "secret" not in out.stderr, out.stderr
     assert not (tmp_path / "keys").exists()  # nothing was created
 
 
+@pytest.mark.slow
 def test_bad_token_subject_is_a_usage_error(tmp_path: Path) -> None:
     insitu("init", "--home", str(tmp_path))
     out = insitu(
@@ -129,6 +146,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         yield url, settings.home
 
 
+@pytest.mark.slow
 def test_cli_runs_the_job_path_against_a_served_gateway(
     served: tuple[str, Path], tmp_path: Path
 ) -> None:
@@ -172,12 +190,15 @@ def test_cli_runs_the_job_path_against_a_served_gateway(
     for owner in (market, tax):
         ok = as_(owner, "template", "approve", "enterprises-without-tax-filing", "1")
         assert ok.returncode == 0, ok.stderr
+    approved = []
     for owner, dataset in ((market, "market.enterprise_registry"), (tax, "tax.filings")):
         asked = as_(analyst, "purpose", "request", dataset, "--purpose", "compliance")
         assert asked.returncode == 0, asked.stderr
         ok = as_(owner, "purpose", "approve", asked.stdout.strip(), "--days", "30")
         assert ok.returncode == 0, ok.stderr
-    run = as_(
+        approved.append(asked.stdout.strip())
+    # a description alone is not the owner's approval (有条件共享): refused, one line, exit 1
+    described = as_(
         analyst,
         "job",
         "submit",
@@ -188,6 +209,21 @@ def test_cli_runs_the_job_path_against_a_served_gateway(
         "industry=retail",
         "--purpose",
         "test",
+    )
+    assert described.returncode == 1 and "approved" in described.stderr
+    run = as_(
+        analyst,
+        "job",
+        "submit",
+        "enterprises-without-tax-filing",
+        "-p",
+        "year=2024",
+        "-p",
+        "industry=retail",
+        "--purpose",
+        approved[0],
+        "--purpose",
+        approved[1],
         "--wait",
     )
     assert run.returncode == 0, run.stderr
@@ -202,7 +238,9 @@ def test_cli_runs_the_job_path_against_a_served_gateway(
         "-p",
         "industry=retail",
         "--purpose",
-        "test",
+        approved[0],
+        "--purpose",
+        approved[1],
     )
     assert bad.returncode == 2 and "year" in bad.stderr
     # 核验 on the not-shared residents: pre-flight, approval, one yes/no per key

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from gateway.demo import documents
 from tests.e2e.test_cli import insitu, served  # noqa: F401  (fixture)
 from tests.integration.test_dp_jobs import DP_TEMPLATE, PRIVACY
 
 
+@pytest.mark.slow
 def test_budget_show_and_a_dp_job_until_the_budget_is_exhausted(
     served: tuple[str, Path],  # noqa: F811
     tmp_path: Path,

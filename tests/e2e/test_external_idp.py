@@ -103,4 +103,4 @@ def test_gateway_finds_the_jwks_through_discovery_and_names_its_provider(
             assert ok.status_code == 200, ok.text
             metadata = client.get("/.well-known/oauth-protected-resource").json()
             assert metadata["authorization_servers"] == [provider.issuer]
-            assert metadata["resource"] == "insitu"
+            assert metadata["resource"] == "http://testserver"  # no INSITU_RESOURCE_URL: as asked

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import socket
 import stat
 import subprocess
 import sys
@@ -94,6 +95,7 @@ def cache(tmp_path: Path) -> dict[str, dict[str, object]]:
     return json.loads((tmp_path / "config" / "credentials.json").read_text())
 
 
+@pytest.mark.slow
 def test_service_account_signs_in_with_client_credentials(
     tmp_path: Path, idp: OidcProvider, gateway_url: str
 ) -> None:
@@ -120,6 +122,7 @@ def test_service_account_signs_in_with_client_credentials(
     assert bad.returncode == 1 and "401" in bad.stderr  # INSITU_TOKEN wins over the cache
 
 
+@pytest.mark.slow
 def test_wrong_client_secret_is_refused_by_the_provider(
     tmp_path: Path, idp: OidcProvider, gateway_url: str
 ) -> None:
@@ -132,6 +135,7 @@ def test_wrong_client_secret_is_refused_by_the_provider(
     assert not (tmp_path / "config" / "credentials.json").exists()
 
 
+@pytest.mark.slow
 def test_person_signs_in_with_the_device_flow_and_the_token_is_refreshed(
     tmp_path: Path, idp: OidcProvider, gateway_url: str
 ) -> None:
@@ -144,7 +148,11 @@ def test_person_signs_in_with_the_device_flow_and_the_token_is_refreshed(
             shown += line
         match = re.search(r"enter the code (\d{4}-\d{4})", line)
         assert match, shown + line + login.stderr.read()
-        time.sleep(1.5)  # the CLI polls at least once while the person is still signing in
+        # The person signs in only after the CLI has polled once and heard "pending".
+        device = "urn:ietf:params:oauth:grant-type:device_code"
+        while device not in idp.state.grants and login.poll() is None:
+            time.sleep(0.05)  # waiting for a condition, not for a duration
+        assert login.returncode is None, login.stderr.read()
         idp.approve(match.group(1), "zhang.wei")
         _, stderr = login.communicate(timeout=60)
     assert login.returncode == 0, stderr
@@ -170,6 +178,7 @@ def test_person_signs_in_with_the_device_flow_and_the_token_is_refreshed(
     assert insitu(env, "dataset", "list").returncode == 1
 
 
+@pytest.mark.slow
 def test_login_refuses_a_gateway_on_its_local_issuer(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home", workers=1)
     home.init_home(settings)
@@ -179,6 +188,7 @@ def test_login_refuses_a_gateway_on_its_local_issuer(tmp_path: Path) -> None:
     assert "insitu token issue" in out.stderr
 
 
+@pytest.mark.slow
 def test_login_refuses_a_provider_whose_metadata_names_another_issuer(
     tmp_path: Path, idp: OidcProvider
 ) -> None:
@@ -188,6 +198,7 @@ def test_login_refuses_a_provider_whose_metadata_names_another_issuer(
     assert "metadata names a different issuer" in out.stderr
 
 
+@pytest.mark.slow
 def test_cache_readable_by_others_is_refused(
     tmp_path: Path, idp: OidcProvider, gateway_url: str
 ) -> None:
@@ -210,6 +221,7 @@ def _login_url(process: subprocess.Popen[str]) -> str:
     return match.group(1)
 
 
+@pytest.mark.slow
 def test_person_signs_in_with_the_authorization_code_flow_and_pkce(
     tmp_path: Path, idp: OidcProvider, gateway_url: str
 ) -> None:
@@ -234,6 +246,7 @@ def test_person_signs_in_with_the_authorization_code_flow_and_pkce(
     assert listed.returncode == 0, listed.stderr
 
 
+@pytest.mark.slow
 def test_authorization_code_login_refused_when_the_provider_refuses(
     tmp_path: Path, idp: OidcProvider, gateway_url: str
 ) -> None:
@@ -247,3 +260,42 @@ def test_authorization_code_login_refused_when_the_provider_refuses(
     assert login.returncode == 1
     assert stderr.strip().splitlines()[-1] == "insitu: the identity provider refused the sign-in"
     assert not (tmp_path / "config" / "credentials.json").exists()
+
+
+@pytest.mark.slow
+def test_login_asks_for_the_gateways_resource_url_and_the_gateway_accepts_it(
+    tmp_path: Path, idp: OidcProvider
+) -> None:
+    """RFC 9728 names the gateway's URL; the CLI sends it as an RFC 8707 `resource`."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    resource = f"http://127.0.0.1:{port}"
+    settings = Settings(
+        home=tmp_path / "home",
+        oidc_issuer=idp.issuer,
+        oidc_audience=resource,  # tokens must be minted for this gateway's URL
+        resource_url=resource,
+        oidc_department_claim="dept",
+        oidc_roles_claim="realm_access.roles",
+        workers=1,
+    )
+    home.init_home(settings)
+    with BackgroundServer(create_app(settings), port=port) as url:
+        metadata = httpx.get(f"{url}/.well-known/oauth-protected-resource").json()
+        assert metadata["resource"] == resource
+        env = cli_env(tmp_path, url, INSITU_CLIENT_ID="reporting")
+        secret_env = {**env, "INSITU_CLIENT_SECRET": "s3cret-value"}
+
+        plain = insitu(secret_env, "login", "--client-credentials")  # aud "insitu": not ours
+        assert plain.returncode == 0, plain.stderr
+        assert insitu(env, "dataset", "list").returncode == 1
+
+        refused = insitu(secret_env, "login", "--client-credentials", "--resource", "insitu")
+        assert refused.returncode == 1  # the provider's invalid_target
+
+        out = insitu(secret_env, "login", "--client-credentials", "--resource", "gateway")
+        assert out.returncode == 0, out.stderr
+        assert idp.state.resources == ["insitu", resource]
+        listed = insitu(env, "dataset", "list")
+        assert listed.returncode == 0, listed.stderr

@@ -56,6 +56,7 @@ def status(url: str, token: str) -> int:
     return httpx.get(f"{url}/v1/datasets", headers=headers).status_code
 
 
+@pytest.mark.slow
 def test_rotation_window_then_revoking_rotation(served: tuple[str, Path]) -> None:
     url, home_dir = served
     [first_kid] = kids(url)
@@ -82,6 +83,7 @@ def test_rotation_window_then_revoking_rotation(served: tuple[str, Path]) -> Non
     assert status(url, first) == 401
 
 
+@pytest.mark.slow
 def test_rotate_key_refuses_a_bad_overlap(tmp_path: Path) -> None:
     assert insitu("init", "--home", str(tmp_path)).returncode == 0
     out = insitu("token", "rotate-key", "--home", str(tmp_path), "--overlap", "-5")

@@ -4,7 +4,7 @@ real Casbin, real audit log, and tokens signed by the home's real issuer keys.""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,13 @@ class World:
 class Caller:
     client: TestClient
     token: str
+    # Purposes approved for this caller's department (`grant_purpose`): `submit` names them, as
+    # a job on conditionally shared data must (有条件共享).
+    purposes: list[str] = field(default_factory=list)
+
+    def submit(self, json: dict[str, Any], **kwargs: Any) -> httpx.Response:
+        """POST /v1/jobs naming the caller's approved purposes unless `json` names its own."""
+        return self.post("/v1/jobs", json={"purposes": self.purposes, **json}, **kwargs)
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
@@ -68,8 +75,8 @@ def demo_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def world(tmp_path: Path, database_url: str, demo_data_dir: Path) -> Iterator[World]:
-    settings = Settings(home=tmp_path / "home", database_url=database_url, workers=2)
+def world(tmp_path: Path, migrated_database_url: str, demo_data_dir: Path) -> Iterator[World]:
+    settings = Settings(home=tmp_path / "home", database_url=migrated_database_url, workers=2)
     home.init_home(settings)
     for source in demo_data_dir.rglob("*.parquet"):
         target = settings.data_dir / source.relative_to(demo_data_dir)
@@ -115,6 +122,7 @@ def grant_purpose(
     )
     assert approved.status_code == 201, approved.text
     body: dict[str, Any] = approved.json()
+    analyst.purposes.append(body["id"])
     return body
 
 

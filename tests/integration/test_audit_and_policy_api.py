@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import pytest
+
 from audit import leaf_hash, verify_consistency, verify_inclusion
 from tests.integration.conftest import Caller, World
 from tests.integration.test_job_path import SUBMIT, run_job
@@ -17,11 +19,12 @@ def entries(auditor: Caller) -> list[dict[str, Any]]:
     return items
 
 
+@pytest.mark.slow
 def test_every_decision_is_logged_with_fingerprints_not_values(
     world: World, analyst: Caller, approved_template: dict[str, Any]
 ) -> None:
     run_job(analyst)
-    analyst.post("/v1/jobs", json={**SUBMIT, "purpose": ""})  # denied: conditional needs purpose
+    analyst.submit({**SUBMIT, "purpose": "", "purposes": []})  # denied: conditional needs purpose
     auditor = world.as_("auditor@audit", "audit", "auditor")
     items = entries(auditor)
     types = [item["event"]["type"] for item in items]
@@ -62,6 +65,7 @@ def test_analyst_cannot_read_the_audit_log(world: World, analyst: Caller) -> Non
     assert any(i["event"]["type"] == "audit.denied" for i in entries(auditor))
 
 
+@pytest.mark.slow
 def test_proofs_from_the_api_verify_against_the_signed_roots(
     world: World, analyst: Caller, approved_template: dict[str, Any]
 ) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.integration.conftest import Caller, World
 from tests.integration.test_job_path import run_job
 
@@ -16,6 +18,7 @@ def read_entries(world: World, subject: str) -> list[dict[str, Any]]:
     return [item["event"] for item in r.json()["items"] if item["event"]["type"].endswith(".read")]
 
 
+@pytest.mark.slow
 def test_each_allowed_read_is_in_the_audit_log(
     world: World, analyst: Caller, approved_template: dict[str, Any]
 ) -> None:

@@ -58,9 +58,8 @@ def test_bad_parameters_get_422_without_echoing_values(
     fragment: str,
 ) -> None:
     jobs_before = count(world, "jobs")
-    response = analyst.post(
-        "/v1/jobs",
-        json={
+    response = analyst.submit(
+        {
             "template": "enterprises-without-tax-filing",
             "parameters": parameters,
             "purpose": "p",
@@ -171,3 +170,23 @@ def test_token_signed_by_another_key_gets_401(world: World, tmp_path: Any) -> No
     token = rogue.issue(subject="evil", department="stats", roles=["analyst"])
     response = world.client.get("/v1/datasets", headers={"Authorization": f"Bearer {token}"})
     assert_problem(response, 401)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs"),
+    [
+        ("POST", "/v1/jobs", {"json": {"template": "t", "version": 2**70}}),
+        ("GET", f"/v1/templates/t/versions/{2**80}", {}),
+        ("POST", f"/v1/templates/t/versions/{2**80}/approvals", {"json": {}}),
+        ("GET", "/v1/audit/proofs/inclusion", {"params": {"index": 2**60}}),
+        ("GET", "/v1/audit/proofs/consistency", {"params": {"first": 1, "second": 2**64}}),
+        ("GET", "/v1/audit/entries", {"params": {"start": 2**63}}),
+        ("GET", "/v1/policies", {"params": {"version": 2**40}}),
+    ],
+)
+def test_integers_out_of_range_get_422_not_500(
+    world: World, method: str, path: str, kwargs: dict[str, Any]
+) -> None:
+    """Issue 14: every integer in a path, query or body is bounded by its route model."""
+    caller = world.as_("aud@audit", "audit", "auditor", "analyst", "data_owner")
+    assert_problem(caller.request(method, path, **kwargs), 422)

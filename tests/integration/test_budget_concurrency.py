@@ -6,6 +6,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from gateway.demo import documents
@@ -19,6 +20,7 @@ privacy:
 """
 
 
+@pytest.mark.slow
 def test_sixty_parallel_dp_jobs_of_a_tenth_against_a_cap_of_one_release_exactly_ten(
     world: World, owners: dict[str, Caller], analyst: Caller
 ) -> None:

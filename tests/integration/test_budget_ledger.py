@@ -22,8 +22,8 @@ COST = ledger.Cost(rho=100_000, delta=0)  # 0.1
 
 
 @pytest.fixture
-def store(database_url: str) -> Iterator[sa.Engine]:
-    engine = db.create_engine(database_url)
+def store(migrated_database_url: str) -> Iterator[sa.Engine]:
+    engine = db.create_engine(migrated_database_url)
     db.migrate(engine)
     yield engine
     engine.dispose()
@@ -117,6 +117,7 @@ def test_a_failed_job_gives_its_reservation_back(store: sa.Engine) -> None:
 
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.tuples(st.integers(1, 400_000), st.booleans()), max_size=20))
+@pytest.mark.slow
 def test_ledger_never_goes_below_zero_nor_past_the_cap(
     tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[int, bool]]
 ) -> None:

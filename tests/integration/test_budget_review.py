@@ -19,8 +19,8 @@ COST = ledger.Cost(rho=100_000, delta=0)  # 0.1
 
 
 @pytest.fixture
-def store(database_url: str) -> Iterator[sa.Engine]:
-    engine = db.create_engine(database_url)
+def store(migrated_database_url: str) -> Iterator[sa.Engine]:
+    engine = db.create_engine(migrated_database_url)
     db.migrate(engine)
     yield engine
     engine.dispose()

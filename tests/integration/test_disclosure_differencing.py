@@ -102,6 +102,7 @@ def run(caller: Caller, template: str, **parameters: int) -> dict[str, Any]:
     return out
 
 
+@pytest.mark.slow
 def test_overlapping_ranges_that_isolate_one_person_are_withheld(
     world: World, analyst: Caller, templates: None
 ) -> None:
@@ -126,6 +127,7 @@ def test_differencing_applies_across_departments(
     assert [c["rule"] for c in later["withheld"]] == ["differencing"]
 
 
+@pytest.mark.slow
 def test_the_same_population_again_and_far_apart_ranges_are_released(
     world: World, analyst: Caller, templates: None
 ) -> None:
@@ -134,6 +136,7 @@ def test_the_same_population_again_and_far_apart_ranges_are_released(
     assert run(analyst, "people-in-age-range", lo=30, hi=47)["status"] == "released"  # 19 apart
 
 
+@pytest.mark.slow
 def test_release_history_stores_sketches_not_ids(
     world: World, analyst: Caller, templates: None
 ) -> None:
@@ -149,6 +152,7 @@ def test_release_history_stores_sketches_not_ids(
     assert not any(pid.encode() in rows[0].sketch for pid in people()["person_id"].to_pylist())
 
 
+@pytest.mark.slow
 def test_a_dominated_income_total_is_withheld_with_its_rule(
     world: World, analyst: Caller, templates: None
 ) -> None:

@@ -65,6 +65,7 @@ def run(analyst: Caller, headers: dict[str, str] | None = None) -> dict[str, Any
     return out
 
 
+@pytest.mark.slow
 def test_dp_job_releases_noisy_counts_with_accuracy_and_charges_the_ledger(
     world: World, analyst: Caller, dp_template: dict[str, Any]
 ) -> None:
@@ -82,6 +83,7 @@ def test_dp_job_releases_noisy_counts_with_accuracy_and_charges_the_ledger(
     assert {b["department"] for b in budgets} == {"stats"}  # an analyst sees its own only
 
 
+@pytest.mark.slow
 def test_the_data_owner_sees_every_department_and_the_global_cap(
     world: World, owners: dict[str, Caller], analyst: Caller, dp_template: dict[str, Any]
 ) -> None:
@@ -94,6 +96,7 @@ def test_the_data_owner_sees_every_department_and_the_global_cap(
     assert {b["department"] for b in others} == {"market"}  # its own budget there, no other
 
 
+@pytest.mark.slow
 def test_budget_exhausted_answers_429_with_the_remaining_budget_and_runs_nothing(
     world: World, analyst: Caller, dp_template: dict[str, Any]
 ) -> None:
@@ -112,6 +115,7 @@ def test_budget_exhausted_answers_429_with_the_remaining_budget_and_runs_nothing
     assert [r.status for r in reservations] == ["committed"] * 3
 
 
+@pytest.mark.slow
 def test_same_idempotency_key_returns_the_stored_noisy_answer_and_charges_once(
     world: World, analyst: Caller, dp_template: dict[str, Any]
 ) -> None:
@@ -188,6 +192,7 @@ def _residents_with(district_line: str) -> str:
     return doc[:start] + district_line + doc[end:] + PRIVACY
 
 
+@pytest.mark.slow
 def test_public_keys_need_declared_values_not_values_read_from_the_data(
     world: World, owners: dict[str, Caller], analyst: Caller
 ) -> None:
@@ -198,6 +203,7 @@ def test_public_keys_need_declared_values_not_values_read_from_the_data(
     assert "declared" in proposed.json()["detail"]
 
 
+@pytest.mark.slow
 def test_released_cells_are_exactly_the_declared_keys(
     world: World, owners: dict[str, Caller], analyst: Caller
 ) -> None:

@@ -26,6 +26,7 @@ def ledger_rows(world: World) -> list[Any]:
 
 
 @pytest.mark.usefixtures("dp_template")
+@pytest.mark.slow
 def test_retries_with_one_key_in_a_burst_get_one_job_and_one_draw(
     world: World, analyst: Caller
 ) -> None:
@@ -42,6 +43,7 @@ def test_retries_with_one_key_in_a_burst_get_one_job_and_one_draw(
 
 
 @pytest.mark.usefixtures("dp_template")
+@pytest.mark.slow
 def test_a_crash_after_the_noise_releases_nothing_and_a_retry_does_not_redraw(
     world: World, analyst: Caller, monkeypatch: pytest.MonkeyPatch
 ) -> None:

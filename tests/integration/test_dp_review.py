@@ -9,8 +9,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import sqlalchemy as sa
 
+from audit.store import entries_table
 from gateway.demo import documents
 from gateway.jobs import worker
 from gateway.store import schema
@@ -103,11 +105,12 @@ def test_a_file_rewritten_with_the_same_size_and_mtime_is_still_bounded_per_unit
     assert sum(row[1] for row in second["rows"]) < 5  # one row of one person, not 200
 
 
-def test_a_job_recovered_as_stale_cannot_be_released_later_for_free(
+def test_a_reclaimed_job_is_released_once_and_charged_once(
     world: World, owners: dict[str, Caller], analyst: Caller
 ) -> None:
-    """A worker that outlives the stale cutoff finishes after `recover_stale` failed its job
-    and gave its budget back: its late result must be dropped, not stored uncharged."""
+    """A worker that outlives its lease finishes after another replica reclaimed the job: its
+    late result is dropped (not stored, not charged); the reclaiming run releases the job and
+    commits the reservation exactly once."""
     gw = world.app.state.gateway
     world.app.state.pool.stop()
     r = owners["civil"].post_yaml("/v1/datasets", _residents_in_four_districts() + PRIVACY)
@@ -116,17 +119,25 @@ def test_a_job_recovered_as_stale_cannot_be_released_later_for_free(
     submitted = analyst.post("/v1/jobs", json={"template": "residents-count-dp"})
     assert submitted.status_code == 202, submitted.text
     job = worker.claim_next(gw, "slow-worker")
-    assert job is not None and job.id == submitted.json()["id"]
+    assert job is not None and job.id == submitted.json()["id"] and job.attempts == 1
+    assert worker.claim_next(gw, "other-replica") is None  # the lease holds
     outcome = worker.Runner(gw).execute(job)
     assert outcome.result is not None
     with gw.db.begin() as conn:
         conn.execute(
             schema.jobs.update()
             .where(schema.jobs.c.id == job.id)
-            .values(started_at=datetime.now(UTC) - timedelta(days=1))
+            .values(lease_expires_at=datetime.now(UTC) - timedelta(seconds=1))
         )
-    assert worker.recover_stale(gw) == 1
-    worker.finish(gw, job, outcome)  # the slow worker, late
+    again = worker.claim_next(gw, "other-replica")
+    assert again is not None and again.id == job.id and again.attempts == 2
+    worker.finish(gw, job, outcome)  # the slow worker, late: dropped
+    with gw.db.connect() as conn:
+        assert conn.execute(sa.select(schema.budget_reservations)).one().status == "reserved"
+        assert (
+            conn.execute(sa.select(sa.func.count()).select_from(schema.job_results)).scalar() == 0
+        )
+    worker.Runner(gw).run(again)
     with gw.db.connect() as conn:
         status = conn.execute(
             sa.select(schema.jobs.c.status).where(schema.jobs.c.id == job.id)
@@ -135,13 +146,18 @@ def test_a_job_recovered_as_stale_cannot_be_released_later_for_free(
             sa.select(sa.func.count()).select_from(schema.job_results)
         ).scalar_one()
         reservation = conn.execute(sa.select(schema.budget_reservations)).one()
-    assert status == "failed"
-    assert results == 0
-    assert reservation.status == "returned"
-    mine = [b for b in analyst.get("/v1/budgets").json()["budgets"] if b["department"] == "stats"]
-    assert mine[0]["rho"]["spent"] == "0"
+        budgets = conn.execute(sa.select(schema.privacy_budgets)).all()
+        entries = conn.execute(sa.select(entries_table.c.event_type, entries_table.c.body)).all()
+    assert status == "released"
+    assert results == 1
+    assert reservation.status == "committed"
+    for row in budgets:  # the dataset's global row and the department's
+        assert (row.rho_spent, row.rho_reserved) == (reservation.rho, 0)
+    mine = [e.event_type for e in entries if job.id.encode() in bytes(e.body)]
+    assert mine.count("job.reclaimed") == 1 and mine.count("job.released") == 1
 
 
+@pytest.mark.slow
 def test_a_job_booked_to_one_snapshot_does_not_run_on_the_next(
     world: World, owners: dict[str, Caller], analyst: Caller
 ) -> None:
@@ -169,6 +185,7 @@ def test_a_job_booked_to_one_snapshot_does_not_run_on_the_next(
     assert reservation.status == "returned"
 
 
+@pytest.mark.slow
 def test_an_analyst_of_the_providing_department_sees_only_its_own_budget(
     world: World, owners: dict[str, Caller], analyst: Caller
 ) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
 import sqlalchemy as sa
 
 from gateway.store import schema
@@ -30,6 +31,7 @@ def _stats(world: World) -> list[tuple[str, int]]:
         ]
 
 
+@pytest.mark.slow
 def test_a_statistic_is_recorded_once_per_snapshot_and_a_rewrite_stays_bounded(
     world: World, owners: dict[str, Caller], analyst: Caller
 ) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from gateway.demo import documents
 from tests.integration.conftest import Caller, World, grant_purpose
 from tests.integration.test_job_path import run_job
@@ -21,6 +23,7 @@ output: {count_column: n}
 """
 
 
+@pytest.mark.slow
 def test_a_dp_template_written_as_sql_is_refused(registered: None, analyst: Caller) -> None:
     """A dp template is declarative (`dp:` section); SQL would release exact rows."""
     response = analyst.post_yaml("/v1/templates", RESIDENT_ROWS.replace("KIND", "dp"))
@@ -39,6 +42,7 @@ def test_a_department_cannot_republish_another_departments_file(
     assert "department market" in response.json()["detail"]
 
 
+@pytest.mark.slow
 def test_one_file_is_one_dataset(registered: None, owners: dict[str, Caller]) -> None:
     twin = documents.ENTERPRISE_REGISTRY.replace(
         "id: market.enterprise_registry", "id: market.registry_copy"
@@ -47,6 +51,7 @@ def test_one_file_is_one_dataset(registered: None, owners: dict[str, Caller]) ->
     assert response.status_code == 409
 
 
+@pytest.mark.slow
 def test_author_cannot_approve_under_a_differently_cased_subject(
     world: World, registered: None
 ) -> None:
@@ -85,6 +90,7 @@ output: {count_column: enterprises}
 """
 
 
+@pytest.mark.slow
 def test_fractional_outputs_and_number_parameters_are_released(
     registered: None, owners: dict[str, Caller], analyst: Caller
 ) -> None:

@@ -19,8 +19,8 @@ EXTRA = Rule("auditor", "*", "budget", "read")
 
 
 @pytest.fixture
-def store(database_url: str) -> Iterator[sa.Engine]:
-    engine = db.create_engine(database_url)
+def store(migrated_database_url: str) -> Iterator[sa.Engine]:
+    engine = db.create_engine(migrated_database_url)
     db.migrate(engine)
     with engine.begin() as conn:
         policy_store.save_version(conn, default_rules(), created_by="init", note="default")

@@ -98,7 +98,7 @@ def test_a_retired_version_answers_410_to_reads_and_jobs(
     assert gone.status_code == 410
     assert gone.headers["content-type"].startswith("application/problem+json")
     assert gone.json()["type"].endswith(":gone")
-    job = analyst.post("/v1/jobs", json=SUBMIT)
+    job = analyst.submit(SUBMIT)
     assert job.status_code == 410
     assert job.json()["status"] == 410
     assert audit_events(world, "job.denied")[-1]["details"]["reason_code"] == "retired"
@@ -155,25 +155,26 @@ def test_preflight_of_a_verify_template_answers_synthetic_keys(
 # --- share classes and purposes ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_conditional_data_without_an_approved_purpose_is_denied(
     world: World, registered: None, owners: dict[str, Caller], analyst: Caller
 ) -> None:
     template = propose(analyst, documents.NO_FILING_TEMPLATE)
     for dept in ("market", "tax"):
         assert approve(owners[dept], template).status_code == 201
-    denied = analyst.post("/v1/jobs", json=SUBMIT)
+    denied = analyst.submit(SUBMIT)
     assert denied.status_code == 403
     assert denied.json()["dataset"] in {"market.enterprise_registry", "tax.filings"}
     assert denied.json()["reason_code"] == "missing_approval"
     assert audit_events(world, "job.denied")[-1]["details"]["reason_code"] == "missing_approval"
     # a purpose requested but not yet approved is still missing
     analyst.post("/v1/purposes", json={"dataset": "market.enterprise_registry", "purpose": "x"})
-    denied = analyst.post("/v1/jobs", json=SUBMIT)
+    denied = analyst.submit(SUBMIT)
     assert denied.status_code == 403
     assert audit_events(world, "job.denied")[-1]["details"]["reason_code"] == "missing_approval"
     # approved for one dataset only: denied naming the other
     grant_purpose(analyst, owners["market"], "market.enterprise_registry")
-    denied = analyst.post("/v1/jobs", json=SUBMIT)
+    denied = analyst.submit(SUBMIT)
     assert denied.status_code == 403 and denied.json()["dataset"] == "tax.filings"
     grant_purpose(analyst, owners["tax"], "tax.filings")
     assert run_job(analyst)["status"] == "released"
@@ -191,7 +192,7 @@ def test_conditional_data_with_an_expired_purpose_is_denied(
             )
     finally:
         engine.dispose()
-    denied = analyst.post("/v1/jobs", json=SUBMIT)
+    denied = analyst.submit(SUBMIT)
     assert denied.status_code == 403
     assert "expired" in denied.json()["detail"]
     assert denied.json()["reason_code"] == "expired_purpose"
@@ -244,6 +245,7 @@ UNSHARED_TEMPLATES = {
 
 
 @pytest.mark.parametrize("kind", ["aggregate", "list"])
+@pytest.mark.slow
 def test_not_shared_data_is_refused_to_aggregate_and_list_by_the_gateway(
     world: World, owners: dict[str, Caller], analyst: Caller, kind: str
 ) -> None:
@@ -326,6 +328,7 @@ output: {count_column: n}
 """
 
 
+@pytest.mark.slow
 def test_range_parameters_need_their_minimum_width(
     registered: None, published: None, owners: dict[str, Caller], analyst: Caller
 ) -> None:

@@ -200,6 +200,7 @@ def test_count_answer_releases_only_the_number_of_matches(
     assert body["columns"] == ["matches"] and body["rows"] == [[4]]
 
 
+@pytest.mark.slow
 def test_concurrent_requests_never_reserve_more_keys_than_the_day_allows(
     world: World, analyst: Caller, verify_template: dict[str, Any]
 ) -> None:

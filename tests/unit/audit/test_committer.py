@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,9 +12,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from audit import GroupCommitter, StoreError, open_checkpoint
-from audit.store import SqlAuditLog
-from tests.unit.audit._support import ORIGIN, make_event
+from audit import (
+    GroupCommitter,
+    StoreError,
+    VerificationError,
+    leaf_hash,
+    open_checkpoint,
+    verify_receipt,
+)
+from audit.store import SqlAuditLog, metadata
+from tests.unit.audit._support import ORIGIN, make_engine, make_event
 
 
 def breakable_begin(
@@ -158,3 +166,72 @@ def test_prepared_events_come_only_from_prepare() -> None:
     assert prepare(ready) is ready
     with pytest.raises(TypeError):
         PreparedEvent(ready.type, b"{}", ready.leaf_hash, (), object())
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_receipts_verify_while_jobs_append_in_their_own_transactions(
+    postgres_url: str, log: SqlAuditLog
+) -> None:
+    """The receipt race (issue 14): appends committed in callers' own transactions (as a job's
+    release is) land between the committer's size read and its checkpoint; every receipt
+    handed out must still verify offline. Fails on PostgreSQL (READ COMMITTED) when the size
+    is read outside the writers' lock; SQLite's write lock serialises both reads anyway."""
+    engine = make_engine(postgres_url)
+    metadata.create_all(engine)
+    committer = GroupCommitter(log, engine.begin)
+    receipts: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    readers_done = threading.Event()
+    per_reader = 20  # a count, not a time: a loaded machine gets as many receipts, slower
+
+    def appender(worker: int) -> None:
+        n = 0
+        while not readers_done.is_set():  # appending all the while the readers read
+            with engine.begin() as conn:
+                log.append(conn, make_event(worker * 100_000 + n))
+            n += 1
+
+    def reader(worker: int) -> None:
+        try:
+            for n in range(per_reader):
+                index = committer.append([make_event(900_000 + worker * 10_000 + n)]).indexes[0]
+                head = committer.checkpoint(index + 1)
+                assert head.checkpoint is not None
+                with engine.connect() as conn:
+                    body = log.entry(conn, index)
+                    proof = log.inclusion_proof(conn, index, head.checkpoint_size)
+                receipt = {
+                    "audit_index": index,
+                    "tree_size": head.checkpoint_size,
+                    "leaf_hash": leaf_hash(body).hex(),
+                    "inclusion_proof": [p.hex() for p in proof],
+                    "checkpoint": head.checkpoint,
+                    "entry": base64.b64encode(body).decode(),
+                }
+                with lock:
+                    receipts.append(receipt)
+        except BaseException as exc:  # reported below, with the receipts that failed
+            errors.append(exc)
+
+    appenders = [threading.Thread(target=appender, args=(w,)) for w in range(4)]
+    readers = [threading.Thread(target=reader, args=(w,)) for w in range(4)]
+    for thread in [*appenders, *readers]:
+        thread.start()
+    for thread in readers:
+        thread.join()
+    readers_done.set()
+    for thread in appenders:
+        thread.join()
+    committer.stop()
+    engine.dispose()
+    assert not errors, errors
+    assert len(receipts) == 4 * per_reader
+    failed = 0
+    for receipt in receipts:
+        try:
+            verify_receipt(receipt, [log.verifier], ORIGIN)
+        except VerificationError:
+            failed += 1
+    assert failed == 0, f"{failed} of {len(receipts)} receipts do not verify"

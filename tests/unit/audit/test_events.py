@@ -141,6 +141,7 @@ events = st.builds(
 
 @settings(max_examples=200, deadline=None)
 @given(event=events)
+@pytest.mark.slow
 def test_decode_inverts_encode(event: Event) -> None:
     data = encode(event)
     assert decode(data) == event
@@ -184,6 +185,7 @@ def test_decode_of_garbage_raises_only_event_error(data: bytes) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(event=events, position=st.integers(min_value=0), bit=st.integers(0, 7))
+@pytest.mark.slow
 def test_a_flipped_bit_never_decodes_to_the_same_event(
     event: Event, position: int, bit: int
 ) -> None:
@@ -249,6 +251,7 @@ def test_fast_check_agrees_with_decode_on_edge_cases(data: bytes) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(event=events, position=st.integers(min_value=0), value=st.integers(0, 255))
+@pytest.mark.slow
 def test_fast_check_accepts_exactly_what_decode_accepts(
     event: Event, position: int, value: int
 ) -> None:
@@ -494,6 +497,7 @@ _pieces = st.sampled_from(
 
 @settings(max_examples=400, deadline=None)
 @given(event=events, position=st.integers(min_value=0), piece=_pieces, cut=st.integers(0, 3))
+@pytest.mark.slow
 def test_fast_check_agrees_with_decode_on_spliced_tokens(
     event: Event, position: int, piece: bytes, cut: int
 ) -> None:

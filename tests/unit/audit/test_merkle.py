@@ -344,6 +344,7 @@ def _stored_nodes(n: int) -> dict[tuple[int, int], bytes]:
     return nodes
 
 
+@pytest.mark.slow
 def test_every_inclusion_proof_up_to_256_leaves_verifies() -> None:
     nodes = _stored_nodes(256)
     hashes = tree_of(256)

@@ -18,12 +18,15 @@ OFFLINE = [
     "audit.events",
     "audit.receipt",
     "audit.witness",
+    "audit.cosignature",
+    "audit.witness_http",
 ]
 
 
 def test_public_exports_are_pinned() -> None:
     assert sorted(audit.__all__) == [
         "Actor",
+        "AddCheckpoint",
         "AppendResult",
         "AuditError",
         "BundleEntry",
@@ -32,6 +35,7 @@ def test_public_exports_are_pinned() -> None:
         "CheckpointError",
         "Committed",
         "CompactRange",
+        "CosignatureVerifier",
         "EMPTY_ROOT",
         "EntryNotFoundError",
         "Event",
@@ -50,17 +54,24 @@ def test_public_exports_are_pinned() -> None:
         "VerifyReport",
         "Witness",
         "WitnessRefusal",
+        "WitnessServer",
         "consistency_proof",
+        "cosign",
+        "cosigned_message",
+        "cosigner_verifier",
         "decode",
         "encode",
         "entries_table",
         "fingerprint",
+        "format_add_checkpoint",
         "inclusion_proof",
         "leaf_hash",
         "metadata",
         "node_hash",
         "open_checkpoint",
         "open_note",
+        "parse_add_checkpoint",
+        "parse_cosignatures",
         "perfect_nodes",
         "root_from_leaf_hashes",
         "root_from_nodes",
@@ -72,6 +83,7 @@ def test_public_exports_are_pinned() -> None:
         "verify_consistency",
         "verify_inclusion",
         "verify_receipt",
+        "witness_key",
         "write_bundle",
     ]
     for name in audit.__all__:

@@ -264,6 +264,7 @@ def test_tables_match_the_documented_schema() -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_concurrent_writers_on_postgres_get_gapless_indexes(
     postgres_url: str, signer: Signer
 ) -> None:

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from audit.store import metadata as audit_metadata
 from gateway.settings import Settings, settings_table
@@ -27,6 +29,13 @@ def test_every_setting_has_a_description() -> None:
 def test_postgresql_url_gets_the_psycopg_driver() -> None:
     s = Settings(database_url="postgresql://u@h/db")
     assert s.resolved_database_url == "postgresql+psycopg://u@h/db"
+
+
+def test_the_head_constant_is_alembics_head() -> None:
+    """`db.migrate` skips alembic for a store at `db.HEAD`: it must name the newest migration."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db.MIGRATIONS))
+    assert ScriptDirectory.from_config(cfg).get_heads() == [db.HEAD]
 
 
 def test_migrations_create_exactly_the_declared_tables(database_url: str) -> None:

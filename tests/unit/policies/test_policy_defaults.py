@@ -75,7 +75,7 @@ DENIED = [
 
 @pytest.mark.parametrize(("role", "obj", "action"), ALLOWED)
 def test_default_policy_allows(engine: PolicyEngine, role: str, obj: str, action: str) -> None:
-    purpose = "stated" if obj.startswith("data/conditional/") else "none"
+    purpose = "approved" if obj.startswith("data/conditional/") else "none"
     request = Request(roles=(role,), department="tax", obj=obj, action=action, purpose=purpose)
     decision = engine.decide(request)
     assert decision.allowed, decision.reason
@@ -95,7 +95,12 @@ def test_default_policy_needs_a_purpose_for_conditional_data(
     engine: PolicyEngine, action: str
 ) -> None:
     obj = "data/conditional/general/tax.filings"
-    for purpose, allowed in [("none", False), ("expired", False), ("stated", True)]:
+    for purpose, allowed in [
+        ("none", False),
+        ("expired", False),
+        ("stated", False),
+        ("approved", True),
+    ]:
         request = Request(("analyst",), "stats", obj, action, purpose=purpose)
         assert engine.decide(request).allowed is allowed, (purpose, action)
 

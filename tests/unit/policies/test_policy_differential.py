@@ -37,6 +37,7 @@ def check_sample(engine: PolicyEngine, reference: Any, requests: list[Request]) 
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.slow
 def test_engine_matches_plain_enforcer_on_random_rules(seed: int) -> None:
     rng = random.Random(seed)
     rules = [kit.random_rule(rng) for _ in range(1000)]
@@ -46,6 +47,7 @@ def test_engine_matches_plain_enforcer_on_random_rules(seed: int) -> None:
     assert 30 < allowed < 370, "the sample should exercise both outcomes"
 
 
+@pytest.mark.slow
 def test_engine_matches_plain_enforcer_on_a_large_policy() -> None:
     rules = generate_rules(20_000, seed=5)
     engine = PolicyEngine.from_rules(rules, version=1)

@@ -22,7 +22,7 @@ def test_the_default_policy_exports_one_readable_line_per_rule() -> None:
     assert lines[:3] == ["format: insitu-policy/1", "version: 1", "rules:"]
     assert len(lines) == 3 + len(default_rules())
     assert "{role: analyst, department: '*', object: job, action: submit}" in text
-    assert "purpose: stated}" in text
+    assert "purpose: approved}" in text
 
 
 @pytest.mark.parametrize(

@@ -41,9 +41,11 @@ def test_allow_names_the_matching_rule_and_version(engine: PolicyEngine) -> None
 
 def test_allow_names_the_wildcard_rule_for_data(engine: PolicyEngine) -> None:
     obj = "data/conditional/important/tax.filings"
-    decision = engine.decide(Request(("analyst",), "tax", obj, "query:aggregate", purpose="stated"))
+    decision = engine.decide(
+        Request(("analyst",), "tax", obj, "query:aggregate", purpose="approved")
+    )
     assert decision.dataset == "tax.filings"
-    assert decision.rule == "p, analyst, *, data/conditional/important/*, query:aggregate, stated"
+    assert decision.rule == "p, analyst, *, data/conditional/important/*, query:aggregate, approved"
 
 
 def test_denial_reason_names_roles_department_action_and_object(engine: PolicyEngine) -> None:

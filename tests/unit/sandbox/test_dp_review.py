@@ -46,20 +46,34 @@ def _plan(measure: DpMeasure, rows: int) -> DpPlan:
     [(Fraction(0), Fraction(1, 2000)), (Fraction(-1, 2000), Fraction(0))],
 )
 def test_bounds_finer_than_the_fixed_point_are_refused(
-    kind: MeasureKind, lower: Fraction, upper: Fraction, tmp_path: Path
+    kind: MeasureKind, lower: Fraction, upper: Fraction
 ) -> None:
     """×1000 the bound is ±0.5, which ROUND takes to ±1: a unit's 2 rows would move the sum
-    by 2 where the measurement was built for 1 (or 2·|x−mid|=0.5 → 1 for a mean)."""
-    m = DpMeasure("score", kind, "score", lower, upper)
-    p = _plan(m, rows=2)
+    by 2 where the measurement was built for 1 (or 2·|x−mid|=0.5 → 1 for a mean). Neither the
+    measurement nor the query is built."""
+    p = _plan(DpMeasure("score", kind, "score", lower, upper), rows=2)
+    with pytest.raises(TemplateRejected, match="at most 3 decimals"):
+        dp_mechanism(p)
+    with pytest.raises(TemplateRejected, match="at most 3 decimals"):
+        compile_dp(p, ())
+
+
+@pytest.mark.parametrize("kind", [MeasureKind.SUM, MeasureKind.MEAN])
+@pytest.mark.parametrize(
+    ("lower", "upper"),
+    [(Fraction(0), Fraction(1, 1000)), (Fraction(-1, 1000), Fraction(0))],
+)
+def test_bounds_on_the_fixed_point_bound_what_one_unit_moves(
+    kind: MeasureKind, lower: Fraction, upper: Fraction, tmp_path: Path
+) -> None:
+    """At the finest accepted bound, the engine's exact aggregate of one unit stays within the
+    sensitivity the measurement was built for, rounding included."""
+    p = _plan(DpMeasure("score", kind, "score", lower, upper), rows=2)
     path = tmp_path / "s.parquet"
     pq.write_table(pa.table({"person_id": ["u", "u"], "score": [float(upper or lower)] * 2}), path)
     src = {"civil.residents": TableSource("civil.residents", "parquet", path.resolve())}
-    try:
-        mech = dp_mechanism(p)
-        table = DuckDBEngine().run(compile_dp(p, ()), src, {})
-    except TemplateRejected:
-        return  # refused: nothing to bound
+    mech = dp_mechanism(p)
+    table = DuckDBEngine().run(compile_dp(p, ()), src, {})
     sens = mech.built[0].primitive.sensitivity
     assert abs(int(table.rows[0][1])) <= sens  # type: ignore[call-overload]
 

@@ -156,6 +156,7 @@ def sorted_rows(table: ResultTable) -> list[tuple[object, ...]]:
     ("rows", "groups", "group_by"),
     [(2, 2, ("district",)), (3, 2, ("district",)), (5, 1000, ()), (2, 1, ())],
 )
+@pytest.mark.slow
 def test_the_fast_plan_gives_the_identical_exact_aggregate(
     engine: DuckDBEngine,
     source: TableSource,
@@ -176,6 +177,7 @@ def test_the_fast_plan_gives_the_identical_exact_aggregate(
     assert out.table.columns == full.output_columns
 
 
+@pytest.mark.slow
 def test_without_null_units_the_unit_filter_goes_too_and_sums_are_exact(
     engine: DuckDBEngine, tmp_path: Path
 ) -> None:

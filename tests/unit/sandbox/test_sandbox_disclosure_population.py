@@ -160,12 +160,13 @@ def test_the_engine_computes_the_same_sketch_and_counts_distinct_units(
     secret_words = population_params("secret-key")
     for word in secret_words.values():
         assert str(word) not in derived.populations.duckdb_sql  # bound, never spliced
-    table, (contributors, populations) = DuckDBEngine().run_with_auxiliary(
+    table, (contributors, populations, member_hashes) = DuckDBEngine().run_with_auxiliary(
         query, people, {"lo": 20, "hi": 69}, derived.queries, secret_words
     )
     keys = [((("district", row[0]),)) for row in table.rows]
     counted = derived.contributors_from(contributors)
     sketches = derived.sketches_from(populations, keys)
+    hashes = derived.members_from(member_hashes, keys)
     rows = pq.read_table(people[DATASET].path).to_pylist()
     for row in table.rows:
         key = (("district", row[0]),)
@@ -177,14 +178,29 @@ def test_the_engine_computes_the_same_sketch_and_counts_distinct_units(
         )
         assert sketches[key].cells == expected.cells and sketches[key].units == len(members)
         assert sketches[key].scheme.startswith("iblt3/duckdb-hash/")
+        assert sorted(int(h) for h in hashes[key]) == sorted(
+            keyed_hash("secret-key", m) for m in members
+        )  # the atom check sees the same keyed hashes, one per unit
 
 
 def test_a_parameter_inside_an_aggregate_is_refused_as_a_threshold_probe() -> None:
-    query = compile_template(
+    with pytest.raises(TemplateRejected, match="SUM over SIGN of age"):  # at proposal
+        compile_template(
+            "SELECT p.district, COUNT(*) AS n, SUM(SIGN(p.age - :lo)) AS above "
+            "FROM civil.people AS p GROUP BY p.district",
+            kind=TemplateKind.AGGREGATE,
+            tables=TABLES,
+            parameters={"lo": AGE["lo"]},
+            count_column="n",
+        )
+    public = {DATASET: TableSchema(DATASET, tuple(
+        Column(c.name, c.type, Sensitivity.PUBLIC) for c in TABLES[DATASET].columns
+    ))}  # fmt: skip
+    query = compile_template(  # on a public column it compiles; the run-time check refuses
         "SELECT p.district, COUNT(*) AS n, SUM(SIGN(p.age - :lo)) AS above "
         "FROM civil.people AS p GROUP BY p.district",
         kind=TemplateKind.AGGREGATE,
-        tables=TABLES,
+        tables=public,
         parameters={"lo": AGE["lo"]},
         count_column="n",
     )

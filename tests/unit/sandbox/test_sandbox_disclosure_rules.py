@@ -95,6 +95,22 @@ def test_secondary_suppression_protects_a_lone_withheld_cell_in_a_one_way_table(
     assert rules == {"a": "min_group_size", "c": "secondary"}  # c is the next smallest
 
 
+def test_secondary_suppression_breaks_ties_by_key_not_by_row_order() -> None:
+    """Engines return groups in different orders (DuckDB and Spark do): the same table must
+    withhold the same cells whatever the order, so a tie goes to the smallest key."""
+    rows = [("a", 3, 1.0), ("b", 50, 1.0), ("c", 12, 1.0), ("d", 12, 1.0), ("e", 30, 1.0)]
+    chosen = set()
+    for ordered in (rows, rows[::-1]):
+        result = apply_disclosure(
+            table(*ordered),
+            count_column="n",
+            group_columns=("district",),
+            rules=DisclosureRules(dominance_n=None, dominance_k=None, p_percent=None),
+        )
+        chosen.add(tuple(sorted(dict(c.key)["district"] for c in result.withheld)))
+    assert chosen == {("a", "c")}
+
+
 def two_way(counts: dict[tuple[str, str], int]) -> ResultTable:
     rows = tuple((d, i, n) for (d, i), n in counts.items())
     return ResultTable(("district", "industry", "n"), ("VARCHAR", "VARCHAR", "BIGINT"), rows)

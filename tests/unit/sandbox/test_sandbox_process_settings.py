@@ -20,6 +20,7 @@ def test_process_isolation_is_the_default(tmp_path: Path) -> None:
         assert engine.os_limits.address_space == 2 * 2 * 10**9 + 2 * 2**30  # 2 × 2GB + 2 GiB
         assert engine.os_limits.cpu_s == 10 * 2 + 5.0
         assert engine.os_limits.no_writes
+        assert engine.max_workers == Settings(home=tmp_path).sandbox_max_workers
     finally:
         engine.close()
 

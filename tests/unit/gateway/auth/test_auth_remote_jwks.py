@@ -72,14 +72,17 @@ def test_unknown_kid_flood_refreshes_at_most_once_per_interval(
     clock.advance(31)
     for _ in range(200):
         remote.get_key_set(secrets.token_hex(8))
+    assert remote.settle()
     assert jwks_server.hits == 2  # one refresh for the whole flood
     clock.advance(29)
     for _ in range(50):
         remote.get_key_set(secrets.token_hex(8))
+    assert remote.settle()
     assert jwks_server.hits == 2
     clock.advance(2)
     for _ in range(50):
         remote.get_key_set(secrets.token_hex(8))
+    assert remote.settle()
     assert jwks_server.hits == 3
 
 
@@ -102,6 +105,7 @@ def test_concurrent_unknown_kid_flood_makes_one_request(
         thread.start()
     for thread in threads:
         thread.join()
+    assert remote.settle()
     assert not errors
     assert jwks_server.hits == 2
 
@@ -141,6 +145,11 @@ def test_new_key_at_the_provider_is_picked_up_after_the_interval(
     with pytest.raises(TokenInvalid, match="untrusted signing key"):
         verifier.verify(new_token)
     clock.advance(30)
+    # The unknown kid starts a refresh in the background and is refused meanwhile (a caller
+    # never waits on the provider while keys are cached); once it lands, the kid is known.
+    with pytest.raises(TokenInvalid, match="untrusted signing key"):
+        verifier.verify(new_token)
+    assert remote.settle()
     assert verifier.verify(new_token).subject == "b"
     assert jwks_server.hits == 2
 
@@ -165,8 +174,10 @@ def test_last_good_keys_kept_until_max_stale_then_fail_closed(
     hits_before = jwks_server.hits
     clock.advance(301)  # cache is due for a refresh, which fails
     assert kids(remote) == {issuer_keys.kid}
+    assert remote.settle()
     clock.advance(3299)  # 3600 s since the last good fetch: still served
     assert kids(remote, "unknown") == {issuer_keys.kid}
+    assert remote.settle()
     clock.advance(1)
     with pytest.raises(KeySourceUnavailable):
         remote.get_key_set(issuer_keys.kid)
@@ -179,7 +190,7 @@ def test_recovers_when_the_endpoint_comes_back(
 ) -> None:
     remote.get_key_set(None)
     jwks_server.serve_raw(b"", status=503)
-    clock.advance(3601)
+    clock.advance(3601)  # past max_stale: the caller waits for the (failing) refresh
     with pytest.raises(KeySourceUnavailable):
         remote.get_key_set(None)
     jwks_server.serve(issuer_keys.public_jwks())

@@ -265,7 +265,7 @@ def test_hs256_signed_with_public_key_refused(
     assert refused(verifier, token) == "unsupported algorithm"
 
 
-@pytest.mark.parametrize("algorithms", [["HS256"], ["Ed25519", "HS512"], ["none"], ["EdDSA"], []])
+@pytest.mark.parametrize("algorithms", [["HS256"], ["Ed25519", "HS512"], ["none"], ["Ed448"], []])
 def test_verifier_refuses_symmetric_none_or_unknown_algorithms(
     issuer_keys: IssuerKeys, algorithms: list[str]
 ) -> None:
@@ -684,3 +684,41 @@ def test_rsa_key_pinned_to_rs256_cannot_verify_ps256() -> None:
     unpinned = RSAKey.import_key({k: v for k, v in rsa.as_dict(private=True).items() if k != "alg"})
     pss = jwt.encode({**header, "alg": "PS256"}, claims(), unpinned, algorithms=["PS256"])
     assert refused(both, pss) == "untrusted signing key"
+
+
+# --- EdDSA (RFC 8037) and Ed25519 (RFC 9864) name the same keys ------------------------------
+
+
+@pytest.mark.parametrize("jwk_alg", [None, "EdDSA", "Ed25519"])
+@pytest.mark.parametrize("token_alg", ["EdDSA", "Ed25519"])
+def test_eddsa_and_ed25519_tokens_verify_with_an_ed25519_key(
+    jwk_alg: str | None, token_alg: str
+) -> None:
+    key = OKPKey.generate_key("Ed25519", parameters={"kid": "k1"})
+    public = {**key.as_dict(private=False), **({"alg": jwk_alg} if jwk_alg else {})}
+    verifier = TokenVerifier(StaticKeySource({"keys": [public]}), issuer=ISSUER, audience=AUDIENCE)
+    token = craft({"alg": token_alg, "kid": "k1", "typ": "at+jwt"}, claims(), ed25519_signer(key))
+    assert verifier.verify(token).subject == "alice"
+    forged = craft(
+        {"alg": token_alg, "kid": "k1", "typ": "at+jwt"},
+        claims(),
+        ed25519_signer(OKPKey.generate_key("Ed25519")),
+    )
+    assert refused(verifier, forged) == "invalid signature"
+
+
+def test_eddsa_is_refused_when_not_configured_and_never_matches_other_key_types() -> None:
+    key = OKPKey.generate_key("Ed25519", parameters={"kid": "k1"})
+    ec = ECKey.generate_key("P-256", parameters={"kid": "k2"})
+    jwks = {"keys": [key.as_dict(private=False), ec.as_dict(private=False)]}
+    only_ed25519 = TokenVerifier(
+        StaticKeySource(jwks), issuer=ISSUER, audience=AUDIENCE, algorithms=["Ed25519"]
+    )
+    token = craft({"alg": "EdDSA", "kid": "k1", "typ": "at+jwt"}, claims(), ed25519_signer(key))
+    assert refused(only_ed25519, token) == "unsupported algorithm"
+    eddsa = TokenVerifier(
+        StaticKeySource(jwks), issuer=ISSUER, audience=AUDIENCE, algorithms=["EdDSA"]
+    )
+    assert eddsa.verify(token).subject == "alice"
+    on_ec = craft({"alg": "EdDSA", "kid": "k2", "typ": "at+jwt"}, claims(), ed25519_signer(key))
+    assert refused(eddsa, on_ec) == "untrusted signing key"

@@ -57,18 +57,40 @@ def test_directory_writable_by_others_is_refused(cache: TokenCache) -> None:
     assert cached_token("https://a.example.gov", cache) == "access-A"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
-def test_cache_file_owned_by_someone_else_is_refused(cache: TokenCache) -> None:
-    os.chown(cache.path, 65534, 65534)  # mode still 0600, but planted by another user
+def test_cache_file_owned_by_someone_else_is_refused(
+    cache: TokenCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mode still 0600, but planted by another user. Giving a file away needs root, so the
+    file's owner as the cache reads it (fstat of the open file) is another user's, whoever
+    runs the test; the directory stays ours."""
+    real_fstat = os.fstat
+    ours = os.geteuid()
+
+    def planted(fd: int) -> os.stat_result:
+        info = real_fstat(fd)
+        if info.st_ino != cache.path.stat().st_ino:
+            return info
+        fields = list(info)
+        fields[stat.ST_UID] = ours + 1
+        return os.stat_result(fields)
+
+    monkeypatch.setattr(os, "fstat", planted)
     with pytest.raises(CliError, match="accessible by group or others"):
         cache.get("https://a.example.gov")
+    monkeypatch.undo()
+    assert cached_token("https://a.example.gov", cache) == "access-A"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="giving a directory to another user needs root")
-def test_directory_owned_by_someone_else_is_refused(cache: TokenCache) -> None:
-    os.chown(cache.directory, 65534, 65534)
+def test_directory_owned_by_someone_else_is_refused(
+    cache: TokenCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mode 0700, but not ours: the test runs as a user other than the directory's owner
+    (giving the directory away instead would need root)."""
+    monkeypatch.setattr(os, "geteuid", lambda: cache.directory.stat().st_uid + 1)
     with pytest.raises(CliError, match="not yours alone"):
         cache.get("https://a.example.gov")
+    with pytest.raises(CliError, match="not yours alone"):
+        cache.put("https://b.example.gov", credential("access-B"))
 
 
 def test_symlinked_cache_file_is_not_followed(cache: TokenCache, tmp_path: Path) -> None:

@@ -1,0 +1,100 @@
+"""Waiting for a job's end without holding a thread.
+
+A result wait (`GET /v1/jobs/{id}/result?wait=S`, `POST /v1/jobs?wait=S`) is a coroutine: it
+sleeps on an asyncio event that the worker's release wakes (`Gateway.jobs_finished`), looks at
+the store now and then for jobs another replica finished, and stops when the client hangs up.
+Each look borrows a thread for one short read. A caller may hold only so many waits at once
+(`max_waits_per_caller`); one more is answered 429 with `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+
+from anyio import to_thread
+
+from gateway.auth.principal import Principal
+from gateway.context import Gateway
+from gateway.errors import TooManyRequests
+from gateway.jobs import model
+from gateway.jobs.model import TERMINAL, Job, JobStatus
+from gateway.store import db
+
+RECHECK_S = 0.5  # how often a wait looks at the store for other replicas' releases
+MAX_WAIT_S = 300.0
+
+
+class WaitSlots:
+    """How many waits each caller holds open on this gateway."""
+
+    def __init__(self, per_caller: int) -> None:
+        self._per_caller = per_caller
+        self._held: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+
+    def held(self, principal: Principal) -> int:
+        with self._lock:
+            return self._held[(principal.department, principal.subject)]
+
+    @contextlib.contextmanager
+    def hold(self, principal: Principal) -> Iterator[None]:
+        key = (principal.department, principal.subject)
+        with self._lock:
+            if self._held[key] >= self._per_caller:
+                raise TooManyRequests(
+                    f"you already wait on {self._per_caller} results; "
+                    "wait on fewer at once or poll without ?wait",
+                    retry_after=1,
+                )
+            self._held[key] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held[key] -= 1
+                if self._held[key] <= 0:
+                    del self._held[key]
+
+
+def _load(gw: Gateway, job_id: str) -> Job:
+    with db.reading(gw.db) as conn:
+        return model.load_job(conn, job_id)
+
+
+async def until_finished(
+    gw: Gateway,
+    job: Job,
+    wait_s: float,
+    *,
+    gone: Callable[[], Awaitable[bool]],
+) -> Job | None:
+    """The job once it has ended, or as it stands when `wait_s` is over; None if the client
+    hung up meanwhile."""
+    deadline = time.monotonic() + max(0.0, min(wait_s, MAX_WAIT_S))
+    loop = asyncio.get_running_loop()
+    woken = asyncio.Event()
+
+    def wake() -> None:  # called from the worker thread that released a job
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+            loop.call_soon_threadsafe(woken.set)
+
+    forget = gw.jobs_finished.listen(wake)
+    try:
+        while JobStatus(job.status) not in TERMINAL:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return job
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), timeout=min(remaining, RECHECK_S))
+            woken.clear()  # before the look: a release after it wakes the next round
+            if await gone():
+                return None
+            job = await to_thread.run_sync(_load, gw, job.id)
+        return job
+    finally:
+        forget()
