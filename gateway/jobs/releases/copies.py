@@ -68,7 +68,7 @@ class PartitionCopies:
             self._put(atoms.key, atoms)
             while self._units > self._max and len(self._copies) > 1:
                 _key, dropped = self._copies.popitem(last=False)
-                self._units -= dropped.partition.units.size
+                self._units -= dropped.partition.size
 
     def drop(self, key: tuple[str, str]) -> None:
         with self._lock:
@@ -76,7 +76,7 @@ class PartitionCopies:
 
     def _put(self, key: tuple[str, str], atoms: Atoms | None) -> None:
         old = self._copies.pop(key, None)
-        self._units -= 0 if old is None else old.partition.units.size
+        self._units -= 0 if old is None else old.partition.size
         if atoms is not None:
             self._copies[key] = atoms
-            self._units += atoms.partition.units.size
+            self._units += atoms.partition.size

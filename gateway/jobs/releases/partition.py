@@ -240,7 +240,7 @@ def save(
         )
         after = replace(after, cells=atoms.cells + len(released))
         after = replace(after, log_bytes=atoms.log_bytes + len(entry))
-        if after.log_bytes > compact_at * UNIT_BYTES * new.units.size:
+        if after.log_bytes > compact_at * UNIT_BYTES * new.size:
             # the snapshot moves to this version; the log before the previous one goes
             conn.execute(r.delete().where(*log, r.c.seq < atoms.base))
             after = replace(after, base=seq, base_tag=tag, log_bytes=0)
@@ -254,7 +254,7 @@ def _write_snapshot(conn: sa.Connection, after: Atoms, *, insert: bool) -> None:
     p = schema.release_partitions
     values = {
         "scheme": after.scheme,
-        "units": int(after.partition.units.size),
+        "units": int(after.partition.size),
         "cells": after.cells,
         "data": after.partition.to_bytes(),
         "base": after.base,
@@ -277,7 +277,7 @@ def _write_head(conn: sa.Connection, atoms: Atoms, after: Atoms) -> None:
     h = schema.release_partition_heads
     values = {
         "scheme": after.scheme,
-        "units": int(after.partition.units.size),
+        "units": int(after.partition.size),
         "cells": after.cells,
         "head": after.seq,
         "head_tag": after.tag,

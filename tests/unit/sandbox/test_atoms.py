@@ -128,3 +128,37 @@ def test_damaged_stored_cells_are_refused() -> None:
     for bad in (data[:-1], data + bytes(8), b"xxxx" + data[4:], data[:5]):
         with pytest.raises(SandboxBug):
             cells_from_bytes(bad)
+
+
+@settings(max_examples=60, deadline=None)
+@given(releases)
+def test_a_layered_partition_answers_as_its_merged_form(
+    history: list[list[frozenset[int]]],
+) -> None:
+    """Releases work on layers above the base, merged only past a size: before and after a
+    merge, the check blames the same groups and the atoms are the same."""
+    layered = Partition.empty()
+    merged = Partition.empty()
+    for groups in history:
+        members = {g: hashed(s) for g, s in enumerate(groups)}
+        for k in (2, 3, 5):
+            expected = small_atoms(merged, members, k)
+            assert small_atoms(layered, members, k) == expected
+            assert small_atoms(layered.flat(), members, k) == expected
+        layered = refined_partition(layered, members)
+        merged = refined_partition(merged, members, merge_past=0)
+        assert merged.layered() == 0
+        assert layered.size == merged.size
+        assert atoms_of(layered) == atoms_of(merged)
+        assert layered.atoms == merged.atoms
+
+
+def test_refining_leaves_the_partition_it_was_given_unchanged() -> None:
+    """A replica keeps its copy while a release is being recorded; if that release rolls
+    back, the copy must still be the partition as stored."""
+    before, _ = release(Partition.empty(), [frozenset(range(12))])
+    units, labels = before.units.copy(), before.labels.copy()
+    after = refined_partition(before, {0: hashed(frozenset(range(6))), 1: hashed(frozenset({20}))})
+    assert np.array_equal(before.units, units) and np.array_equal(before.labels, labels)
+    assert sorted(int(n) for n in before.sizes() if n) == [12]
+    assert sorted(int(n) for n in after.sizes() if n) == [1, 6, 6]
