@@ -19,6 +19,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -67,6 +68,57 @@ def postgres_url(pg_admin_url: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def create_database(admin_url: str) -> tuple[str, str]:
+    """A new empty PostgreSQL database: (its name, its URL)."""
+    name = f"insitu_t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return name, sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(name: str, admin_url: str = PG_ADMIN_URL) -> None:
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+def recreate_database(admin_url: str, url: str, template: str) -> None:
+    """Replace the database of ``url`` by a copy of ``template`` (same name, so the fixture
+    that made it still drops it)."""
+    name = sa.make_url(url).database
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :t"
+                ),
+                {"t": template},
+            )
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _registered_homes() -> Iterator[dict[str, Any]]:
+    """Per xdist worker, the homes with the demo datasets registered, by store kind (made and
+    used by the integration tier's `world`); PostgreSQL template databases are dropped at
+    the end (listed under "drop")."""
+    made: dict[str, Any] = {}
+    yield made
+    for name in made.get("drop", []):
+        drop_database(name)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ real Casbin, real audit log, and tokens signed by the home's real issuer keys.""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from gateway import home
@@ -20,6 +22,7 @@ from gateway.auth.keys import IssuerKeys
 from gateway.demo import documents
 from gateway.demo.data import write_demo_data
 from gateway.settings import Settings
+from tests.conftest import create_database, recreate_database
 
 YAML = {"Content-Type": "application/yaml"}
 
@@ -30,6 +33,7 @@ class World:
     client: TestClient
     issuer: LocalIssuer
     app: Any
+    registered: bool = False  # the demo datasets are registered already (`registered`)
 
     def token(self, subject: str, department: str, *roles: str, ttl_s: int = 600) -> str:
         return self.issuer.issue(
@@ -74,24 +78,102 @@ def demo_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture
-def world(tmp_path: Path, migrated_database_url: str, demo_data_dir: Path) -> Iterator[World]:
-    settings = Settings(home=tmp_path / "home", database_url=migrated_database_url, workers=2)
-    home.init_home(settings)
-    for source in demo_data_dir.rglob("*.parquet"):
-        target = settings.data_dir / source.relative_to(demo_data_dir)
+def _copy_data(data_dir: Path, settings: Settings) -> None:
+    for source in data_dir.rglob("*.parquet"):
+        target = settings.data_dir / source.relative_to(data_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(source.read_bytes())
+
+
+def _register_demo_datasets(owners: dict[str, Caller]) -> None:
+    for dept, doc in (
+        ("market", documents.ENTERPRISE_REGISTRY),
+        ("tax", documents.TAX_FILINGS),
+        ("civil", documents.RESIDENTS),
+    ):
+        response = owners[dept].post_yaml("/v1/datasets", doc)
+        assert response.status_code == 201, response.text
+
+
+def _owners(world: World) -> dict[str, Caller]:
+    return {d: world.as_(f"owner@{d}", d, "data_owner") for d in ("market", "tax", "civil")}
+
+
+# --- Registered homes -----------------------------------------------------------------------
+# Most tests start from a home whose demo datasets are registered (`registered`). Registering
+# them (three sandbox calls, and a sandbox worker started for them) costs ~0.6 s a test, so
+# once per xdist worker and store kind a home is registered through the real app, and each
+# such test gets a copy of it: the home's directory (keys, config, data) and its store (a file
+# copy on SQLite; CREATE DATABASE … TEMPLATE on PostgreSQL). Keys are then shared by the tests
+# of one xdist worker; the registration path itself is still tested by `registered` where a
+# test asks for it without a world made for it (`getfixturevalue`) and by the catalogue tests.
+
+
+@dataclass
+class _RegisteredHome:
+    home: Path
+    store: str  # the SQLite file, or the PostgreSQL template database's name
+
+
+def _registered_home(
+    request: pytest.FixtureRequest, kind: str, made: dict[str, Any], data: Path
+) -> _RegisteredHome:
+    if kind in made:
+        seeded: _RegisteredHome = made[kind]
+        return seeded
+    base = request.getfixturevalue("tmp_path_factory").mktemp(f"registered-{kind}")
+    if kind == "sqlite":
+        store = str(base / "insitu.db")
+        url = f"sqlite:///{store}"
+    else:
+        store, url = create_database(request.getfixturevalue("pg_admin_url"))
+    settings = Settings(home=base / "home", database_url=url, workers=2)
+    home.init_home(settings)
+    _copy_data(data, settings)
+    keys = IssuerKeys.load(settings.keys_dir / home.ISSUER_KEYS)
+    issuer = LocalIssuer(keys, issuer=settings.local_issuer, audience=settings.oidc_audience)
+    app = create_app(settings, run_workers=False)
+    with TestClient(app) as client:
+        _register_demo_datasets(_owners(World(settings, client, issuer, app)))
+    made[kind] = seeded = _RegisteredHome(settings.home, store)
+    if kind == "postgresql":
+        made.setdefault("drop", []).append(store)
+    return seeded
+
+
+@pytest.fixture
+def world(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    migrated_database_url: str,
+    demo_data_dir: Path,
+    _registered_homes: dict[str, Any],
+) -> Iterator[World]:
+    settings = Settings(home=tmp_path / "home", database_url=migrated_database_url, workers=2)
+    registered = "registered" in request.fixturenames
+    if registered:
+        kind = "sqlite" if migrated_database_url.startswith("sqlite") else "postgresql"
+        seed = _registered_home(request, kind, _registered_homes, demo_data_dir)
+        shutil.copytree(seed.home, settings.home)
+        if kind == "sqlite":
+            shutil.copyfile(seed.store, sa.make_url(migrated_database_url).database or "")
+        else:
+            recreate_database(
+                request.getfixturevalue("pg_admin_url"), migrated_database_url, seed.store
+            )
+    else:
+        home.init_home(settings)
+        _copy_data(demo_data_dir, settings)
     keys = IssuerKeys.load(settings.keys_dir / home.ISSUER_KEYS)
     issuer = LocalIssuer(keys, issuer=settings.local_issuer, audience=settings.oidc_audience)
     app = create_app(settings)
     with TestClient(app) as client:  # a server-side exception fails the test
-        yield World(settings=settings, client=client, issuer=issuer, app=app)
+        yield World(settings=settings, client=client, issuer=issuer, app=app, registered=registered)
 
 
 @pytest.fixture
 def owners(world: World) -> dict[str, Caller]:
-    return {d: world.as_(f"owner@{d}", d, "data_owner") for d in ("market", "tax", "civil")}
+    return _owners(world)
 
 
 @pytest.fixture
@@ -100,14 +182,10 @@ def analyst(world: World) -> Caller:
 
 
 @pytest.fixture
-def registered(owners: dict[str, Caller]) -> None:
-    for dept, doc in (
-        ("market", documents.ENTERPRISE_REGISTRY),
-        ("tax", documents.TAX_FILINGS),
-        ("civil", documents.RESIDENTS),
-    ):
-        response = owners[dept].post_yaml("/v1/datasets", doc)
-        assert response.status_code == 201, response.text
+def registered(world: World, owners: dict[str, Caller]) -> None:
+    """The demo datasets are registered (the world starts from a registered home)."""
+    if not world.registered:
+        _register_demo_datasets(owners)
 
 
 def grant_purpose(
