@@ -290,6 +290,9 @@ release_partition_heads = sa.Table(
     sa.Column("log_bytes", sa.BigInteger, nullable=False),
     # Which population key hashed the units (``history.key_id``); NULL: not yet recorded.
     sa.Column("key_id", sa.String(16)),
+    # Cells of ``release_cells`` with a larger id are covered by the atom check (released
+    # with a refinement of this partition); NULL: none is known to be (migration 0013).
+    sa.Column("covers_after", sa.BigInteger),
     sa.Column("updated_at", TS, nullable=False),
 )
 

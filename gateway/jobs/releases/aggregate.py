@@ -73,9 +73,7 @@ def release_aggregate(run: Run) -> Outcome:
         known: set[GroupKey] = set()
         atoms = None
         if unit is not None:
-            differencing, known = release_history.check(
-                conn, dataset_id=base.id, unit_column=unit, k=k, sketches=sketches
-            )
+            release_history.lock(conn, base.id)  # check and record, one release at a time
             atoms = release_partition.load(
                 conn,
                 gw.partitions,
@@ -83,6 +81,14 @@ def release_aggregate(run: Run) -> Outcome:
                 unit_column=unit,
                 scheme=scheme,
                 key_id=release_history.key_id(key),
+            )
+            differencing, known = release_history.check(
+                conn,
+                dataset_id=base.id,
+                unit_column=unit,
+                k=k,
+                sketches=sketches,
+                covered_after=release_partition.covered_after(atoms, scheme),
             )
         while True:  # withholding a group can leave a small atom or a line with one cell
             disclosed = apply_disclosure(

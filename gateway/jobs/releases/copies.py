@@ -34,6 +34,9 @@ class Atoms:
     log_bytes: int = 0
     fresh: bool = False
     key_id: str = ""  # the population key the units were hashed with (``history.key_id``)
+    # Cells of ``release_cells`` with a larger id were released with a refinement of this
+    # partition (the atom check covers them); None: no cell is known to be.
+    covers_after: int | None = None
 
     @property
     def key(self) -> tuple[str, str]:

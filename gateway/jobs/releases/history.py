@@ -16,7 +16,9 @@ which only makes later releases more cautious.
 
 Limits: the comparison is pairwise; populations assembled from three or more releases are
 caught by the atom check (``releases.partition``), which this one predates and which covers
-it. The candidates per cell grow with the history of cells of similar size on the dataset.
+it: cells released with a refinement of the partition are therefore only looked up for exact
+repeats (``covered_after``), and the comparison runs against the cells released before the
+partition started, whose number no longer grows.
 """
 
 from __future__ import annotations
@@ -68,28 +70,49 @@ def check(
     unit_column: str,
     k: int,
     sketches: Mapping[GroupKey, PopulationSketch],
+    covered_after: int | None = None,
 ) -> tuple[dict[GroupKey, str], set[GroupKey]]:
     """Groups whose population is within k of an earlier released cell (with the reason), and
     groups whose exact population was released before (not recorded again).
 
+    Cells with an id above ``covered_after`` (``partition.covered_after``) were released with
+    a refinement of the dataset's partition: the atom check, which the caller runs too, covers
+    them (a cell differing from one of them by 1 … k−1 units would leave an atom that small),
+    so they are only looked up for an exact repeat, not compared; the comparison's cost then
+    stays with the cells released before the partition started instead of growing with the
+    history.
+
     Takes the dataset's lock for the rest of the transaction; call ``record`` in the same one.
     """
-    _lock(conn, dataset_id)
+    lock(conn, dataset_id)
     withheld: dict[GroupKey, str] = {}
     seen: set[GroupKey] = set()
     if not sketches:
         return withheld, seen
     cells = schema.release_cells
+    mine = (cells.c.dataset_id == dataset_id, cells.c.unit_column == unit_column)
+    columns = (cells.c.units, cells.c.sketch, cells.c.cells_per_hash, cells.c.scheme)
     candidates: list[Any] = []
+    older = () if covered_after is None else (cells.c.id <= covered_after,)
     for low, high in _size_ranges([s.units for s in sketches.values()], k):
         candidates += conn.execute(  # one query per run of similar sizes, filtered below
-            sa.select(cells.c.units, cells.c.sketch, cells.c.cells_per_hash, cells.c.scheme).where(
-                cells.c.dataset_id == dataset_id,
-                cells.c.unit_column == unit_column,
-                cells.c.units >= low,
-                cells.c.units <= high,
-            )
+            sa.select(*columns).where(*mine, *older, cells.c.units >= low, cells.c.units <= high)
         ).all()
+    if covered_after is not None:  # covered cells: exact repeats only (same size, same bytes)
+        sizes = sorted({s.units for s in sketches.values()})
+        repeats = conn.execute(
+            sa.select(*columns).where(*mine, cells.c.id > covered_after, cells.c.units.in_(sizes))
+        ).all()
+        for key, sketch in sketches.items():
+            data = sketch.to_bytes()
+            if any(
+                row.units == sketch.units
+                and row.scheme == sketch.scheme
+                and row.cells_per_hash == sketch.cells_per_hash
+                and bytes(row.sketch) == data
+                for row in repeats
+            ):
+                seen.add(key)
     for key, sketch in sketches.items():
         data = sketch.to_bytes()
         for row in candidates:
@@ -159,7 +182,7 @@ def record(
     )
 
 
-def _lock(conn: sa.Connection, dataset_id: str) -> None:
+def lock(conn: sa.Connection, dataset_id: str) -> None:
     """Serialise check-and-record per dataset (SQLite: the transaction's write lock)."""
     if conn.dialect.name == "postgresql":
         digest = hashlib.sha256(b"insitu.release_cells:" + dataset_id.encode()).digest()

@@ -92,11 +92,20 @@ def load(
             h.c.cells,
             h.c.log_bytes,
             h.c.key_id,
+            h.c.covers_after,
         ).where(h.c.dataset_id == dataset_id, h.c.unit_column == unit_column)
     ).first()
     empty = Partition.empty()
     if row is None:
-        return Atoms(dataset_id, unit_column, scheme, empty, fresh=True, key_id=key_id)
+        return Atoms(
+            dataset_id,
+            unit_column,
+            scheme,
+            empty,
+            fresh=True,
+            key_id=key_id,
+            covers_after=_newest_cell(conn, dataset_id, unit_column),
+        )
     if row.key_id is not None and row.key_id != key_id:
         raise KeyMismatch(
             f"this gateway's population key ({key_id}) is not the one the stored releases of "
@@ -113,6 +122,7 @@ def load(
             row.head_tag,
             fresh=True,
             key_id=key_id,
+            covers_after=_newest_cell(conn, dataset_id, unit_column),
         )
     atoms = Atoms(
         dataset_id,
@@ -126,6 +136,7 @@ def load(
         cells=row.cells,
         log_bytes=row.log_bytes,
         key_id=key_id,
+        covers_after=row.covers_after,
     )
     copy = copies.get(atoms.key)
     partition = None if copy is None else _caught_up(conn, copy, atoms)
@@ -134,6 +145,27 @@ def load(
             copies.drop(atoms.key)  # another history than the store's: never used again
         partition = _read(conn, atoms)
     return replace(atoms, partition=partition)
+
+
+def _newest_cell(conn: sa.Connection, dataset_id: str, unit_column: str) -> int:
+    """The largest id of a released cell of the dataset: a partition started now covers only
+    the cells recorded after it."""
+    c = schema.release_cells
+    return int(
+        conn.execute(
+            sa.select(sa.func.coalesce(sa.func.max(c.c.id), 0)).where(
+                c.c.dataset_id == dataset_id, c.c.unit_column == unit_column
+            )
+        ).scalar_one()
+    )
+
+
+def covered_after(atoms: Atoms, scheme: str) -> int | None:
+    """For ``history.check``: the id after which released cells are covered by the atom
+    check of ``atoms`` for sketches of ``scheme`` (None: compare every cell pairwise)."""
+    if not scheme or atoms.scheme != scheme:
+        return None
+    return atoms.covers_after
 
 
 def _caught_up(conn: sa.Connection, copy: Atoms, head: Atoms) -> Partition | None:
@@ -285,6 +317,7 @@ def _write_head(conn: sa.Connection, atoms: Atoms, after: Atoms) -> None:
         "base_tag": after.base_tag,
         "log_bytes": after.log_bytes,
         "key_id": after.key_id or None,
+        "covers_after": after.covers_after,
         "updated_at": datetime.now(UTC),
     }
     if not atoms.tag:

@@ -62,7 +62,7 @@ def release(
     """What an aggregate release does: under the dataset's lock, load, withhold groups until
     none makes a small atom, save; keep the copy once committed. The names released."""
     with engine.begin() as conn:
-        history.check(conn, dataset_id=dataset, unit_column=UNIT, k=K, sketches={})
+        history.lock(conn, dataset)
         atoms = stored.load(
             conn, copies, dataset_id=dataset, unit_column=UNIT, scheme=scheme, key_id=key_id
         )
@@ -316,3 +316,77 @@ def test_a_head_from_before_key_ids_takes_the_first_key_that_releases(engine: sa
         release(
             engine, PartitionCopies(), {"far": hashed(range(20, 30))}, key_id="fedcba9876543210"
         )
+
+
+def cell(conn: sa.Connection, units: int) -> int:
+    """A released cell's sketch row (its bytes do not matter here); its id."""
+    values = {
+        "dataset_id": DATASET,
+        "unit_column": UNIT,
+        "cells_per_hash": 20,
+        "scheme": "s1",
+        "units": units,
+        "sketch": b"",
+        "job_id": str(uuid.uuid4()),
+        "department": "stats",
+        "created_at": datetime.now(UTC),
+    }
+    return int(conn.execute(schema.release_cells.insert().values(**values)).inserted_primary_key[0])
+
+
+OLD_HEAD = {  # a head row as migration 0012 made it: an empty partition, version 0
+    "dataset_id": DATASET,
+    "unit_column": UNIT,
+    "scheme": "s1",
+    "units": 0,
+    "cells": 0,
+    "head": 0,
+    "head_tag": "0123456789abcdef",
+    "base": 0,
+    "base_tag": "0123456789abcdef",
+    "log_bytes": 0,
+    "key_id": KEY_ID,
+}
+OLD_HEADS = sa.table(
+    "release_partition_heads",
+    *(sa.column(c) for c in OLD_HEAD),
+    sa.column("updated_at", sa.DateTime(timezone=True)),
+)
+
+
+def test_a_partition_covers_the_cells_released_after_it_started(database_url: str) -> None:
+    """Migration 0013 marks the cells an existing partition does not cover (those there
+    now); a partition started later covers only the cells released after it."""
+    engine = db.create_engine(database_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db.MIGRATIONS))
+
+    def to(revision: str) -> None:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+
+    to("0012_atoms")
+    with engine.begin() as conn:
+        before = [cell(conn, 10), cell(conn, 11)]
+        conn.execute(OLD_HEADS.insert().values(**OLD_HEAD, updated_at=datetime.now(UTC)))
+    to("head")
+    with engine.begin() as conn:
+        head = conn.execute(sa.select(schema.release_partition_heads.c.covers_after)).scalar()
+    assert head == max(before)
+    atoms = Atoms(DATASET, UNIT, "s1", Partition.empty(), covers_after=head)
+    assert stored.covered_after(atoms, "s1") == max(before)
+    assert stored.covered_after(atoms, "another scheme") is None  # compared pairwise
+    with engine.begin() as conn:  # another dataset: a fresh partition covers what comes next
+        later = cell(conn, 12)
+        fresh = stored.load(
+            conn,
+            PartitionCopies(),
+            dataset_id="civil.other",
+            unit_column=UNIT,
+            scheme="s1",
+            key_id=KEY_ID,
+        )
+    assert fresh.fresh and fresh.covers_after == 0  # no cell of civil.other yet
+    assert later > max(before)
+    engine.dispose()
