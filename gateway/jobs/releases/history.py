@@ -139,6 +139,19 @@ def check(
     return withheld, seen - set(withheld)
 
 
+def newest_cell(conn: sa.Connection, dataset_id: str, unit_column: str) -> int:
+    """The largest id of a released cell of the dataset (0: none): a partition started now
+    covers only the cells recorded after it (``partition.covered_after``)."""
+    c = schema.release_cells
+    return int(
+        conn.execute(
+            sa.select(sa.func.coalesce(sa.func.max(c.c.id), 0)).where(
+                c.c.dataset_id == dataset_id, c.c.unit_column == unit_column
+            )
+        ).scalar_one()
+    )
+
+
 def _size_ranges(sizes: list[int], k: int) -> list[tuple[int, int]]:
     """The merged ranges [size − k + 1, size + k − 1] of candidate sizes."""
     ranges: list[tuple[int, int]] = []

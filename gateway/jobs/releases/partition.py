@@ -24,7 +24,7 @@ deletes the log before the previous ``base`` (what is after it stays, so a repli
 behind still reads only what it lacks). Compaction costs the snapshot once the releases since
 the last one have written as many bytes: per release, the cost stays proportional to it.
 
-Both run in the release's transaction after ``history.check`` has taken the dataset's lock,
+Both run in the release's transaction after ``history.lock`` has taken the dataset's lock,
 so two releases are checked one after the other; ``save`` moves the head only if it is still
 the version loaded (else it raises: nothing is recorded against a stale partition). The
 caller keeps the state ``save`` returns only once the transaction has committed.
@@ -44,6 +44,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from gateway.jobs.releases import history
 from gateway.jobs.releases.copies import Atoms, PartitionCopies
 from gateway.store import schema
 from sandbox import (
@@ -75,7 +76,7 @@ def load(
     scheme: str,
     key_id: str,
 ) -> Atoms:
-    """The partition as stored now (call under the dataset's lock: ``history.check``).
+    """The partition as stored now (call under the dataset's lock: ``history.lock``).
 
     Raises ``KeyMismatch`` when its units were hashed with another population key than
     ``key_id`` (a replica set up with a key of its own): the check would miss every release
@@ -104,7 +105,7 @@ def load(
             empty,
             fresh=True,
             key_id=key_id,
-            covers_after=_newest_cell(conn, dataset_id, unit_column),
+            covers_after=history.newest_cell(conn, dataset_id, unit_column),
         )
     if row.key_id is not None and row.key_id != key_id:
         raise KeyMismatch(
@@ -122,7 +123,7 @@ def load(
             row.head_tag,
             fresh=True,
             key_id=key_id,
-            covers_after=_newest_cell(conn, dataset_id, unit_column),
+            covers_after=history.newest_cell(conn, dataset_id, unit_column),
         )
     atoms = Atoms(
         dataset_id,
@@ -145,19 +146,6 @@ def load(
             copies.drop(atoms.key)  # another history than the store's: never used again
         partition = _read(conn, atoms)
     return replace(atoms, partition=partition)
-
-
-def _newest_cell(conn: sa.Connection, dataset_id: str, unit_column: str) -> int:
-    """The largest id of a released cell of the dataset: a partition started now covers only
-    the cells recorded after it."""
-    c = schema.release_cells
-    return int(
-        conn.execute(
-            sa.select(sa.func.coalesce(sa.func.max(c.c.id), 0)).where(
-                c.c.dataset_id == dataset_id, c.c.unit_column == unit_column
-            )
-        ).scalar_one()
-    )
 
 
 def covered_after(atoms: Atoms, scheme: str) -> int | None:
