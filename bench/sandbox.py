@@ -6,9 +6,10 @@ On one Parquet file (default 100k rows; `--rows N`), the same compiled template 
 - `in-process`: `DuckDBEngine` (fresh locked-down instance per job, one kept ready);
 - `worker process`: `ProcessEngine` (the gateway's default: a pre-started worker process,
   typed JSON frames over pipes, the same locked-down engine inside);
-- `+ disclosure queries`: the worker also runs the derived contributor and population
-  queries (distinct units, top contributions, population sketches; the unit column is
-  unique per row, as the gateway finds for this data, so rows are not grouped by unit).
+- `+ disclosure queries`: the worker also runs the derived queries a job runs (distinct
+  units and top contributions; the member hashes, from which the gateway makes the
+  population sketches; the unit column is unique per row, as the gateway finds for this
+  data, so rows are not grouped by unit).
 
 The break-down rows isolate worker dispatch (a round trip that runs no query), lock-down
 (open + SET + read-back of a fresh instance, in-process) and result transfer (10,000 result
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
             "worker process + disclosure queries": summary(
                 timed(
                     lambda: proc.run_with_auxiliary(
-                        query, sources, params, derived.queries, population_params("k" * 64)
+                        query, sources, params, derived.job_queries, population_params("k" * 64)
                     ),
                     repeat=args.repeat,
                 )

@@ -146,11 +146,11 @@ def measure(remote: str, path: Path, repeat: int) -> dict[str, dict[str, float]]
             "dp plan: Spark engine job": attempt(lambda: spark.run(dp, sources, dp_params), repeat),
             "dp plan: DuckDB engine job": attempt(lambda: duck.run(dp, sources, dp_params), repeat),
             "aggregate + disclosure queries: Spark engine": attempt(
-                lambda: spark.run_with_auxiliary(query, sources, params, derived.queries, keys),
+                lambda: spark.run_with_auxiliary(query, sources, params, derived.job_queries, keys),
                 max(2, repeat // 2),
             ),
             "aggregate + disclosure queries: DuckDB engine": attempt(
-                lambda: duck.run_with_auxiliary(query, sources, params, derived.queries, keys),
+                lambda: duck.run_with_auxiliary(query, sources, params, derived.job_queries, keys),
                 max(2, repeat // 2),
             ),
         }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -80,8 +80,8 @@ class DisclosureQueries:
 
     @property
     def queries(self) -> tuple[AuxiliaryQuery, ...]:
-        """Contributors, then (with a unit column) populations and members, then (with a
-        dispersion output) dispersions, in this order; ``by_name`` reads them back."""
+        """Every derived query: contributors, then (with a unit column) populations and
+        members, then (with a dispersion output) dispersions, in this order."""
         found = [self.contributors]
         if self.populations is not None and self.members is not None:
             found += [self.populations, self.members]
@@ -89,12 +89,21 @@ class DisclosureQueries:
             found.append(self.dispersion_query)
         return tuple(found)
 
-    def by_name(self, results: Sequence[ResultTable]) -> dict[str, ResultTable]:
-        """The results of ``queries``, by query name."""
-        queries = self.queries
-        if len(results) != len(queries):
+    @property
+    def job_queries(self) -> tuple[AuxiliaryQuery, ...]:
+        """What a job runs: ``queries`` without ``populations``, whose sketches a job
+        computes from the member hashes instead (``sketches_from_members``; tests pin the
+        two equal on DuckDB and on Spark)."""
+        return tuple(q for q in self.queries if q is not self.populations)
+
+    def by_name(
+        self, results: Sequence[ResultTable], queries: Sequence[AuxiliaryQuery] | None = None
+    ) -> dict[str, ResultTable]:
+        """The results of ``queries`` (default: ``self.queries``), by query name."""
+        ran = self.queries if queries is None else queries
+        if len(results) != len(ran):
             raise SandboxBug("one result per derived query")
-        return {q.name: r for q, r in zip(queries, results, strict=True)}
+        return {q.name: r for q, r in zip(ran, results, strict=True)}
 
     def members_from(self, table: ResultTable, keys: Sequence[GroupKey]) -> dict[GroupKey, Hashes]:
         """Per group among ``keys``: the sorted keyed hashes of its units."""
@@ -105,7 +114,7 @@ class DisclosureQueries:
         out: dict[GroupKey, Hashes] = {}
         for row in table.rows:
             key = tuple(zip(self.group_columns, row[:width], strict=True))
-            n, text = row[width:]
+            n, text = row[width : width + 2]
             if key not in wanted:
                 continue
             if not isinstance(text, str):
@@ -138,10 +147,26 @@ class DisclosureQueries:
             if key in spread
         }
 
+    def sketches_from_members(
+        self, table: ResultTable, members: Mapping[GroupKey, Hashes]
+    ) -> dict[GroupKey, PopulationSketch]:
+        """Per group of ``members`` (``members_from`` of the same ``members`` result): its
+        population sketch, made from the member hashes as the ``populations`` query makes
+        it in SQL, under the scheme the members query reported."""
+        width = len(self.group_columns)
+        schemes = {str(row[width + 2]) for row in table.rows}
+        if len(schemes) > 1:
+            raise SandboxBug("one members query returned several hash schemes")
+        scheme = sketch_scheme(schemes.pop()) if schemes else ""
+        return {
+            key: PopulationSketch.from_hash_array(self.cells_per_hash, hashes, scheme)
+            for key, hashes in members.items()
+        }
+
     def sketches_from(
         self, table: ResultTable, keys: Sequence[GroupKey]
     ) -> dict[GroupKey, PopulationSketch]:
-        """Per group among ``keys``: the population sketch."""
+        """Per group among ``keys``: the population sketch, from a ``populations`` result."""
         width = len(self.group_columns)
         rows: dict[GroupKey, list[tuple[object, object, object, object]]] = {}
         schemes = set()

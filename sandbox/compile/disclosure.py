@@ -119,7 +119,7 @@ def derive_disclosure_queries(
             name="members",
             duckdb_sql=members_sql,
             parameters=_parameters(members_sql, extra=POPULATION_KEYS),
-            output_columns=(*keys, "n", "hashes"),
+            output_columns=(*keys, "n", "hashes", "scheme"),
             max_rows=max_groups,
             spark_sql=_spark_members_sql(contributions(False), keys),
         )
@@ -315,21 +315,26 @@ def _spark_members_sql(inner: exp.Select, keys: list[str]) -> str:
         f"hashed AS (SELECT {prefix}XXHASH64(XXHASH64(XXHASH64(u) ^ {k1}) ^ {k2}) AS h "
         "FROM insitu_c) "
         f"SELECT {prefix}COUNT(*) AS n, "
-        "CONCAT_WS('', COLLECT_LIST(LPAD(HEX(h), 16, '0'))) AS hashes "
+        "CONCAT_WS('', COLLECT_LIST(LPAD(HEX(h), 16, '0'))) AS hashes, "
+        f"CONCAT('{SPARK_SCHEME}', CAST(XXHASH64('{SCHEME_PROBE}') AS STRING)) AS scheme "
         f"FROM hashed{group}"
     )
 
 
 def _members_sql(inner: exp.Select, keys: list[str]) -> str:
-    """Per group: the keyed hashes of its units, as 16 hex digits each (for the atom check).
+    """Per group: the keyed hashes of its units, as 16 hex digits each, and the hash scheme.
 
     One text per group keeps the transfer to ~16 bytes a unit with no per-row conversion;
-    ``sandbox.disclosure.atoms.hashes_from_hex`` reads it back.
+    ``sandbox.disclosure.atoms.hashes_from_hex`` reads it back. The atom check uses the
+    hashes, and the population sketches are computed from them
+    (``DisclosureQueries.sketches_from_members``), so the ``populations`` query itself is
+    not run by a job.
     """
     outer = exp.select(
         *keys,
         "COUNT(*) AS n",
         "STRING_AGG(LPAD(TO_HEX(h), 16, '0'), '') AS hashes",
+        f"HASH('{SCHEME_PROBE}') AS scheme",
         dialect="duckdb",
     ).from_("hashed")
     if keys:

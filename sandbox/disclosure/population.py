@@ -17,8 +17,13 @@ import math
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sandbox.errors import SandboxBug
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 HASHES = 3
 SHIFT = 21
@@ -65,6 +70,31 @@ def spark_check(value: int) -> int:
     h ^= h >> 29
     h = (h * _P3) & _MASK
     return h ^ (h >> 32)
+
+
+def _checks(values: npt.NDArray[np.uint64], scheme: str) -> npt.NDArray[np.uint64]:
+    """``check_for(scheme)`` of every value, vectorised (uint64 arithmetic wraps as ``& MASK``)."""
+    import numpy as np  # noqa: PLC0415 - numpy only where sketches are made
+
+    u = np.uint64
+    with np.errstate(over="ignore"):
+        if scheme.startswith(f"iblt3/{SPARK_SCHEME}"):
+
+            def rotl(x: npt.NDArray[np.uint64], bits: int) -> npt.NDArray[np.uint64]:
+                return (x << u(bits)) | (x >> u(64 - bits))
+
+            h = u((42 + _P5 + 8) & _MASK) ^ (rotl(values * u(_P2), 31) * u(_P1))
+            h = rotl(h, 27) * u(_P1) + u(_P4)
+            h ^= h >> u(33)
+            h *= u(_P2)
+            h ^= h >> u(29)
+            h *= u(_P3)
+            return h ^ (h >> u(32))
+        z: npt.NDArray[np.uint64] = values ^ (values >> u(32))
+        z *= u(_MURMUR)
+        z ^= z >> u(32)
+        z *= u(_MURMUR)
+        return z ^ (z >> u(32))
 
 
 def check_for(scheme: str) -> Callable[[int], int]:
@@ -129,6 +159,46 @@ class PopulationSketch:
                 cell[2] ^= check_of(value)
         ordered = tuple((i, c[0], c[1], c[2]) for i, c in sorted(cells.items()))
         return cls(cells_per_hash, units, ordered)
+
+    @classmethod
+    def from_hash_array(
+        cls, cells_per_hash: int, hashes: npt.NDArray[np.uint64], scheme: str
+    ) -> PopulationSketch:
+        """The sketch of distinct unit hashes (``atoms.hashes_from_hex``), vectorised: the
+        cells the engine's ``populations`` query computes in SQL, with ``scheme``'s check
+        function (DuckDB's ``hash`` or Spark's ``xxhash64``; tests pin both against a real
+        engine). A job computes its sketches so from the member hashes it reads anyway."""
+        import numpy as np  # noqa: PLC0415 - numpy only where sketches are made
+
+        h = np.asarray(hashes, dtype=np.uint64)
+        if h.size and np.any(h[1:] <= h[:-1]):
+            raise SandboxBug("a sketch is made of sorted distinct hashes")
+        checks = _checks(h, scheme)
+        width = np.uint64(cells_per_hash)
+        index = np.concatenate(
+            [
+                j * cells_per_hash + ((h >> np.uint64(j * SHIFT)) % width).astype(np.int64)
+                for j in range(HASHES)
+            ]
+        )
+        order = np.argsort(index, kind="stable")
+        index = index[order]
+        keys = np.tile(h, HASHES)[order]
+        checked = np.tile(checks, HASHES)[order]
+        if not index.size:
+            return cls(cells_per_hash, 0, (), scheme)
+        starts = np.flatnonzero(np.concatenate([[True], index[1:] != index[:-1]]))
+        counts = np.diff(np.append(starts, index.size))
+        cells = tuple(
+            zip(
+                index[starts].tolist(),
+                counts.tolist(),
+                np.bitwise_xor.reduceat(keys, starts).tolist(),
+                np.bitwise_xor.reduceat(checked, starts).tolist(),
+                strict=True,
+            )
+        )
+        return cls(cells_per_hash, int(h.size), cells, scheme)
 
     def to_bytes(self) -> bytes:
         return b"".join(_CELL.pack(*cell) for cell in self.cells)

@@ -156,6 +156,11 @@ def test_aggregate_and_disclosure_figures_equal_duckdb(
     assert {k: s.units for k, s in sketches.items()} == {
         k: c.units for k, c in derived.contributors_from(d_aux[0]).items()
     }
+    # What a job does instead of the populations query, on each engine: the same sketches
+    # from the member hashes (Spark's xxhash64 scheme, DuckDB's hash scheme).
+    for aux in (s_aux, d_aux):
+        members = derived.members_from(aux[2], keys)
+        assert derived.sketches_from_members(aux[2], members) == derived.sketches_from(aux[1], keys)
 
 
 def test_spark_population_sketches_decode_small_differences(

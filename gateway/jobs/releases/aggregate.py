@@ -60,13 +60,13 @@ def release_aggregate(run: Run) -> Outcome:
     key = release_history.population_key(gw.settings.keys_dir)
     with timing.stage("sandbox"):
         table, aux = gw.engine.run_with_auxiliary(
-            query, run.sources, run.values, derived.queries, population_params(key)
+            query, run.sources, run.values, derived.job_queries, population_params(key)
         )
-    named = derived.by_name(aux)
+    named = derived.by_name(aux, derived.job_queries)
     contributors = derived.contributors_from(named["contributors"], named.get("dispersions"))
     keys = [group_key(table.columns, query.group_columns, row) for row in table.rows]
-    sketches = derived.sketches_from(named["populations"], keys) if "populations" in named else {}
     members = derived.members_from(named["members"], keys) if "members" in named else {}
+    sketches = derived.sketches_from_members(named["members"], members) if members else {}
     scheme = next(iter(sketches.values())).scheme if sketches else ""
     with timing.stage("disclosure"), gw.db.begin() as conn:
         differencing: dict[GroupKey, str] = {}

@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -25,7 +26,13 @@ from sandbox import (
 )
 from sandbox.compile.auxiliary import POPULATION_KEYS, population_params
 from sandbox.compile.disclosure import base_table, derive_disclosure_queries, uniqueness_query
-from sandbox.disclosure.population import PopulationSketch, check_of, difference_size
+from sandbox.disclosure.population import (
+    PopulationSketch,
+    cells_of,
+    check_for,
+    check_of,
+    difference_size,
+)
 
 K = 10
 CELLS = 2 * K
@@ -167,6 +174,9 @@ def test_the_engine_computes_the_same_sketch_and_counts_distinct_units(
     counted = derived.contributors_from(contributors)
     sketches = derived.sketches_from(populations, keys)
     hashes = derived.members_from(member_hashes, keys)
+    # What a job does instead of the populations query: the same sketches, from the members.
+    assert derived.sketches_from_members(member_hashes, hashes) == sketches
+    assert derived.populations not in derived.job_queries
     rows = pq.read_table(people[DATASET].path).to_pylist()
     for row in table.rows:
         key = (("district", row[0]),)
@@ -252,3 +262,29 @@ def test_a_unique_unit_skips_grouping_and_gives_the_same_figures(tmp_path: Path)
         keys = [(("district", row[0]),) for row in table.rows]
         figures.append((derived.contributors_from(aux[0]), derived.sketches_from(aux[1], keys)))
     assert figures[0] == figures[1]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.sets(st.integers(0, 2**64 - 1), max_size=300),
+    st.sampled_from(["iblt3/duckdb-hash/1", "iblt3/spark-xxhash64/2"]),
+    st.integers(1, 40),
+)
+def test_a_sketch_from_a_hash_array_is_the_sketch_of_its_hashes(
+    hashes: set[int], scheme: str, cells_per_hash: int
+) -> None:
+    """The vectorised sketch (what a job computes from its member hashes) equals the sketch
+    built unit by unit with the scheme's check function."""
+    check = check_for(scheme)
+    cells: dict[int, list[int]] = {}
+    for value in hashes:
+        for index in cells_of(value, cells_per_hash):
+            cell = cells.setdefault(index, [0, 0, 0])
+            cell[0] += 1
+            cell[1] ^= value
+            cell[2] ^= check(value)
+    made = PopulationSketch.from_hash_array(
+        cells_per_hash, np.array(sorted(hashes), dtype=np.uint64), scheme
+    )
+    assert made.cells == tuple((i, *c) for i, c in sorted(cells.items()))
+    assert made.units == len(hashes) and made.scheme == scheme
