@@ -90,29 +90,36 @@ def check(
     if not sketches:
         return withheld, seen
     cells = schema.release_cells
-    mine = (cells.c.dataset_id == dataset_id, cells.c.unit_column == unit_column)
-    columns = (cells.c.units, cells.c.sketch, cells.c.cells_per_hash, cells.c.scheme)
-    candidates: list[Any] = []
-    older = () if covered_after is None else (cells.c.id <= covered_after,)
-    for low, high in _size_ranges([s.units for s in sketches.values()], k):
-        candidates += conn.execute(  # one query per run of similar sizes, filtered below
-            sa.select(*columns).where(*mine, *older, cells.c.units >= low, cells.c.units <= high)
-        ).all()
+    near = sa.or_(  # sizes within k of a new cell's: a symmetric difference below k is possible
+        *(
+            sa.and_(cells.c.units >= low, cells.c.units <= high)
+            for low, high in _size_ranges([s.units for s in sketches.values()], k)
+        )
+    )
+    wanted = near
     if covered_after is not None:  # covered cells: exact repeats only (same size, same bytes)
         sizes = sorted({s.units for s in sketches.values()})
-        repeats = conn.execute(
-            sa.select(*columns).where(*mine, cells.c.id > covered_after, cells.c.units.in_(sizes))
-        ).all()
-        for key, sketch in sketches.items():
-            data = sketch.to_bytes()
-            if any(
-                row.units == sketch.units
-                and row.scheme == sketch.scheme
-                and row.cells_per_hash == sketch.cells_per_hash
-                and bytes(row.sketch) == data
-                for row in repeats
-            ):
-                seen.add(key)
+        wanted = sa.or_(
+            sa.and_(cells.c.id <= covered_after, near),
+            sa.and_(cells.c.id > covered_after, cells.c.units.in_(sizes)),
+        )
+    rows = conn.execute(  # one statement, filtered below
+        sa.select(
+            cells.c.id, cells.c.units, cells.c.sketch, cells.c.cells_per_hash, cells.c.scheme
+        ).where(cells.c.dataset_id == dataset_id, cells.c.unit_column == unit_column, wanted)
+    ).all()
+    covered = [r for r in rows if covered_after is not None and r.id > covered_after]
+    candidates: list[Any] = [r for r in rows if covered_after is None or r.id <= covered_after]
+    for key, sketch in sketches.items():
+        data = sketch.to_bytes()
+        if any(
+            row.units == sketch.units
+            and row.scheme == sketch.scheme
+            and row.cells_per_hash == sketch.cells_per_hash
+            and bytes(row.sketch) == data
+            for row in covered
+        ):
+            seen.add(key)
     for key, sketch in sketches.items():
         data = sketch.to_bytes()
         for row in candidates:
