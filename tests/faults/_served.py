@@ -29,7 +29,13 @@ from gateway.auth.issuer import LocalIssuer
 from gateway.auth.keys import IssuerKeys
 from gateway.demo import documents
 from gateway.settings import Settings
-from tests.integration.conftest import World, grant_purpose
+from tests.integration.conftest import (
+    World,
+    copy_demo_data,
+    grant_purpose,
+    owners_of,
+    register_demo_datasets,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE_S = 2.0
@@ -50,23 +56,15 @@ def free_port() -> int:
 def seed(settings: Settings, data_dir: Path) -> list[str]:
     """Init the home, copy the demo data, register, approve; return the analyst's purposes."""
     home.init_home(settings)
-    for source in data_dir.rglob("*.parquet"):
-        target = settings.data_dir / source.relative_to(data_dir)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(source.read_bytes())
+    copy_demo_data(data_dir, settings)
     keys = IssuerKeys.load(settings.keys_dir / home.ISSUER_KEYS)
     issuer = LocalIssuer(keys, issuer=settings.local_issuer, audience=settings.oidc_audience)
     app = create_app(settings, run_workers=False)
     with TestClient(app) as client:
         world = World(settings=settings, client=client, issuer=issuer, app=app)
-        owners = {d: world.as_(f"owner@{d}", d, "data_owner") for d in ("market", "tax", "civil")}
+        owners = owners_of(world)
         analyst = world.as_("analyst@stats", "stats", "analyst")
-        for dept, doc in (
-            ("market", documents.ENTERPRISE_REGISTRY),
-            ("tax", documents.TAX_FILINGS),
-            ("civil", documents.RESIDENTS),
-        ):
-            assert owners[dept].post_yaml("/v1/datasets", doc).status_code == 201
+        register_demo_datasets(owners)
         proposed = analyst.post_yaml("/v1/templates", documents.NO_FILING_TEMPLATE).json()
         for dept in ("market", "tax"):
             r = owners[dept].post(

@@ -78,14 +78,14 @@ def demo_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _copy_data(data_dir: Path, settings: Settings) -> None:
+def copy_demo_data(data_dir: Path, settings: Settings) -> None:
     for source in data_dir.rglob("*.parquet"):
         target = settings.data_dir / source.relative_to(data_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(source.read_bytes())
 
 
-def _register_demo_datasets(owners: dict[str, Caller]) -> None:
+def register_demo_datasets(owners: dict[str, Caller]) -> None:
     for dept, doc in (
         ("market", documents.ENTERPRISE_REGISTRY),
         ("tax", documents.TAX_FILINGS),
@@ -95,7 +95,7 @@ def _register_demo_datasets(owners: dict[str, Caller]) -> None:
         assert response.status_code == 201, response.text
 
 
-def _owners(world: World) -> dict[str, Caller]:
+def owners_of(world: World) -> dict[str, Caller]:
     return {d: world.as_(f"owner@{d}", d, "data_owner") for d in ("market", "tax", "civil")}
 
 
@@ -129,12 +129,12 @@ def _registered_home(
         store, url = create_database(request.getfixturevalue("pg_admin_url"))
     settings = Settings(home=base / "home", database_url=url, workers=2)
     home.init_home(settings)
-    _copy_data(data, settings)
+    copy_demo_data(data, settings)
     keys = IssuerKeys.load(settings.keys_dir / home.ISSUER_KEYS)
     issuer = LocalIssuer(keys, issuer=settings.local_issuer, audience=settings.oidc_audience)
     app = create_app(settings, run_workers=False)
     with TestClient(app) as client:
-        _register_demo_datasets(_owners(World(settings, client, issuer, app)))
+        register_demo_datasets(owners_of(World(settings, client, issuer, app)))
     made[kind] = seeded = _RegisteredHome(settings.home, store)
     if kind == "postgresql":
         made.setdefault("drop", []).append(store)
@@ -163,7 +163,7 @@ def world(
             )
     else:
         home.init_home(settings)
-        _copy_data(demo_data_dir, settings)
+        copy_demo_data(demo_data_dir, settings)
     keys = IssuerKeys.load(settings.keys_dir / home.ISSUER_KEYS)
     issuer = LocalIssuer(keys, issuer=settings.local_issuer, audience=settings.oidc_audience)
     app = create_app(settings)
@@ -173,7 +173,7 @@ def world(
 
 @pytest.fixture
 def owners(world: World) -> dict[str, Caller]:
-    return _owners(world)
+    return owners_of(world)
 
 
 @pytest.fixture
@@ -185,7 +185,7 @@ def analyst(world: World) -> Caller:
 def registered(world: World, owners: dict[str, Caller]) -> None:
     """The demo datasets are registered (the world starts from a registered home)."""
     if not world.registered:
-        _register_demo_datasets(owners)
+        register_demo_datasets(owners)
 
 
 def grant_purpose(

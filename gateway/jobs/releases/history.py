@@ -108,20 +108,16 @@ def check(
             cells.c.id, cells.c.units, cells.c.sketch, cells.c.cells_per_hash, cells.c.scheme
         ).where(cells.c.dataset_id == dataset_id, cells.c.unit_column == unit_column, wanted)
     ).all()
-    covered = [r for r in rows if covered_after is not None and r.id > covered_after]
+    covered = {
+        (r.units, r.scheme, r.cells_per_hash, bytes(r.sketch))
+        for r in rows
+        if covered_after is not None and r.id > covered_after
+    }
     candidates: list[Any] = [r for r in rows if covered_after is None or r.id <= covered_after]
     for key, sketch in sketches.items():
         data = sketch.to_bytes()
-        if any(
-            row.units == sketch.units
-            and row.scheme == sketch.scheme
-            and row.cells_per_hash == sketch.cells_per_hash
-            and bytes(row.sketch) == data
-            for row in covered
-        ):
+        if (sketch.units, sketch.scheme, sketch.cells_per_hash, data) in covered:
             seen.add(key)
-    for key, sketch in sketches.items():
-        data = sketch.to_bytes()
         for row in candidates:
             if (
                 abs(row.units - sketch.units) >= k
