@@ -7,9 +7,10 @@ the reason, so a newcomer's ``make test`` still passes.
 
 Under pytest-xdist (``make test`` runs ``-n auto``) every test still gets its own database:
 SQLite files live in the test's tmp dir and each PostgreSQL database has a random name, so
-workers never share one. Rich sizes its console from ``COLUMNS`` when stdout is not a
-terminal (always so in an xdist worker): it is pinned here, before any CLI module creates its
-console, so tables print the same serially and in parallel.
+workers never share one (a worker reuses its own, reset between tests: `tests.pg_pool`).
+Rich sizes its console from ``COLUMNS`` when stdout is not a terminal (always so in an xdist
+worker): it is pinned here, before any CLI module creates its console, so tables print the
+same serially and in parallel.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+
+from tests.pg_pool import PgPool
 
 PG_ADMIN_URL = os.environ.get(
     "INSITU_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -91,25 +94,6 @@ def drop_database(name: str, admin_url: str = PG_ADMIN_URL) -> None:
         admin.dispose()
 
 
-def recreate_database(admin_url: str, url: str, template: str) -> None:
-    """Replace the database of ``url`` by a copy of ``template`` (same name, so the fixture
-    that made it still drops it)."""
-    name = sa.make_url(url).database
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :t"
-                ),
-                {"t": template},
-            )
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    finally:
-        admin.dispose()
-
-
 @pytest.fixture(scope="session")
 def _registered_homes() -> Iterator[dict[str, Any]]:
     """Per xdist worker, the homes with the demo datasets registered, by store kind (made and
@@ -137,8 +121,9 @@ def database_url(request: pytest.FixtureRequest) -> str:
 # --- Migrated stores ----------------------------------------------------------------------
 # Running every migration costs 0.2-0.4 s a database; a test that only needs the current
 # schema (every gateway a test starts) gets a copy of one migrated per xdist worker: a file
-# copy on SQLite, CREATE DATABASE … TEMPLATE on PostgreSQL. The migrations themselves still
-# run on empty databases in the tests that take `database_url`.
+# copy on SQLite; on PostgreSQL a database of the worker's pool reset to its rows (or, the
+# first time, CREATE DATABASE … TEMPLATE): see `tests.pg_pool`. The migrations themselves
+# still run on empty databases in the tests that take `database_url`.
 
 
 @pytest.fixture(scope="session")
@@ -193,18 +178,22 @@ def migrated_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Ite
         shutil.copyfile(request.getfixturevalue("_sqlite_schema"), path)
         yield f"sqlite:///{path}"
         return
-    template = request.getfixturevalue("_postgres_schema")
-    admin_url = request.getfixturevalue("pg_admin_url")
-    name = f"insitu_t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    pool: PgPool = request.getfixturevalue("_pg_pool")
+    name = pool.acquire(request.getfixturevalue("_postgres_schema"))
     try:
-        yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        yield pool.url(name)
     finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        pool.release(name)
+
+
+@pytest.fixture(scope="session")
+def _pg_pool(pg_admin_url: str) -> Iterator[PgPool]:
+    """This xdist worker's reusable PostgreSQL databases (`tests.pg_pool`)."""
+    pool = PgPool(pg_admin_url)
+    try:
+        yield pool
+    finally:
+        pool.close()
 
 
 # --- Spark Connect ------------------------------------------------------------------------

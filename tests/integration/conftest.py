@@ -22,7 +22,7 @@ from gateway.auth.keys import IssuerKeys
 from gateway.demo import documents
 from gateway.demo.data import write_demo_data
 from gateway.settings import Settings
-from tests.conftest import create_database, recreate_database
+from tests.conftest import create_database
 
 YAML = {"Content-Type": "application/yaml"}
 
@@ -104,7 +104,7 @@ def owners_of(world: World) -> dict[str, Caller]:
 # them (three sandbox calls, and a sandbox worker started for them) costs ~0.6 s a test, so
 # once per xdist worker and store kind a home is registered through the real app, and each
 # such test gets a copy of it: the home's directory (keys, config, data) and its store (a file
-# copy on SQLite; CREATE DATABASE … TEMPLATE on PostgreSQL). Keys are then shared by the tests
+# copy on SQLite; on PostgreSQL its rows, `tests.pg_pool`). Keys are then shared by the tests
 # of one xdist worker; the registration path itself is still tested by `registered` where a
 # test asks for it without a world made for it (`getfixturevalue`) and by the catalogue tests.
 
@@ -158,9 +158,8 @@ def world(
         if kind == "sqlite":
             shutil.copyfile(seed.store, sa.make_url(migrated_database_url).database or "")
         else:
-            recreate_database(
-                request.getfixturevalue("pg_admin_url"), migrated_database_url, seed.store
-            )
+            pool = request.getfixturevalue("_pg_pool")
+            pool.reset(sa.make_url(migrated_database_url).database, seed.store)
     else:
         home.init_home(settings)
         copy_demo_data(demo_data_dir, settings)
