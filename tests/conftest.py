@@ -58,19 +58,14 @@ def pg_admin_url() -> str:
 
 
 @pytest.fixture
-def postgres_url(pg_admin_url: str) -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test."""
-    name = f"insitu_t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(pg_admin_url).set(database=name)
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """An empty PostgreSQL database for one test (new, or one of this worker's emptied)."""
+    pool: PgPool = request.getfixturevalue("_pg_pool")
+    name = pool.acquire_empty()
     try:
-        yield url.render_as_string(hide_password=False)
+        yield pool.url(name)
     finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        pool.release(name, empty=True)
 
 
 def create_database(admin_url: str) -> tuple[str, str]:

@@ -84,6 +84,8 @@ class PgPool:
     admin_url: str
     seeds: dict[str, Seed] = field(default_factory=dict)
     free: list[str] = field(default_factory=list)
+    free_empty: list[str] = field(default_factory=list)
+    empty_fingerprint: str | None = None
     made: list[str] = field(default_factory=list)
     reusable: bool | None = None
 
@@ -108,6 +110,23 @@ class PgPool:
         self.made.append(name)
         return name
 
+    def acquire_empty(self) -> str:
+        """A database no one else uses, as empty as a new one."""
+        while self.free_empty:
+            name = self.free_empty.pop()
+            if self._empty(name):
+                return name
+            self._drop(name)
+        name = f"insitu_t_{uuid.uuid4().hex[:12]}"
+        with self._admin() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        self.made.append(name)
+        if self.empty_fingerprint is None:
+            with psycopg.connect(self._dsn(name), autocommit=True) as conn:
+                shape = conn.execute(FINGERPRINT).fetchone()
+            self.empty_fingerprint = None if shape is None else str(shape[0])
+        return name
+
     def reset(self, name: str, template: str) -> None:
         """Make ``name`` (acquired) hold what ``template`` holds, or replace it by a copy."""
         if self._reset(name, template):
@@ -122,17 +141,39 @@ class PgPool:
                 )
             )
 
-    def release(self, name: str) -> None:
+    def release(self, name: str, *, empty: bool = False) -> None:
         if self.reusable is False:
             self._drop(name)
         else:
-            self.free.append(name)
+            (self.free_empty if empty else self.free).append(name)
 
     def close(self) -> None:
         for name in self.made:
             self._drop(name)
         self.made.clear()
         self.free.clear()
+        self.free_empty.clear()
+
+    def _empty(self, name: str) -> bool:
+        """Empty in place (a new ``public`` schema, as ``CREATE DATABASE`` makes it); False
+        when anything else is left (another schema, a setting): the caller replaces it."""
+        if self.reusable is False or self.empty_fingerprint is None:
+            return False
+        with self._admin() as admin:
+            _terminate(admin, name)
+        try:
+            with psycopg.connect(self._dsn(name), autocommit=True) as conn:
+                with conn.transaction():
+                    conn.execute("DROP SCHEMA public CASCADE")
+                    conn.execute("CREATE SCHEMA public AUTHORIZATION pg_database_owner")
+                    conn.execute("GRANT USAGE ON SCHEMA public TO PUBLIC")
+                shape = conn.execute(FINGERPRINT).fetchone()
+        except psycopg.errors.InsufficientPrivilege:
+            self.reusable = False
+            return False
+        except psycopg.Error:  # e.g. connections not allowed, no public schema: a new one
+            return False
+        return shape is not None and shape[0] == self.empty_fingerprint
 
     def _reset(self, name: str, template: str) -> bool:
         """Reset in place; False when the database cannot be (its shape changed, or the role

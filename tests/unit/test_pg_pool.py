@@ -110,3 +110,32 @@ def test_a_connection_left_open_does_not_survive_the_reset(
     with pytest.raises(psycopg.OperationalError):
         stray.execute("SELECT 1")
     stray.close()
+
+
+def test_an_emptied_database_is_as_empty_as_a_new_one(pool: PgPool, pg_admin_url: str) -> None:
+    first = pool.acquire_empty()
+    with psycopg.connect(dsn(pg_admin_url, first), autocommit=True) as conn:
+        conn.execute("CREATE TABLE kept (x INT)")
+        conn.execute("CREATE SEQUENCE counter")
+    pool.release(first, empty=True)
+
+    again = pool.acquire_empty()
+    assert again == first
+    with psycopg.connect(dsn(pg_admin_url, again), autocommit=True) as conn:
+        left = conn.execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public'"
+        ).fetchone()
+        conn.execute("CREATE TABLE t (x INT)")  # the public schema is usable as before
+    assert left == (0,)
+
+
+def test_an_emptied_database_with_another_schema_is_replaced(
+    pool: PgPool, pg_admin_url: str
+) -> None:
+    first = pool.acquire_empty()
+    with psycopg.connect(dsn(pg_admin_url, first), autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA other")
+    pool.release(first, empty=True)
+
+    assert pool.acquire_empty() != first
