@@ -6,10 +6,10 @@ On one Parquet file (default 100k rows; `--rows N`), the same compiled template 
 - `in-process`: `DuckDBEngine` (fresh locked-down instance per job, one kept ready);
 - `worker process`: `ProcessEngine` (the gateway's default: a pre-started worker process,
   typed JSON frames over pipes, the same locked-down engine inside);
-- `+ disclosure queries`: the worker also runs the derived queries a job runs (distinct
-  units and top contributions; the member hashes, from which the gateway makes the
-  population sketches; the unit column is unique per row, as the gateway finds for this
-  data, so rows are not grouped by unit).
+- `+ disclosure queries`: the worker also runs the derived query a job runs (the census:
+  distinct units, top contributions and the member hashes, from which the gateway makes the
+  population sketches, in one pass; the unit column is unique per row, as the gateway finds
+  for this data, so rows are not grouped by unit).
 
 The break-down rows isolate worker dispatch (a round trip that runs no query), lock-down
 (open + SET + read-back of a fresh instance, in-process) and result transfer (10,000 result

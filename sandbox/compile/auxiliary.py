@@ -64,7 +64,10 @@ class DisclosureQueries:
     """The derived queries of one template (``compile_disclosure``) and how to read them.
 
     ``dataset_id`` is the table whose rows are counted; ``magnitudes`` are the output columns
-    holding SUM/AVG; ``populations`` and ``members`` are None without a unit column.
+    holding SUM/AVG; ``populations``, ``members`` and ``census`` are None without a unit
+    column. Results are read by column name (``units``, ``total0``, ``hashes`` …), so a
+    ``census`` result reads as a ``contributors`` and as a ``members`` result; a missing
+    column is a SandboxBug (fail closed).
     """
 
     dataset_id: str
@@ -75,26 +78,34 @@ class DisclosureQueries:
     populations: AuxiliaryQuery | None
     cells_per_hash: int
     members: AuxiliaryQuery | None = None
+    census: AuxiliaryQuery | None = None
     dispersions: tuple[str, ...] = ()
     dispersion_query: AuxiliaryQuery | None = None
 
     @property
     def queries(self) -> tuple[AuxiliaryQuery, ...]:
-        """Every derived query: contributors, then (with a unit column) populations and
-        members, then (with a dispersion output) dispersions, in this order."""
+        """Every derived query: contributors, then (with a unit column) populations, members
+        and census, then (with a dispersion output) dispersions, in this order."""
         found = [self.contributors]
         if self.populations is not None and self.members is not None:
             found += [self.populations, self.members]
+        if self.census is not None:
+            found.append(self.census)
         if self.dispersion_query is not None:
             found.append(self.dispersion_query)
         return tuple(found)
 
     @property
     def job_queries(self) -> tuple[AuxiliaryQuery, ...]:
-        """What a job runs: ``queries`` without ``populations``, whose sketches a job
-        computes from the member hashes instead (``sketches_from_members``; tests pin the
-        two equal on DuckDB and on Spark)."""
-        return tuple(q for q in self.queries if q is not self.populations)
+        """What a job runs: with a unit column the ``census`` alone (the contributor figures
+        and the member hashes in one pass; the sketches are made from the hashes,
+        ``sketches_from_members``), else ``contributors``; then ``dispersions`` if any.
+        ``contributors``, ``members`` and ``populations`` stay as the references tests hold
+        the census and the sketches to, on DuckDB and on Spark."""
+        found = [self.census if self.census is not None else self.contributors]
+        if self.dispersion_query is not None:
+            found.append(self.dispersion_query)
+        return tuple(found)
 
     def by_name(
         self, results: Sequence[ResultTable], queries: Sequence[AuxiliaryQuery] | None = None
@@ -106,30 +117,32 @@ class DisclosureQueries:
         return {q.name: r for q, r in zip(ran, results, strict=True)}
 
     def members_from(self, table: ResultTable, keys: Sequence[GroupKey]) -> dict[GroupKey, Hashes]:
-        """Per group among ``keys``: the sorted keyed hashes of its units."""
+        """Per group among ``keys``: the sorted keyed hashes of its units (from a ``census``
+        or a ``members`` result)."""
         from sandbox.disclosure.atoms import hashes_from_hex  # noqa: PLC0415 - numpy, lazily
 
-        width = len(self.group_columns)
+        group, (units, hashes) = self._keys(table), _positions(table, ("units", "hashes"))
         wanted = set(keys)
         out: dict[GroupKey, Hashes] = {}
         for row in table.rows:
-            key = tuple(zip(self.group_columns, row[:width], strict=True))
-            n, text = row[width : width + 2]
+            key = tuple(zip(self.group_columns, (row[i] for i in group), strict=True))
             if key not in wanted:
                 continue
+            text = row[hashes]
             if not isinstance(text, str):
                 raise SandboxBug("member hashes are a text")
-            hashes = hashes_from_hex(text)
-            if hashes.size != n:
+            found = hashes_from_hex(text)
+            if found.size != row[units]:
                 raise SandboxBug("a group's member hashes do not match its units")
-            out[key] = hashes
+            out[key] = found
         return out
 
     def contributors_from(
         self, table: ResultTable, dispersions: ResultTable | None = None
     ) -> dict[GroupKey, Contributors]:
         """Per group: distinct units (rows without a unit column), totals and top values of
-        each SUM/AVG and (from ``dispersions``) of each dispersion's squared deviations.
+        each SUM/AVG (from a ``contributors`` or a ``census`` result) and (from
+        ``dispersions``) of each dispersion's squared deviations.
 
         A group with a dispersion output but no dispersion figures is left out (so it is
         withheld: fail closed).
@@ -150,11 +163,11 @@ class DisclosureQueries:
     def sketches_from_members(
         self, table: ResultTable, members: Mapping[GroupKey, Hashes]
     ) -> dict[GroupKey, PopulationSketch]:
-        """Per group of ``members`` (``members_from`` of the same ``members`` result): its
-        population sketch, made from the member hashes as the ``populations`` query makes
-        it in SQL, under the scheme the members query reported."""
-        width = len(self.group_columns)
-        schemes = {str(row[width + 2]) for row in table.rows}
+        """Per group of ``members`` (``members_from`` of the same ``census`` or ``members``
+        result): its population sketch, made from the member hashes as the ``populations``
+        query makes it in SQL, under the scheme the query reported."""
+        (column,) = _positions(table, ("scheme",))
+        schemes = {str(row[column]) for row in table.rows}
         if len(schemes) > 1:
             raise SandboxBug("one members query returned several hash schemes")
         scheme = sketch_scheme(schemes.pop()) if schemes else ""
@@ -167,12 +180,13 @@ class DisclosureQueries:
         self, table: ResultTable, keys: Sequence[GroupKey]
     ) -> dict[GroupKey, PopulationSketch]:
         """Per group among ``keys``: the population sketch, from a ``populations`` result."""
-        width = len(self.group_columns)
+        group = self._keys(table)
+        columns = _positions(table, ("cell", "n", "keys", "checks", "scheme"))
         rows: dict[GroupKey, list[tuple[object, object, object, object]]] = {}
         schemes = set()
         for row in table.rows:
-            key = tuple(zip(self.group_columns, row[:width], strict=True))
-            cell, n, hashes, checks, scheme = row[width:]
+            key = tuple(zip(self.group_columns, (row[i] for i in group), strict=True))
+            cell, n, hashes, checks, scheme = (row[i] for i in columns)
             if isinstance(hashes, int) and isinstance(checks, int):  # Spark's are signed
                 hashes, checks = hashes & MASK, checks & MASK
             rows.setdefault(key, []).append((cell, n, hashes, checks))
@@ -187,19 +201,42 @@ class DisclosureQueries:
             if key in wanted
         }
 
+    def _keys(self, table: ResultTable) -> list[int]:
+        return _positions(table, _key_columns(self.group_columns))
+
+
+def _key_columns(group_columns: Sequence[str]) -> tuple[str, ...]:
+    """The names derived queries give the group keys: ``g0``, ``g1`` … in the template's order."""
+    return tuple(f"g{i}" for i in range(len(group_columns)))
+
+
+def _positions(table: ResultTable, names: Sequence[str]) -> list[int]:
+    """Where each of ``names`` is among ``table``'s columns; a missing one is a SandboxBug."""
+    found = {column.lower(): i for i, column in enumerate(table.columns)}
+    missing = [name for name in names if name not in found]
+    if missing:
+        raise SandboxBug(f"a derived query's result lacks column(s) {', '.join(missing)}")
+    return [found[name] for name in names]
+
 
 def _figures(
     group_columns: Sequence[str], columns: Sequence[str], table: ResultTable | None
 ) -> list[tuple[GroupKey, tuple[int, dict[str, tuple[float, tuple[float, ...]]]]]]:
-    """Rows of a contributors-shaped result: group key, units, per column (total, tops)."""
-    width = len(group_columns)
+    """Rows of a contributors-shaped result (``contributors``, ``census``, ``dispersions``):
+    group key, units, per column (total, tops); the figures of ``columns[i]`` are read from
+    ``total{i}`` and ``top{i}``."""
+    if table is None:
+        return []
+    group = _positions(table, _key_columns(group_columns))
+    (units_at,) = _positions(table, ("units",))
+    at = _positions(table, [f"{kind}{i}" for i in range(len(columns)) for kind in ("total", "top")])
     out = []
-    for row in table.rows if table is not None else ():
-        key = tuple(zip(group_columns, row[:width], strict=True))
-        units = row[width]
+    for row in table.rows:
+        key = tuple(zip(group_columns, (row[i] for i in group), strict=True))
+        units = row[units_at]
         figures: dict[str, tuple[float, tuple[float, ...]]] = {}
         for i, column in enumerate(columns):
-            total, top = row[width + 1 + 2 * i], row[width + 2 + 2 * i]
+            total, top = row[at[2 * i]], row[at[2 * i + 1]]
             tops = tuple(_number(v) for v in top) if isinstance(top, list) else ()
             figures[column] = (_number(total), tops)
         if isinstance(units, int) and not isinstance(units, bool):

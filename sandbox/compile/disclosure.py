@@ -2,30 +2,42 @@
 
 The released table says how many rows each group has and what its sums are; it does not say
 how many *units* (people, enterprises) contributed, how much the largest contributors hold,
-or which units they were. Two queries answer that, built from the template's own syntax tree
-with sqlglot (same FROM, WHERE and GROUP BY expressions; parameters stay placeholders the
-engine binds, nothing is spliced into text):
+or which units they were. Derived queries answer that, built from the template's own syntax
+tree with sqlglot (same FROM, WHERE and GROUP BY expressions; parameters stay placeholders the
+engine binds, nothing is spliced into text). All of them read the same per-(group, unit) rows
+(``contributions``):
 
-- ``contributors``: per group, the number of distinct units (``units``) and, for every
-  magnitude output (``SUM``/``AVG`` of a column), the total of absolute contributions per
-  unit and the top-n of them — for the dominance (n, k) and p % rules;
-- ``populations``: per group, an invertible Bloom lookup table (IBLT) of keyed hashes of the
-  contributing units — the population sketch the differencing defence compares across
-  releases. A unit's hash is DuckDB's ``hash`` applied in two rounds keyed with two secret
-  words derived from a per-deployment secret (bound as parameters), so the sketch holds
-  no re-identifiable id. (SHA-256 in SQL cost ~50x more per row.) Unit ``u`` is in three
-  cells (one per sub-table of ``cells_per_hash`` cells); each cell holds the count, the
-  XOR of the 64-bit hashes and the XOR of a check value ``hash(h)`` (``population.check_of``
-  is the same function in Python).
+- ``census`` (with a unit column; what a job runs): per group, in one pass over those rows,
+  the number of distinct units (``units``), for every magnitude output (``SUM``/``AVG`` of a
+  column) the total of absolute contributions per unit and the top-n of them — for the
+  dominance (n, k) and p % rules — and the keyed hashes of the units (``hashes``, 16 hex
+  digits each) with the hash ``scheme`` — for the atom check and the population sketches,
+  which the gateway makes from the hashes;
+- ``contributors``: the census's figures without the hashes — what a job runs without a unit
+  column (every row is then its own contributor, and there are no hashes), and the reference
+  the census's figures are tested against;
+- ``members``: the census's hashes without the figures, the reference its hashes are tested
+  against;
+- ``populations``: per group, an invertible Bloom lookup table (IBLT) of the keyed hashes —
+  the population sketch the differencing defence compares across releases, computed in SQL;
+  the reference the sketches made from the hashes are tested against. A unit's hash is
+  DuckDB's ``hash`` applied in two rounds keyed with two secret words derived from a
+  per-deployment secret (bound as parameters), so neither hashes nor sketches hold a
+  re-identifiable id. (SHA-256 in SQL cost ~50x more per row.) Unit ``u`` is in three cells
+  (one per sub-table of ``cells_per_hash`` cells); each cell holds the count, the XOR of the
+  64-bit hashes and the XOR of a check value ``hash(h)`` (``population.check_of`` is the same
+  function in Python);
+- ``dispersions`` (with a STDDEV/VAR output): each unit's share of the squared deviations.
 
-A unit is the dataset's privacy unit (or identifier) column; without one every row is its
-own contributor and no population sketch is derived.
+Each has a Spark rendering (the top n ranked by a window, the hash Spark's ``xxhash64``).
 
 Threshold probes: an aggregate whose argument holds a parameter (``SUM(SIGN(x - :t))``)
 turns a release into a conditional count chosen at run time, so it is refused here.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import sqlglot
 from sqlglot import exp
@@ -48,7 +60,7 @@ def derive_disclosure_queries(
     max_groups: int,
     unit_is_unique: bool = False,
 ) -> DisclosureQueries:
-    """The contributor and population queries of an AGGREGATE ``query``.
+    """The derived disclosure queries of an AGGREGATE ``query`` (module docstring).
 
     ``unit_is_unique``: every row has its own non-NULL unit (checked by the caller with
     ``uniqueness_query`` for this version of the data), so rows need no grouping by unit.
@@ -98,30 +110,15 @@ def derive_disclosure_queries(
 
     keys = [f"g{i}" for i in range(len(groups))]
     contributors = _contributors_sql(contributions(True), keys, len(magnitudes), top_n)
-    stats_columns = (
-        *keys,
-        "units",
-        *(f"{kind}{i}" for i in range(len(magnitudes)) for kind in ("total", "top")),
-    )
-    populations = members = None
+    populations = members = census = None
     if unit_expr is not None:
-        populations_sql = _populations_sql(contributions(False), keys, cells_per_hash)
-        populations = AuxiliaryQuery(
-            name="populations",
-            duckdb_sql=populations_sql,
-            parameters=_parameters(populations_sql, extra=POPULATION_KEYS),
-            output_columns=(*keys, "cell", "n", "keys", "checks", "scheme"),
-            max_rows=max_groups * HASHES * cells_per_hash,
-            spark_sql=_spark_populations_sql(contributions(False), keys, cells_per_hash),
-        )
-        members_sql = _members_sql(contributions(False), keys)
-        members = AuxiliaryQuery(
-            name="members",
-            duckdb_sql=members_sql,
-            parameters=_parameters(members_sql, extra=POPULATION_KEYS),
-            output_columns=(*keys, "n", "hashes", "scheme"),
-            max_rows=max_groups,
-            spark_sql=_spark_members_sql(contributions(False), keys),
+        populations, members, census = _unit_queries(
+            contributions,
+            keys,
+            len(magnitudes),
+            top_n=top_n,
+            cells_per_hash=cells_per_hash,
+            max_groups=max_groups,
         )
     spread = None
     if dispersions:
@@ -135,11 +132,7 @@ def derive_disclosure_queries(
             name="dispersions",
             duckdb_sql=spread_sql,
             parameters=_parameters(spread_sql),
-            output_columns=(
-                *keys,
-                "units",
-                *(f"{kind}{i}" for i in range(len(dispersions)) for kind in ("total", "top")),
-            ),
+            output_columns=_figure_columns(keys, len(dispersions)),
             max_rows=max_groups,
             spark_sql=_spark_contributors_sql(deviations, keys, len(dispersions), top_n),
         )
@@ -152,16 +145,66 @@ def derive_disclosure_queries(
             name="contributors",
             duckdb_sql=contributors,
             parameters=_parameters(contributors),
-            output_columns=stats_columns,
+            output_columns=_figure_columns(keys, len(magnitudes)),
             max_rows=max_groups,
             spark_sql=_spark_contributors_sql(contributions(True), keys, len(magnitudes), top_n),
         ),
         populations=populations,
         cells_per_hash=cells_per_hash,
         members=members,
+        census=census,
         dispersions=tuple(name for name, _value in dispersions),
         dispersion_query=spread,
     )
+
+
+def _unit_queries(
+    contributions: Callable[[bool], exp.Select],
+    keys: list[str],
+    magnitudes: int,
+    *,
+    top_n: int,
+    cells_per_hash: int,
+    max_groups: int,
+) -> tuple[AuxiliaryQuery, AuxiliaryQuery, AuxiliaryQuery]:
+    """With a unit column: the ``populations`` and ``members`` references and the ``census``
+    a job runs. ``contributions(with_magnitudes)`` gives the per-(group, unit) rows; with and
+    without the magnitudes they are the same rows (same FROM, WHERE and GROUP BY)."""
+    populations_sql = _populations_sql(contributions(False), keys, cells_per_hash)
+    members_sql = _members_sql(contributions(False), keys)
+    census_sql = _census_sql(contributions(True), keys, magnitudes, top_n)
+    return (
+        AuxiliaryQuery(
+            name="populations",
+            duckdb_sql=populations_sql,
+            parameters=_parameters(populations_sql, extra=POPULATION_KEYS),
+            output_columns=(*keys, "cell", "n", "keys", "checks", "scheme"),
+            max_rows=max_groups * HASHES * cells_per_hash,
+            spark_sql=_spark_populations_sql(contributions(False), keys, cells_per_hash),
+        ),
+        AuxiliaryQuery(
+            name="members",
+            duckdb_sql=members_sql,
+            parameters=_parameters(members_sql, extra=POPULATION_KEYS),
+            output_columns=(*keys, "units", "hashes", "scheme"),
+            max_rows=max_groups,
+            spark_sql=_spark_members_sql(contributions(False), keys),
+        ),
+        AuxiliaryQuery(
+            name="census",
+            duckdb_sql=census_sql,
+            parameters=_parameters(census_sql, extra=POPULATION_KEYS),
+            output_columns=(*_figure_columns(keys, magnitudes), "hashes", "scheme"),
+            max_rows=max_groups,
+            spark_sql=_spark_census_sql(contributions(True), keys, magnitudes, top_n),
+        ),
+    )
+
+
+def _figure_columns(keys: list[str], magnitudes: int) -> tuple[str, ...]:
+    """The columns of the contributor figures (``_figure_outputs``)."""
+    figures = (f"{kind}{i}" for i in range(magnitudes) for kind in ("total", "top"))
+    return (*keys, "units", *figures)
 
 
 # Dispersion aggregates: their dominance and p % are judged on squared deviations.
@@ -243,15 +286,57 @@ def base_table(query: CompiledQuery) -> str:
     return f"{source.this.db}.{source.this.name}".lower()
 
 
-def _contributors_sql(inner: exp.Select, keys: list[str], magnitudes: int, top_n: int) -> str:
-    """Per group: units, and per magnitude the absolute total and the top n contributions."""
+def _figure_outputs(keys: list[str], magnitudes: int, top_n: int) -> list[str]:
+    """The contributor figures over per-unit rows (``m0``..): per group the units, and per
+    magnitude the absolute total and the top n contributions (DuckDB's ``MAX(x, n)``: the n
+    largest, a list)."""
     outputs = [*keys, "COUNT(*) AS units"]
     for i in range(magnitudes):
         outputs.append(f"SUM(ABS(m{i})) AS total{i}")
-        outputs.append(f"MAX(ABS(m{i}), {top_n}) AS top{i}")  # DuckDB: the n largest, a list
-    outer = exp.select(*outputs, dialect="duckdb").from_("insitu_c").with_("insitu_c", as_=inner)
+        outputs.append(f"MAX(ABS(m{i}), {top_n}) AS top{i}")
+    return outputs
+
+
+# Each group's keyed unit hashes as one text, 16 hex digits a unit: ~16 bytes a unit with no
+# per-row conversion (``sandbox.disclosure.atoms.hashes_from_hex`` reads it back); ``scheme``
+# is ``hash`` of a fixed text, so sketches made by a DuckDB whose hash function differs are
+# never compared with these.
+_HASHES = "STRING_AGG(LPAD(TO_HEX(h), 16, '0'), '') AS hashes"
+_SCHEME = f"HASH('{SCHEME_PROBE}') AS scheme"
+
+
+def _contributors_sql(inner: exp.Select, keys: list[str], magnitudes: int, top_n: int) -> str:
+    """Per group: units, and per magnitude the absolute total and the top n contributions."""
+    outer = (
+        exp.select(*_figure_outputs(keys, magnitudes, top_n), dialect="duckdb")
+        .from_("insitu_c")
+        .with_("insitu_c", as_=inner)
+    )
     if keys:
         outer = outer.group_by(*keys)
+    return outer.sql(dialect="duckdb", comments=False)
+
+
+def _census_sql(inner: exp.Select, keys: list[str], magnitudes: int, top_n: int) -> str:
+    """``_contributors_sql`` and ``_members_sql`` in one pass over the per-unit rows: each
+    row keeps its magnitudes and gains its unit's keyed hash, and one GROUP BY gives both."""
+    outer = exp.select(
+        *_figure_outputs(keys, magnitudes, top_n), _HASHES, _SCHEME, dialect="duckdb"
+    ).from_("hashed")
+    if keys:
+        outer = outer.group_by(*keys)
+    outer = outer.with_("insitu_c", as_=inner).with_("hashed", as_=_hashed(["*"]))
+    return outer.sql(dialect="duckdb", comments=False)
+
+
+def _members_sql(inner: exp.Select, keys: list[str]) -> str:
+    """Per group: the number of units, their keyed hashes (16 hex digits each), the scheme."""
+    outer = exp.select(*keys, "COUNT(*) AS units", _HASHES, _SCHEME, dialect="duckdb").from_(
+        "hashed"
+    )
+    if keys:
+        outer = outer.group_by(*keys)
+    outer = outer.with_("insitu_c", as_=inner).with_("hashed", as_=_hashed(keys))
     return outer.sql(dialect="duckdb", comments=False)
 
 
@@ -260,9 +345,8 @@ def _populations_sql(inner: exp.Select, keys: list[str], cells_per_hash: int) ->
 
     A unit's hash is ``hash(hash(hash(u) XOR k1) XOR k2)`` with DuckDB's ``hash`` (MurmurHash
     finaliser on integers; k1 and k2 are bound parameters), the check value ``hash(h)``
-    (``population.check_of`` in Python). ``scheme`` is ``hash`` of a fixed text, so sketches
-    made by a DuckDB whose hash function differs are never compared with these. Every text
-    below is a constant or a generated column name.
+    (``population.check_of`` in Python). Every text below is a constant or a generated
+    column name.
     """
     hashed = _hashed(keys)
     checked = exp.select("*", "HASH(h) AS chk", dialect="duckdb").from_("hashed")
@@ -278,7 +362,7 @@ def _populations_sql(inner: exp.Select, keys: list[str], cells_per_hash: int) ->
                 "COUNT(*) AS n",
                 "BIT_XOR(h) AS keys",
                 "BIT_XOR(chk) AS checks",
-                f"HASH('{SCHEME_PROBE}') AS scheme",
+                _SCHEME,
                 dialect="duckdb",
             )
             .from_("checked")
@@ -295,56 +379,29 @@ def _populations_sql(inner: exp.Select, keys: list[str], cells_per_hash: int) ->
     return outer.sql(dialect="duckdb", comments=False)
 
 
-def _hashed(keys: list[str]) -> exp.Select:
-    """Per group and unit: the unit's keyed hash (``hash(hash(hash(u) XOR k1) XOR k2)``)."""
+def _hashed(columns: list[str]) -> exp.Select:
+    """``columns`` of the per-unit rows and the unit's keyed hash
+    (``hash(hash(hash(u) XOR k1) XOR k2)``, the keys bound as parameters)."""
     k1, k2 = (f"CAST(${name} AS UBIGINT)" for name in POPULATION_KEYS)
     return exp.select(
-        *keys, f"HASH(XOR(HASH(XOR(HASH(u), {k1})), {k2})) AS h", dialect="duckdb"
+        *columns, f"HASH(XOR(HASH(XOR(HASH(u), {k1})), {k2})) AS h", dialect="duckdb"
     ).from_("insitu_c")
 
 
-def _spark_members_sql(inner: exp.Select, keys: list[str]) -> str:
-    """``_members_sql`` for Spark: the keyed hash with Spark's ``xxhash64`` (as
-    ``_spark_populations_sql``), each as 16 hex digits (``HEX`` of a BIGINT is its two's
-    complement, i.e. the unsigned value ``hashes_from_hex`` reads)."""
-    k1, k2 = (f"CAST(:{name} AS BIGINT)" for name in POPULATION_KEYS)
-    prefix = "".join(f"{k}, " for k in keys)
-    group = f" GROUP BY {', '.join(keys)}" if keys else ""
-    return (
-        f"WITH insitu_c AS ({inner.sql(dialect='spark', comments=False)}), "  # noqa: S608
-        f"hashed AS (SELECT {prefix}XXHASH64(XXHASH64(XXHASH64(u) ^ {k1}) ^ {k2}) AS h "
-        "FROM insitu_c) "
-        f"SELECT {prefix}COUNT(*) AS n, "
-        "CONCAT_WS('', COLLECT_LIST(LPAD(HEX(h), 16, '0'))) AS hashes, "
-        f"CONCAT('{SPARK_SCHEME}', CAST(XXHASH64('{SCHEME_PROBE}') AS STRING)) AS scheme "
-        f"FROM hashed{group}"
-    )
+# Spark: the keyed hash with Spark's ``xxhash64`` (seed 42) in place of DuckDB's ``hash``,
+# the keys bound as signed BIGINTs; ``HEX`` of a BIGINT is its two's complement, i.e. the
+# unsigned value ``hashes_from_hex`` reads; ``scheme`` names the hash, so Spark's hashes and
+# sketches never meet DuckDB's.
+_SPARK_KEYED_HASH = "XXHASH64(XXHASH64(XXHASH64(u) ^ {k1}) ^ {k2}) AS h".format(
+    k1=f"CAST(:{POPULATION_KEYS[0]} AS BIGINT)", k2=f"CAST(:{POPULATION_KEYS[1]} AS BIGINT)"
+)
+_SPARK_HASHES = "CONCAT_WS('', COLLECT_LIST(LPAD(HEX(h), 16, '0'))) AS hashes"
+_SPARK_SCHEME = f"CONCAT('{SPARK_SCHEME}', CAST(XXHASH64('{SCHEME_PROBE}') AS STRING)) AS scheme"
 
 
-def _members_sql(inner: exp.Select, keys: list[str]) -> str:
-    """Per group: the keyed hashes of its units, as 16 hex digits each, and the hash scheme.
-
-    One text per group keeps the transfer to ~16 bytes a unit with no per-row conversion;
-    ``sandbox.disclosure.atoms.hashes_from_hex`` reads it back. The atom check uses the
-    hashes, and the population sketches are computed from them
-    (``DisclosureQueries.sketches_from_members``), so the ``populations`` query itself is
-    not run by a job.
-    """
-    outer = exp.select(
-        *keys,
-        "COUNT(*) AS n",
-        "STRING_AGG(LPAD(TO_HEX(h), 16, '0'), '') AS hashes",
-        f"HASH('{SCHEME_PROBE}') AS scheme",
-        dialect="duckdb",
-    ).from_("hashed")
-    if keys:
-        outer = outer.group_by(*keys)
-    outer = outer.with_("insitu_c", as_=inner).with_("hashed", as_=_hashed(keys))
-    return outer.sql(dialect="duckdb", comments=False)
-
-
-def _spark_contributors_sql(inner: exp.Select, keys: list[str], magnitudes: int, top_n: int) -> str:
-    """``_contributors_sql`` for Spark: the top n of a group ranked by a window."""
+def _spark_figure_outputs(keys: list[str], magnitudes: int, top_n: int) -> tuple[str, list[str]]:
+    """``_figure_outputs`` for Spark: the window ranks to add to the per-unit rows (the top n
+    of a group ranked by a window), and the outputs over the ranked rows."""
     over = f"PARTITION BY {', '.join(keys)} " if keys else ""
     ranks = "".join(
         f", ROW_NUMBER() OVER ({over}ORDER BY ABS(m{i}) DESC) AS r{i}" for i in range(magnitudes)
@@ -354,11 +411,40 @@ def _spark_contributors_sql(inner: exp.Select, keys: list[str], magnitudes: int,
         outputs.append(f"SUM(ABS(m{i})) AS total{i}")
         top = f"COLLECT_LIST(CASE WHEN r{i} <= {top_n} THEN ABS(m{i}) END)"
         outputs.append(f"SORT_ARRAY({top}, FALSE) AS top{i}")
+    return ranks, outputs
+
+
+def _spark_contributors_sql(inner: exp.Select, keys: list[str], magnitudes: int, top_n: int) -> str:
+    """``_contributors_sql`` for Spark."""
+    ranks, outputs = _spark_figure_outputs(keys, magnitudes, top_n)
     group = f" GROUP BY {', '.join(keys)}" if keys else ""
     return (
         f"WITH insitu_c AS ({inner.sql(dialect='spark', comments=False)}), "  # noqa: S608
         f"insitu_r AS (SELECT *{ranks} FROM insitu_c) "
         f"SELECT {', '.join(outputs)} FROM insitu_r{group}"
+    )
+
+
+def _spark_census_sql(inner: exp.Select, keys: list[str], magnitudes: int, top_n: int) -> str:
+    """``_census_sql`` for Spark: the per-unit rows hashed, ranked, then one GROUP BY."""
+    ranks, outputs = _spark_figure_outputs(keys, magnitudes, top_n)
+    group = f" GROUP BY {', '.join(keys)}" if keys else ""
+    return (
+        f"WITH insitu_c AS ({inner.sql(dialect='spark', comments=False)}), "  # noqa: S608
+        f"hashed AS (SELECT *, {_SPARK_KEYED_HASH} FROM insitu_c), "
+        f"insitu_r AS (SELECT *{ranks} FROM hashed) "
+        f"SELECT {', '.join(outputs)}, {_SPARK_HASHES}, {_SPARK_SCHEME} FROM insitu_r{group}"
+    )
+
+
+def _spark_members_sql(inner: exp.Select, keys: list[str]) -> str:
+    """``_members_sql`` for Spark."""
+    prefix = "".join(f"{k}, " for k in keys)
+    group = f" GROUP BY {', '.join(keys)}" if keys else ""
+    return (
+        f"WITH insitu_c AS ({inner.sql(dialect='spark', comments=False)}), "  # noqa: S608
+        f"hashed AS (SELECT {prefix}{_SPARK_KEYED_HASH} FROM insitu_c) "
+        f"SELECT {prefix}COUNT(*) AS units, {_SPARK_HASHES}, {_SPARK_SCHEME} FROM hashed{group}"
     )
 
 
@@ -369,9 +455,7 @@ def _spark_populations_sql(inner: exp.Select, keys: list[str], cells_per_hash: i
     (``population.spark_check`` in Python); the cell of sub-table j is the *unsigned* h
     shifted by 21·j modulo ``cells_per_hash``, as ``population.cells_of`` computes it (h is
     a signed BIGINT here: its unsigned remainder is taken from h >>> 1 and its low bit).
-    ``scheme`` names the hash, so these sketches never meet DuckDB's.
     """
-    k1, k2 = (f"CAST(:{name} AS BIGINT)" for name in POPULATION_KEYS)
     c = cells_per_hash
     prefix = "".join(f"{k}, " for k in keys)
     indices = []
@@ -385,13 +469,11 @@ def _spark_populations_sql(inner: exp.Select, keys: list[str], cells_per_hash: i
     # read and shuffled the rows three times).
     return (
         f"WITH insitu_c AS ({inner.sql(dialect='spark', comments=False)}), "  # noqa: S608
-        f"hashed AS (SELECT {prefix}XXHASH64(XXHASH64(XXHASH64(u) ^ {k1}) ^ {k2}) AS h "
-        "FROM insitu_c), "
+        f"hashed AS (SELECT {prefix}{_SPARK_KEYED_HASH} FROM insitu_c), "
         f"checked AS (SELECT {prefix}h, XXHASH64(h) AS chk, "
         f"EXPLODE(ARRAY({', '.join(indices)})) AS cell FROM hashed) "
         f"SELECT {prefix}cell, COUNT(*) AS n, BIT_XOR(h) AS keys, BIT_XOR(chk) AS checks, "
-        f"CONCAT('{SPARK_SCHEME}', CAST(XXHASH64('{SCHEME_PROBE}') AS STRING)) AS scheme "
-        f"FROM checked GROUP BY {prefix}cell"
+        f"{_SPARK_SCHEME} FROM checked GROUP BY {prefix}cell"
     )
 
 

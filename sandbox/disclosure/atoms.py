@@ -239,7 +239,7 @@ def cells_from_bytes(data: bytes) -> list[Hashes]:
 
 
 def hashes_from_hex(text: str) -> Hashes:
-    """Unit hashes sent as concatenated 16-digit hex numbers (the ``members`` query)."""
+    """Unit hashes sent as concatenated 16-digit hex numbers (the ``census`` query)."""
     if len(text) % 16:
         raise SandboxBug("member hashes come in 16 hex digits each")
     try:

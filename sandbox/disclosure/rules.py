@@ -6,7 +6,7 @@ their counts and other values never leave. Rules run in ``PIPELINE`` order:
 
 - ``min_group_size``: a group with fewer contributors than the threshold (or an unknown,
   NULL count) is withheld. Contributors are distinct units where the dataset declares one
-  (from the derived ``contributors`` query), else the released count;
+  (from the derived ``census`` query), else the released count;
 - ``dominance`` (n, k): withheld when the n largest contributors hold at least k of a
   magnitude (a SUM/AVG output) — one of them could estimate the others closely;
 - ``p_percent``: withheld when the total less the two largest contributions is below p % of
@@ -218,7 +218,7 @@ def apply_disclosure(
 ) -> DisclosedTable:
     """Run the disclosure pipeline over an aggregate result.
 
-    ``contributors`` (from the derived contributors query) feeds min_group_size (distinct
+    ``contributors`` (the derived contributor figures) feeds min_group_size (distinct
     units), dominance and p %; a group missing from it is withheld (fail closed).
     ``differencing`` maps groups the release history withholds to the reason.
     """

@@ -51,6 +51,7 @@ from sandbox import (
     compile_template,
     derive_disclosure_queries,
     difference_size,
+    group_key,
     population_params,
 )
 
@@ -161,6 +162,91 @@ def test_aggregate_and_disclosure_figures_equal_duckdb(
     for aux in (s_aux, d_aux):
         members = derived.members_from(aux[2], keys)
         assert derived.sketches_from_members(aux[2], members) == derived.sketches_from(aux[1], keys)
+    # What a job runs (the census, aux[3]): the figures on both engines, Spark's sketches.
+    assert derived.job_queries == (derived.census,)
+    assert derived.contributors_from(s_aux[3]) == derived.contributors_from(d_aux[0])
+    members = derived.members_from(s_aux[3], keys)
+    assert derived.sketches_from_members(s_aux[3], members) == sketches
+
+
+CENSUS_SCHEMA = TableSchema(
+    PEOPLE, (*SCHEMA.columns, Column("hours", "BIGINT", Sensitivity.SENSITIVE))
+)
+CENSUS_TEMPLATES = {
+    "no group": "SELECT COUNT(*) AS people, SUM(p.income) AS income, AVG(p.hours) AS hours "
+    "FROM civil.people AS p WHERE p.age >= :min_age",
+    "two groups": "SELECT p.district, p.age, COUNT(*) AS people, SUM(p.income) AS income, "
+    "AVG(p.hours) AS hours FROM civil.people AS p WHERE p.age >= :min_age "
+    "GROUP BY p.district, p.age",
+    "counts only": "SELECT p.district, COUNT(*) AS people FROM civil.people AS p "
+    "WHERE p.age >= :min_age GROUP BY p.district",
+}
+
+
+@pytest.mark.parametrize("unique", [False, True], ids=["grouped by unit", "unique unit"])
+@pytest.mark.parametrize("template", CENSUS_TEMPLATES)
+def test_the_census_equals_its_references_on_spark_and_duckdb(
+    spark: SparkEngine, tmp_path: Path, template: str, unique: bool
+) -> None:
+    """The census (figures and member hashes in one pass, what a job runs) against the
+    contributors, members and populations queries, on each engine: the same figures, the same
+    hash sets, the same sketches; and the same figures on Spark as on DuckDB. NULL and
+    negative magnitudes, units of several rows (or unique ones), zero to two group columns."""
+    n = 150
+    path = tmp_path / "people.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "person_id": [f"P{i if unique else i % 41:03d}" for i in range(n)],
+                "district": [f"d{i % 3}" for i in range(n)],
+                "age": pa.array([18 + i % 4 for i in range(n)], pa.int32()),
+                "income": pa.array(
+                    [None if i % 5 == 0 else (i * 37) % 900 - 300 for i in range(n)], pa.int64()
+                ),
+                "hours": pa.array([None if i % 7 == 0 else i % 40 for i in range(n)], pa.int64()),
+            }
+        ),
+        path,
+    )
+    query = compile_template(
+        CENSUS_TEMPLATES[template],
+        kind=TemplateKind.AGGREGATE,
+        tables={PEOPLE: CENSUS_SCHEMA},
+        parameters={
+            "min_age": ParameterSpec.from_mapping("min_age", {"type": "integer", "min": 0})
+        },
+        count_column="people",
+    )
+    derived = derive_disclosure_queries(
+        query, unit="person_id", top_n=2, cells_per_hash=16, max_groups=100, unit_is_unique=unique
+    )
+    sources, params = {PEOPLE: TableSource(PEOPLE, "parquet", path)}, {"min_age": 19}
+    duck = DuckDBEngine(Limits(max_rows=1000))
+    try:
+        ran = [
+            duck.run_with_auxiliary(query, sources, params, derived.queries, population_params("k"))
+        ]
+    finally:
+        duck.close()
+    ran.append(
+        spark.run_with_auxiliary(query, sources, params, derived.queries, population_params("k"))
+    )
+    figures = []
+    for table, aux in ran:
+        named = derived.by_name(aux)
+        keys = [group_key(table.columns, query.group_columns, row) for row in table.rows]
+        figures.append(derived.contributors_from(named["census"]))
+        assert figures[-1] == derived.contributors_from(named["contributors"])
+        hashes = derived.members_from(named["census"], keys)
+        reference = derived.members_from(named["members"], keys)
+        assert {k: h.tolist() for k, h in hashes.items()} == {
+            k: h.tolist() for k, h in reference.items()
+        }
+        assert hashes.keys() == set(keys)
+        assert derived.sketches_from_members(named["census"], hashes) == derived.sketches_from(
+            named["populations"], keys
+        )
+    assert figures[0] == figures[1]
 
 
 def test_spark_population_sketches_decode_small_differences(

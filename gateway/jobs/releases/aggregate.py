@@ -1,14 +1,15 @@
 """`aggregate` templates: exact counts and sums per group, released through disclosure control.
 
-One engine call runs the template and the two queries derived from it
-(`sandbox.compile.disclosure`): contributors per group (distinct units, largest
-contributions), population sketches and the keyed hashes of each group's units. Then, in one
-transaction holding the dataset's lock, the release history withholds cells that difference
-an earlier release (`releases.history`), the disclosure pipeline runs (`sandbox.disclosure`),
-the atom check withholds groups that would let sums and differences of released cells single
-out fewer than k units (`releases.partition`; repeated with the pipeline until nothing more
-is withheld), and the released cells are recorded. The work done does not depend on what
-is withheld.
+One engine call runs the template and, derived from it (`sandbox.compile.disclosure`), one
+query more: with a unit column the `census` — per group, in one pass, the distinct units, the
+largest contributions and the keyed hashes of the units, from which the population sketches
+are made here — else `contributors` (the same figures, rows counted); plus `dispersions` for
+a STDDEV/VAR output. Then, in one transaction holding the dataset's lock, the release history
+withholds cells that difference an earlier release (`releases.history`), the disclosure
+pipeline runs (`sandbox.disclosure`), the atom check withholds groups that would let sums and
+differences of released cells single out fewer than k units (`releases.partition`; repeated
+with the pipeline until nothing more is withheld), and the released cells are recorded. The
+work done does not depend on what is withheld.
 """
 
 from __future__ import annotations
@@ -63,10 +64,12 @@ def release_aggregate(run: Run) -> Outcome:
             query, run.sources, run.values, derived.job_queries, population_params(key)
         )
     named = derived.by_name(aux, derived.job_queries)
-    contributors = derived.contributors_from(named["contributors"], named.get("dispersions"))
+    census = named.get("census")  # with a unit column: the figures and the member hashes
+    figures = census if census is not None else named["contributors"]
+    contributors = derived.contributors_from(figures, named.get("dispersions"))
     keys = [group_key(table.columns, query.group_columns, row) for row in table.rows]
-    members = derived.members_from(named["members"], keys) if "members" in named else {}
-    sketches = derived.sketches_from_members(named["members"], members) if members else {}
+    members = derived.members_from(census, keys) if census is not None else {}
+    sketches = derived.sketches_from_members(census, members) if census is not None else {}
     scheme = next(iter(sketches.values())).scheme if sketches else ""
     with timing.stage("disclosure"), gw.db.begin() as conn:
         differencing: dict[GroupKey, str] = {}

@@ -167,7 +167,7 @@ def test_the_engine_computes_the_same_sketch_and_counts_distinct_units(
     secret_words = population_params("secret-key")
     for word in secret_words.values():
         assert str(word) not in derived.populations.duckdb_sql  # bound, never spliced
-    table, (contributors, populations, member_hashes) = DuckDBEngine().run_with_auxiliary(
+    table, (contributors, populations, member_hashes, census) = DuckDBEngine().run_with_auxiliary(
         query, people, {"lo": 20, "hi": 69}, derived.queries, secret_words
     )
     keys = [((("district", row[0]),)) for row in table.rows]
@@ -176,7 +176,14 @@ def test_the_engine_computes_the_same_sketch_and_counts_distinct_units(
     hashes = derived.members_from(member_hashes, keys)
     # What a job does instead of the populations query: the same sketches, from the members.
     assert derived.sketches_from_members(member_hashes, hashes) == sketches
-    assert derived.populations not in derived.job_queries
+    # ... and instead of contributors and members: the census, one pass, the same answers
+    assert derived.job_queries == (derived.census,)
+    assert derived.contributors_from(census) == counted
+    from_census = derived.members_from(census, keys)
+    assert {k: h.tolist() for k, h in from_census.items()} == {
+        k: h.tolist() for k, h in hashes.items()
+    }
+    assert derived.sketches_from_members(census, from_census) == sketches
     rows = pq.read_table(people[DATASET].path).to_pylist()
     for row in table.rows:
         key = (("district", row[0]),)
@@ -256,11 +263,14 @@ def test_a_unique_unit_skips_grouping_and_gives_the_same_figures(tmp_path: Path)
             unit_is_unique=unique,
         )
         assert ("GROUP BY p.district, p.person_id" in derived.contributors.duckdb_sql) != unique
+        assert derived.census is not None
+        assert ("GROUP BY p.district, p.person_id" in derived.census.duckdb_sql) != unique
         table, aux = engine.run_with_auxiliary(
             query, sources, {}, derived.queries, population_params("s")
         )
         keys = [(("district", row[0]),) for row in table.rows]
         figures.append((derived.contributors_from(aux[0]), derived.sketches_from(aux[1], keys)))
+        assert derived.contributors_from(aux[3]) == figures[-1][0]  # the census's figures
     assert figures[0] == figures[1]
 
 
