@@ -129,6 +129,8 @@ class DisclosureQueries:
             if key not in wanted:
                 continue
             text = row[hashes]
+            if text is None and row[units] == 0:
+                text = ""  # DuckDB: STRING_AGG over no rows (a group-less template) is NULL
             if not isinstance(text, str):
                 raise SandboxBug("member hashes are a text")
             found = hashes_from_hex(text)
