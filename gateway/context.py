@@ -29,34 +29,47 @@ from sandbox import Engine, TableSource
 
 
 class Signal:
-    """A wake-up without lost notifications: waiters name the generation they last saw."""
+    """A wake-up without lost notifications: waiters name the generation they last saw.
+
+    Listeners may name a *topic* (a job id): a notify about another topic passes them by, so a
+    release wakes the waits on that job, not every wait open on the gateway; a notify without
+    a topic (the pool stopping) wakes them all.
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._generation = 0
-        self._listeners: set[Callable[[], None]] = set()
+        self._listeners: dict[str | None, set[Callable[[], None]]] = {}
 
     def generation(self) -> int:
         with self._cond:
             return self._generation
 
-    def notify(self) -> None:
+    def notify(self, topic: str | None = None) -> None:
         with self._cond:
             self._generation += 1
             self._cond.notify_all()
-            listeners = list(self._listeners)
+            if topic is None:
+                listeners = [f for found in self._listeners.values() for f in found]
+            else:
+                listeners = [*self._listeners.get(topic, ()), *self._listeners.get(None, ())]
         for listener in listeners:
             listener()
 
-    def listen(self, listener: Callable[[], None]) -> Callable[[], None]:
-        """Call `listener` (from the notifying thread) on every notify; returns the undo.
-        For asyncio waiters: a listener that sets an event with `call_soon_threadsafe`."""
+    def listen(self, listener: Callable[[], None], topic: str | None = None) -> Callable[[], None]:
+        """Call `listener` (from the notifying thread) on every notify about `topic` (every
+        notify, without one) and on every notify without a topic; returns the undo. For
+        asyncio waiters: a listener that sets an event with `call_soon_threadsafe`."""
         with self._cond:
-            self._listeners.add(listener)
+            self._listeners.setdefault(topic, set()).add(listener)
 
         def forget() -> None:
             with self._cond:
-                self._listeners.discard(listener)
+                found = self._listeners.get(topic)
+                if found is not None:
+                    found.discard(listener)
+                    if not found:
+                        del self._listeners[topic]
 
         return forget
 

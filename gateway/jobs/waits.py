@@ -1,7 +1,8 @@
 """Waiting for a job's end without holding a thread.
 
 A result wait (`GET /v1/jobs/{id}/result?wait=S`, `POST /v1/jobs?wait=S`) is a coroutine: it
-sleeps on an asyncio event that the worker's release wakes (`Gateway.jobs_finished`), looks at
+sleeps on an asyncio event that the worker's release of *that* job wakes
+(`Gateway.jobs_finished`, by job id: other jobs' releases pass it by), looks at
 the store now and then for jobs another replica finished, and stops when the client hangs up.
 Each look borrows a thread for one short read. A caller may hold only so many waits at once
 (`max_waits_per_caller`); one more is answered 429 with `Retry-After`.
@@ -83,7 +84,7 @@ async def until_finished(
         with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
             loop.call_soon_threadsafe(woken.set)
 
-    forget = gw.jobs_finished.listen(wake)
+    forget = gw.jobs_finished.listen(wake, topic=job.id)  # this job's end, not every job's
     try:
         while JobStatus(job.status) not in TERMINAL:
             remaining = deadline - time.monotonic()

@@ -252,7 +252,7 @@ class Runner:
             outcome = Outcome(JobStatus.FAILED, None, "the result could not be recorded")
             finish(self.gw, job, outcome)
         finally:
-            self.gw.jobs_finished.notify()
+            self.gw.jobs_finished.notify(job.id)
         kind = self._kinds.get(job.content_hash, "unknown")
         for hook in self.gw.job_hooks:
             hook(kind, outcome.status.value, time.monotonic() - started)
