@@ -290,6 +290,22 @@ MUTATIONS: tuple[Mutation, ...] = (
         "",
         ("tests/adversarial/test_conditional_aggregates.py",),
     ),
+    Mutation(
+        "kept-connection-settings",
+        "a kept database's connections get the settings a connection does not inherit",
+        "sandbox/engines/duckdb.py",
+        "                if missing:\n",
+        "                if False:\n",
+        ("tests/unit/sandbox/test_sandbox_kept_databases.py",),
+    ),
+    Mutation(
+        "kept-database-identity",
+        "a kept database serves only jobs over exactly its sources (files and limits)",
+        "sandbox/engines/duckdb.py",
+        "    return (limits, tuple(files))\n",
+        "    return (limits,)\n",
+        ("tests/unit/sandbox/test_sandbox_kept_databases.py",),
+    ),
 )
 
 

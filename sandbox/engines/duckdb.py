@@ -2,15 +2,24 @@
 
 The only module that imports ``duckdb``. Per job (see README.md for why each step):
 
-1. ``duckdb.connect(":memory:")`` — a fresh database: no TEMP objects or attachments survive
-   from another job, nothing is written to disk;
+1. a fresh connection no other job has used, to an in-memory database (nothing is written to
+   disk) whose catalogue holds exactly
 2. ``CREATE SCHEMA <dept>`` and ``CREATE VIEW <dept>.<name>`` over ``read_parquet`` /
    ``read_csv`` for exactly the datasets the query reads (paths from the catalogue, quoted);
 3. ``SET`` the lock-down settings in ``_duckdb_sql.LOCKDOWN`` order, ``lock_configuration``
-   last, then read them back and refuse to run if any differs;
+   last, then read them back on the job's connection and refuse to run if any differs;
 4. DuckDB's own parser must see exactly one SELECT with exactly the declared parameters;
 5. execute with bound parameters under a timer that interrupts the connection, fetch at
    most ``max_rows + 1`` rows, convert and size-check them; close the connection always.
+
+A database and its views are made for a set of sources (their files' identities and the
+limits) and then serve up to ``CONNECTIONS_PER_INSTANCE`` jobs over exactly that set, one
+connection each: the connections are made and given their session settings *before* the
+configuration is locked (a connection made after the lock could not be), each is handed to
+one job only and closed after it, and a job that fails or times out retires its database
+(`_Locked`). What jobs share is what is read-only to a SELECT: the views, the locked
+settings, DuckDB's caches of the same files. Opening a database and closing it were half
+the sandbox's CPU per small job under load.
 
 Driver errors become ExecutionError(category) raised outside the ``except`` block, so the
 driver's text (values, paths) travels nowhere.
@@ -21,7 +30,9 @@ from __future__ import annotations
 import json
 import queue
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from functools import cache
@@ -75,10 +86,10 @@ class _FreshInstances:
     """Fresh in-memory DuckDB instances, opened ahead of jobs and closed after them off the path.
 
     Opening a database instance costs ~35 ms and closing one ~15 ms; a job should wait for
-    neither. Every instance is handed out once and retired after its job: nothing is reused
-    between jobs, so the isolation is the same as opening one on demand (which happens when
-    none is ready, and always when `spares` is 0). The next spare is opened once the job that
-    took the last one has retired it (or found none), not while that job's query runs: on a
+    neither. Every instance is handed out once, locked for one set of sources (`_Locked`,
+    which serves jobs over exactly those sources, a connection each) and retired after its
+    last job: nothing is handed out twice. The next spare is opened once the job that took
+    the last one has retired it (or found none), not while that job's query runs: on a
     small machine the two would compete for the same cores.
     """
 
@@ -148,6 +159,90 @@ class _FreshInstances:
                 leftover.close()
 
 
+CONNECTIONS_PER_INSTANCE = 16  # jobs one locked database serves, a connection each
+# Locked databases an engine keeps between jobs. One: a job over other sources first closes
+# it, so a worker holds at most one database with cached data (the job memory limit, and the
+# worker's address-space limit of twice that, stay the bound they were).
+KEPT_INSTANCES = 1
+_SETTINGS = tuple(name for name, _required in LOCKDOWN if name != "lock_configuration")
+
+
+@dataclass
+class _Locked:
+    """A locked database over one set of sources and its connections not yet handed out.
+
+    Each connection was made, and given the settings a new connection does not inherit from
+    the database (DuckDB keeps e.g. ``python_enable_replacements`` per connection), before
+    ``lock_configuration``; ``expected`` is every lock-down setting as read on the database,
+    which each connection is held to again when a job takes it.
+    """
+
+    instance: duckdb.DuckDBPyConnection
+    unused: list[duckdb.DuckDBPyConnection]
+    expected: tuple[object, ...]
+    healthy: bool = True
+
+    def close(self) -> None:
+        for con in self.unused:
+            con.close()
+        self.unused.clear()
+        self.instance.close()
+
+
+@dataclass
+class _KeptInstances:
+    """Locked databases between jobs, by the identity of their sources and limits."""
+
+    most: int
+    _idle: OrderedDict[tuple[object, ...], _Locked] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self, key: tuple[object, ...]) -> _Locked | None:
+        """The idle database for ``key``, now the caller's alone; None if there is none."""
+        with self._lock:
+            return self._idle.pop(key, None)
+
+    def keep(self, key: tuple[object, ...], locked: _Locked) -> list[_Locked]:
+        """Keep ``locked`` for the next job over ``key``; returns the databases to close."""
+        with self._lock:
+            self._idle[key] = locked
+            self._idle.move_to_end(key)
+            evicted = []
+            while len(self._idle) > self.most:
+                evicted.append(self._idle.popitem(last=False)[1])
+            return evicted
+
+    def drain(self) -> list[_Locked]:
+        with self._lock:
+            found = list(self._idle.values())
+            self._idle.clear()
+            return found
+
+
+def _identity(limits: Limits, sources: Sequence[TableSource]) -> tuple[object, ...] | None:
+    """What a kept database must match: each source's id, format, file and the file's
+    identity (device, inode, size, modification time: a rewritten file is another source),
+    and the limits. None when a file cannot be looked at (then nothing is kept)."""
+    files: list[tuple[object, ...]] = []
+    for source in sources:
+        try:
+            stat = source.file.stat()
+        except (OSError, ValueError, SandboxBug):
+            return None
+        files.append(
+            (
+                source.dataset_id,
+                source.format,
+                str(source.file),
+                stat.st_dev,
+                stat.st_ino,
+                stat.st_size,
+                stat.st_mtime_ns,
+            )
+        )
+    return (limits, tuple(files))
+
+
 class DuckDBEngine:
     """Runs compiled queries, one fresh locked-down in-memory DuckDB connection per call."""
 
@@ -167,9 +262,12 @@ class DuckDBEngine:
             },
             spares,
         )
+        self._kept = _KeptInstances(KEPT_INSTANCES)
 
     def close(self) -> None:
-        """Stop the background threads and close the instances kept ready."""
+        """Stop the background threads and close the instances kept ready or kept locked."""
+        for locked in self._kept.drain():
+            locked.close()
         self._instances.close()
 
     def ready(self) -> bool:
@@ -307,14 +405,18 @@ class DuckDBEngine:
         """Open, lock, run ``work``, close; turn any driver error into an ExecutionError."""
         category: ExecutionCategory | None = None
         con: duckdb.DuckDBPyConnection | None = None
+        locked: _Locked | None = None
         timer: threading.Timer | None = None
+        key = _identity(self.limits, sources)
+        finished = False
         try:
-            con = self._open(sources)
+            locked, con = self._open(sources, key)
             # One timer for the whole job (the template and any auxiliary queries).
             timer = threading.Timer(self.limits.timeout_s, con.interrupt)
             timer.daemon = True
             timer.start()
-            return work(con)
+            result = work(con)
+            finished = True
         except SandboxError:
             raise
         except duckdb.InvalidInputException as exc:  # the text picks a category, never leaves
@@ -329,31 +431,92 @@ class DuckDBEngine:
             if timer is not None:
                 timer.cancel()
             if con is not None:
-                self._instances.retire(con)
+                con.close()
+            if locked is not None:  # a job that did not finish retires its database
+                self._done_with(key, locked, failed=not finished)
+        if finished:
+            return result
+        if category is None:  # not reached: an exception that was not caught re-raised above
+            raise SandboxBug("a job ended without a result or an error")
         if category is _C.TIMEOUT:
             raise QueryTimeout(self.limits.timeout_s)
         if category is _C.OUT_OF_MEMORY:
             raise ResourceLimitExceeded(category, self.limits.memory_limit)
         raise ExecutionError(category)
 
-    def _open(self, sources: Sequence[TableSource]) -> duckdb.DuckDBPyConnection:
-        limits = self.limits
-        con = self._instances.take()
+    def _open(
+        self, sources: Sequence[TableSource], key: tuple[object, ...] | None
+    ) -> tuple[_Locked, duckdb.DuckDBPyConnection]:
+        """A locked database over ``sources`` (kept, or new) and a connection to it no job
+        has used, its settings read back."""
+        locked = self._kept.take(key) if key is not None else None
+        if locked is None:
+            for other in self._kept.drain():  # one database with cached data at a time
+                self._retire(other)
+            locked = self._lock_new(sources, CONNECTIONS_PER_INSTANCE if key is not None else 1)
+        con = locked.unused.pop()
         try:
-            # one script (views, then the settings in LOCKDOWN order), then read back
-            statements = [statement for source in sources for statement in view_sql(source)]
-            values = lockdown_values(limits, sources)
-            statements += [
-                f"SET {name} = {values[name]}"
-                for name, required in LOCKDOWN
-                if required or name in available_settings()
-            ]
-            con.execute(";\n".join(statements))
+            if _read_settings(con) != locked.expected:
+                raise SandboxBug("a connection's settings differ from its locked database's")
             _verify_lockdown(con, sources)
         except BaseException:
             con.close()
+            locked.healthy = False
+            self._done_with(key, locked, failed=True)
             raise
-        return con
+        return locked, con
+
+    def _lock_new(self, sources: Sequence[TableSource], connections: int) -> _Locked:
+        """A fresh database: views, settings, ``connections`` connections, then the lock."""
+        limits = self.limits
+        instance = self._instances.take()
+        unused: list[duckdb.DuckDBPyConnection] = []
+        try:
+            # one script (views, then the settings in LOCKDOWN order but the lock)
+            statements = [statement for source in sources for statement in view_sql(source)]
+            values = lockdown_values(limits, sources)
+            sets = {
+                name: f"SET {name} = {values[name]}"
+                for name, required in LOCKDOWN
+                if (required or name in available_settings()) and name != "lock_configuration"
+            }
+            instance.execute(";\n".join([*statements, *sets.values()]))
+            expected = _read_settings(instance)
+            for _ in range(connections):
+                con = instance.cursor()
+                unused.append(con)
+                inherited = _read_settings(con)
+                missing = [
+                    sets[name]
+                    for name, want, got in zip(_SETTINGS, expected, inherited, strict=True)
+                    if want != got and name in sets
+                ]
+                if missing:
+                    con.execute(";\n".join(missing))
+            instance.execute("SET lock_configuration = true")
+        except BaseException:
+            for con in unused:
+                con.close()
+            instance.close()
+            raise
+        return _Locked(instance, unused, expected)
+
+    def _done_with(self, key: tuple[object, ...] | None, locked: _Locked, *, failed: bool) -> None:
+        """After a job: keep its database for the next job over the same sources while it
+        has connections left and nothing went wrong; else close it (off the job's path)."""
+        if failed:
+            locked.healthy = False
+        if key is not None and locked.healthy and locked.unused:
+            for evicted in self._kept.keep(key, locked):
+                self._retire(evicted)
+        else:
+            self._retire(locked)
+
+    def _retire(self, locked: _Locked) -> None:
+        for con in locked.unused:
+            con.close()
+        locked.unused.clear()
+        self._instances.retire(locked.instance)
 
     @staticmethod
     def _check_sql(con: duckdb.DuckDBPyConnection, sql: str, parameters: Sequence[str]) -> None:
@@ -400,6 +563,19 @@ class DuckDBEngine:
             types=tuple(str(d[1]) for d in description),
             rows=tuple(rows),
         )
+
+
+def _read_settings(con: duckdb.DuckDBPyConnection) -> tuple[object, ...]:
+    """Every lock-down setting but the lock itself, as ``con`` sees it, in ``_SETTINGS``
+    order (None for one this build does not have)."""
+    names = [name for name in _SETTINGS if name in available_settings()]
+    row = con.execute(
+        "SELECT " + ", ".join(f"current_setting('{name}')" for name in names)
+    ).fetchone()
+    if row is None:
+        raise SandboxBug("DuckDB settings could not be read back")
+    found = dict(zip(names, row, strict=True))
+    return tuple(found.get(name) for name in _SETTINGS)
 
 
 def _verify_lockdown(con: duckdb.DuckDBPyConnection, sources: Sequence[TableSource]) -> None:

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sandbox import DuckDBEngine, ExecutionCategory, ExecutionError, TableSource
+from sandbox.engines.duckdb import _identity
 from sandbox.engines.process import ProcessEngine
 from tests.adversarial.sandbox_fixtures import COUNT, DATASET, hand_built, write_registry
 
@@ -99,7 +100,9 @@ def test_the_lockdown_itself_refuses_writes_extensions_and_other_files(
     sources: dict[str, TableSource], tmp_path: Path
 ) -> None:
     engine = DuckDBEngine()
-    con = engine._open(list(sources.values()))
+    mounted = list(sources.values())
+    # a connection of a database kept for several jobs (made before its lock, as jobs get them)
+    _, con = engine._open(mounted, _identity(engine.limits, mounted))
     try:
         for sql in writes(tmp_path, tmp_path / "elsewhere.parquet"):
             with pytest.raises(duckdb.Error):
@@ -120,9 +123,10 @@ from pathlib import Path
 from sandbox.engines import oslimits
 from sandbox.sources import TableSource
 abi = oslimits.apply(oslimits.OsLimits(no_writes=sys.argv[2] == "landlock"))
-from sandbox.engines.duckdb import DuckDBEngine
+from sandbox.engines.duckdb import DuckDBEngine, _identity
 source = TableSource("market.registry", "parquet", Path(sys.argv[1]))
-con = DuckDBEngine()._open([source])
+engine = DuckDBEngine()
+_, con = engine._open([source], _identity(engine.limits, [source]))
 outcome = {"landlock": abi}
 for name, sql in [
     ("overwrite", f"COPY (SELECT 42 AS n) TO '{source.path}' (FORMAT parquet, USE_TMP_FILE false)"),

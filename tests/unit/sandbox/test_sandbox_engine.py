@@ -27,7 +27,7 @@ from sandbox import (
     validate_parameters,
 )
 from sandbox.engines._duckdb_sql import LOCKDOWN
-from sandbox.engines.duckdb import available_settings
+from sandbox.engines.duckdb import _identity, available_settings
 
 
 def hand_built(sql: str, *, columns: tuple[str, ...] = ("n",)) -> CompiledQuery:
@@ -132,7 +132,8 @@ def test_data_modifying_cte_reported_as_select_still_fails(
 
 def test_configuration_is_locked(sources: dict[str, TableSource]) -> None:
     engine = DuckDBEngine()
-    con = engine._open([sources[REGISTRY]])
+    mounted = [sources[REGISTRY]]
+    _, con = engine._open(mounted, _identity(engine.limits, mounted))  # as a job gets one
     try:
         for statement in (
             "SET enable_external_access = true",

@@ -1,0 +1,159 @@
+"""A locked database serves several jobs over the same sources, a connection no job used each.
+
+What may be shared is what a SELECT cannot change (the views, the locked settings, DuckDB's
+caches of the same files); every connection is held to the database's lock-down, a job over
+other sources never gets the database, and a job that fails retires it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sandbox_testdata import FILINGS, REGISTRY
+
+from sandbox import CompiledQuery, DuckDBEngine, ExecutionError, TableSource, TemplateKind
+from sandbox.engines.duckdb import CONNECTIONS_PER_INSTANCE, _identity, _read_settings
+
+
+def query(sql: str, table: str = REGISTRY) -> CompiledQuery:
+    return CompiledQuery(
+        kind=TemplateKind.LIST,
+        source_sql=sql,
+        duckdb_sql=sql,
+        spark_sql=sql,
+        parameters=(),
+        tables=(table,),
+        output_columns=("n",),
+        count_column=None,
+        group_columns=(),
+    )
+
+
+COUNT = query('SELECT COUNT(*) AS n FROM "market"."enterprise_registry"')
+
+
+class Counting(DuckDBEngine):
+    """The engine, counting the fresh databases it opens."""
+
+    opened = 0
+
+    def _lock_new(self, sources: object, connections: int) -> object:  # type: ignore[override]
+        self.opened += 1
+        return super()._lock_new(sources, connections)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def engine() -> Iterator[Counting]:
+    made = Counting()
+    yield made
+    made.close()
+
+
+def test_jobs_over_the_same_sources_share_a_database_not_a_connection(
+    engine: Counting, sources: dict[str, TableSource]
+) -> None:
+    for _ in range(CONNECTIONS_PER_INSTANCE):
+        assert engine.run(COUNT, sources, {}).rows == ((30,),)
+    assert engine.opened == 1
+    engine.run(COUNT, sources, {})  # its connections are used up: a new database
+    assert engine.opened == 2
+
+
+def test_every_connection_handed_out_has_the_whole_lock_down(
+    engine: Counting, sources: dict[str, TableSource]
+) -> None:
+    """Some settings are the connection's own (``python_enable_replacements``,
+    ``max_execution_time``): a connection made after the lock would have the defaults, and
+    could not be given them. Each connection a job gets reads back as its database does."""
+    mounted = [sources[REGISTRY]]
+    key = _identity(engine.limits, mounted)
+    seen = []
+    for _ in range(3):
+        locked, con = engine._open(mounted, key)
+        settings = _read_settings(con)
+        assert settings == locked.expected == _read_settings(locked.instance)
+        assert con.execute("SELECT current_setting('python_enable_replacements')").fetchone() == (
+            False,
+        )
+        with pytest.raises(duckdb.Error, match="locked"):
+            con.execute("SET python_enable_replacements = true")
+        assert all(con is not other for other in seen)
+        seen.append(con)
+        con.close()
+        engine._done_with(key, locked, failed=False)
+    assert engine.opened == 1
+
+
+def test_a_job_over_other_sources_never_gets_the_database(
+    engine: Counting, sources: dict[str, TableSource]
+) -> None:
+    engine.run(COUNT, sources, {})
+    # reads the registry but mounts only the filings: the registry's view must not exist
+    sneaky = query('SELECT COUNT(*) AS n FROM "market"."enterprise_registry"', table=FILINGS)
+    with pytest.raises(ExecutionError):
+        engine.run(sneaky, sources, {})
+    assert engine.opened == 2
+
+
+def test_a_failed_job_retires_its_database(
+    engine: Counting, sources: dict[str, TableSource]
+) -> None:
+    engine.run(COUNT, sources, {})
+    failing = query('SELECT 1 // 0 AS n FROM "market"."enterprise_registry"')
+    with pytest.raises(ExecutionError):
+        engine.run(failing, sources, {})
+    assert engine.opened == 1
+    engine.run(COUNT, sources, {})  # the failed job's database is gone
+    assert engine.opened == 2
+
+
+def test_a_rewritten_file_is_another_source(
+    engine: Counting, sources: dict[str, TableSource]
+) -> None:
+    engine.run(COUNT, sources, {})
+    path = Path(sources[REGISTRY].file)
+    stat = path.stat()
+    pq.write_table(
+        pa.table(
+            {
+                "enterprise_id": ["E1", "E2"],
+                "district": ["a", "b"],
+                "industry": ["retail", "retail"],
+                "registered_capital": [1.0, 2.0],
+            }
+        ),
+        path,
+    )
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert engine.run(COUNT, sources, {}).rows == ((2,),)
+    assert engine.opened == 2
+
+
+def test_close_closes_the_kept_databases(engine: Counting, sources: dict[str, TableSource]) -> None:
+    engine.run(COUNT, sources, {})
+    kept = engine._kept.drain()
+    assert len(kept) == 1
+    engine._kept.keep(_identity(engine.limits, [sources[REGISTRY]]) or (), kept[0])
+    engine.close()
+    with pytest.raises(duckdb.ConnectionException):
+        kept[0].instance.execute("SELECT 1")
+
+
+def test_a_job_over_other_sources_closes_the_kept_database_first(
+    engine: Counting, sources: dict[str, TableSource]
+) -> None:
+    """At most one database with cached data per engine: the memory bound stays the job's."""
+    engine.run(COUNT, sources, {})
+    (first,) = engine._kept.drain()
+    engine._kept.keep(_identity(engine.limits, [sources[REGISTRY]]) or (), first)
+    filings = query('SELECT COUNT(*) AS n FROM "tax"."filings"', table=FILINGS)
+    engine.run(filings, sources, {})
+    with pytest.raises(duckdb.ConnectionException):
+        first.instance.execute("SELECT 1")
+    assert len(engine._kept.drain()) == 1
