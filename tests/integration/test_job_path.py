@@ -23,15 +23,16 @@ SUBMIT = {
 def expected_counts(world: World) -> dict[str, int]:
     """The same question asked of DuckDB directly, outside the gateway."""
     data = world.settings.data_dir
-    rows = duckdb.sql(
-        f"""
-        SELECT r.district, COUNT(*) FROM '{data}/market/enterprise_registry.parquet' AS r
-        WHERE r.industry = 'manufacturing' AND r.status = 'active'
-          AND NOT EXISTS (SELECT 1 FROM '{data}/tax/filings.parquet' AS t
-                          WHERE t.enterprise_id = r.enterprise_id AND t.year = 2024)
-        GROUP BY r.district
-        """
-    ).fetchall()
+    with duckdb.connect() as con:  # its own: not the module's shared default connection
+        rows = con.sql(
+            f"""
+            SELECT r.district, COUNT(*) FROM '{data}/market/enterprise_registry.parquet' AS r
+            WHERE r.industry = 'manufacturing' AND r.status = 'active'
+              AND NOT EXISTS (SELECT 1 FROM '{data}/tax/filings.parquet' AS t
+                              WHERE t.enterprise_id = r.enterprise_id AND t.year = 2024)
+            GROUP BY r.district
+            """
+        ).fetchall()
     return {str(d): int(n) for d, n in rows}
 
 

@@ -284,15 +284,16 @@ def test_list_needs_a_policy_that_allows_it(
 
 def expected_list(world: World) -> list[list[Any]]:
     data = world.settings.data_dir
-    rows = duckdb.sql(
-        f"""
-        SELECT l.enterprise_id, l.district FROM '{data}/market/licences.parquet' AS l
-        WHERE l.licence_status = 'valid' AND l.district = 'chaoyang'
-          AND EXISTS (SELECT 1 FROM '{data}/tax/abnormal_taxpayers.parquet' AS a
-                      WHERE a.enterprise_id = l.enterprise_id AND a.year = 2023)
-        ORDER BY 1
-        """
-    ).fetchall()
+    with duckdb.connect() as con:  # its own: not the module's shared default connection
+        rows = con.sql(
+            f"""
+            SELECT l.enterprise_id, l.district FROM '{data}/market/licences.parquet' AS l
+            WHERE l.licence_status = 'valid' AND l.district = 'chaoyang'
+              AND EXISTS (SELECT 1 FROM '{data}/tax/abnormal_taxpayers.parquet' AS a
+                          WHERE a.enterprise_id = l.enterprise_id AND a.year = 2023)
+            ORDER BY 1
+            """
+        ).fetchall()
     return [list(r) for r in rows]
 
 

@@ -136,13 +136,15 @@ def people(tmp_path: Path) -> dict[str, TableSource]:
 def keyed_hash(secret: str, unit: str) -> int:
     """What the engine computes: hash(hash(hash(u) ^ k1) ^ k2) with DuckDB's hash."""
     k1, k2 = population_params(secret).values()
-    (raw,) = duckdb.execute("SELECT hash($u)", {"u": unit}).fetchone()  # type: ignore[misc]
+    with duckdb.connect() as con:  # its own: not the module's shared default connection
+        (raw,) = con.execute("SELECT hash($u)", {"u": unit}).fetchone()  # type: ignore[misc]
     return check_of(check_of(raw ^ k1) ^ k2)  # type: ignore[operator]
 
 
 @pytest.mark.parametrize("value", [0, 1, 42, 2**63 + 5, 2**64 - 1, 123456789])
 def test_the_check_function_is_duckdbs_integer_hash(value: int) -> None:
-    (expected,) = duckdb.execute(f"SELECT hash({value}::UBIGINT)").fetchone()  # type: ignore[misc]
+    with duckdb.connect() as con:
+        (expected,) = con.execute(f"SELECT hash({value}::UBIGINT)").fetchone()  # type: ignore[misc]
     assert check_of(value) == expected
 
 
