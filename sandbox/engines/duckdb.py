@@ -1,4 +1,4 @@
-"""The embedded engine: runs one compiled query on a fresh, locked-down DuckDB connection.
+"""The embedded engine: runs one compiled query on a locked-down DuckDB connection of its own.
 
 The only module that imports ``duckdb``. Per job (see README.md for why each step):
 
@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from functools import cache
+from stat import S_ISREG
 from typing import TypeVar
 
 import duckdb
@@ -205,9 +206,11 @@ class _KeptInstances:
     def keep(self, key: tuple[object, ...], locked: _Locked) -> list[_Locked]:
         """Keep ``locked`` for the next job over ``key``; returns the databases to close."""
         with self._lock:
-            self._idle[key] = locked
-            self._idle.move_to_end(key)
             evicted = []
+            already = self._idle.pop(key, None)  # two jobs over the same sources at once
+            if already is not None:
+                evicted.append(already)
+            self._idle[key] = locked
             while len(self._idle) > self.most:
                 evicted.append(self._idle.popitem(last=False)[1])
             return evicted
@@ -221,13 +224,16 @@ class _KeptInstances:
 
 def _identity(limits: Limits, sources: Sequence[TableSource]) -> tuple[object, ...] | None:
     """What a kept database must match: each source's id, format, file and the file's
-    identity (device, inode, size, modification time: a rewritten file is another source),
-    and the limits. None when a file cannot be looked at (then nothing is kept)."""
+    identity (device, inode, size, modification and change times: a rewritten or replaced
+    file is another source), and the limits. None when a file cannot be looked at or is not
+    a regular file (then nothing is kept)."""
     files: list[tuple[object, ...]] = []
     for source in sources:
         try:
             stat = source.file.stat()
         except (OSError, ValueError, SandboxBug):
+            return None
+        if not S_ISREG(stat.st_mode):
             return None
         files.append(
             (
@@ -238,13 +244,14 @@ def _identity(limits: Limits, sources: Sequence[TableSource]) -> tuple[object, .
                 stat.st_ino,
                 stat.st_size,
                 stat.st_mtime_ns,
+                stat.st_ctime_ns,  # unlike the modification time, not settable by utime
             )
         )
     return (limits, tuple(files))
 
 
 class DuckDBEngine:
-    """Runs compiled queries, one fresh locked-down in-memory DuckDB connection per call."""
+    """Runs compiled queries, each on a locked-down DuckDB connection no other call used."""
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS, *, spares: int = 0) -> None:
         """`spares`: fresh instances to keep ready ahead of jobs (0: open each on demand)."""
@@ -318,7 +325,7 @@ class DuckDBEngine:
         auxiliary: Sequence[AuxiliaryQuery],
         extra_params: Mapping[str, object] | None = None,
     ) -> tuple[ResultTable, tuple[ResultTable, ...]]:
-        """Run ``query`` and then each auxiliary query on the same fresh connection.
+        """Run ``query`` and then each auxiliary query on the same connection (the job's own).
 
         Auxiliary results are for the sandbox's own checks (disclosure control); they are
         capped by their own row limits and bind the template's parameters plus
@@ -402,7 +409,8 @@ class DuckDBEngine:
     def _guarded(
         self, sources: Sequence[TableSource], work: Callable[[duckdb.DuckDBPyConnection], T]
     ) -> T:
-        """Open, lock, run ``work``, close; turn any driver error into an ExecutionError."""
+        """Take a locked connection, run ``work``, close it (and keep or retire its database);
+        turn any driver error into an ExecutionError."""
         category: ExecutionCategory | None = None
         con: duckdb.DuckDBPyConnection | None = None
         locked: _Locked | None = None
@@ -430,10 +438,7 @@ class DuckDBEngine:
         finally:
             if timer is not None:
                 timer.cancel()
-            if con is not None:
-                con.close()
-            if locked is not None:  # a job that did not finish retires its database
-                self._done_with(key, locked, failed=not finished)
+            self._close(con, key, locked, failed=not finished)
         if finished:
             return result
         if category is None:  # not reached: an exception that was not caught re-raised above
@@ -458,11 +463,9 @@ class DuckDBEngine:
         try:
             if _read_settings(con) != locked.expected:
                 raise SandboxBug("a connection's settings differ from its locked database's")
-            _verify_lockdown(con, sources)
+            _verify_lockdown(con, sources, self.limits)
         except BaseException:
-            con.close()
-            locked.healthy = False
-            self._done_with(key, locked, failed=True)
+            self._close(con, key, locked, failed=True)
             raise
         return locked, con
 
@@ -500,6 +503,23 @@ class DuckDBEngine:
             instance.close()
             raise
         return _Locked(instance, unused, expected)
+
+    def _close(
+        self,
+        con: duckdb.DuckDBPyConnection | None,
+        key: tuple[object, ...] | None,
+        locked: _Locked | None,
+        *,
+        failed: bool,
+    ) -> None:
+        """Close the job's connection; keep or retire its database whatever that raises.
+        A job that did not finish retires its database."""
+        try:
+            if con is not None:
+                con.close()
+        finally:
+            if locked is not None:
+                self._done_with(key, locked, failed=failed)
 
     def _done_with(self, key: tuple[object, ...] | None, locked: _Locked, *, failed: bool) -> None:
         """After a job: keep its database for the next job over the same sources while it
@@ -578,7 +598,9 @@ def _read_settings(con: duckdb.DuckDBPyConnection) -> tuple[object, ...]:
     return tuple(found.get(name) for name in _SETTINGS)
 
 
-def _verify_lockdown(con: duckdb.DuckDBPyConnection, sources: Sequence[TableSource]) -> None:
+def _verify_lockdown(
+    con: duckdb.DuckDBPyConnection, sources: Sequence[TableSource], limits: Limits | None = None
+) -> None:
     """Read the settings back; refuse to run on a connection that is not locked down."""
     expected: dict[str, object] = {
         "enable_external_access": False,
@@ -589,6 +611,11 @@ def _verify_lockdown(con: duckdb.DuckDBPyConnection, sources: Sequence[TableSour
         "temp_directory": "",
         "allowed_directories": [],
     }
+    # The connection's own settings (a new connection does not inherit them from the database)
+    if "python_enable_replacements" in available_settings():
+        expected["python_enable_replacements"] = False
+    if limits is not None and "max_execution_time" in available_settings():
+        expected["max_execution_time"] = max(1, round(limits.timeout_s * 1000))
     names = [*expected, "allowed_paths"]
     selected = ", ".join(f"current_setting('{name}')" for name in names)
     actual = con.execute(f"SELECT {selected}").fetchone()

@@ -7,7 +7,7 @@ process (``python -m sandbox.engines.worker``) over pipes (``sandbox.engines.pro
 - start with a minimal environment (no ``INSITU_*`` settings or secrets), in ``/``, in a
   session of their own, with OS limits set on themselves before DuckDB is imported;
 - are kept ready (``spares``) so a job does not wait for a start (~0.3 s: Python + DuckDB);
-- run one job at a time, each on a fresh locked-down DuckDB connection;
+- run one job at a time, each on a locked-down DuckDB connection no other job used;
 - are watched: a reply not back within the job's time limit plus ``grace_s`` gets the worker
   killed (SIGKILL) and the job fails with a timeout; a worker that dies mid-job (killed, out
   of memory, CPU limit) fails its job with ``worker_lost``. Either way that worker is gone and

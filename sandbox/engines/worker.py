@@ -3,7 +3,7 @@
 Started by ``sandbox.engines.process.ProcessEngine``. It keeps the protocol on private copies
 of fds 0 and 1 and points the standard streams at /dev/null, so nothing the engine prints
 can corrupt a frame. The first message (``init``) sets the OS limits on this process
-(``sandbox.engines.oslimits``) before DuckDB is imported; then each ``run`` gets a fresh locked-down
+(``sandbox.engines.oslimits``) before DuckDB is imported; then each ``run`` gets a locked-down
 DuckDB connection (``DuckDBEngine``, which keeps one spare instance open ahead of the next
 job) and a CPU-time budget. Errors go back as their type and category only.
 """

@@ -17,7 +17,14 @@ import pyarrow.parquet as pq
 import pytest
 from sandbox_testdata import FILINGS, REGISTRY
 
-from sandbox import CompiledQuery, DuckDBEngine, ExecutionError, TableSource, TemplateKind
+from sandbox import (
+    CompiledQuery,
+    DuckDBEngine,
+    ExecutionError,
+    SandboxBug,
+    TableSource,
+    TemplateKind,
+)
 from sandbox.engines.duckdb import CONNECTIONS_PER_INSTANCE, _identity, _read_settings
 
 
@@ -157,3 +164,41 @@ def test_a_job_over_other_sources_closes_the_kept_database_first(
     with pytest.raises(duckdb.ConnectionException):
         first.instance.execute("SELECT 1")
     assert len(engine._kept.drain()) == 1
+
+
+def test_two_jobs_at_once_over_the_same_sources_leave_one_database_open(
+    engine: Counting, sources: dict[str, TableSource]
+) -> None:
+    mounted = [sources[REGISTRY]]
+    key = _identity(engine.limits, mounted)
+    first, con1 = engine._open(mounted, key)
+    second, con2 = engine._open(mounted, key)  # the first is in use: a database of its own
+    assert first is not second
+    engine._close(con1, key, first, failed=False)
+    engine._close(con2, key, second, failed=False)  # kept instead of the first: which closes
+    with pytest.raises(duckdb.ConnectionException):
+        first.instance.execute("SELECT 1")
+    assert engine._kept.drain() == [second]
+    second.close()
+
+
+def test_a_connection_without_its_own_settings_is_refused(
+    engine: Counting, sources: dict[str, TableSource]
+) -> None:
+    """Held to the intended values, not only to the database's: a connection whose
+    replacement scans are on (the default of a new connection) never runs a job."""
+    mounted = [sources[REGISTRY]]
+    key = _identity(engine.limits, mounted)
+    locked, con = engine._open(mounted, key)
+    con.close()
+    bare = locked.instance.cursor()  # made after the lock: DuckDB's defaults, unchangeable
+    assert bare.execute("SELECT current_setting('python_enable_replacements')").fetchone() == (
+        True,
+    )
+    locked.unused.append(bare)
+    locked.expected = _read_settings(bare)  # even if the database's own copy agreed with it
+    engine._kept.keep(key or (), locked)
+    with pytest.raises(SandboxBug, match="python_enable_replacements"):
+        engine._open(mounted, key)
+    with pytest.raises(duckdb.ConnectionException):
+        locked.instance.execute("SELECT 1")  # and its database is retired
