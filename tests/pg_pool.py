@@ -134,7 +134,9 @@ class PgPool:
         with self._admin() as conn:
             _terminate(conn, name)
             _terminate(conn, template)
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
             conn.execute(
                 sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
                     sql.Identifier(name), sql.Identifier(template)
@@ -148,7 +150,7 @@ class PgPool:
             (self.free_empty if empty else self.free).append(name)
 
     def close(self) -> None:
-        for name in self.made:
+        for name in list(self.made):  # `_drop` removes each from `made`
             self._drop(name)
         self.made.clear()
         self.free.clear()
@@ -206,7 +208,7 @@ class PgPool:
         except psycopg.errors.InsufficientPrivilege:
             self.reusable = False
             return False
-        except psycopg.OperationalError:  # e.g. connections not allowed: make a fresh one
+        except psycopg.Error:  # e.g. connections not allowed: the caller makes a fresh one
             return False
         self.reusable = True
         return True

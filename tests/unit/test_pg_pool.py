@@ -139,3 +139,17 @@ def test_an_emptied_database_with_another_schema_is_replaced(
     pool.release(first, empty=True)
 
     assert pool.acquire_empty() != first
+
+
+def test_close_drops_every_database_the_pool_made(template: str, pg_admin_url: str) -> None:
+    pool = PgPool(pg_admin_url)
+    made = [pool.acquire(template), pool.acquire(template), pool.acquire_empty()]
+    for name in made[:2]:
+        pool.release(name)
+    pool.release(made[2], empty=True)
+    pool.close()
+    with psycopg.connect(dsn(pg_admin_url, "test"), autocommit=True) as admin:
+        left = admin.execute(
+            "SELECT count(*) FROM pg_database WHERE datname = ANY(%s)", (made,)
+        ).fetchone()
+    assert left == (0,)
