@@ -70,7 +70,6 @@ SELECT md5(string_agg(x, E'\\n' ORDER BY x)) FROM (
 class Seed:
     """What a reset restores: each table's rows (binary COPY) and each sequence's state."""
 
-    template: str
     fingerprint: str
     tables: tuple[str, ...]
     rows: dict[str, bytes]
@@ -248,7 +247,7 @@ class PgPool:
                 assert state is not None
                 sequences[str(sequence)] = (int(state[0]), bool(state[1]))
         assert shape is not None
-        seed = Seed(template, str(shape[0]), tables, rows, sequences)
+        seed = Seed(str(shape[0]), tables, rows, sequences)
         self.seeds[template] = seed
         return seed
 

@@ -181,7 +181,6 @@ class _Locked:
     instance: duckdb.DuckDBPyConnection
     unused: list[duckdb.DuckDBPyConnection]
     expected: tuple[object, ...]
-    healthy: bool = True
 
     def close(self) -> None:
         for con in self.unused:
@@ -524,9 +523,7 @@ class DuckDBEngine:
     def _done_with(self, key: tuple[object, ...] | None, locked: _Locked, *, failed: bool) -> None:
         """After a job: keep its database for the next job over the same sources while it
         has connections left and nothing went wrong; else close it (off the job's path)."""
-        if failed:
-            locked.healthy = False
-        if key is not None and locked.healthy and locked.unused:
+        if key is not None and not failed and locked.unused:
             for evicted in self._kept.keep(key, locked):
                 self._retire(evicted)
         else:
