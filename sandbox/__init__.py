@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from sandbox.dp.snapshot import fingerprint as snapshot_fingerprint
     from sandbox.engines.duckdb import DuckDBEngine
     from sandbox.engines.process import ProcessEngine
+    from sandbox.engines.sorter import make_sorted_copy
     from sandbox.engines.spark import SparkEngine
 
 _LAZY = {
@@ -88,6 +89,7 @@ _LAZY = {
     "DuckDBEngine": ("sandbox.engines.duckdb", "DuckDBEngine"),
     "ProcessEngine": ("sandbox.engines.process", "ProcessEngine"),
     "SparkEngine": ("sandbox.engines.spark", "SparkEngine"),
+    "make_sorted_copy": ("sandbox.engines.sorter", "make_sorted_copy"),
 }
 
 
@@ -161,6 +163,7 @@ __all__ = [
     "domain_text",
     "dp_mechanism",
     "group_key",
+    "make_sorted_copy",
     "no_op_limit",
     "parse_size",
     "population_params",

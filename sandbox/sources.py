@@ -20,6 +20,9 @@ _UNSAFE_PATH_CHARS = frozenset("*?[]{}") | {chr(c) for c in range(32)} | {"\x7f"
 
 
 FILE_FORMATS = ("parquet", "csv")
+# A copy the sandbox made of a file source, its rows ordered by one column, as a read-only
+# DuckDB database file (table ``rows``): what a verify job looks keys up in (`sort_copy`).
+SORTED = "sorted"
 # Sources only the Spark engine reads: a table of the cluster's catalogue, or a table of a
 # database reached over JDBC (credentials by connection name, from the gateway's settings).
 SPARK_FORMATS = ("table", "jdbc")
@@ -30,7 +33,8 @@ CONNECTION_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 @dataclass(frozen=True, slots=True)
 class TableSource:
-    """Where one dataset's rows are: an absolute path to a single Parquet or CSV file, or
+    """Where one dataset's rows are: an absolute path to a single Parquet or CSV file (or to
+    a ``sorted`` copy of one, which only the embedded engine reads), or
     (Spark only) a ``table`` of the cluster's catalogue, or a ``jdbc`` table reached through
     the named ``connection`` (whose URL and credentials the engine holds, never the source).
 
@@ -39,7 +43,7 @@ class TableSource:
     """
 
     dataset_id: str
-    format: Literal["parquet", "csv", "table", "jdbc"]
+    format: Literal["parquet", "csv", "table", "jdbc", "sorted"]
     path: Path | None = None
     table: str | None = None
     connection: str | None = None
@@ -51,9 +55,9 @@ class TableSource:
         if self.format in SPARK_FORMATS:
             self._check_table()
             return
-        if self.format not in FILE_FORMATS:
+        if self.format not in (*FILE_FORMATS, SORTED):
             raise SandboxBug(
-                f"source of {self.dataset_id}: format must be parquet, csv, table or jdbc"
+                f"source of {self.dataset_id}: format must be parquet, csv, sorted, table or jdbc"
             )
         if self.table is not None or self.connection is not None:
             raise SandboxBug(f"source of {self.dataset_id}: a file source names no table")
@@ -84,7 +88,7 @@ class TableSource:
     @property
     def is_file(self) -> bool:
         """Whether the rows are in one local file (``path``), which the host can stat."""
-        return self.format in FILE_FORMATS
+        return self.format in (*FILE_FORMATS, SORTED)
 
     @property
     def file(self) -> Path:

@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from sandbox.errors import SandboxBug
 from sandbox.params.spec import PARAMETER_NAME
-from sandbox.schema import dataset_id_problem
+from sandbox.schema import COLUMN_NAME, dataset_id_problem
 
 
 class TemplateKind(StrEnum):
@@ -32,6 +32,8 @@ class CompiledQuery:
     ``count_column`` is the output column holding each group's COUNT.
     ``key_parameters`` (VERIFY) are the parameters that carry the requester's keys, one per
     slot, in the order of the keys' positions; the other parameters are the template's own.
+    ``key_column`` (VERIFY) is the (dataset id, column) the keys are looked up in, when the
+    template compares the key with one plain column of one of its tables.
     """
 
     kind: TemplateKind
@@ -44,6 +46,7 @@ class CompiledQuery:
     count_column: str | None
     group_columns: tuple[str, ...]
     key_parameters: tuple[str, ...] = ()
+    key_column: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -68,7 +71,18 @@ class CompiledQuery:
             raise SandboxBug("CompiledQuery.count_column must be one of the output columns")
         if not set(self.group_columns) <= set(outputs) - {self.count_column}:
             raise SandboxBug("CompiledQuery.group_columns must be non-count output columns")
+        self._check_keys()
+
+    def _check_keys(self) -> None:
         if not set(self.key_parameters) <= set(self.parameters):
             raise SandboxBug("CompiledQuery.key_parameters must be parameters of the query")
         if self.key_parameters and self.kind is not TemplateKind.VERIFY:
             raise SandboxBug("only VERIFY queries carry key parameters")
+        key_column = self.key_column
+        if key_column is None:
+            return
+        if self.kind is not TemplateKind.VERIFY or len(key_column) != 2:
+            raise SandboxBug("only VERIFY queries name a key column: (dataset, column)")
+        table, column = key_column
+        if table not in self.tables or not COLUMN_NAME.fullmatch(column):
+            raise SandboxBug("CompiledQuery.key_column names a table and a plain column")

@@ -137,7 +137,7 @@ def _compile_verify(
 ) -> CompiledQuery:
     own = {p.name for p in tree.find_all(exp.Placeholder)} - {key.name}
     compile_verify.check_filter(tree, key.name, own)
-    _qualify(tree, schemas)  # unknown columns are refused
+    qualified = _qualify(tree, schemas)  # unknown columns are refused
     wrapped, outputs = compile_verify.wrap(tree, key.name, answer, slots)
     names = compile_verify.slot_names(slots)
     return CompiledQuery(
@@ -151,6 +151,7 @@ def _compile_verify(
         count_column=None,
         group_columns=(),
         key_parameters=names,
+        key_column=compile_verify.key_column(qualified, key.name),
     )
 
 

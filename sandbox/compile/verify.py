@@ -7,10 +7,16 @@ The template is a row filter written with the key as a parameter::
 and the compiler wraps it (in the syntax tree, never in text) so that only one bit per key
 -- or only the number of matching keys -- can leave::
 
-    SELECT insitu_keys.slot AS key_index, EXISTS (<filter, :person_id → insitu_keys.key_value>)
+    SELECT insitu_keys.slot AS key_index, EXISTS (<filter, :person_id → insitu_keys.key_value
+                                                   AND p.person_id IN (:verify_key_0001, …)>)
         AS matched
     FROM (VALUES (1, :verify_key_0001), (2, :verify_key_0002), …) AS insitu_keys(slot, key_value)
     ORDER BY key_index
+
+The ``IN`` list repeats what the correlated comparison already says, as constants the engine
+can push into its scan: over a copy of the data sorted by the key column (``key_column``, see
+``sandbox.engines.duckdb.sort_copy``) each key then reads one small row group instead of
+every row.
 
 Each key is bound to its own parameter (``verify_key_NNNN``); the SQL text depends on the
 number of keys, never on their values, and the number is capped by the caller (the owner's
@@ -79,6 +85,12 @@ def _conjuncts(node: exp.Expr) -> Iterator[exp.Expr]:
         yield node
 
 
+def _key_side(lookup: exp.Expr) -> exp.Column:
+    """The column side of a key lookup (``_is_key_lookup``)."""
+    assert isinstance(lookup, exp.EQ)
+    return next(s for s in (lookup.left, lookup.right) if isinstance(s, exp.Column))
+
+
 def _is_key_lookup(node: exp.Expr, key: str) -> bool:
     if not isinstance(node, exp.EQ):
         return False
@@ -86,6 +98,33 @@ def _is_key_lookup(node: exp.Expr, key: str) -> bool:
     has_key = any(isinstance(s, exp.Placeholder) and s.name == key for s in sides)
     has_column = any(isinstance(s, exp.Column) for s in sides)
     return has_key and has_column
+
+
+def key_column(qualified: exp.Select, key: str) -> tuple[str, str] | None:
+    """(dataset id, column) the key is looked up in: the column of the first ``<column> =
+    :key`` of the top-level AND chain, in a table of the top-level FROM or JOINs of the
+    qualified SELECT (every column carries its table's alias); None when it is not plain."""
+    where = qualified.args.get("where")
+    if where is None:
+        return None
+    lookup = next((c for c in _conjuncts(where.this) if _is_key_lookup(c, key)), None)
+    if lookup is None:
+        return None
+    column = _key_side(lookup)
+    tables = [t for t in qualified.find_all(exp.Table) if t.parent_select is qualified]
+    owner = [t for t in tables if t.alias_or_name == column.table]
+    if len(owner) != 1 or not owner[0].db or not owner[0].name:
+        return None
+    return f"{owner[0].db}.{owner[0].name}", column.name
+
+
+def _narrow(inner: exp.Select, key: str, names: tuple[str, ...]) -> None:
+    """AND ``<key column> IN (:verify_key_0001, …)`` to the filter (before the key's
+    placeholder is replaced): the same rows, with constants the scan can prune by."""
+    lookup = next(c for c in _conjuncts(inner.args["where"].this) if _is_key_lookup(c, key))
+    column = _key_side(lookup)
+    keys = [exp.Placeholder(this=name) for name in names]
+    inner.where(exp.In(this=column.copy(), expressions=keys), append=True, copy=False)
 
 
 def wrap(
@@ -106,6 +145,7 @@ def wrap(
         ),
     )
     inner = select.copy()
+    _narrow(inner, key, names)
     for placeholder in list(inner.find_all(exp.Placeholder)):
         if placeholder.name == key:
             placeholder.replace(exp.column("key_value", table=KEYS_ALIAS))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sandbox.sources import Limits, TableSource
+from sandbox.errors import SandboxBug
+from sandbox.sources import SORTED, Limits, TableSource
 
 
 def literal(text: str) -> str:
@@ -42,20 +43,39 @@ LOCKDOWN: tuple[tuple[str, bool], ...] = (
 )
 
 
-def view_sql(source: TableSource) -> tuple[str, str]:
-    """The schema and view for one source; the id is validated, the path a quoted literal."""
-    dept, name = source.dataset_id.split(".")
+def reader_sql(source: TableSource) -> str:
+    """The table function reading a Parquet or CSV source (the path a quoted literal)."""
     path = literal(str(source.file))  # a table source is a SandboxBug here
     if source.format == "parquet":
-        reader = f"read_parquet({path}, filename=false, hive_partitioning=false)"
-    else:
-        reader = (
+        return f"read_parquet({path}, filename=false, hive_partitioning=false)"
+    if source.format == "csv":
+        return (
             f"read_csv({path}, header=true, delim=',', quote='\"', escape='\"', "
             "filename=false, hive_partitioning=false, strict_mode=true, ignore_errors=false)"
         )
+    raise SandboxBug(f"source of {source.dataset_id}: no reader for format {source.format}")
+
+
+def sorted_alias(source: TableSource) -> str:
+    """The name a sorted copy is attached under: from the validated dataset id."""
+    return "insitu_sorted_" + source.dataset_id.replace(".", "__")
+
+
+def view_sql(source: TableSource) -> tuple[str, ...]:
+    """The schema and view for one source; the id is validated, the path a quoted literal.
+    A ``sorted`` copy is attached read-only first (before the lock-down forbids ATTACH)."""
+    dept, name = source.dataset_id.split(".")
+    schema = f'CREATE SCHEMA IF NOT EXISTS "{dept}"'
+    if source.format == SORTED:
+        alias = sorted_alias(source)
+        return (
+            f'ATTACH {literal(str(source.file))} AS "{alias}" (READ_ONLY)',
+            schema,
+            f'CREATE VIEW "{dept}"."{name}" AS SELECT * FROM "{alias}".main.rows',  # noqa: S608
+        )
     return (
-        f'CREATE SCHEMA IF NOT EXISTS "{dept}"',
-        f'CREATE VIEW "{dept}"."{name}" AS SELECT * FROM {reader}',  # noqa: S608
+        schema,
+        f'CREATE VIEW "{dept}"."{name}" AS SELECT * FROM {reader_sql(source)}',  # noqa: S608
     )
 
 

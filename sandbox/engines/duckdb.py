@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from functools import cache
+from pathlib import Path
 from stat import S_ISREG
 from typing import TypeVar
 
@@ -44,7 +45,7 @@ import duckdb
 from sandbox.compile.auxiliary import AuxiliaryQuery
 from sandbox.compile.query import CompiledQuery
 from sandbox.dp.snapshot import DpOutcome, DpRun, run_dp
-from sandbox.engines._duckdb_sql import LOCKDOWN, lockdown_values, view_sql
+from sandbox.engines._duckdb_sql import LOCKDOWN, literal, lockdown_values, reader_sql, view_sql
 from sandbox.errors import (
     ExecutionCategory,
     ExecutionError,
@@ -57,9 +58,16 @@ from sandbox.errors import (
 from sandbox.quality.profile import DatasetProfile, ProfileRequest
 from sandbox.results import ResultTable, json_value
 from sandbox.schema import COLUMN_NAME
-from sandbox.sources import DEFAULT_LIMITS, Limits, TableSource
+from sandbox.sources import DEFAULT_LIMITS, SORTED, Limits, TableSource
 
-__all__ = ["DuckDBEngine", "Limits", "ResultTable", "TableSource", "available_settings"]
+__all__ = [
+    "DuckDBEngine",
+    "Limits",
+    "ResultTable",
+    "TableSource",
+    "available_settings",
+    "sort_copy",
+]
 
 T = TypeVar("T")
 _C = ExecutionCategory
@@ -582,6 +590,55 @@ class DuckDBEngine:
         )
 
 
+SORTED_ROW_GROUP = 16_384  # rows per row group of a sorted copy: what one key lookup reads
+
+
+def sort_copy(
+    source: TableSource, column: str, dest: Path, *, memory_limit: str, threads: int, temp: Path
+) -> int:
+    """Write the rows of the Parquet or CSV ``source`` ordered by ``column`` to the new DuckDB
+    database file ``dest`` (table ``rows``, row groups of ``SORTED_ROW_GROUP`` rows), spilling
+    to ``temp``; check it holds as many rows as the source; return that count.
+
+    Trusted input only: the source and column come from the catalogue (validated here), no
+    template SQL is involved. Run by ``sandbox.engines.sorter`` in a process that may write
+    below the copies' directory and nowhere else. A key lookup in the copy reads the one row
+    group whose range holds the key (zone maps), instead of every row of the source."""
+    if source.format == SORTED or not source.is_file:
+        raise SandboxBug("a sorted copy is made of a Parquet or CSV file")
+    if not COLUMN_NAME.fullmatch(column):
+        raise SandboxBug("a sorted copy's key must be a plain column name")
+    if dest.exists():
+        raise SandboxBug("a sorted copy is written to a new file")
+    reader = reader_sql(source)
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "threads": threads,
+        "memory_limit": memory_limit,
+        "temp_directory": str(temp),
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "allow_community_extensions": False,
+    }
+    category: ExecutionCategory | None = None
+    try:
+        with duckdb.connect(":memory:", config=config) as con:
+            out = f"ATTACH {literal(str(dest))} AS insitu_out (ROW_GROUP_SIZE {SORTED_ROW_GROUP})"
+            con.execute(out)
+            # the reader's path is a quoted literal, the column checked above
+            sort = f'CREATE TABLE insitu_out.rows AS SELECT * FROM {reader} ORDER BY "{column}"'  # noqa: S608
+            con.execute(sort)
+            copied = con.execute("SELECT count(*) FROM insitu_out.rows").fetchone()
+            expected = con.execute(f"SELECT count(*) FROM {reader}").fetchone()  # noqa: S608
+            con.execute("DETACH insitu_out")
+    except duckdb.Error as exc:  # the driver's text (values, paths) stays here
+        category = next((c for kind, c in _ERRORS if isinstance(exc, kind)), _C.INTERNAL)
+    if category is not None:
+        raise ExecutionError(category)
+    if copied is None or expected is None or copied[0] != expected[0]:
+        raise SandboxBug("the sorted copy does not hold the source's rows")
+    return int(copied[0])
+
+
 def _read_settings(con: duckdb.DuckDBPyConnection) -> tuple[object, ...]:
     """Every lock-down setting but the lock itself, as ``con`` sees it, in ``_SETTINGS``
     order (None for one this build does not have)."""
@@ -621,5 +678,21 @@ def _verify_lockdown(
     for name, value in zip(expected, actual, strict=False):
         if value != expected[name]:
             raise SandboxBug(f"DuckDB setting {name} did not take effect")
-    if sorted(actual[-1]) != sorted(str(s.file) for s in sources):
+    if sorted(actual[-1]) != sorted(_allowed_paths(sources)):
         raise SandboxBug("DuckDB setting allowed_paths did not take effect")
+
+
+# DuckDB adds these to `allowed_paths` for a database attached before external access is
+# turned off (measured, duckdb 2.0.1); a read-only copy has none of them, and the worker
+# process may write no file anyway (Landlock).
+_ATTACHED_SIDE_FILES = (".wal", ".wal.checkpoint", ".wal.recovery")
+
+
+def _allowed_paths(sources: Sequence[TableSource]) -> list[str]:
+    """Exactly what a job's connection may read: the source files, and for a sorted copy
+    the side files DuckDB allows with it."""
+    paths = [str(s.file) for s in sources]
+    for source in sources:
+        if source.format == SORTED:
+            paths += [f"{source.file}{suffix}" for suffix in _ATTACHED_SIDE_FILES]
+    return paths

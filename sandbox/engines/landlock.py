@@ -16,6 +16,7 @@ so in its ``limits`` report).
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
 import struct
 import sys
@@ -56,12 +57,18 @@ def abi_version() -> int:
     return max(int(version), 0)
 
 
-def restrict_writes() -> int:
-    """Forbid this process every file write and TCP socket; the ABI enforced (0: none)."""
+_RULE_PATH_BENEATH = 1
+
+
+def restrict_writes(beneath: str | None = None) -> int:
+    """Forbid this process every file write and TCP socket; the ABI enforced (0: none).
+
+    With ``beneath`` (an existing directory): every write is forbidden but below it (the
+    sandbox's sorter writes its copies there and nowhere else)."""
     abi = abi_version()
     if abi == 0:
         return 0
-    create, _add_rule, restrict_self = _SYSCALLS[platform.machine()]
+    create, add_rule, restrict_self = _SYSCALLS[platform.machine()]
     handled = _WRITES_V1
     if abi >= 2:
         handled |= _REFER
@@ -77,6 +84,8 @@ def restrict_writes() -> int:
     if ruleset < 0:
         raise OSError(ctypes.get_errno(), "landlock_create_ruleset failed")
     try:
+        if beneath is not None:
+            _allow_beneath(libc, add_rule, ruleset, beneath, handled)
         if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
         if libc.syscall(restrict_self, ruleset, 0) != 0:
@@ -84,3 +93,16 @@ def restrict_writes() -> int:
     finally:
         libc.close(ruleset)
     return abi
+
+
+def _allow_beneath(libc: ctypes.CDLL, add_rule: int, ruleset: int, path: str, rights: int) -> None:
+    """Grant ``rights`` below directory ``path`` in ``ruleset`` (struct
+    landlock_path_beneath_attr: u64 allowed_access, s32 parent_fd, packed)."""
+    fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        attr = struct.pack("<Qi", rights, fd)
+        buffer = ctypes.create_string_buffer(attr, len(attr))
+        if libc.syscall(add_rule, ruleset, _RULE_PATH_BENEATH, buffer, 0) != 0:
+            raise OSError(ctypes.get_errno(), "landlock_add_rule failed")
+    finally:
+        os.close(fd)

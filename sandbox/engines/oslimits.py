@@ -10,8 +10,11 @@ kills a job that spins past it; the parent fails the job and starts a fresh work
 
 from __future__ import annotations
 
+import os
 import re
 import resource
+import signal
+import sys
 from dataclasses import dataclass
 
 from sandbox.engines import landlock
@@ -87,3 +90,18 @@ def default_address_space(memory_limit: str) -> int:
     """Twice DuckDB's memory limit plus 2 GiB for the interpreter, DuckDB and thread stacks
     (a worker's address space is ~0.8 GiB before its first query)."""
     return 2 * parse_size(memory_limit) + 2 * 2**30
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """SIGKILL this process when the gateway that started it dies (Linux `prctl`); exit now
+    if it died already (before the request took effect)."""
+    if sys.platform.startswith("linux"):
+        import ctypes  # noqa: PLC0415 - Linux only
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(0)

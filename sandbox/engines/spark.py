@@ -443,6 +443,8 @@ class SparkEngine:
                 )
             elif source.format == "table":
                 frame = reader.table(source.table)
+            elif source.format == "sorted":  # the embedded engine's own copies
+                raise SandboxBug("the Spark engine reads no sorted copy; pass the source")
             else:
                 frame = self._jdbc(reader, source)
                 frame.schema  # noqa: B018 - one analysis round trip: connects and reads columns

@@ -11,7 +11,6 @@ job) and a CPU-time budget. Errors go back as their type and category only.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from typing import Any
 
@@ -76,24 +75,9 @@ def _handle(
     return {"ok": False, "error": {"type": "bug", "message": "unknown operation"}}
 
 
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(parent: int) -> None:
-    """SIGKILL this process when the gateway that started it dies (Linux `prctl`); exit now
-    if it died already (before the request took effect)."""
-    if sys.platform.startswith("linux"):
-        import ctypes  # noqa: PLC0415 - Linux only
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:
-        os._exit(0)
-
-
 def main() -> int:
     if len(sys.argv) > 1:
-        _die_with_parent(int(sys.argv[1]))
+        oslimits.die_with_parent(int(sys.argv[1]))
     fd_in, fd_out = _private_streams()
     init = protocol.read_frame(fd_in)
     limits = oslimits.OsLimits(**init["os"])

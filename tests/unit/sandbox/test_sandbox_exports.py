@@ -72,6 +72,7 @@ def test_public_exports_are_pinned() -> None:
         "domain_text",
         "dp_mechanism",
         "group_key",
+        "make_sorted_copy",
         "no_op_limit",
         "parse_size",
         "population_params",
