@@ -18,6 +18,7 @@ from gateway.auth.keysource import KeySource, RemoteJwks
 from gateway.auth.localsource import LocalKeySource
 from gateway.auth.verifier import TokenVerifier
 from gateway.catalogue.cache import CatalogueCache
+from gateway.catalogue.sorted_copies import SortedCopies
 from gateway.errors import GatewayError
 from gateway.jobs.releases.copies import PartitionCopies
 from gateway.settings import Settings
@@ -124,6 +125,7 @@ class Gateway:
     catalogue: CatalogueCache = field(default_factory=CatalogueCache)
     partitions: PartitionCopies = field(default_factory=PartitionCopies)  # the atom check's
     local_keys: LocalKeySource | None = None  # the local issuer's key file, reloaded on rotation
+    sorted_copies: SortedCopies | None = None  # verify lookups (embedded engine only)
     # Called as (template kind, final status, seconds from claim) when a worker finishes a job
     # (the API's Prometheus metrics); a hook must not raise.
     job_hooks: list[Callable[[str, str, float], None]] = field(default_factory=list)
@@ -138,5 +140,7 @@ class Gateway:
         with contextlib.suppress(GatewayError):  # a log that cannot be written: shutting down
             self.failed_auth.close()
         self.audit.close()
+        if self.sorted_copies is not None:
+            self.sorted_copies.close()
         self.engine.close()
         self.db.dispose()

@@ -130,6 +130,13 @@ class Settings(BaseSettings):
     max_result_rows: int = Field(
         default=10_000, ge=1, le=1_000_000, description="Most rows a result may carry."
     )
+    verify_sorted_copy_min_bytes: int = Field(
+        default=16 * 2**20,
+        ge=-1,
+        description="Embedded engine: a verify dataset's file of at least this many bytes "
+        "gets a copy sorted by the key column (in `cache/sorted` of the home, made in the "
+        "background), so a key is looked up instead of scanning every row; -1: never.",
+    )
     # -- sandbox isolation (issue 5) --
     sandbox_isolation: Literal["process", "inprocess"] = Field(
         default="process",
@@ -359,6 +366,11 @@ class Settings(BaseSettings):
     @property
     def data_dir(self) -> Path:
         return self.home / "data"
+
+    @property
+    def sorted_copies_dir(self) -> Path:
+        """Derived data (sorted copies for verify lookups): not backed up, safe to delete."""
+        return self.home / "cache" / "sorted"
 
     @property
     def resolved_jdbc_connections_file(self) -> Path | None:

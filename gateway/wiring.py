@@ -15,6 +15,7 @@ from gateway.auth.keys import IssuerKeys
 from gateway.auth.keysource import KeySource, RemoteJwks
 from gateway.auth.localsource import LocalKeySource
 from gateway.auth.verifier import TokenVerifier
+from gateway.catalogue.sorted_copies import SortedCopies
 from gateway.context import Gateway, ValueSets
 from gateway.home import ISSUER_KEYS, open_trail
 from gateway.ops import continuity
@@ -108,6 +109,19 @@ def build_gateway(
         value_sets=ValueSets(sandbox_engine),
         failed_auth=FailedAuthentications(trail),
         local_keys=local_keys,
+        sorted_copies=sorted_copies_for(settings),
+    )
+
+
+def sorted_copies_for(settings: Settings) -> SortedCopies | None:
+    """Sorted copies for verify lookups: the embedded engine's, unless turned off."""
+    if settings.engine != "duckdb" or settings.verify_sorted_copy_min_bytes < 0:
+        return None
+    return SortedCopies(
+        settings.sorted_copies_dir,
+        min_bytes=settings.verify_sorted_copy_min_bytes,
+        memory_limit=settings.job_memory_limit,
+        threads=settings.job_threads,
     )
 
 

@@ -306,6 +306,22 @@ MUTATIONS: tuple[Mutation, ...] = (
         "    return (limits,)\n",
         ("tests/unit/sandbox/test_sandbox_kept_databases.py",),
     ),
+    Mutation(
+        "sorted-copy-identity",
+        "a verify job reads a sorted copy only of the file as it is now (named by its identity)",
+        "gateway/catalogue/sorted_copies.py",
+        "str(source.file), source.format, column, *map(str, identity)]",
+        "str(source.file), source.format, column]",
+        ("tests/unit/gateway/test_sorted_copies.py",),
+    ),
+    Mutation(
+        "sorted-copy-writes-confined",
+        "the process making sorted copies may write below their directory and nowhere else",
+        "sandbox/engines/sorter.py",
+        '    landlock.restrict_writes(beneath=str(Path(request["dest"]).parent))\n',
+        "",
+        ("tests/unit/sandbox/test_sandbox_sorted_copies.py",),
+    ),
 )
 
 

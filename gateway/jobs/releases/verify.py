@@ -51,9 +51,12 @@ def release_verify(run: Run) -> Outcome:
     query = _query(run, len(keys))
     values = dict(run.values)
     values.update(zip(query.key_parameters, keys, strict=True))
+    sources = run.sources
+    if run.gw.sorted_copies is not None:  # the key's dataset from its sorted copy, if made
+        sources = run.gw.sorted_copies.sources_for(run.sources, query.key_column)
     try:
         with timing.stage("sandbox"):
-            table = run.gw.engine.run(query, run.sources, values)
+            table = run.gw.engine.run(query, sources, values)
     except BaseException:
         verify_quota.forget_keys(run.gw, run.job.id)  # a failed job keeps no keys either
         raise
