@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from sandbox.engines.duckdb import DuckDBEngine
     from sandbox.engines.process import ProcessEngine
     from sandbox.engines.sorter import make_sorted_copy
+    from sandbox.engines.sorter import stale_builds as stale_sorted_builds
     from sandbox.engines.spark import SparkEngine
 
 _LAZY = {
@@ -90,6 +91,7 @@ _LAZY = {
     "ProcessEngine": ("sandbox.engines.process", "ProcessEngine"),
     "SparkEngine": ("sandbox.engines.spark", "SparkEngine"),
     "make_sorted_copy": ("sandbox.engines.sorter", "make_sorted_copy"),
+    "stale_sorted_builds": ("sandbox.engines.sorter", "stale_builds"),
 }
 
 
@@ -170,6 +172,7 @@ __all__ = [
     "refined_partition",
     "small_atoms",
     "snapshot_fingerprint",
+    "stale_sorted_builds",
     "synthetic_values",
     "uniqueness_query",
     "validate_parameters",

@@ -30,6 +30,7 @@ from gateway.api import (
 from gateway.api.metrics import Metrics, RequestContext
 from gateway.api.open_fast import OpenFastPath
 from gateway.auth.errors import AuthError
+from gateway.catalogue import registry
 from gateway.console.routes import mount as mount_console
 from gateway.context import Gateway
 from gateway.errors import GatewayError, Problem, problem_for
@@ -86,6 +87,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if gw.sorted_copies is not None:  # copies of files no longer current go, off the path
+            gw.sorted_copies.sweep(lambda: registry.file_sources(gw))
         if pool is not None:
             pool.start()
         try:

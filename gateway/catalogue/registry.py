@@ -294,6 +294,22 @@ def list_all(conn: sa.Connection) -> list[DatasetSpec]:
     return [DatasetSpec.model_validate(r.spec) for r in rows]
 
 
+def file_sources(gw: Gateway) -> dict[str, TableSource]:
+    """Every registered dataset's file as a source, by dataset id (those with an existing
+    file in their provider's directory); what the sorted copies may still be copies of."""
+    with db.reading(gw.db) as conn:
+        specs = list_all(conn)
+    found = {}
+    for spec in specs:
+        if not spec.source.is_file:
+            continue
+        try:
+            found[spec.id] = table_source(gw, spec)
+        except InvalidInput:
+            continue
+    return found
+
+
 def public_view(spec: DatasetSpec) -> dict[str, Any]:
     """What the catalogue shows: metadata and schema, never the source location."""
     data = spec.model_dump(mode="json")

@@ -482,6 +482,11 @@ class DuckDBEngine:
         instance = self._instances.take()
         unused: list[duckdb.DuckDBPyConnection] = []
         try:
+            for source in sources:  # a log beside a read-only copy would be replayed into it
+                if source.format == SORTED and any(
+                    Path(f"{source.file}{suffix}").exists() for suffix in _ATTACHED_SIDE_FILES
+                ):
+                    raise ExecutionError(_C.SOURCE_UNAVAILABLE)
             # one script (views, then the settings in LOCKDOWN order but the lock)
             statements = [statement for source in sources for statement in view_sql(source)]
             values = lockdown_values(limits, sources)
@@ -594,16 +599,24 @@ SORTED_ROW_GROUP = 16_384  # rows per row group of a sorted copy: what one key l
 
 
 def sort_copy(
-    source: TableSource, column: str, dest: Path, *, memory_limit: str, threads: int, temp: Path
+    source: TableSource,
+    column: str,
+    dest: Path,
+    *,
+    memory_limit: str,
+    spill_limit: str,
+    threads: int,
+    temp: Path,
 ) -> int:
     """Write the rows of the Parquet or CSV ``source`` ordered by ``column`` to the new DuckDB
-    database file ``dest`` (table ``rows``, row groups of ``SORTED_ROW_GROUP`` rows), spilling
-    to ``temp``; check it holds as many rows as the source; return that count.
+        database file ``dest`` (table ``rows``, row groups of ``SORTED_ROW_GROUP`` rows), spilling
+        to ``temp`` (at most ``spill_limit``); check it holds as many rows as the source; return
+    that count.
 
-    Trusted input only: the source and column come from the catalogue (validated here), no
-    template SQL is involved. Run by ``sandbox.engines.sorter`` in a process that may write
-    below the copies' directory and nowhere else. A key lookup in the copy reads the one row
-    group whose range holds the key (zone maps), instead of every row of the source."""
+        Trusted input only: the source and column come from the catalogue (validated here), no
+        template SQL is involved. Run by ``sandbox.engines.sorter`` in a process that may write
+        below the copies' directory and nowhere else. A key lookup in the copy reads the one row
+        group whose range holds the key (zone maps), instead of every row of the source."""
     if source.format == SORTED or not source.is_file:
         raise SandboxBug("a sorted copy is made of a Parquet or CSV file")
     if not COLUMN_NAME.fullmatch(column):
@@ -615,6 +628,7 @@ def sort_copy(
         "threads": threads,
         "memory_limit": memory_limit,
         "temp_directory": str(temp),
+        "max_temp_directory_size": spill_limit,
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
         "allow_community_extensions": False,

@@ -2,13 +2,13 @@
 
 ``make_sorted_copy`` starts ``python -m sandbox.engines.sorter`` (minimal environment, in
 ``/``, a session of its own, killed with its parent, like a worker; call it from a
-long-lived thread) and hands it one request on stdin. The process
-sets its OS limits on itself — no core dumps, an address-space limit, and Landlock: it may
-write below the copies' directory and nowhere else, nor open a TCP socket — before it
-imports DuckDB, then writes the copy (``sandbox.engines.duckdb.sort_copy``) to a temporary
-name, which the parent renames into place once the copy checked out. A copy is therefore
-whole or absent. What comes back is a row count or an error category, never the driver's
-text.
+long-lived thread) and hands it one request on stdin. The process sets its OS limits on
+itself — no core dumps, an address-space and a CPU-time limit, nice 10, and Landlock: it may
+write below its build directory and nowhere else, nor open a TCP socket — before it imports
+DuckDB, then writes the copy (``sandbox.engines.duckdb.sort_copy``) in that directory; the
+parent moves the copy into place once it checked out. A copy is therefore whole or absent,
+and a sorter can write no other copy. What comes back is a row count, the Landlock ABI, or
+an error category, never the driver's text.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ import contextlib
 import json
 import os
 import resource
+import secrets
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,9 @@ from sandbox.sources import TableSource
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding `sandbox`
 
 
+BUILD_PREFIX = ".build-"  # a build's own directory beside the copies (see `make_sorted_copy`)
+
+
 def make_sorted_copy(
     source: TableSource,
     column: str,
@@ -39,26 +44,34 @@ def make_sorted_copy(
     memory_limit: str,
     threads: int,
     timeout_s: float,
-) -> TableSource:
+    spill_limit: str = "4GB",
+) -> tuple[TableSource, int]:
     """Make ``dest`` (a new ``.duckdb`` file in an existing directory) a copy of ``source``'s
-    rows ordered by ``column``, in a sorter process; the copy as a ``sorted`` source.
+    rows ordered by ``column``, in a sorter process; the copy as a ``sorted`` source, and the
+    Landlock ABI the sorter ran under (0: none, so its writes were not confined).
 
-    Raises ``QueryTimeout`` past ``timeout_s`` (the process is killed), ``ExecutionError``
-    when the copy could not be made; nothing is left at ``dest`` or its temporary name."""
+    The sorter works in a directory of its own (``.build-<random>`` beside ``dest``), the only
+    place it may write: DuckDB's spill files (at most ``spill_limit``) and the copy, which the
+    parent moves to ``dest`` once it checked out. A sorter that goes wrong can therefore touch
+    no other copy. Raises ``QueryTimeout`` past ``timeout_s`` (the process is killed),
+    ``ExecutionError`` when the copy could not be made; the build directory is removed either
+    way (one left by a gateway killed mid-build is ``stale_builds``' to remove)."""
     directory = dest.parent
     if not directory.is_dir() or dest.suffix != ".duckdb":
         raise SandboxBug("a sorted copy is a new .duckdb file in an existing directory")
-    partial = directory / f".{dest.name}.{os.getpid()}.partial"
-    spill = directory / f".{dest.name}.{os.getpid()}.spill"  # DuckDB's, while it sorts
-    spill.mkdir(mode=0o700, exist_ok=True)
+    build = directory / f"{BUILD_PREFIX}{secrets.token_hex(8)}"
+    build.mkdir(mode=0o700)
+    partial = build / "copy.duckdb"
     request = {
         "source": protocol.encode_source(source),
         "column": column,
         "dest": str(partial),
-        "temp": str(spill),
+        "temp": str(build / "spill"),
         "memory_limit": memory_limit,
+        "spill_limit": spill_limit,
         "threads": threads,
         "address_space": default_address_space(memory_limit),
+        "cpu_s": int(timeout_s * threads) + 1,
     }
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -84,14 +97,26 @@ def make_sorted_copy(
         if not reply.get("ok"):
             category = reply.get("category", ExecutionCategory.INTERNAL.value)
             raise ExecutionError(ExecutionCategory(category))
+        if any(partial.parent.glob(f"{partial.name}.wal*")):
+            raise ExecutionError(ExecutionCategory.INTERNAL)  # a copy is whole, no log beside it
         os.replace(partial, dest)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
-        for leftover in directory.glob(f"{partial.name}.*"):  # DuckDB's own side files
-            leftover.unlink(missing_ok=True)
-        shutil.rmtree(spill, ignore_errors=True)
-    return TableSource(source.dataset_id, "sorted", dest)
+        shutil.rmtree(build, ignore_errors=True)
+    return TableSource(source.dataset_id, "sorted", dest), int(reply.get("landlock", 0))
+
+
+def stale_builds(directory: Path, older_than_s: float) -> int:
+    """Remove build directories (``.build-*``) untouched for ``older_than_s`` seconds: what a
+    gateway killed mid-build left (a live build, of this or another replica, is younger).
+    Returns how many were removed."""
+    removed = 0
+    cutoff = time.time() - older_than_s
+    for entry in directory.glob(f"{BUILD_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            if entry.is_dir() and entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry)
+                removed += 1
+    return removed
 
 
 def _reply(stdout: bytes) -> dict[str, Any]:
@@ -107,19 +132,23 @@ def _reply(stdout: bytes) -> dict[str, Any]:
     return reply
 
 
-def _limit_self(request: dict[str, Any]) -> None:
+def _limit_self(request: dict[str, Any]) -> int:
+    """OS limits and Landlock on this process; the Landlock ABI enforced (0: none)."""
     os.umask(0o077)  # the copy holds the dataset's rows: readable by this user only
+    os.nice(10)  # a background build yields the cores to jobs
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     space = int(request["address_space"])
     resource.setrlimit(resource.RLIMIT_AS, (space, space))
-    landlock.restrict_writes(beneath=str(Path(request["dest"]).parent))
+    cpu = int(request.get("cpu_s", 3600))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+    return landlock.restrict_writes(beneath=str(Path(request["dest"]).parent))
 
 
 def main() -> int:
     if len(sys.argv) > 1:
         die_with_parent(int(sys.argv[1]))  # the thread that started it is long-lived
     request = json.loads(sys.stdin.buffer.read())
-    _limit_self(request)
+    abi = _limit_self(request)
     from sandbox.engines.duckdb import sort_copy  # noqa: PLC0415 - after the limits
 
     try:
@@ -128,10 +157,11 @@ def main() -> int:
             request["column"],
             Path(request["dest"]),
             memory_limit=request["memory_limit"],
+            spill_limit=request["spill_limit"],
             threads=int(request["threads"]),
             temp=Path(request["temp"]),
         )
-        reply: dict[str, Any] = {"ok": True, "rows": rows}
+        reply: dict[str, Any] = {"ok": True, "rows": rows, "landlock": abi}
     except ExecutionError as exc:
         reply = {"ok": False, "category": exc.category.value}
     except MemoryError:

@@ -88,6 +88,21 @@ def test_verify_jobs_read_the_sorted_copy_of_the_file_as_it_is_now(
     assert copies.made == 2
 
 
+def test_a_copy_the_job_cannot_read_is_discarded_and_the_job_answers_from_the_file(
+    world: World, analyst: Caller, verify_template: dict[str, Any]
+) -> None:
+    gw = world.app.state.gateway
+    copies: SortedCopies = gw.sorted_copies
+    district = residents(world)[0]["district"]
+    keys, truth = keys_and_truth(world, district)
+    assert matched(answer(analyst, keys, district)) == truth
+    assert copies.wait_idle(120)
+    (copy,) = copies.directory.iterdir()
+    copy.write_bytes(copy.read_bytes()[:4096])  # damaged on disk
+    assert matched(answer(analyst, keys, district)) == truth
+    assert list(copies.directory.iterdir()) == []
+
+
 def test_no_copy_below_the_size_or_when_turned_off(
     world: World, analyst: Caller, verify_template: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,7 +16,7 @@ from gateway.catalogue import templates
 from gateway.jobs import verify_keys as verify_quota
 from gateway.jobs.model import JobStatus
 from gateway.jobs.releases.base import Outcome, Run
-from sandbox import CompiledQuery
+from sandbox import CompiledQuery, ExecutionCategory, ExecutionError, ResultTable, SandboxBug
 
 _CACHE_SIZE = 256
 _compiled: dict[tuple[str, int], CompiledQuery] = {}
@@ -41,6 +41,27 @@ def _submitter(run: Run) -> Actor:
     return Actor(subject=job.subject, department=job.department, roles=tuple(job.roles))
 
 
+def _run(run: Run, query: CompiledQuery, values: dict[str, object]) -> ResultTable:
+    """The query over the key's dataset's sorted copy when one is current, else the file. A
+    copy the job could not read (deleted meanwhile, damaged) is discarded and the job runs
+    again on the file."""
+    copies = run.gw.sorted_copies
+    if copies is None:
+        return run.gw.engine.run(query, run.sources, values)
+    sources = copies.sources_for(run.sources, query.key_column)
+    copy = next((s for s in sources.values() if s.format == "sorted"), None)
+    try:
+        return run.gw.engine.run(query, sources, values)
+    except (ExecutionError, SandboxBug) as exc:
+        unreadable = (
+            isinstance(exc, SandboxBug) or exc.category is ExecutionCategory.SOURCE_UNAVAILABLE
+        )
+        if copy is None or not unreadable:
+            raise
+    copies.discard(copy)
+    return run.gw.engine.run(query, run.sources, values)
+
+
 def release_verify(run: Run) -> Outcome:
     spec = run.stored.spec
     if spec.verify is None:
@@ -51,12 +72,9 @@ def release_verify(run: Run) -> Outcome:
     query = _query(run, len(keys))
     values = dict(run.values)
     values.update(zip(query.key_parameters, keys, strict=True))
-    sources = run.sources
-    if run.gw.sorted_copies is not None:  # the key's dataset from its sorted copy, if made
-        sources = run.gw.sorted_copies.sources_for(run.sources, query.key_column)
     try:
         with timing.stage("sandbox"):
-            table = run.gw.engine.run(query, sources, values)
+            table = _run(run, query, values)
     except BaseException:
         verify_quota.forget_keys(run.gw, run.job.id)  # a failed job keeps no keys either
         raise

@@ -65,3 +65,48 @@ def test_no_copy_for_small_files_other_formats_or_lookups_without_a_plain_column
     assert anywhere.sources_for({DATASET: table}, KEY) == {DATASET: table}
     assert small.wait_idle(5) and anywhere.wait_idle(5)
     assert not small.directory.exists()
+
+
+def test_a_copy_with_a_log_beside_it_or_discarded_is_deleted_and_not_made_again(
+    tmp_path: Path,
+) -> None:
+    source = write(tmp_path / "people.parquet", ["P3", "P1", "P2"])
+    sorted_copies = copies(tmp_path)
+    try:
+        sorted_copies.sources_for({DATASET: source}, KEY)
+        assert sorted_copies.wait_idle(60)
+        made = sorted_copies.sources_for({DATASET: source}, KEY)[DATASET]
+        made.file.with_name(made.file.name + ".wal").write_bytes(b"planted")
+        assert sorted_copies.sources_for({DATASET: source}, KEY) == {DATASET: source}
+        assert list(sorted_copies.directory.iterdir()) == []  # the copy and its log are gone
+        assert sorted_copies.wait_idle(5)
+        assert sorted_copies.sources_for({DATASET: source}, KEY) == {DATASET: source}
+        assert sorted_copies.made == 1  # not made again by this process
+    finally:
+        sorted_copies.close()
+
+
+def test_the_sweep_keeps_only_copies_of_registered_files_as_they_are_now(
+    tmp_path: Path,
+) -> None:
+    people = write(tmp_path / "people.parquet", ["P3", "P1", "P2"])
+    others = TableSource("tax.filings", "parquet", tmp_path / "filings.parquet")
+    write(others.file, ["F1", "F2"])
+    sorted_copies = copies(tmp_path)
+    try:
+        for source in (people, others):
+            sorted_copies.sources_for({source.dataset_id: source}, (source.dataset_id, "person_id"))
+        assert sorted_copies.wait_idle(60)
+        kept = sorted_copies.sources_for({DATASET: people}, KEY)[DATASET].file
+        stale = sorted_copies.directory / ".build-0123456789abcdef"  # a killed gateway's
+        stale.mkdir()
+        os.utime(stale, (0, 0))
+        write(others.file, ["F9"])  # changed, and no job has looked since
+        sorted_copies.sweep(lambda: {DATASET: people, "tax.filings": others})
+        assert sorted_copies.wait_idle(30)
+        assert sorted(sorted_copies.directory.iterdir()) == [kept]
+        sorted_copies.sweep(dict)  # no dataset is registered any more
+        assert sorted_copies.wait_idle(30)
+        assert list(sorted_copies.directory.iterdir()) == []
+    finally:
+        sorted_copies.close()

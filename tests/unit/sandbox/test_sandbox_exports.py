@@ -79,6 +79,7 @@ def test_public_exports_are_pinned() -> None:
         "refined_partition",
         "small_atoms",
         "snapshot_fingerprint",
+        "stale_sorted_builds",
         "synthetic_values",
         "uniqueness_query",
         "validate_parameters",

@@ -66,7 +66,7 @@ def write(directory: Path, table: pa.Table, kind: str) -> TableSource:
 
 def sort(source: TableSource, directory: Path) -> TableSource:
     directory.mkdir(exist_ok=True)
-    return make_sorted_copy(
+    copy, abi = make_sorted_copy(
         source,
         "person_id",
         directory / "people.duckdb",
@@ -74,6 +74,9 @@ def sort(source: TableSource, directory: Path) -> TableSource:
         threads=2,
         timeout_s=120,
     )
+    assert list(directory.iterdir()) == [copy.file]  # its build directory is gone
+    assert abi == landlock.abi_version()  # the sorter ran confined where the kernel can
+    return copy
 
 
 SCHEMA = TableSchema(
@@ -219,6 +222,27 @@ def test_a_job_connection_over_a_copy_is_locked_down_and_cannot_change_it(
         engine.close()
     assert copy.file.read_bytes() == before
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_copy_with_a_log_beside_it_is_not_attached(
+    copies: dict[str, tuple[TableSource, TableSource]], tmp_path: Path
+) -> None:
+    """A `.wal` beside a read-only copy would be replayed into it: rows no file holds."""
+    _, made = copies["parquet"]
+    copy = tmp_path / "people.duckdb"
+    copy.write_bytes(made.file.read_bytes())
+    source = TableSource(DATASET, "sorted", copy)
+    count = verify_query(1, "count")
+    values = {"d": "d0", count.key_parameters[0]: "P0"}
+    engine = DuckDBEngine()
+    try:
+        assert engine.run(count, {DATASET: source}, values).rows == ((0,),)
+        (tmp_path / "people.duckdb.wal").write_bytes(b"not a log a sorter wrote")
+        with pytest.raises(ExecutionError) as caught:
+            DuckDBEngine().run(count, {DATASET: source}, values)
+        assert caught.value.category is ExecutionCategory.SOURCE_UNAVAILABLE
+    finally:
+        engine.close()
 
 
 def test_a_copy_that_cannot_be_made_leaves_nothing_and_says_no_path(tmp_path: Path) -> None:
