@@ -47,8 +47,8 @@ from audit.store_tables import (
     checkpoints_table,
     cosignatures_table,
     entries_table,
-    insert_many,
-    lock,
+    insert_appended,
+    lock_and_size,
     log_size,
     metadata,
     nodes_table,
@@ -180,8 +180,7 @@ class SqlAuditLog:
         """
         if not entries:
             return [], tail if tail is not None else CompactRange()
-        lock(conn, AUDIT_LOCK_KEY)
-        size = self.size(conn)
+        size = lock_and_size(conn, AUDIT_LOCK_KEY)
         if tail is not None and tail.size == size:
             tree = CompactRange(size, tail.hashes)
         else:
@@ -199,8 +198,7 @@ class SqlAuditLog:
             entry_rows.append((index, entry.leaf_hash, entry.body, entry.type, now))
             results.append(AppendResult(index, entry.leaf_hash))
         try:
-            insert_many(conn, entries_table, entry_rows)
-            insert_many(conn, nodes_table, node_rows)
+            insert_appended(conn, entry_rows, node_rows)
         except sa.exc.IntegrityError:
             raise StoreError(
                 "another writer appended to the audit log concurrently; roll back and retry"
@@ -215,8 +213,7 @@ class SqlAuditLog:
         """`checkpoint`, with the size it covers. The size is read once, under the writers'
         lock: a size read before the lock may be overtaken by an append committed in between
         (PostgreSQL READ COMMITTED), which would pair a proof for n with a checkpoint of n+1."""
-        lock(conn, AUDIT_LOCK_KEY)
-        size = self.size(conn)
+        size = lock_and_size(conn, AUDIT_LOCK_KEY)
         root = self.root(conn, size)
         row = conn.execute(
             sa.select(checkpoints_table.c.root, checkpoints_table.c.note).where(

@@ -31,8 +31,10 @@ __all__ = [
     "cosignatures_table",
     "entries_table",
     "index_table",
+    "insert_appended",
     "insert_many",
     "lock",
+    "lock_and_size",
     "log_size",
     "metadata",
     "nodes_table",
@@ -107,6 +109,60 @@ def log_size(conn: sa.Connection) -> int:
     """How many entries the log holds (indexes are gapless from 0)."""
     last = conn.execute(sa.select(sa.func.max(entries_table.c.idx))).scalar()
     return 0 if last is None else int(last) + 1
+
+
+_LOCKED_SIZE: Final = {
+    key: f"SELECT pg_advisory_xact_lock({key}); SELECT max(idx) FROM audit_entries"  # noqa: S608
+    for key in (AUDIT_LOCK_KEY, INDEX_LOCK_KEY)
+}
+
+
+def lock_and_size(conn: sa.Connection, key: int) -> int:
+    """`lock`, then `log_size` read under it: on PostgreSQL in one round trip.
+
+    Two statements in one simple-protocol query (no parameters: `key` is one of this module's
+    integer constants). Under READ COMMITTED each statement takes its own snapshot, so the
+    size is read after the lock is held, as when they are sent one by one."""
+    if conn.dialect.name != "postgresql":
+        lock(conn, key)
+        return log_size(conn)
+    both = _LOCKED_SIZE.get(key)
+    if both is None:
+        raise StoreError("lock_and_size takes one of the audit log's lock keys")
+    driver = conn.connection.driver_connection
+    with driver.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute(both)
+        cursor.nextset()
+        row = cursor.fetchone()
+    last = None if row is None else row[0]
+    return 0 if last is None else int(last) + 1
+
+
+# At most this many rows (entries and nodes) are written by one INSERT on PostgreSQL; more go
+# through binary COPY (see `insert_many`). A job's append is one entry and one to a few nodes.
+SMALL_APPEND: Final = 64
+_PG_APPEND: Final = (
+    "WITH e AS (INSERT INTO audit_entries (idx, leaf_hash, body, event_type, created_at) "
+    "SELECT * FROM unnest(%s::int8[], %s::bytea[], %s::bytea[], %s::text[], %s::timestamptz[])) "
+    "INSERT INTO audit_nodes (level, idx, hash) "
+    "SELECT * FROM unnest(%s::int4[], %s::int8[], %s::bytea[])"
+)
+
+
+def insert_appended(
+    conn: sa.Connection, entry_rows: list[tuple[Any, ...]], node_rows: list[tuple[Any, ...]]
+) -> None:
+    """Insert an append's entries and nodes (tuples in column order): on PostgreSQL a small
+    append in one statement (one round trip instead of two COPYs), a large one by COPY."""
+    if conn.dialect.name != "postgresql" or len(entry_rows) + len(node_rows) > SMALL_APPEND:
+        insert_many(conn, entries_table, entry_rows)
+        insert_many(conn, nodes_table, node_rows)
+        return
+    entries = [list(column) for column in zip(*entry_rows, strict=True)] or [[]] * 5
+    nodes = [list(column) for column in zip(*node_rows, strict=True)] or [[]] * 3
+    driver = conn.connection.driver_connection
+    with driver.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute(_PG_APPEND, (*entries, *nodes), prepare=True)
 
 
 def _copy_type(column: sa.Column[Any]) -> str:
