@@ -77,14 +77,14 @@ def write_people(path: Path, rows: int) -> list[str]:
     return [str(k) for k in rng.choice(ids, size=max(KEY_COUNTS), replace=False)]
 
 
-def raw_duckdb(view: str, keys: list[str]) -> list[float]:
-    """The compiled query run directly in DuckDB over `view` (a FROM clause)."""
+def raw_duckdb(setup: str, keys: list[str]) -> list[float]:
+    """The compiled query run directly in DuckDB after `setup` (which makes `bench.people`)."""
     dataset = parse_document(DATASET, DatasetSpec)
     query = compile_spec(
         parse_document(TEMPLATE, TemplateSpec), {dataset.id: dataset}, verify_slots=len(keys)
     )
     con = duckdb.connect()
-    con.execute(f"CREATE SCHEMA bench; CREATE VIEW bench.people AS SELECT * FROM {view}")
+    con.execute(setup)
     params: dict[str, object] = {
         "district": "d03",
         **dict(zip(query.key_parameters, keys, strict=True)),
@@ -135,11 +135,16 @@ def main(argv: list[str] | None = None) -> None:
         data = settings.data_dir / "bench" / "people.parquet"
         sample = write_people(data, rows)
         key_sets = [sample[:n] for n in KEY_COUNTS]
-        raws = [summary(raw_duckdb(f"read_parquet('{data}')", ks)) for ks in key_sets]
+        on_file = f"CREATE SCHEMA bench; CREATE VIEW bench.people AS SELECT * FROM '{data}'"
+        raws = [summary(raw_duckdb(on_file, ks)) for ks in key_sets]
         scans = [summary(s) for s in gateway_jobs(home_dir, key_sets, copy=False)]
         looked = [summary(s) for s in gateway_jobs(home_dir, key_sets, copy=True)]
         (copy,) = settings.sorted_copies_dir.glob("*.duckdb")
-        raw_sorted = [summary(raw_sorted_copy(copy, ks)) for ks in key_sets]
+        on_copy = (
+            f"ATTACH '{copy}' AS sorted_copy (READ_ONLY); CREATE SCHEMA bench; "
+            "CREATE VIEW bench.people AS SELECT * FROM sorted_copy.rows"
+        )
+        raw_sorted = [summary(raw_duckdb(on_copy, ks)) for ks in key_sets]
     for n, raw, scan, raw_copy, gw in zip(KEY_COUNTS, raws, scans, raw_sorted, looked, strict=True):
         rows_out.append(
             {
@@ -175,21 +180,3 @@ def main(argv: list[str] | None = None) -> None:
     console.print(table)
     path = write_result("verify", {"rows": rows, "key_counts": rows_out})
     console.print(f"written {path}")
-
-
-def raw_sorted_copy(copy: Path, keys: list[str]) -> list[float]:
-    """The compiled query directly in DuckDB over the gateway's sorted copy (attached)."""
-    dataset = parse_document(DATASET, DatasetSpec)
-    query = compile_spec(
-        parse_document(TEMPLATE, TemplateSpec), {dataset.id: dataset}, verify_slots=len(keys)
-    )
-    con = duckdb.connect()
-    con.execute(f"ATTACH '{copy}' AS sorted_copy (READ_ONLY)")
-    con.execute("CREATE SCHEMA bench; CREATE VIEW bench.people AS SELECT * FROM sorted_copy.rows")
-    params: dict[str, object] = {
-        "district": "d03",
-        **dict(zip(query.key_parameters, keys, strict=True)),
-    }
-    samples = timed(lambda: con.execute(query.duckdb_sql, params).fetchall(), repeat=REPEAT)
-    con.close()
-    return samples

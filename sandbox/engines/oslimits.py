@@ -16,6 +16,7 @@ import resource
 import signal
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from sandbox.engines import landlock
 from sandbox.errors import SandboxBug
@@ -105,3 +106,14 @@ def die_with_parent(parent: int) -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
         os._exit(0)
+
+
+def child_environment() -> dict[str, str]:
+    """The whole environment of a sandbox child process (a worker, the sorter): no
+    ``INSITU_*`` settings or secrets, just enough to run this package's modules."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),  # the directory of `sandbox`
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "LANG": "C.UTF-8",
+    }

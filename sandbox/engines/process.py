@@ -36,7 +36,6 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from sandbox.compile.auxiliary import AuxiliaryQuery
@@ -44,7 +43,7 @@ from sandbox.compile.query import CompiledQuery
 from sandbox.dp import snapshot as dp_snapshot
 from sandbox.dp.snapshot import DpOutcome, DpRun
 from sandbox.engines import protocol
-from sandbox.engines.oslimits import OsLimits
+from sandbox.engines.oslimits import OsLimits, child_environment
 from sandbox.errors import (
     ExecutionCategory,
     ExecutionError,
@@ -56,7 +55,6 @@ from sandbox.quality.profile import DatasetProfile, ProfileRequest
 from sandbox.results import ResultTable
 from sandbox.sources import DEFAULT_LIMITS, Limits, TableSource
 
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding `sandbox`
 START_TIMEOUT_S = 60.0
 LONG_JOB_NICE = 10  # a nice-10 thread gets ~1/10 of the CPU a nice-0 thread gets beside it
 
@@ -69,12 +67,7 @@ class _Worker:
     """One worker process and its pipes."""
 
     def __init__(self, limits: Limits, os_limits: OsLimits) -> None:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "PYTHONPATH": _PACKAGE_ROOT,
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "LANG": "C.UTF-8",
-        }
+        env = child_environment()
         parent = str(os.getpid())
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter, module, pid
             [sys.executable, "-s", "-m", "sandbox.engines.worker", parent],

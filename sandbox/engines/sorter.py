@@ -26,12 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.engines import landlock, protocol
-from sandbox.engines.oslimits import default_address_space, die_with_parent
+from sandbox.engines.oslimits import child_environment, default_address_space, die_with_parent
 from sandbox.errors import ExecutionCategory, ExecutionError, QueryTimeout, SandboxBug
 from sandbox.sources import TableSource
-
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding `sandbox`
-
 
 BUILD_PREFIX = ".build-"  # a build's own directory beside the copies (see `make_sorted_copy`)
 
@@ -73,12 +70,7 @@ def make_sorted_copy(
         "address_space": default_address_space(memory_limit),
         "cpu_s": int(timeout_s * threads) + 1,
     }
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": _PACKAGE_ROOT,
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "LANG": "C.UTF-8",
-    }
+    env = child_environment()
     try:
         try:
             done = subprocess.run(  # noqa: S603 - our own interpreter, module, pid
