@@ -10,6 +10,14 @@ a retirement or a new approval is seen by the very next job anywhere, not after 
 
 A load that raced a change is kept under the version read *before* it, so it is dropped at the
 next look (never served as newer than it is).
+
+The stored dataset profiles are versioned too, by a row of their own (`PROFILES`, bumped by
+every profile stored): the version a use reads is the sum of both rows, in the same one
+statement, so the worker's profile lookups are served from memory while no profile was added
+(`gateway.quality.snapshots`). Their own row because a profile is stored after its audit
+entry: bumping the catalogue's row there would take it after the audit log's lock, the
+reverse of every catalogue change (row, then log), and two such transactions could deadlock
+on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -19,10 +27,12 @@ from collections.abc import Callable, Hashable
 from typing import TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.store import schema
 
 NAME = "catalogue"
+PROFILES = "profiles"  # made by its first bump (stores from before it have no such row)
 T = TypeVar("T")
 
 
@@ -34,11 +44,25 @@ def bump(conn: sa.Connection) -> None:
     )
 
 
+def bump_profiles(conn: sa.Connection) -> None:
+    """Mark the stored profiles changed, in the caller's transaction (with the new profile)."""
+    table = schema.catalogue_version
+    upsert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    statement = upsert(table).values(name=PROFILES, version=1)
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[table.c.name], set_={"version": table.c.version + 1}
+        )
+    )
+
+
 def version(conn: sa.Connection) -> int:
+    """The catalogue's version plus the profiles': a change to either raises it."""
     v = schema.catalogue_version.c
-    value = conn.execute(sa.select(v.version).where(v.name == NAME)).scalar()
-    # No row (a store created without the migration): never trust the cache.
-    return -1 if value is None else int(value)
+    rows = conn.execute(sa.select(v.name, v.version).where(v.name.in_((NAME, PROFILES)))).all()
+    versions = {str(name): int(value) for name, value in rows}
+    # No catalogue row (a store created without the migration): never trust the cache.
+    return sum(versions.values()) if NAME in versions else -1
 
 
 class CatalogueCache:
@@ -59,12 +83,22 @@ class CatalogueCache:
                 self._version = seen
         return seen
 
-    def get(self, seen: int, key: Hashable, load: Callable[[], T]) -> T:
-        """The value for `key` under version `seen` (from `current`), loaded once."""
+    def get(
+        self,
+        seen: int,
+        key: Hashable,
+        load: Callable[[], T],
+        *,
+        keep: Callable[[T], bool] | None = None,
+    ) -> T:
+        """The value for `key` under version `seen` (from `current`), loaded once (a value
+        `keep` refuses is returned, not kept: loaded again next time)."""
         with self._lock:
             if seen == self._version and key in self._values:
                 return self._values[key]  # type: ignore[return-value]
         value = load()
+        if keep is not None and not keep(value):
+            return value
         with self._lock:
             if seen == self._version and seen >= 0:
                 if len(self._values) >= self._max:

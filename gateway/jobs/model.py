@@ -124,12 +124,9 @@ def insert(conn: sa.Connection, job: Job) -> None:
             roles=list(job.roles),
             status=job.status,
             created_at=job.created_at,
+            audit_index=job.audit_index,  # its `job.accepted` entry, appended first
         )
     )
-
-
-def set_audit_index(conn: sa.Connection, job_id: str, index: int) -> None:
-    conn.execute(schema.jobs.update().where(schema.jobs.c.id == job_id).values(audit_index=index))
 
 
 def any_waiting(conn: sa.Connection) -> bool:
@@ -176,39 +173,42 @@ def claim_fair(
     may then be passed by one job per concurrent claimer); on SQLite the transaction's write
     lock serialises claimers and the cap is exact."""
     j = schema.jobs
+    waiting = j.alias("waiting")  # the UPDATE's own `jobs` stays apart from the pick's
     running = sa.select(j.c.department, sa.func.count().label("n")).where(
         j.c.status == JobStatus.RUNNING.value
     )
     busy = running.group_by(j.c.department).subquery("busy")
     load = sa.func.coalesce(busy.c.n, 0)
     turns = schema.department_turns
-    query = (
-        sa.select(j.c.id)
+    pick = (
+        sa.select(waiting.c.id)
         .select_from(
-            j.outerjoin(busy, busy.c.department == j.c.department).outerjoin(
-                turns, turns.c.department == j.c.department
+            waiting.outerjoin(busy, busy.c.department == waiting.c.department).outerjoin(
+                turns, turns.c.department == waiting.c.department
             )
         )
-        .where(j.c.status == JobStatus.ACCEPTED.value, load < running_cap)
-        .order_by(load, sa.nulls_first(turns.c.last_claimed_at), j.c.created_at)
+        .where(waiting.c.status == JobStatus.ACCEPTED.value, load < running_cap)
+        .order_by(load, sa.nulls_first(turns.c.last_claimed_at), waiting.c.created_at)
         .limit(1)
     )
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update(of=j, skip_locked=True)
-    found = conn.execute(query).first()
-    if found is None:
-        return None
-    conn.execute(
+        pick = pick.with_for_update(of=waiting, skip_locked=True)
+    # One statement: the pick (an uncorrelated subquery, evaluated once: on PostgreSQL the row
+    # it returns is locked, a row another claimer holds skipped), the claim, and the claimed row.
+    row = conn.execute(
         j.update()
-        .where(j.c.id == found.id)
+        .where(j.c.id == pick.correlate(None).scalar_subquery())
         .values(
             status=JobStatus.RUNNING.value,
             started_at=now,
             worker=worker_id,
             **_lease(worker_id, now, lease_s),
         )
-    )
-    job = Job.of(conn.execute(sa.select(j).where(j.c.id == found.id)).one())
+        .returning(*j.c)
+    ).first()
+    if row is None:
+        return None
+    job = Job.of(row)
     _take_turn(conn, job.department, now)
     return job
 
@@ -248,10 +248,11 @@ def claim_expired(
         j.update()
         .where(j.c.id == found.id, j.c.status == JobStatus.RUNNING.value, expired)
         .values(started_at=now, worker=worker_id, **_lease(worker_id, now, lease_s))
-    )
-    if taken.rowcount != 1:
+        .returning(*j.c)
+    ).first()
+    if taken is None:
         return None
-    return Job.of(found), Job.of(conn.execute(sa.select(j).where(j.c.id == found.id)).one())
+    return Job.of(found), Job.of(taken)
 
 
 def renew_leases(
@@ -266,8 +267,8 @@ def renew_leases(
         j.c.lease_owner == worker_id,
         j.c.status == JobStatus.RUNNING.value,
     )
-    conn.execute(j.update().where(held).values(lease_expires_at=until))
-    return {str(i) for i in conn.execute(sa.select(j.c.id).where(held)).scalars()}
+    renewed = conn.execute(j.update().where(held).values(lease_expires_at=until).returning(j.c.id))
+    return {str(i) for i in renewed.scalars()}
 
 
 def mark_finished(

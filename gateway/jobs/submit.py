@@ -175,29 +175,11 @@ def submit(
         with timing.stage("store:submit"), gw.db.begin() as conn:
             check_queue_bounds(gw, conn, principal)
             verify_quota.reserve_keys(conn, principal.department, datasets, keys)
-            model.insert(
-                conn,
-                Job(
-                    id=job_id,
-                    template_id=template_id,
-                    version=stored.spec.version,
-                    content_hash=stored.content_hash,
-                    parameters=parameters,
-                    purpose=purpose,
-                    purpose_ids=tuple(purpose_ids),
-                    subject=principal.subject,
-                    department=principal.department,
-                    roles=tuple(principal.roles),
-                    status=JobStatus.ACCEPTED.value,
-                    created_at=now,
-                ),
-            )
-            idempotency.remember(
-                conn, principal, key=idempotency_key, request=request, job_id=job_id
-            )
             privacy = dp_admission.reserve_budget(
                 gw, conn, principal, stored=stored, datasets=datasets, job_id=job_id
             )
+            # The entry first, so the job row is written once with its index; nothing reads
+            # the row in between, and all of it commits or rolls back together.
             index = gw.audit.record(
                 conn,
                 type="job.accepted",
@@ -226,7 +208,27 @@ def submit(
                     **privacy,
                 },
             )
-            model.set_audit_index(conn, job_id, index)
+            model.insert(
+                conn,
+                Job(
+                    id=job_id,
+                    template_id=template_id,
+                    version=stored.spec.version,
+                    content_hash=stored.content_hash,
+                    parameters=parameters,
+                    purpose=purpose,
+                    purpose_ids=tuple(purpose_ids),
+                    subject=principal.subject,
+                    department=principal.department,
+                    roles=tuple(principal.roles),
+                    status=JobStatus.ACCEPTED.value,
+                    created_at=now,
+                    audit_index=index,
+                ),
+            )
+            idempotency.remember(
+                conn, principal, key=idempotency_key, request=request, job_id=job_id
+            )
             verify_quota.store_keys(conn, job_id, keys)
     except QueueFull as full:  # rolled back: no job, nothing reserved
         deny(

@@ -31,6 +31,7 @@ from audit import Actor
 from gateway import timing
 from gateway.catalogue import registry as catalogue
 from gateway.catalogue import templates
+from gateway.catalogue.documents import TemplateKindName
 from gateway.context import Gateway
 from gateway.dp import ledger
 from gateway.errors import InvalidInput
@@ -219,7 +220,7 @@ class Runner:
         # The profile each dataset's current file has (a changed file is profiled now); data
         # failing a `must` quality rule is not run on. The release names the profiles.
         try:
-            named = snapshots.profiles_for_job(gw, datasets, run.sources)
+            named = snapshots.profiles_for_job(gw, datasets, run.sources, seen=seen)
         except InvalidInput as exc:
             return Outcome(JobStatus.FAILED, None, exc.detail[:300], policy_version)
         timing.done("admission", started)
@@ -227,7 +228,11 @@ class Runner:
         outcome = release(run)
         result = None if outcome.result is None else {**outcome.result, "profiles": named}
         return dataclasses.replace(
-            outcome, result=result, policy_version=policy_version, parties=parties
+            outcome,
+            result=result,
+            policy_version=policy_version,
+            parties=parties,
+            reserved=stored.spec.kind is TemplateKindName.DP,  # as `dp_admission.reserve_budget`
         )
 
     def run(self, job: Job) -> None:
@@ -292,8 +297,10 @@ def finish(gw: Gateway, job: Job, outcome: Outcome) -> None:
             )
         else:
             details["error"] = outcome.error
-        # The DP ledger: commit the reservation with the release, give it back otherwise.
-        details.update(ledger.settle(conn, job.id, released=outcome.result is not None))
+        # The DP ledger: commit the reservation with the release, give it back otherwise (a job
+        # that is not `dp` has none: nothing to look up).
+        if outcome.reserved:
+            details.update(ledger.settle(conn, job.id, released=outcome.result is not None))
         if outcome.policy_version is not None:
             details["policy_version"] = outcome.policy_version
         index = gw.audit.record(

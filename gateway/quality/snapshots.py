@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -85,28 +86,58 @@ def take_snapshot(
 
 
 def profiles_for_job(
-    gw: Gateway, datasets: Mapping[str, DatasetSpec], sources: Mapping[str, TableSource]
+    gw: Gateway,
+    datasets: Mapping[str, DatasetSpec],
+    sources: Mapping[str, TableSource],
+    *,
+    seen: int,
 ) -> dict[str, str]:
     """{dataset: profile id} of the files the job is about to read; raises InvalidInput when
-    one fails a `must` rule (the worker fails the job with that one-line reason)."""
+    one fails a `must` rule (the worker fails the job with that one-line reason).
+
+    `seen` is the catalogue version the worker read for this job (`CatalogueCache.current`).
+    The stored profile of a file's fingerprint is taken from memory while that version holds:
+    every profile stored bumps it (`gateway.quality.store.insert`), so a same-file snapshot
+    that is refused, or accepted anew, is seen by the next job as a fresh read would. A file
+    with no stored profile is not remembered: it is profiled now, and that bumps the version."""
     named: dict[str, str] = {}
     for dataset_id, spec in sorted(datasets.items()):
         source = sources[dataset_id]
         digest, _ = quality.fingerprint(source)
-        with db.reading(gw.db) as conn:
-            known = profiles.by_fingerprint(conn, dataset_id, digest)
-            previous = None if known else profiles.latest(conn, dataset_id, status="accepted")
-        if known is None:
-            known = _profile_changed_file(gw, spec, source, previous)
-        if known["status"] != "accepted":
-            failing = next(c for c in known["checks"] if not c["ok"] and c["severity"] == "must")
-            cols = ",".join(failing["columns"]) or "the snapshot"
-            raise InvalidInput(
-                f"the current data of {dataset_id} fails must quality rule "
-                f"{failing['rule']} on {cols} (profile {known['id']})"
-            )
-        named[dataset_id] = known["id"]
+        verdict = gw.catalogue.get(
+            seen,
+            ("dataset_profile", dataset_id, digest),
+            functools.partial(_stored_verdict, gw, dataset_id, digest),
+            keep=_found,
+        )
+        if verdict is None:
+            with db.reading(gw.db) as conn:
+                previous = profiles.latest(conn, dataset_id, status="accepted")
+            verdict = _verdict(_profile_changed_file(gw, spec, source, previous))
+        profile_id, refusal = verdict
+        if refusal is not None:
+            raise InvalidInput(f"the current data of {dataset_id} {refusal}")
+        named[dataset_id] = profile_id
     return named
+
+
+def _found(verdict: tuple[str, str | None] | None) -> bool:
+    return verdict is not None  # a file not profiled yet is profiled now: nothing to keep
+
+
+def _stored_verdict(gw: Gateway, dataset_id: str, digest: str) -> tuple[str, str | None] | None:
+    with db.reading(gw.db) as conn:
+        known = profiles.by_fingerprint(conn, dataset_id, digest)
+    return None if known is None else _verdict(known)
+
+
+def _verdict(view: Mapping[str, Any]) -> tuple[str, str | None]:
+    """(profile id, why jobs may not run on it, or None): all a job needs of a profile."""
+    if view["status"] == "accepted":
+        return view["id"], None
+    failing = next(c for c in view["checks"] if not c["ok"] and c["severity"] == "must")
+    cols = ",".join(failing["columns"]) or "the snapshot"
+    return view["id"], f"fails must quality rule {failing['rule']} on {cols} (profile {view['id']})"
 
 
 def _profile_changed_file(

@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from gateway.catalogue import cache as catalogue_cache
 from gateway.errors import NotFound
 from gateway.store import schema
 
@@ -14,7 +15,11 @@ P = schema.dataset_profiles.c
 
 
 def insert(conn: sa.Connection, row: dict[str, Any]) -> None:
+    """Store a profile, and bump the profiles' version with it: a worker trusts the profile it
+    remembers for a file's fingerprint only while that version holds (`snapshots`), and a
+    newer row for the same fingerprint (the same file snapshotted again) replaces its verdict."""
     conn.execute(schema.dataset_profiles.insert().values(**row, created_at=datetime.now(UTC)))
+    catalogue_cache.bump_profiles(conn)
 
 
 def _view(row: sa.Row[Any]) -> dict[str, Any]:

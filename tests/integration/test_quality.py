@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.integration.conftest import Caller, World
+from tests.integration.conftest import YAML, Caller, World
 
 pytestmark = pytest.mark.slow
 
@@ -65,6 +66,38 @@ def good(world: World, name: str = "licences_q.parquet", n: int = 50) -> None:
         ["valid"] * (n - 1) + ["revoked"],
         ["a"] * n,
     )
+
+
+LIST = """\
+id: licences-in-district
+version: 1
+kind: list
+title: Licensed enterprises in a district
+datasets: [market.licences]
+parameters:
+  district: {type: string, values_from: market.licences.district}
+sql: |
+  SELECT l.enterprise_id FROM market.licences AS l WHERE l.district = :district
+"""
+
+
+def approve_list_template(owners: dict[str, Caller], analyst: Caller) -> None:
+    """A list of the licences in a district (one dataset): approved by market's owner."""
+    proposed = analyst.post_yaml("/v1/templates", LIST).json()
+    r = owners["market"].post(
+        "/v1/templates/licences-in-district/versions/1/approvals",
+        json={"content_hash": proposed["content_hash"]},
+    )
+    assert r.status_code == 201, r.text
+
+
+def run_list_job(analyst: Caller) -> dict[str, Any]:
+    job = analyst.submit({"template": "licences-in-district", "parameters": {"district": "a"}})
+    assert job.status_code == 202, job.text
+    result: dict[str, Any] = analyst.get(
+        f"/v1/jobs/{job.json()['id']}/result", params={"wait": 30}
+    ).json()
+    return result
 
 
 def test_registration_profile_and_catalogue_summary(
@@ -160,24 +193,7 @@ def test_job_release_names_the_profile_and_a_file_broken_in_place_stops_jobs(
 ) -> None:
     good(world)
     assert owners["market"].post_yaml("/v1/datasets", DOC).status_code == 201
-    # a list of the licences in a district (one dataset): approved by market's owner
-    doc = """\
-id: licences-in-district
-version: 1
-kind: list
-title: Licensed enterprises in a district
-datasets: [market.licences]
-parameters:
-  district: {type: string, values_from: market.licences.district}
-sql: |
-  SELECT l.enterprise_id FROM market.licences AS l WHERE l.district = :district
-"""
-    proposed = analyst.post_yaml("/v1/templates", doc).json()
-    r = owners["market"].post(
-        "/v1/templates/licences-in-district/versions/1/approvals",
-        json={"content_hash": proposed["content_hash"]},
-    )
-    assert r.status_code == 201, r.text
+    approve_list_template(owners, analyst)
     job = analyst.submit({"template": "licences-in-district", "parameters": {"district": "a"}})
     assert job.status_code == 202, job.text
     result = analyst.get(f"/v1/jobs/{job.json()['id']}/result", params={"wait": 30}).json()
@@ -200,3 +216,37 @@ sql: |
     assert "required" in failed["job"]["error"] and "enterprise_id" in failed["job"]["error"]
     refused = owners["market"].get("/v1/datasets/market.licences/profile").json()["current"]
     assert refused["trigger"] == "job" and refused["status"] == "refused"
+
+
+def test_a_profile_remembered_for_a_file_gives_way_to_a_refused_snapshot_of_that_file(
+    world: World, owners: dict[str, Caller], analyst: Caller
+) -> None:
+    """The worker remembers the profile of a file's fingerprint (no lookup a job). The owner
+    makes a rule `must` and snapshots the same, unchanged file: refused, its profile replaces
+    the remembered one for that fingerprint, and the very next job on the file fails (the
+    refusal changes no dataset document: only the stored profile's version tells)."""
+    good(world)  # one status outside the allowed values: a `should` alert
+    assert owners["market"].post_yaml("/v1/datasets", DOC).status_code == 201
+    approve_list_template(owners, analyst)
+    assert run_list_job(analyst)["status"] == "released"
+    strict = DOC.replace(
+        "values: [valid, expired], severity: should}", "values: [valid, expired], severity: must}"
+    )
+    owner = owners["market"]
+    updated = owner.request(
+        "PUT", "/v1/datasets/market.licences", content=strict.encode(), headers=YAML
+    )
+    assert updated.status_code == 200, updated.text
+    before = owner.get("/v1/datasets/market.licences/profile").json()["current"]
+    first = run_list_job(analyst)  # the stored profile (accepted under the old rules)
+    assert first["status"] == "released", first
+    assert first["profiles"] == {"market.licences": before["id"]}
+    assert run_list_job(analyst)["profiles"] == first["profiles"]  # from memory now
+    refused = owner.post("/v1/datasets/market.licences/snapshots", json={})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["rule"] == "allowed_values"
+    current = owner.get("/v1/datasets/market.licences/profile").json()["current"]
+    assert current["status"] == "refused" and current["fingerprint"] == before["fingerprint"]
+    failed = run_list_job(analyst)
+    assert failed["status"] == "failed", failed
+    assert "allowed_values" in failed["job"]["error"] and current["id"] in failed["job"]["error"]

@@ -30,6 +30,9 @@ class Outcome:
     findings: tuple[dict[str, Any], ...] = ()
     # 谁提供/谁管理 as the worker's checks saw them (`templates.parties_of`); None: read them
     parties: Mapping[str, list[str]] | None = None
+    # The job may hold a DP reservation for the release to settle. False only where the worker
+    # saw the job's template version is not `dp` (submission reserves for `dp` jobs alone).
+    reserved: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,9 +82,9 @@ def check(
     stays with the cells released before the partition started instead of growing with the
     history.
 
-    Takes the dataset's lock for the rest of the transaction; call ``record`` in the same one.
+    Call under the dataset's lock (``lock``, taken once for the transaction: the caller has
+    already taken it to load the partition), and ``record`` in the same transaction.
     """
-    lock(conn, dataset_id)
     withheld: dict[GroupKey, str] = {}
     seen: set[GroupKey] = set()
     if not sketches:

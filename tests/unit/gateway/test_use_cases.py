@@ -171,10 +171,12 @@ def test_an_admitted_job_is_one_row_and_one_accepted_entry_naming_its_purposes(
     )
     with db.reading(gw.db) as conn:
         job = model.load_job(conn, accepted["id"])
+        assert job.audit_index is not None
+        named = decode(gw.audit.log.entry(conn, job.audit_index))  # the row names its entry
     assert (job.status, job.department, job.purpose_ids) == ("accepted", "tax", tuple(ids))
     [entry] = events(gw, "job.accepted")
     assert entry["details"]["purpose_ids"] == ids
-    assert job.audit_index is not None
+    assert (named.type, named.details["job"]) == ("job.accepted", job.id)
 
 
 def test_a_refused_job_writes_no_row_and_one_denial(gw: Gateway) -> None:
