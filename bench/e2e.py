@@ -131,8 +131,12 @@ def stage_profile(samples: dict[str, list[float]], ends: list[float]) -> dict[st
     return {"HTTP": max(0.0, end_to_end - sum(stages.values())), **stages, "total": end_to_end}
 
 
-def print_profile(console: Console, profile: dict[str, float]) -> None:
-    table = Table(title="Where one small aggregate job's time goes (100k rows, medians)")
+def print_profile(
+    console: Console,
+    profile: dict[str, float],
+    title: str = "Where one small aggregate job's time goes (100k rows, medians)",
+) -> None:
+    table = Table(title=title)
     table.add_column("stage")
     table.add_column("ms", justify="right")
     table.add_column("share", justify="right")

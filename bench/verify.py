@@ -27,7 +27,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.common import served, summary, timed, write_result
-from gateway import home
+from bench.e2e import print_profile, stage_profile
+from gateway import home, timing
 from gateway.catalogue.documents import DatasetSpec, TemplateSpec, parse_document
 from gateway.catalogue.templates import compile_spec
 from gateway.settings import Settings
@@ -94,10 +95,13 @@ def raw_duckdb(setup: str, keys: list[str]) -> list[float]:
     return samples
 
 
-def gateway_jobs(home_dir: Path, key_sets: list[list[str]], *, copy: bool) -> list[list[float]]:
+def gateway_jobs(
+    home_dir: Path, key_sets: list[list[str]], *, copy: bool, profile: dict[str, float]
+) -> list[list[float]]:
     """Verify jobs over HTTP; with `copy`, first wait for the sorted copy of the file (asked
     for by the first job, made in the background), else with copies turned off (run first:
-    it registers the dataset and template)."""
+    it registers the dataset and template). With `copy`, `profile` is filled with the stage
+    profile of one-key jobs (`REPEAT` more, the stage timers on)."""
     os.environ["INSITU_VERIFY_SORTED_COPY_MIN_BYTES"] = "0" if copy else "-1"
     out = []
     try:
@@ -118,6 +122,13 @@ def gateway_jobs(home_dir: Path, key_sets: list[list[str]], *, copy: bool) -> li
                     raise SystemExit("the sorted copy was not made in time")
             for submission in submissions:
                 out.append(timed(lambda s=submission: gw.job(s), repeat=REPEAT))
+            if copy:
+                timing.RECORDER.enable()
+                try:
+                    ends = timed(lambda: gw.job(submissions[0]), repeat=REPEAT, warmup=0)
+                    profile.update(stage_profile(timing.RECORDER.samples(), ends))
+                finally:
+                    timing.RECORDER.disable()
     finally:
         del os.environ["INSITU_VERIFY_SORTED_COPY_MIN_BYTES"]
     return out
@@ -137,8 +148,9 @@ def main(argv: list[str] | None = None) -> None:
         key_sets = [sample[:n] for n in KEY_COUNTS]
         on_file = f"CREATE SCHEMA bench; CREATE VIEW bench.people AS SELECT * FROM '{data}'"
         raws = [summary(raw_duckdb(on_file, ks)) for ks in key_sets]
-        scans = [summary(s) for s in gateway_jobs(home_dir, key_sets, copy=False)]
-        looked = [summary(s) for s in gateway_jobs(home_dir, key_sets, copy=True)]
+        profile: dict[str, float] = {}
+        scans = [summary(s) for s in gateway_jobs(home_dir, key_sets, copy=False, profile={})]
+        looked = [summary(s) for s in gateway_jobs(home_dir, key_sets, copy=True, profile=profile)]
         (copy,) = settings.sorted_copies_dir.glob("*.duckdb")
         on_copy = (
             f"ATTACH '{copy}' AS sorted_copy (READ_ONLY); CREATE SCHEMA bench; "
@@ -178,5 +190,10 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['overhead_ms']:+.2f}",
         )
     console.print(table)
-    path = write_result("verify", {"rows": rows, "key_counts": rows_out})
+    print_profile(
+        console,
+        profile,
+        title=f"Where one verify key's time goes ({rows:,} rows, sorted copy, medians)",
+    )
+    path = write_result("verify", {"rows": rows, "key_counts": rows_out, "profile_1_key": profile})
     console.print(f"written {path}")
