@@ -295,6 +295,13 @@ def mark_finished(
     return claimed.rowcount == 1
 
 
+def amend_finished(conn: sa.Connection, job_id: str, status: JobStatus, *, error: str) -> None:
+    """Change the end state `mark_finished` has just set, in the same transaction (the row is
+    this transaction's: locked on PostgreSQL, the write lock held on SQLite)."""
+    j = schema.jobs
+    conn.execute(j.update().where(j.c.id == job_id).values(status=status.value, error=error))
+
+
 def unfinished(conn: sa.Connection, *, subject: str, department: str) -> tuple[int, int]:
     """(the caller's, its department's) jobs accepted and not yet finished."""
     j = schema.jobs

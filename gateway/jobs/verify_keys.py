@@ -175,12 +175,17 @@ def check_quota(
     keys: KeyRequest | None,
 ) -> None:
     """Raise `QuotaRefused` before anything is written when today's quota or a sweep block says
-    no."""
+    no. One read; today's usage rows are written only where one is missing (the day's first
+    request of the department on the dataset)."""
     if keys is None:
         return
-    ensure_rows(gw, principal.department, list(datasets.values()))
+    specs = list(datasets.values())
     with db.reading(gw.db) as conn:
-        over = precheck(conn, principal.department, list(datasets.values()), len(keys.keys))
+        found = usage_rows(conn, principal.department, specs)
+    missing = [ds for ds in specs if ds.id not in found]
+    if missing:
+        ensure_rows(gw, principal.department, missing)
+    over = _over(found, specs, len(keys.keys))
     if over is not None:
         raise QuotaRefused(over)
 
@@ -271,16 +276,32 @@ def precheck(
     conn: sa.Connection, department: str, datasets: Sequence[DatasetSpec], n: int
 ) -> tuple[str, DatasetSpec] | None:
     """Why today's quota refuses `n` more keys, and for which dataset (None: it does not)."""
+    return _over(usage_rows(conn, department, datasets), datasets, n)
+
+
+def usage_rows(
+    conn: sa.Connection, department: str, datasets: Sequence[DatasetSpec]
+) -> dict[str, tuple[int, bool]]:
+    """{dataset id: (keys reserved today, blocked)} of the department's rows of today."""
     u = schema.verify_usage
+    rows = conn.execute(
+        sa.select(u.c.dataset_id, u.c.reserved, u.c.blocked).where(
+            u.c.department == department,
+            u.c.dataset_id.in_([ds.id for ds in datasets]),
+            u.c.day == today(),
+        )
+    )
+    return {str(r.dataset_id): (int(r.reserved), bool(r.blocked)) for r in rows}
+
+
+def _over(
+    usage: Mapping[str, tuple[int, bool]], datasets: Sequence[DatasetSpec], n: int
+) -> tuple[str, DatasetSpec] | None:
     for ds in datasets:
-        row = conn.execute(
-            sa.select(u.c.reserved, u.c.blocked).where(
-                u.c.department == department, u.c.dataset_id == ds.id, u.c.day == today()
-            )
-        ).first()
-        if row is not None and row.blocked:
+        reserved, blocked = usage.get(ds.id, (0, False))
+        if blocked:
             return SWEEP, ds
-        if (row.reserved if row is not None else 0) + n > ds.verify.max_keys_per_day:
+        if reserved + n > ds.verify.max_keys_per_day:
             return QUOTA, ds
     return None
 
@@ -361,7 +382,8 @@ def forget_keys(gw: Gateway, job_id: str) -> None:
         )
 
 
-def record_answers(
+def count_answers(
+    conn: sa.Connection,
     gw: Gateway,
     actor: Actor | Principal,
     job_id: str,
@@ -370,32 +392,33 @@ def record_answers(
     checked: int,
     matches: int,
 ) -> list[DatasetSpec]:
-    """Add the answers to today's totals; return the datasets whose owner saw a sweep."""
+    """In the release's transaction: forget the job's keys, add its answers to today's totals;
+    return the datasets whose owner saw a sweep (blocked for the day, alerted, in the same
+    transaction)."""
     u = schema.verify_usage
     swept: list[DatasetSpec] = []
-    with gw.db.begin() as conn:
-        conn.execute(schema.verify_requests.delete().where(
-            schema.verify_requests.c.job_id == job_id))  # fmt: skip
-        for ds in datasets:
-            where = (u.c.department == actor.department, u.c.dataset_id == ds.id,
-                     u.c.day == today())  # fmt: skip
-            conn.execute(
-                u.update()
-                .where(*where)
-                .values(checked=u.c.checked + checked, matches=u.c.matches + matches)
-            )
-            row = conn.execute(sa.select(u.c.checked, u.c.matches).where(*where)).first()
-            if row is None:
-                continue
-            limits = ds.verify
-            if (
-                row.checked >= limits.sweep_min_keys
-                and row.matches <= limits.sweep_max_match_rate * row.checked
-            ):
-                swept.append(ds)
-                conn.execute(u.update().where(*where).values(blocked=True))
-                _alert(gw, conn, actor, ds, job_id=job_id, checked=row.checked,
-                       matches=row.matches, kind="sweep")  # fmt: skip
+    conn.execute(schema.verify_requests.delete().where(
+        schema.verify_requests.c.job_id == job_id))  # fmt: skip
+    for ds in datasets:
+        where = (u.c.department == actor.department, u.c.dataset_id == ds.id,
+                 u.c.day == today())  # fmt: skip
+        row = conn.execute(
+            u.update()
+            .where(*where)
+            .values(checked=u.c.checked + checked, matches=u.c.matches + matches)
+            .returning(u.c.checked, u.c.matches)
+        ).first()
+        if row is None:
+            continue
+        limits = ds.verify
+        if (
+            row.checked >= limits.sweep_min_keys
+            and row.matches <= limits.sweep_max_match_rate * row.checked
+        ):
+            swept.append(ds)
+            conn.execute(u.update().where(*where).values(blocked=True))
+            _alert(gw, conn, actor, ds, job_id=job_id, checked=row.checked,
+                   matches=row.matches, kind="sweep")  # fmt: skip
     return swept
 
 

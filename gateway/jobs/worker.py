@@ -251,11 +251,15 @@ class Runner:
                 outcome = Outcome(JobStatus.FAILED, None, "internal error")
         try:
             with timing.stage("store:release"):
-                finish(self.gw, job, outcome)
+                outcome = finish(self.gw, job, outcome)
         except Exception:
             log.exception("job %s could not be finalised; releasing nothing", job.id)
-            outcome = Outcome(JobStatus.FAILED, None, "the result could not be recorded")
-            finish(self.gw, job, outcome)
+            # The kind's bookkeeping still done (a verify job's answers counted, its keys gone):
+            # the query did run.
+            failed = Outcome(
+                JobStatus.FAILED, None, "the result could not be recorded", settle=outcome.settle
+            )
+            outcome = finish(self.gw, job, failed)
         finally:
             self.gw.jobs_finished.notify(job.id)
         kind = self._kinds.get(job.content_hash, "unknown")
@@ -263,7 +267,10 @@ class Runner:
             hook(kind, outcome.status.value, time.monotonic() - started)
 
 
-def finish(gw: Gateway, job: Job, outcome: Outcome) -> None:
+def finish(gw: Gateway, job: Job, outcome: Outcome) -> Outcome:
+    """Record the job's end in one transaction (the outcome, the kind's bookkeeping, the DP
+    ledger, the audit entry, the result); return the outcome recorded (a kind's bookkeeping
+    may turn a release into a failure), or the one given when a later run holds the job."""
     now = datetime.now(UTC)
     details: dict[str, Any] = {
         "job": job.id,
@@ -279,7 +286,13 @@ def finish(gw: Gateway, job: Job, outcome: Outcome) -> None:
         )
         if not finished:
             log.warning("job %s was finished or reclaimed; its late outcome is dropped", job.id)
-            return
+            return outcome
+        refusal = None if outcome.settle is None else outcome.settle(conn)
+        if refusal is not None:
+            outcome = dataclasses.replace(
+                outcome, status=JobStatus.FAILED, result=None, error=refusal, findings=()
+            )
+            model.amend_finished(conn, job.id, outcome.status, error=refusal)
         details.update(
             outcome.parties
             if outcome.parties is not None
@@ -318,6 +331,7 @@ def finish(gw: Gateway, job: Job, outcome: Outcome) -> None:
             stored = model.StoredResult(outcome.result, details["result_hash"], index)
             model.store_result(conn, job.id, stored, now=now)
     gw.audit.nudge()  # sign a checkpoint covering the release soon, off the request path
+    return outcome
 
 
 class WorkerPool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -10,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.demo import documents
+from gateway.jobs import worker
 from gateway.store import db, schema
 from tests.integration.conftest import Caller, World
 
@@ -171,6 +173,49 @@ def test_a_sweep_is_refused_blocked_and_reported_to_the_owner(
     types = [i["event"]["type"] for i in audit_items(world)]
     assert "verify.sweep_detected" in types
     assert analyst.get("/v1/verify/alerts").status_code == 403
+
+
+def test_a_reclaimed_verify_job_counts_its_keys_once_and_answers_from_the_second_run(
+    world: World, analyst: Caller, verify_template: dict[str, Any]
+) -> None:
+    """A worker that outlives its lease: its late outcome is dropped whole, the day's totals
+    included (they are counted in the release's transaction), and the job's keys stay for the
+    run that took it over, which answers and counts them once."""
+    gw = world.app.state.gateway
+    world.app.state.pool.stop()
+    people = residents(world)
+    keys = [p["person_id"] for p in people if p["district"] == "chaoyang"][:2]
+    submitted = submit(analyst, keys)
+    assert submitted.status_code == 202, submitted.text
+    job = worker.claim_next(gw, "slow-worker")
+    assert job is not None and job.id == submitted.json()["id"]
+    late = worker.Runner(gw).execute(job)
+    assert late.result is not None and late.settle is not None
+    with gw.db.begin() as conn:
+        conn.execute(
+            schema.jobs.update()
+            .where(schema.jobs.c.id == job.id)
+            .values(lease_expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    again = worker.claim_next(gw, "other-replica")
+    assert again is not None and again.id == job.id
+    assert worker.finish(gw, job, late) is late  # dropped
+
+    def usage() -> tuple[int, int]:
+        u = schema.verify_usage
+        with db.reading(gw.db) as conn:
+            row = conn.execute(sa.select(u.c.checked, u.c.matches)).one()
+        return int(row.checked), int(row.matches)
+
+    assert usage() == (0, 0)
+    worker.Runner(gw).run(again)
+    body = analyst.get(f"/v1/jobs/{job.id}/result").json()
+    assert body["status"] == "released", body
+    assert body["rows"] == [[1, True], [2, True]]
+    assert usage() == (2, 2)
+    with db.reading(gw.db) as conn:
+        kept = conn.execute(sa.select(sa.func.count()).select_from(schema.verify_requests))
+        assert kept.scalar_one() == 0
 
 
 def test_count_answer_releases_only_the_number_of_matches(

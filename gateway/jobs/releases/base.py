@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
+
 from gateway.catalogue.documents import DatasetSpec
 from gateway.catalogue.templates import StoredTemplate
 from gateway.context import Gateway
@@ -33,6 +35,11 @@ class Outcome:
     # The job may hold a DP reservation for the release to settle. False only where the worker
     # saw the job's template version is not `dp` (submission reserves for `dp` jobs alone).
     reserved: bool = True
+    # The kind's own bookkeeping, done in the release's transaction before anything is stored
+    # (and only by the run that still holds the job's lease): returns why nothing may be
+    # released after all (the job then fails with that reason), or None. A verify job's answers
+    # are counted there, so the totals a sweep is judged by commit with the release.
+    settle: Callable[[sa.Connection], str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,13 +2,18 @@
 
 The keys wait in `verify_requests` from submission; the query is compiled for exactly that
 many key slots (each key bound to its own parameter, never spliced) and run in the sandbox.
-The answers are added to the department's day totals before anything leaves: a sweep (many
-keys, few matches) releases nothing and is reported to the owner (`gateway.jobs.verify_keys`).
+The answers are added to the department's day totals in the release's own transaction, so
+they commit with it (and are counted once, by the run that holds the job's lease): a sweep
+(many keys, few matches) releases nothing and is reported to the owner
+(`gateway.jobs.verify_keys`).
 """
 
 from __future__ import annotations
 
+import functools
 import threading
+
+import sqlalchemy as sa
 
 from audit import Actor
 from gateway import timing
@@ -84,19 +89,6 @@ def release_verify(run: Run) -> Outcome:
     else:
         ((count,),) = table.rows
         matches = int(str(count))
-    with timing.stage("disclosure"):
-        swept = verify_quota.record_answers(
-            run.gw, _submitter(run), run.job.id, list(run.datasets.values()),
-            checked=len(keys), matches=matches,
-        )  # fmt: skip
-    if swept:
-        names = ", ".join(d.id for d in swept)
-        return Outcome(
-            JobStatus.FAILED,
-            None,
-            f"refused: many keys with few matches look like enumeration of {names}; "
-            "the data owner was notified",
-        )
     summary = {"answer": spec.verify.answer, "keys": len(keys)}
     if spec.verify.answer == "match":
         result = {
@@ -112,4 +104,21 @@ def release_verify(run: Run) -> Outcome:
             "withheld": [],
             "verify": {**summary, "matches": matches},
         }
-    return Outcome(JobStatus.RELEASED, result, None)
+    count = functools.partial(_count, run, checked=len(keys), matches=matches)
+    return Outcome(JobStatus.RELEASED, result, None, settle=count)
+
+
+def _count(run: Run, conn: sa.Connection, *, checked: int, matches: int) -> str | None:
+    """The answers added to the day's totals in the release's transaction; a sweep (many keys,
+    few matches) releases nothing."""
+    swept = verify_quota.count_answers(
+        conn, run.gw, _submitter(run), run.job.id, list(run.datasets.values()),
+        checked=checked, matches=matches,
+    )  # fmt: skip
+    if not swept:
+        return None
+    names = ", ".join(d.id for d in swept)
+    return (
+        f"refused: many keys with few matches look like enumeration of {names}; "
+        "the data owner was notified"
+    )
