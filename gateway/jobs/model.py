@@ -18,6 +18,7 @@ This module owns both tables: every read and write of them is a function here.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -172,6 +173,29 @@ def claim_fair(
     On PostgreSQL the row is taken `FOR UPDATE SKIP LOCKED` (replicas share one queue; the cap
     may then be passed by one job per concurrent claimer); on SQLite the transaction's write
     lock serialises claimers and the cap is exact."""
+    row = conn.execute(
+        _claim_statement(conn.dialect.name),
+        {
+            "claim_now": now,
+            "claim_worker": worker_id,
+            "claim_cap": running_cap,
+            "claim_expires": now + timedelta(seconds=lease_s),
+        },
+    ).first()
+    if row is None:
+        return None
+    job = Job.of(row)
+    conn.execute(
+        _turn_statement(conn.dialect.name), {"turn_department": job.department, "turn_at": now}
+    )
+    return job
+
+
+@functools.cache
+def _claim_statement(dialect: str) -> sa.Update:
+    """`claim_fair`'s one statement, built once per dialect (its values bound at each call):
+    the pick (an uncorrelated subquery, evaluated once: on PostgreSQL the row it returns is
+    locked, a row another claimer holds skipped), the claim, and the claimed row."""
     j = schema.jobs
     waiting = j.alias("waiting")  # the UPDATE's own `jobs` stays apart from the pick's
     running = sa.select(j.c.department, sa.func.count().label("n")).where(
@@ -187,40 +211,37 @@ def claim_fair(
                 turns, turns.c.department == waiting.c.department
             )
         )
-        .where(waiting.c.status == JobStatus.ACCEPTED.value, load < running_cap)
+        .where(waiting.c.status == JobStatus.ACCEPTED.value, load < sa.bindparam("claim_cap"))
         .order_by(load, sa.nulls_first(turns.c.last_claimed_at), waiting.c.created_at)
         .limit(1)
     )
-    if conn.dialect.name == "postgresql":
+    if dialect == "postgresql":
         pick = pick.with_for_update(of=waiting, skip_locked=True)
-    # One statement: the pick (an uncorrelated subquery, evaluated once: on PostgreSQL the row
-    # it returns is locked, a row another claimer holds skipped), the claim, and the claimed row.
-    row = conn.execute(
+    return (
         j.update()
         .where(j.c.id == pick.correlate(None).scalar_subquery())
         .values(
             status=JobStatus.RUNNING.value,
-            started_at=now,
-            worker=worker_id,
-            **_lease(worker_id, now, lease_s),
+            started_at=sa.bindparam("claim_now"),
+            worker=sa.bindparam("claim_worker"),
+            lease_owner=sa.bindparam("claim_worker"),
+            lease_expires_at=sa.bindparam("claim_expires"),
+            attempts=j.c.attempts + 1,  # as `_lease`
         )
         .returning(*j.c)
-    ).first()
-    if row is None:
-        return None
-    job = Job.of(row)
-    _take_turn(conn, job.department, now)
-    return job
+    )
 
 
-def _take_turn(conn: sa.Connection, department: str, now: datetime) -> None:
+@functools.cache
+def _turn_statement(dialect: str) -> sa.Insert:
+    """The department's turn taken (`department_turns`, round-robin), built once per dialect."""
     turns = schema.department_turns
-    upsert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = upsert(turns).values(department=department, last_claimed_at=now)
-    conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[turns.c.department], set_={"last_claimed_at": now}
-        )
+    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = upsert(turns).values(
+        department=sa.bindparam("turn_department"), last_claimed_at=sa.bindparam("turn_at")
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[turns.c.department], set_={"last_claimed_at": sa.bindparam("turn_at")}
     )
 
 
