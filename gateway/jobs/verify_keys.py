@@ -35,6 +35,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from audit import Actor
 from gateway.auth.principal import Principal
@@ -377,9 +378,12 @@ def load_keys(gw: Gateway, job_id: str) -> tuple[str | int, ...] | None:
 
 def forget_keys(gw: Gateway, job_id: str) -> None:
     with gw.db.begin() as conn:
-        conn.execute(
-            schema.verify_requests.delete().where(schema.verify_requests.c.job_id == job_id)
-        )
+        forget(conn, job_id)
+
+
+def forget(conn: sa.Connection, job_id: str) -> None:
+    """Delete the job's keys, in the caller's transaction (none kept: nothing happens)."""
+    conn.execute(schema.verify_requests.delete().where(schema.verify_requests.c.job_id == job_id))
 
 
 def count_answers(
@@ -397,19 +401,23 @@ def count_answers(
     transaction)."""
     u = schema.verify_usage
     swept: list[DatasetSpec] = []
-    conn.execute(schema.verify_requests.delete().where(
-        schema.verify_requests.c.job_id == job_id))  # fmt: skip
+    forget(conn, job_id)
+    upsert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     for ds in datasets:
-        where = (u.c.department == actor.department, u.c.dataset_id == ds.id,
-                 u.c.day == today())  # fmt: skip
+        day = today()
+        where = (u.c.department == actor.department, u.c.dataset_id == ds.id, u.c.day == day)
+        # Today's row, made here when the job was reserved on an earlier day: answers released
+        # after midnight count towards the day they leave on, never towards none.
+        added = upsert(u).values(
+            department=actor.department, dataset_id=ds.id, day=day, reserved=0,
+            checked=checked, matches=matches, blocked=False,
+        )  # fmt: skip
         row = conn.execute(
-            u.update()
-            .where(*where)
-            .values(checked=u.c.checked + checked, matches=u.c.matches + matches)
-            .returning(u.c.checked, u.c.matches)
-        ).first()
-        if row is None:
-            continue
+            added.on_conflict_do_update(
+                index_elements=[u.c.department, u.c.dataset_id, u.c.day],
+                set_={"checked": u.c.checked + checked, "matches": u.c.matches + matches},
+            ).returning(u.c.checked, u.c.matches)
+        ).one()
         limits = ds.verify
         if (
             row.checked >= limits.sweep_min_keys

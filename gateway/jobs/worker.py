@@ -36,7 +36,7 @@ from gateway.context import Gateway
 from gateway.dp import ledger
 from gateway.errors import InvalidInput
 from gateway.findings import inbox
-from gateway.jobs import admission, model
+from gateway.jobs import admission, model, verify_keys
 from gateway.jobs.model import Job, JobStatus
 from gateway.jobs.releases import base as releases
 from gateway.jobs.releases.base import Outcome
@@ -259,7 +259,15 @@ class Runner:
             failed = Outcome(
                 JobStatus.FAILED, None, "the result could not be recorded", settle=outcome.settle
             )
-            outcome = finish(self.gw, job, failed)
+            try:
+                outcome = finish(self.gw, job, failed)
+            except Exception:
+                if failed.settle is None:
+                    raise
+                # The bookkeeping itself may be what fails: end the job without it (nothing
+                # is released; its keys go with the failure).
+                log.exception("job %s: its bookkeeping failed too; failing it without", job.id)
+                outcome = finish(self.gw, job, dataclasses.replace(failed, settle=None))
         finally:
             self.gw.jobs_finished.notify(job.id)
         kind = self._kinds.get(job.content_hash, "unknown")
@@ -287,6 +295,10 @@ def finish(gw: Gateway, job: Job, outcome: Outcome) -> Outcome:
         if not finished:
             log.warning("job %s was finished or reclaimed; its late outcome is dropped", job.id)
             return outcome
+        if outcome.settle is None and outcome.status is not JobStatus.RELEASED:
+            # A verify job that ends without its release's bookkeeping keeps no keys (a
+            # released one's bookkeeping deletes them; other kinds have none).
+            verify_keys.forget(conn, job.id)
         refusal = None if outcome.settle is None else outcome.settle(conn)
         if refusal is not None:
             outcome = dataclasses.replace(

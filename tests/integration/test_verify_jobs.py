@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.demo import documents
-from gateway.jobs import worker
+from gateway.jobs import verify_keys, worker
 from gateway.store import db, schema
 from tests.integration.conftest import Caller, World
 
@@ -199,7 +200,10 @@ def test_a_reclaimed_verify_job_counts_its_keys_once_and_answers_from_the_second
         )
     again = worker.claim_next(gw, "other-replica")
     assert again is not None and again.id == job.id
-    assert worker.finish(gw, job, late) is late  # dropped
+    assert worker.finish(gw, job, late) is late  # dropped: the row is still the other run's
+    with db.reading(gw.db) as conn:
+        row = conn.execute(sa.select(schema.jobs).where(schema.jobs.c.id == job.id)).one()
+    assert (row.status, row.lease_owner) == ("running", "other-replica")
 
     def usage() -> tuple[int, int]:
         u = schema.verify_usage
@@ -216,6 +220,47 @@ def test_a_reclaimed_verify_job_counts_its_keys_once_and_answers_from_the_second
     with db.reading(gw.db) as conn:
         kept = conn.execute(sa.select(sa.func.count()).select_from(schema.verify_requests))
         assert kept.scalar_one() == 0
+
+
+def test_a_verify_job_that_ends_without_running_keeps_no_keys(
+    world: World, analyst: Caller, verify_template: dict[str, Any]
+) -> None:
+    """A job lost more times than allowed fails without running its query: its keys are
+    deleted with the failure all the same."""
+    gw = world.app.state.gateway
+    world.app.state.pool.stop()
+    submitted = submit(analyst, ["P000000001"])
+    assert submitted.status_code == 202, submitted.text
+    job = worker.claim_next(gw, "w")
+    assert job is not None
+    worker.Runner(gw).run(dataclasses.replace(job, attempts=worker.MAX_ATTEMPTS + 1))
+    body = analyst.get(f"/v1/jobs/{job.id}/result").json()
+    assert body["status"] == "failed" and "lost" in body["job"]["error"]
+    with db.reading(gw.db) as conn:
+        kept = conn.execute(sa.select(sa.func.count()).select_from(schema.verify_requests))
+        assert kept.scalar_one() == 0
+
+
+def test_answers_released_after_midnight_count_towards_the_day_they_leave_on(
+    world: World, analyst: Caller, verify_template: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys reserved before midnight, answered after it: the answers are counted on the new
+    day (whose row the department has not made yet), not lost to the sweep count."""
+    gw = world.app.state.gateway
+    world.app.state.pool.stop()
+    submitted = submit(analyst, ["P000000001", "P000000002"])
+    assert submitted.status_code == 202, submitted.text
+    tomorrow = verify_keys.today() + timedelta(days=1)
+    monkeypatch.setattr(verify_keys, "today", lambda: tomorrow)
+    job = worker.claim_next(gw, "w")
+    assert job is not None
+    worker.Runner(gw).run(job)
+    assert analyst.get(f"/v1/jobs/{job.id}/result").json()["status"] == "released"
+    u = schema.verify_usage
+    with db.reading(gw.db) as conn:
+        rows = {r.day: (r.reserved, r.checked) for r in conn.execute(sa.select(u))}
+    assert rows[tomorrow] == (0, 2)  # answered on the new day
+    assert rows[tomorrow - timedelta(days=1)] == (2, 0)  # reserved on the old one
 
 
 def test_count_answer_releases_only_the_number_of_matches(
