@@ -22,6 +22,7 @@ from gateway.auth.keys import IssuerKeys
 from gateway.demo import documents
 from gateway.demo.data import write_demo_data
 from gateway.settings import Settings
+from gateway.store import schema
 from tests.conftest import create_database
 
 YAML = {"Content-Type": "application/yaml"}
@@ -221,3 +222,13 @@ def approved_template(
     for dept, dataset in (("market", "market.enterprise_registry"), ("tax", "tax.filings")):
         grant_purpose(analyst, owners[dept], dataset)  # both are shared on condition
     return final
+
+
+def expire_lease(gw: Any, job_id: str) -> None:
+    """Make a running job's lease lapse now (another worker may reclaim it)."""
+    with gw.db.begin() as conn:
+        conn.execute(
+            schema.jobs.update()
+            .where(schema.jobs.c.id == job_id)
+            .values(lease_expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )

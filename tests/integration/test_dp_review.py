@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from audit.store import entries_table
 from gateway.demo import documents
 from gateway.jobs import worker
 from gateway.store import schema
-from tests.integration.conftest import Caller, World
+from tests.integration.conftest import Caller, World, expire_lease
 
 PRIVACY = """\
 privacy:
@@ -123,12 +122,7 @@ def test_a_reclaimed_job_is_released_once_and_charged_once(
     assert worker.claim_next(gw, "other-replica") is None  # the lease holds
     outcome = worker.Runner(gw).execute(job)
     assert outcome.result is not None
-    with gw.db.begin() as conn:
-        conn.execute(
-            schema.jobs.update()
-            .where(schema.jobs.c.id == job.id)
-            .values(lease_expires_at=datetime.now(UTC) - timedelta(seconds=1))
-        )
+    expire_lease(gw, job.id)
     again = worker.claim_next(gw, "other-replica")
     assert again is not None and again.id == job.id and again.attempts == 2
     worker.finish(gw, job, outcome)  # the slow worker, late: dropped

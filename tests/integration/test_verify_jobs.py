@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from gateway.demo import documents
 from gateway.jobs import verify_keys, worker
 from gateway.store import db, schema
-from tests.integration.conftest import Caller, World
+from tests.integration.conftest import Caller, World, expire_lease
 
 TEMPLATE = "resident-of-district"
 
@@ -192,12 +192,7 @@ def test_a_reclaimed_verify_job_counts_its_keys_once_and_answers_from_the_second
     assert job is not None and job.id == submitted.json()["id"]
     late = worker.Runner(gw).execute(job)
     assert late.result is not None and late.settle is not None
-    with gw.db.begin() as conn:
-        conn.execute(
-            schema.jobs.update()
-            .where(schema.jobs.c.id == job.id)
-            .values(lease_expires_at=datetime.now(UTC) - timedelta(seconds=1))
-        )
+    expire_lease(gw, job.id)
     again = worker.claim_next(gw, "other-replica")
     assert again is not None and again.id == job.id
     assert worker.finish(gw, job, late) is late  # dropped: the row is still the other run's
