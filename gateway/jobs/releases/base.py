@@ -13,12 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
-
 from gateway.catalogue.documents import DatasetSpec
 from gateway.catalogue.templates import StoredTemplate
 from gateway.context import Gateway
 from gateway.jobs.model import Job, JobStatus
+from gateway.store import db
 from sandbox import CompiledQuery, TableSource
 
 
@@ -39,7 +38,7 @@ class Outcome:
     # (and only by the run that still holds the job's lease): returns why nothing may be
     # released after all (the job then fails with that reason), or None. A verify job's answers
     # are counted there, so the totals a sweep is judged by commit with the release.
-    settle: Callable[[sa.Connection], str | None] | None = None
+    settle: Callable[[db.Connection], str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

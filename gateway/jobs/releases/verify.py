@@ -13,14 +13,13 @@ from __future__ import annotations
 import functools
 import threading
 
-import sqlalchemy as sa
-
 from audit import Actor
 from gateway import timing
 from gateway.catalogue import templates
 from gateway.jobs import verify_keys as verify_quota
 from gateway.jobs.model import JobStatus
 from gateway.jobs.releases.base import Outcome, Run
+from gateway.store import db
 from sandbox import CompiledQuery, ExecutionCategory, ExecutionError, ResultTable, SandboxBug
 
 _CACHE_SIZE = 256
@@ -106,7 +105,7 @@ def release_verify(run: Run) -> Outcome:
     return Outcome(JobStatus.RELEASED, result, None, settle=count)
 
 
-def _count(run: Run, conn: sa.Connection, *, checked: int, matches: int) -> str | None:
+def _count(run: Run, conn: db.Connection, *, checked: int, matches: int) -> str | None:
     """The answers added to the day's totals in the release's transaction; a sweep (many keys,
     few matches) releases nothing."""
     swept = verify_quota.count_answers(
