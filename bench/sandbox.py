@@ -121,9 +121,9 @@ def main(argv: list[str] | None = None) -> None:
             with duckdb.connect() as con:
                 con.execute(raw_sql, params).fetchall()
 
-        def lockdown() -> None:
-            con = inproc._open([sources[DATASET]])
-            con.close()
+        def lockdown() -> None:  # a fresh locked database (no key: none is kept), then closed
+            locked, con = inproc._open([sources[DATASET]], None)
+            inproc._close(con, None, locked, failed=False)
 
         figures = {
             "raw DuckDB": summary(timed(raw, repeat=args.repeat)),
