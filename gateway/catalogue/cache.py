@@ -27,9 +27,8 @@ from collections.abc import Callable, Hashable
 from typing import TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
-from gateway.store import schema
+from gateway.store import db, schema
 
 NAME = "catalogue"
 PROFILES = "profiles"  # made by its first bump (stores from before it have no such row)
@@ -47,8 +46,7 @@ def bump(conn: sa.Connection) -> None:
 def bump_profiles(conn: sa.Connection) -> None:
     """Mark the stored profiles changed, in the caller's transaction (with the new profile)."""
     table = schema.catalogue_version
-    upsert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = upsert(table).values(name=PROFILES, version=1)
+    statement = db.upsert(conn.dialect.name, table).values(name=PROFILES, version=1)
     conn.execute(
         statement.on_conflict_do_update(
             index_elements=[table.c.name], set_={"version": table.c.version + 1}

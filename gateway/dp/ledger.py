@@ -24,11 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.dp.specs import DpBudgetSpec
 from gateway.errors import BudgetExhausted
-from gateway.store import schema
+from gateway.store import db, schema
 
 RHO_UNIT = 10**6
 DELTA_UNIT = 10**15
@@ -132,7 +131,7 @@ def _ensure_rows(
 ) -> None:
     b = schema.privacy_budgets
     now = datetime.now(UTC)
-    insert = postgresql.insert(b) if conn.dialect.name == "postgresql" else sqlite.insert(b)
+    insert = db.upsert(conn.dialect.name, b)
     for (dept, ds, per), (rho_cap, delta_cap) in zip(keys, caps, strict=True):
         conn.execute(
             insert.values(

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.store import db, schema
 
@@ -43,7 +42,7 @@ def record(
     """Store a measured statistic (a second measurement of the same snapshot is ignored)."""
     s = schema.dp_unit_stats
     with engine.begin() as conn:
-        insert = postgresql.insert(s) if conn.dialect.name == "postgresql" else sqlite.insert(s)
+        insert = db.upsert(conn.dialect.name, s)
         conn.execute(
             insert.values(
                 snapshot=snapshot,

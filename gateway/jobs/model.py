@@ -26,10 +26,9 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.errors import NotFound
-from gateway.store import schema
+from gateway.store import db, schema
 
 
 class JobStatus(StrEnum):
@@ -236,8 +235,7 @@ def _claim_statement(dialect: str) -> sa.Update:
 def _turn_statement(dialect: str) -> sa.Insert:
     """The department's turn taken (`department_turns`, round-robin), built once per dialect."""
     turns = schema.department_turns
-    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = upsert(turns).values(
+    statement = db.upsert(dialect, turns).values(
         department=sa.bindparam("turn_department"), last_claimed_at=sa.bindparam("turn_at")
     )
     return statement.on_conflict_do_update(

@@ -35,7 +35,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from audit import Actor
 from gateway.auth.principal import Principal
@@ -402,13 +401,12 @@ def count_answers(
     u = schema.verify_usage
     swept: list[DatasetSpec] = []
     forget(conn, job_id)
-    upsert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     for ds in datasets:
         day = today()
         where = (u.c.department == actor.department, u.c.dataset_id == ds.id, u.c.day == day)
         # Today's row, made here when the job was reserved on an earlier day: answers released
         # after midnight count towards the day they leave on, never towards none.
-        added = upsert(u).values(
+        added = db.upsert(conn.dialect.name, u).values(
             department=actor.department, dataset_id=ds.id, day=day, reserved=0,
             checked=checked, matches=matches, blocked=False,
         )  # fmt: skip

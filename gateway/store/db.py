@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.errors import Unavailable
 
@@ -26,6 +27,12 @@ Connection = sa.Connection
 IntegrityError = sa.exc.IntegrityError
 # The store is down or refused the transaction: answered 503, never 500.
 UNAVAILABLE: tuple[type[Exception], ...] = (sa.exc.OperationalError, sa.exc.InternalError)
+
+
+def upsert(dialect: str, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    """`INSERT` into `table` in the store's dialect, for `.on_conflict_do_update` or
+    `.on_conflict_do_nothing` (both dialects have them; SQLAlchemy's generic insert does not)."""
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
 def create_engine(url: str) -> sa.Engine:
