@@ -275,6 +275,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/unit/gateway/test_release_partitions.py",),
     ),
     Mutation(
+        "stale-release-decision",
+        "a release decided without the lock is recorded only if no release was recorded since",
+        "gateway/jobs/releases/partition.py",
+        "            h.c.head == atoms.seq,\n            h.c.head_tag == atoms.tag,\n",
+        "",
+        ("tests/unit/gateway/test_release_partitions.py",),
+    ),
+    Mutation(
         "atoms-remainder",
         "what stays of an atom outside a release's groups must not be 1..k-1 units",
         "sandbox/disclosure/atoms.py",

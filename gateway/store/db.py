@@ -69,6 +69,16 @@ def reading(engine: sa.Engine) -> sa.Connection:
     return engine.connect().execution_options(insitu_read_only=True)
 
 
+def snapshot(engine: sa.Engine) -> sa.Connection:
+    """A connection for reads only whose transaction sees one snapshot of the store:
+    SQLite's deferred transaction under WAL (from its first read, beside a writer), a
+    REPEATABLE READ transaction on PostgreSQL (READ COMMITTED sees each statement's own)."""
+    conn = reading(engine)
+    if engine.dialect.name == "postgresql":
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+    return conn
+
+
 def ping(engine: sa.Engine) -> None:
     """One round trip to the store (raises one of `UNAVAILABLE` when it is down)."""
     with reading(engine) as conn:

@@ -6,6 +6,8 @@ one person in district "d3" earns far more than everyone else.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
@@ -13,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from gateway.store import schema
+from gateway.store import db, schema
 from tests.integration.conftest import Caller, World
 
 PEOPLE = """\
@@ -202,3 +204,37 @@ def test_cells_released_before_the_partition_started_are_still_compared_pairwise
     assert len(reasons(second)) == 1 and "differs from a cell released before" in reasons(second)[0]
     # ... and from then on the partition covers what is released: the far range passes.
     assert run(analyst, "people-in-age-range", lo=30, hi=47)["status"] == "released"
+
+
+@pytest.mark.parametrize("earlier", [False, True], ids=["first-release", "later-release"])
+def test_a_release_recorded_while_another_was_being_decided_is_seen_before_that_one_is_recorded(
+    world: World,
+    analyst: Caller,
+    templates: None,
+    monkeypatch: pytest.MonkeyPatch,
+    earlier: bool,
+) -> None:
+    """A release is decided on a read snapshot, without the dataset's lock. Another
+    department's release recorded after that snapshot (here: between it and the lock) moves
+    the partition, so the first one's record is refused as stale and it is decided again
+    under the lock: 30–49 is then withheld against 30–50, as if they had run one after the
+    other. (Without a stored partition yet, or with one: the head is inserted or moved.)"""
+    if earlier:  # a far range first, so the partition has a head to move
+        assert run(analyst, "people-in-age-range", lo=60, hi=69)["status"] == "released"
+    real = db.snapshot
+    interleaved: list[dict[str, Any]] = []
+
+    @contextmanager
+    def snapshot_then_another_release(engine: sa.Engine) -> Iterator[sa.Connection]:
+        with real(engine) as conn:
+            yield conn
+        if not interleaved:  # once: the other release runs its own snapshot unhindered
+            interleaved.append({})
+            other = world.as_("analyst@tax", "tax", "analyst")
+            interleaved[0] = run(other, "people-in-age-range", lo=30, hi=50)
+
+    monkeypatch.setattr(db, "snapshot", snapshot_then_another_release)
+    decided_first = run(analyst, "people-in-age-range", lo=30, hi=49)
+    assert interleaved[0]["status"] == "released"
+    assert decided_first["status"] == "suppressed"
+    assert [c["rule"] for c in decided_first["withheld"]] == ["differencing"]

@@ -4,12 +4,14 @@ One engine call runs the template and, derived from it (`sandbox.compile.disclos
 query more: with a unit column the `census` — per group, in one pass, the distinct units, the
 largest contributions and the keyed hashes of the units, from which the population sketches
 are made here — else `contributors` (the same figures, rows counted); plus `dispersions` for
-a STDDEV/VAR output. Then, in one transaction holding the dataset's lock, the release history
-withholds cells that difference an earlier release (`releases.history`), the disclosure
-pipeline runs (`sandbox.disclosure`), the atom check withholds groups that would let sums and
-differences of released cells single out fewer than k units (`releases.partition`; repeated
-with the pipeline until nothing more is withheld), and the released cells are recorded. The
-work done does not depend on what is withheld.
+a STDDEV/VAR output. Then the release history withholds cells that difference an earlier
+release (`releases.history`), the disclosure pipeline runs (`sandbox.disclosure`), the atom
+check withholds groups that would let sums and differences of released cells single out fewer
+than k units (`releases.partition`; repeated with the pipeline until nothing more is
+withheld), and the released cells are recorded. The decision is made on a read snapshot and
+recorded in a transaction holding the dataset's lock, only if no release has been recorded
+since the snapshot; else it is made again in that transaction (`_Release`). The work done
+does not depend on what is withheld.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from gateway import timing
@@ -26,11 +29,16 @@ from gateway.jobs.model import JobStatus
 from gateway.jobs.releases import history as release_history
 from gateway.jobs.releases import partition as release_partition
 from gateway.jobs.releases.base import Outcome, Run
+from gateway.jobs.releases.copies import Atoms
+from gateway.store import db
 from sandbox import (
     CompiledQuery,
+    DisclosedTable,
     DisclosureQueries,
     DisclosureRules,
     GroupKey,
+    PopulationSketch,
+    ResultTable,
     TableSource,
     apply_disclosure,
     base_table,
@@ -70,60 +78,12 @@ def release_aggregate(run: Run) -> Outcome:
     keys = [group_key(table.columns, query.group_columns, row) for row in table.rows]
     members = derived.members_from(census, keys) if census is not None else {}
     sketches = derived.sketches_from_members(census, members) if census is not None else {}
-    scheme = next(iter(sketches.values())).scheme if sketches else ""
-    with timing.stage("disclosure"), gw.db.begin() as conn:
-        differencing: dict[GroupKey, str] = {}
-        known: set[GroupKey] = set()
-        atoms = None
-        if unit is not None:
-            release_history.lock(conn, base.id)  # check and record, one release at a time
-            atoms = release_partition.load(
-                conn,
-                gw.partitions,
-                dataset_id=base.id,
-                unit_column=unit,
-                scheme=scheme,
-                key_id=release_history.key_id(key),
-            )
-            differencing, known = release_history.check(
-                conn,
-                dataset_id=base.id,
-                unit_column=unit,
-                k=k,
-                sketches=sketches,
-                covered_after=release_partition.covered_after(atoms, scheme),
-            )
-        while True:  # withholding a group can leave a small atom or a line with one cell
-            disclosed = apply_disclosure(
-                table,
-                count_column=query.count_column,
-                group_columns=query.group_columns,
-                rules=rules,
-                contributors=contributors,
-                differencing=differencing,
-            )
-            released = [group_key(table.columns, query.group_columns, r) for r in disclosed.rows]
-            if atoms is None:
-                break
-            unknown = {g: _NO_MEMBERS for g in released if g not in members}
-            more = unknown or release_partition.withheld(
-                atoms.partition, {g: members[g] for g in released}, k
-            )
-            if not more:
-                break
-            differencing.update(more)
-        if unit is not None and atoms is not None:
-            release_history.record(
-                conn,
-                dataset_id=base.id,
-                unit_column=unit,
-                job_id=run.job.id,
-                department=run.job.department,
-                sketches=[sketches[g] for g in released if g in sketches and g not in known],
-            )
-            atoms = release_partition.save(conn, atoms, {g: members[g] for g in released})
+    release = _Release(run, query, rules, base, unit, key, table, contributors, members, sketches)
+    with timing.stage("disclosure"):
+        decision, atoms = release.decided_and_stored()
     if atoms is not None:  # committed: this replica's next release starts from it
         gw.partitions.keep(atoms)
+    disclosed = decision.disclosed
     result = {
         "columns": list(disclosed.columns),
         "rows": [list(row) for row in disclosed.rows],
@@ -145,6 +105,128 @@ def release_aggregate(run: Run) -> Outcome:
 
 
 _NO_MEMBERS = "the units of this group are unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    """What an aggregate release shows (``disclosed``) and stores: the partition it was
+    decided against (None without a unit column), its refinement by the released cells (None
+    when none was released), and the sketches of the released cells not released before."""
+
+    disclosed: DisclosedTable
+    atoms: Atoms | None
+    saving: release_partition.Saving | None
+    recorded: list[PopulationSketch]
+
+
+@dataclass(frozen=True, slots=True)
+class _Release:
+    """One aggregate release's disclosure decision against the dataset's release history and
+    partition, and its record of the released cells."""
+
+    run: Run
+    query: CompiledQuery
+    rules: DisclosureRules
+    base: DatasetSpec
+    unit: str | None
+    key: str  # the population key the member hashes were made with
+    table: ResultTable
+    contributors: Mapping[GroupKey, Any]
+    members: Mapping[GroupKey, Any]
+    sketches: Mapping[GroupKey, PopulationSketch]
+
+    def decided_and_stored(self) -> tuple[_Decision, Atoms | None]:
+        """The decision, stored; and the partition after it (None: nothing to keep).
+
+        Decided on a read snapshot, without the lock: the check, the atom check and the
+        refinement are the CPU work (hundreds of ms for a release of ~10^6 units), and on
+        SQLite the lock is the whole store's write lock. The lock is then taken only to write,
+        if the partition has not moved since (``partition.write``); if it has, the release is
+        decided again under the lock, in the transaction that records it.
+        """
+        if self.unit is None:  # no history, no partition: nothing stored
+            return self._decide(None), None
+        gw = self.run.gw
+        with db.snapshot(gw.db) as conn:
+            decision = self._decide(conn)
+        if decision.saving is None:  # nothing released: nothing to record, nothing to check
+            return decision, decision.atoms
+        try:
+            with gw.db.begin() as conn:
+                release_history.lock(conn, self.base.id)
+                return decision, self._store(conn, decision)
+        except release_partition.Stale:
+            with gw.db.begin() as conn:
+                release_history.lock(conn, self.base.id)
+                decision = self._decide(conn)
+                return decision, self._store(conn, decision)
+
+    def _decide(self, conn: db.Connection | None) -> _Decision:
+        """The release decided against the stored history and partition (``conn``: None
+        without a unit column, which has neither)."""
+        query, k = self.query, self.rules.min_group_size
+        scheme = next(iter(self.sketches.values())).scheme if self.sketches else ""
+        differencing: dict[GroupKey, str] = {}
+        known: set[GroupKey] = set()
+        atoms = None
+        if conn is not None and self.unit is not None:
+            atoms = release_partition.load(
+                conn,
+                self.run.gw.partitions,
+                dataset_id=self.base.id,
+                unit_column=self.unit,
+                scheme=scheme,
+                key_id=release_history.key_id(self.key),
+            )
+            differencing, known = release_history.check(
+                conn,
+                dataset_id=self.base.id,
+                unit_column=self.unit,
+                k=k,
+                sketches=self.sketches,
+                covered_after=release_partition.covered_after(atoms, scheme),
+            )
+        while True:  # withholding a group can leave a small atom or a line with one cell
+            disclosed = apply_disclosure(
+                self.table,
+                count_column=str(query.count_column),
+                group_columns=query.group_columns,
+                rules=self.rules,
+                contributors=self.contributors,
+                differencing=differencing,
+            )
+            columns = self.table.columns
+            released = [group_key(columns, query.group_columns, r) for r in disclosed.rows]
+            if atoms is None:
+                break
+            unknown = {g: _NO_MEMBERS for g in released if g not in self.members}
+            more = unknown or release_partition.withheld(
+                atoms.partition, {g: self.members[g] for g in released}, k
+            )
+            if not more:
+                break
+            differencing.update(more)
+        saving = None
+        if atoms is not None:
+            saving = release_partition.prepare(atoms, {g: self.members[g] for g in released})
+        recorded = [self.sketches[g] for g in released if g in self.sketches and g not in known]
+        return _Decision(disclosed, atoms, saving, recorded)
+
+    def _store(self, conn: db.Connection, decision: _Decision) -> Atoms | None:
+        """Record the decided release (the caller holds the dataset's lock): the partition's
+        head moves first, so a stale decision raises ``Stale`` before anything is written."""
+        if decision.saving is None:  # decided again under the lock: nothing released
+            return decision.atoms
+        after = release_partition.write(conn, decision.saving)
+        release_history.record(
+            conn,
+            dataset_id=self.base.id,
+            unit_column=str(self.unit),
+            job_id=self.run.job.id,
+            department=self.run.job.department,
+            sketches=decision.recorded,
+        )
+        return after
 
 
 @functools.lru_cache(maxsize=256)

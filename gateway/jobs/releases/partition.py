@@ -24,10 +24,15 @@ deletes the log before the previous ``base`` (what is after it stays, so a repli
 behind still reads only what it lacks). Compaction costs the snapshot once the releases since
 the last one have written as many bytes: per release, the cost stays proportional to it.
 
-Both run in the release's transaction after ``history.lock`` has taken the dataset's lock,
-so two releases are checked one after the other; ``save`` moves the head only if it is still
-the version loaded (else it raises: nothing is recorded against a stale partition). The
-caller keeps the state ``save`` returns only once the transaction has committed.
+A release decides against a partition before taking any lock (``load`` and ``prepare``, the
+refinement's CPU work, on a read snapshot), then stores it with ``write`` in its transaction
+after ``history.lock`` has taken the dataset's lock. ``write`` moves the head first and only
+if it is still the version loaded, else it raises ``Stale`` before writing anything: nothing
+is recorded against a stale partition, and the caller decides again under the lock. Every
+release that records cells in the history (``history.record``) moves the head in the same
+transaction, so an unmoved head means that neither the partition nor the history changed
+since the decision. The caller keeps the state ``write`` returns only once the transaction
+has committed.
 
 A partition made with another hash scheme (a DuckDB whose ``hash`` differs) cannot be
 compared with new hashes; it is replaced by a fresh one, and releases made before are then
@@ -38,7 +43,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,7 +51,7 @@ import sqlalchemy as sa
 
 from gateway.jobs.releases import history
 from gateway.jobs.releases.copies import Atoms, PartitionCopies
-from gateway.store import schema
+from gateway.store import db, schema
 from sandbox import (
     GroupKey,
     Partition,
@@ -224,6 +229,25 @@ def withheld(partition: Partition, members: Mapping[GroupKey, Any], k: int) -> d
     return {g: REASON.format(k=k) for g in small_atoms(partition, members, k)}
 
 
+@dataclass(frozen=True, slots=True)
+class Saving:
+    """A release's cells as ``write`` stores them, made by ``prepare`` (the refinement and
+    its bytes: CPU work that needs no lock). ``entry``: the log row's member hashes (None on a
+    fresh start, which clears the log); ``compact``: the log before the loaded snapshot goes;
+    ``snapshot``: the partition's bytes when the snapshot moves to this version."""
+
+    loaded: Atoms
+    after: Atoms
+    entry: bytes | None
+    compact: bool
+    snapshot: bytes | None
+
+
+class Stale(RuntimeError):
+    """The stored partition moved since it was loaded: nothing was written; decide again
+    against the partition as stored now."""
+
+
 def save(
     conn: sa.Connection,
     atoms: Atoms,
@@ -231,52 +255,75 @@ def save(
     *,
     compact_at: float = 1.0,
 ) -> Atoms:
-    """Record the released cells (nothing when none was): the partition after them, to
-    ``PartitionCopies.keep`` once the transaction has committed.
+    """Record the released cells (nothing when none was): ``write`` of ``prepare``."""
+    saving = prepare(atoms, released, compact_at=compact_at)
+    return atoms if saving is None else write(conn, saving)
+
+
+def prepare(
+    atoms: Atoms, released: Mapping[GroupKey, Any], *, compact_at: float = 1.0
+) -> Saving | None:
+    """What storing the released cells writes (None when none was released).
 
     Compacts when the log after the snapshot exceeds ``compact_at`` × the new snapshot's size.
     """
     if not released:
-        return atoms
+        return None
     new = refined_partition(atoms.partition, released)
     seq, tag = atoms.seq + 1, secrets.token_hex(8)
     after = replace(atoms, partition=new, seq=seq, tag=tag, fresh=False)
-    r = schema.release_refinements
-    log = (r.c.dataset_id == atoms.dataset_id, r.c.unit_column == atoms.unit_column)
+    entry: bytes | None = None
+    compact = False
     if atoms.fresh:  # a first release, or another scheme's partition is replaced
-        conn.execute(r.delete().where(*log))
         after = replace(after, base=seq, base_tag=tag, cells=len(released), log_bytes=0)
     else:
         entry = cells_to_bytes(list(released.values()))
-        conn.execute(
-            r.insert().values(
-                dataset_id=atoms.dataset_id,
-                unit_column=atoms.unit_column,
-                seq=seq,
-                tag=tag,
-                cells=entry,
-                created_at=datetime.now(UTC),
-            )
-        )
         after = replace(after, cells=atoms.cells + len(released))
         after = replace(after, log_bytes=atoms.log_bytes + len(entry))
         if after.log_bytes > compact_at * UNIT_BYTES * new.size:
             # the snapshot moves to this version; the log before the previous one goes
-            conn.execute(r.delete().where(*log, r.c.seq < atoms.base))
+            compact = True
             after = replace(after, base=seq, base_tag=tag, log_bytes=0)
-    if after.base == seq:
-        _write_snapshot(conn, after, insert=not atoms.tag)
+    snapshot = after.partition.to_bytes() if after.base == seq else None
+    return Saving(atoms, after, entry, compact, snapshot)
+
+
+def write(conn: sa.Connection, saving: Saving) -> Atoms:
+    """Store ``saving``: the partition after it, to ``PartitionCopies.keep`` once the
+    transaction has committed. The head moves first, and only from the version the cells
+    were decided against: if another release moved it since, ``Stale`` is raised before
+    anything else is written (the caller rolls back and decides again under the lock)."""
+    atoms, after = saving.loaded, saving.after
     _write_head(conn, atoms, after)
+    r = schema.release_refinements
+    log = (r.c.dataset_id == atoms.dataset_id, r.c.unit_column == atoms.unit_column)
+    if saving.entry is None:
+        conn.execute(r.delete().where(*log))
+    else:
+        conn.execute(
+            r.insert().values(
+                dataset_id=atoms.dataset_id,
+                unit_column=atoms.unit_column,
+                seq=after.seq,
+                tag=after.tag,
+                cells=saving.entry,
+                created_at=datetime.now(UTC),
+            )
+        )
+        if saving.compact:
+            conn.execute(r.delete().where(*log, r.c.seq < atoms.base))
+    if saving.snapshot is not None:
+        _write_snapshot(conn, after, saving.snapshot, insert=not atoms.tag)
     return after
 
 
-def _write_snapshot(conn: sa.Connection, after: Atoms, *, insert: bool) -> None:
+def _write_snapshot(conn: sa.Connection, after: Atoms, data: bytes, *, insert: bool) -> None:
     p = schema.release_partitions
     values = {
         "scheme": after.scheme,
         "units": int(after.partition.size),
         "cells": after.cells,
-        "data": after.partition.to_bytes(),
+        "data": data,
         "base": after.base,
         "base_tag": after.base_tag,
         "updated_at": datetime.now(UTC),
@@ -309,9 +356,14 @@ def _write_head(conn: sa.Connection, atoms: Atoms, after: Atoms) -> None:
         "updated_at": datetime.now(UTC),
     }
     if not atoms.tag:
-        conn.execute(
-            h.insert().values(dataset_id=atoms.dataset_id, unit_column=atoms.unit_column, **values)
-        )
+        try:
+            conn.execute(
+                h.insert().values(
+                    dataset_id=atoms.dataset_id, unit_column=atoms.unit_column, **values
+                )
+            )
+        except db.IntegrityError:  # another release stored the first version meanwhile
+            raise Stale("the stored partition changed since it was loaded") from None
         return
     done = conn.execute(
         h.update()
@@ -324,4 +376,4 @@ def _write_head(conn: sa.Connection, atoms: Atoms, after: Atoms) -> None:
         .values(**values)
     )
     if done.rowcount != 1:
-        raise RuntimeError("the stored partition changed since it was loaded (no lock held?)")
+        raise Stale("the stored partition changed since it was loaded")

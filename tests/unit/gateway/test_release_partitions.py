@@ -180,11 +180,25 @@ def test_a_save_against_a_version_no_longer_stored_fails(engine: sa.Engine) -> N
 
     stale, stale_fresh = load_unlocked("s1"), load_unlocked("s2")
     release(engine, b, {"left": span(0, 5)})  # another replica releases in between
-    with pytest.raises((RuntimeError, sa.exc.IntegrityError)), engine.begin() as conn:
+    with pytest.raises(stored.Stale), engine.begin() as conn:
         stored.save(conn, stale, {"right": span(5, 6)})
-    with pytest.raises(RuntimeError), engine.begin() as conn:
+    with pytest.raises(stored.Stale), engine.begin() as conn:
         stored.save(conn, stale_fresh, {"right": span(5, 6)})
     assert release(engine, a, {"right": span(5, 6)}) == set()
+
+
+def test_a_first_save_after_another_first_save_is_stale(engine: sa.Engine) -> None:
+    """Two releases decided before the dataset had a partition: the second to be stored
+    finds the head another one inserted, and writes nothing."""
+    a, b = PartitionCopies(), PartitionCopies()
+    with engine.begin() as conn:
+        before = stored.load(
+            conn, a, dataset_id=DATASET, unit_column=UNIT, scheme="s1", key_id=KEY_ID
+        )
+    release(engine, b, {"all": span(0, 6)})
+    with pytest.raises(stored.Stale), engine.begin() as conn:
+        stored.save(conn, before, {"left": span(0, 5)})
+    assert atoms_of(loaded(engine, PartitionCopies())) == [sorted(span(0, 6).tolist())]
 
 
 def test_a_scheme_change_starts_the_partition_afresh(engine: sa.Engine) -> None:
