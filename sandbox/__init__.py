@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from sandbox.compile.template import compared_literals, compile_template
     from sandbox.disclosure.atoms import Partition, cells_from_bytes, cells_to_bytes, small_atoms
     from sandbox.disclosure.atoms import refined as refined_partition
+    from sandbox.disclosure.atoms import refines as refines_partition
     from sandbox.dp.measure import DpRelease, Mechanism
     from sandbox.dp.measure import mechanism as dp_mechanism
     from sandbox.dp.snapshot import DpEngine, DpRun
@@ -80,6 +81,7 @@ _LAZY = {
     "cells_from_bytes": ("sandbox.disclosure.atoms", "cells_from_bytes"),
     "cells_to_bytes": ("sandbox.disclosure.atoms", "cells_to_bytes"),
     "refined_partition": ("sandbox.disclosure.atoms", "refined"),
+    "refines_partition": ("sandbox.disclosure.atoms", "refines"),
     "small_atoms": ("sandbox.disclosure.atoms", "small_atoms"),
     "DpRelease": ("sandbox.dp.measure", "DpRelease"),
     "Mechanism": ("sandbox.dp.measure", "Mechanism"),
@@ -170,6 +172,7 @@ __all__ = [
     "parse_size",
     "population_params",
     "refined_partition",
+    "refines_partition",
     "small_atoms",
     "snapshot_fingerprint",
     "stale_sorted_builds",

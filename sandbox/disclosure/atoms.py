@@ -383,6 +383,25 @@ def refined(
     return result.flat() if result.layered() > limit else result
 
 
+def refines(partition: Partition, members: Mapping[G, Hashes]) -> bool:
+    """Whether releasing the cells in ``members`` (each sorted distinct hashes) would change
+    ``partition``: False exactly when every cell is a union of its atoms (every unit in it
+    is in the partition, and every atom it touches lies wholly inside it). Refining by such
+    cells changes no unit's atom: a repeat of released populations adds nothing to record.
+    Costs a lookup of the cells' units, not the refinement."""
+    sizes = partition.sizes()
+    for hashes in members.values():
+        if not hashes.size:
+            continue
+        labels, _positions = partition.labels_of(hashes)
+        if (labels < 0).any():
+            return True
+        touched, counts = _distinct_counts(labels)
+        if (counts != sizes[touched]).any():
+            return True
+    return False
+
+
 def _distinct_counts(
     values: npt.NDArray[np.int64],
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:

@@ -238,3 +238,35 @@ def test_a_release_recorded_while_another_was_being_decided_is_seen_before_that_
     assert interleaved[0]["status"] == "released"
     assert decided_first["status"] == "suppressed"
     assert [c["rule"] for c in decided_first["withheld"]] == ["differencing"]
+
+
+def test_a_repeated_release_is_released_and_records_nothing(
+    world: World, analyst: Caller, templates: None
+) -> None:
+    """The same populations again (a dashboard's query run twice) are every one a union of
+    atoms and released before: released, with no refinement, log row or history cell
+    written. The release after them is still checked against everything recorded."""
+
+    def stored() -> tuple[Any, ...]:
+        engine = sa.create_engine(world.settings.resolved_database_url)
+        with engine.connect() as conn:
+            heads = conn.execute(
+                sa.select(
+                    schema.release_partition_heads.c.head, schema.release_partition_heads.c.head_tag
+                )
+            ).all()
+            log = conn.execute(sa.select(sa.func.count()).select_from(schema.release_refinements))
+            cells = conn.execute(sa.select(sa.func.count()).select_from(schema.release_cells))
+            counted = (log.scalar_one(), cells.scalar_one())
+        engine.dispose()
+        return (tuple(heads), counted)
+
+    first = run(analyst, "people-in-age-range", lo=30, hi=50)
+    before = stored()
+    again = run(analyst, "people-in-age-range", lo=30, hi=50)
+    assert again["status"] == "released" and again["rows"] == first["rows"]
+    assert stored() == before
+    assert run(analyst, "people-in-age-range", lo=30, hi=49)["status"] == "suppressed"
+    assert stored() == before  # nothing released, nothing recorded
+    assert run(analyst, "people-in-age-range", lo=30, hi=40)["status"] == "released"
+    assert stored() != before

@@ -45,6 +45,7 @@ from sandbox import (
     derive_disclosure_queries,
     group_key,
     population_params,
+    refines_partition,
     uniqueness_query,
 )
 
@@ -206,10 +207,14 @@ class _Release:
             if not more:
                 break
             differencing.update(more)
+        recorded = [self.sketches[g] for g in released if g in self.sketches and g not in known]
         saving = None
         if atoms is not None:
-            saving = release_partition.prepare(atoms, {g: self.members[g] for g in released})
-        recorded = [self.sketches[g] for g in released if g in self.sketches and g not in known]
+            cells = {g: self.members[g] for g in released}
+            # A repeat (every cell a union of atoms, every population released before) adds
+            # nothing to either record: no refinement to compute, no transaction to take.
+            if recorded or refines_partition(atoms.partition, cells):
+                saving = release_partition.prepare(atoms, cells)
         return _Decision(disclosed, atoms, saving, recorded)
 
     def _store(self, conn: db.Connection, decision: _Decision) -> Atoms | None:

@@ -13,6 +13,7 @@ from sandbox import (
     cells_from_bytes,
     cells_to_bytes,
     refined_partition,
+    refines_partition,
     small_atoms,
 )
 
@@ -162,3 +163,32 @@ def test_refining_leaves_the_partition_it_was_given_unchanged() -> None:
     assert np.array_equal(before.units, units) and np.array_equal(before.labels, labels)
     assert sorted(int(n) for n in before.sizes() if n) == [12]
     assert sorted(int(n) for n in after.sizes() if n) == [1, 6, 6]
+
+
+@settings(max_examples=80, deadline=None)
+@given(releases, st.data())
+def test_a_release_refines_the_partition_exactly_when_its_atoms_change(
+    history: list[list[frozenset[int]]], data: st.DataObject
+) -> None:
+    """`refines_partition` (a release that changes nothing is not recorded) agrees with the
+    refinement itself, on layered partitions, for new groups and for repeats: released cells
+    again, unions of atoms, and a union of atoms with one unit more or less."""
+    partition = Partition.empty()
+    released: list[frozenset[int]] = []
+    for groups in history:
+        partition = refined_partition(partition, {g: hashed(s) for g, s in enumerate(groups)})
+        released.extend(groups)
+    unit_of = {int(hashed(frozenset({u}))[0]): u for u in range(UNIVERSE)}
+    atoms = [frozenset(unit_of[h] for h in atom) for atom in atoms_of(partition)]
+    unions = st.lists(st.sampled_from(atoms), min_size=1).map(lambda a: frozenset().union(*a))
+    nudged = unions.flatmap(
+        lambda u: st.integers(0, UNIVERSE - 1).map(lambda x: u ^ frozenset({x}))
+    ).filter(bool)
+    fresh = st.frozensets(st.integers(0, UNIVERSE - 1), min_size=1)
+    candidates = st.one_of(st.sampled_from(released), unions, nudged, fresh)
+    groups = data.draw(st.lists(candidates, min_size=1, max_size=4))
+    members = {g: hashed(s) for g, s in enumerate(groups)}
+    changed = atoms_of(refined_partition(partition, members)) != atoms_of(partition)
+    assert refines_partition(partition, members) == changed
+    if all(s in released for s in groups):
+        assert not refines_partition(partition, members)

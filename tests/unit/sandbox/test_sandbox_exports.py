@@ -77,6 +77,7 @@ def test_public_exports_are_pinned() -> None:
         "parse_size",
         "population_params",
         "refined_partition",
+        "refines_partition",
         "small_atoms",
         "snapshot_fingerprint",
         "stale_sorted_builds",
