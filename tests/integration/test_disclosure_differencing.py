@@ -270,3 +270,27 @@ def test_a_repeated_release_is_released_and_records_nothing(
     assert stored() == before  # nothing released, nothing recorded
     assert run(analyst, "people-in-age-range", lo=30, hi=40)["status"] == "released"
     assert stored() != before
+
+
+def test_a_population_only_another_department_released_is_recorded_again_for_this_one(
+    world: World, analyst: Caller, templates: None
+) -> None:
+    """A release that records nothing is cheaper, so whether one does must tell a caller
+    nothing about other departments' releases: a population released only by another
+    department is recorded again (under the caller's department), as a new one would be;
+    the caller's own repeat then records nothing."""
+
+    def cells() -> list[tuple[str, int]]:
+        engine = sa.create_engine(world.settings.resolved_database_url)
+        with engine.connect() as conn:
+            c = schema.release_cells
+            rows = conn.execute(sa.select(c.c.department, c.c.units).order_by(c.c.id)).all()
+        engine.dispose()
+        return [(r.department, r.units) for r in rows]
+
+    other = world.as_("analyst@tax", "tax", "analyst")
+    assert run(analyst, "people-in-age-range", lo=30, hi=50)["status"] == "released"
+    assert run(other, "people-in-age-range", lo=30, hi=50)["status"] == "released"
+    assert cells() == [("stats", 121), ("tax", 121)]
+    assert run(other, "people-in-age-range", lo=30, hi=50)["status"] == "released"
+    assert cells() == [("stats", 121), ("tax", 121)]

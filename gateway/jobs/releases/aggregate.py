@@ -11,7 +11,10 @@ than k units (`releases.partition`; repeated with the pipeline until nothing mor
 withheld), and the released cells are recorded. The decision is made on a read snapshot and
 recorded in a transaction holding the dataset's lock, only if no release has been recorded
 since the snapshot; else it is made again in that transaction (`_Release`). The work done
-does not depend on what is withheld.
+does not depend on what is withheld. A repeat (every population one the caller's department
+released before, every cell a union of atoms) records nothing and takes no transaction; a
+population only another department released is recorded again, so the time a release takes
+tells nothing about other departments' releases.
 """
 
 from __future__ import annotations
@@ -146,10 +149,10 @@ class _Release:
         decided again under the lock, in the transaction that records it.
         """
         if self.unit is None:  # no history, no partition: nothing stored
-            return self._decide(None), None
+            return self._decide(None, snapshot=False), None
         gw = self.run.gw
         with db.snapshot(gw.db) as conn:
-            decision = self._decide(conn)
+            decision = self._decide(conn, snapshot=True)
         if decision.saving is None:  # nothing released: nothing to record, nothing to check
             return decision, decision.atoms
         try:
@@ -159,12 +162,13 @@ class _Release:
         except release_partition.Stale:
             with gw.db.begin() as conn:
                 release_history.lock(conn, self.base.id)
-                decision = self._decide(conn)
+                decision = self._decide(conn, snapshot=False)
                 return decision, self._store(conn, decision)
 
-    def _decide(self, conn: db.Connection | None) -> _Decision:
+    def _decide(self, conn: db.Connection | None, *, snapshot: bool) -> _Decision:
         """The release decided against the stored history and partition (``conn``: None
-        without a unit column, which has neither)."""
+        without a unit column, which has neither; ``snapshot``: a read snapshot, not under
+        the lock)."""
         query, k = self.query, self.rules.min_group_size
         scheme = next(iter(self.sketches.values())).scheme if self.sketches else ""
         differencing: dict[GroupKey, str] = {}
@@ -178,6 +182,7 @@ class _Release:
                 unit_column=self.unit,
                 scheme=scheme,
                 key_id=release_history.key_id(self.key),
+                locked=not snapshot,
             )
             differencing, known = release_history.check(
                 conn,
@@ -185,6 +190,7 @@ class _Release:
                 unit_column=self.unit,
                 k=k,
                 sketches=self.sketches,
+                department=self.run.job.department,
                 covered_after=release_partition.covered_after(atoms, scheme),
             )
         while True:  # withholding a group can leave a small atom or a line with one cell
@@ -211,8 +217,8 @@ class _Release:
         saving = None
         if atoms is not None:
             cells = {g: self.members[g] for g in released}
-            # A repeat (every cell a union of atoms, every population released before) adds
-            # nothing to either record: no refinement to compute, no transaction to take.
+            # A repeat (every cell a union of atoms, every population released before by this
+            # department) adds nothing to either record: no refinement, no transaction.
             if recorded or refines_partition(atoms.partition, cells):
                 saving = release_partition.prepare(atoms, cells)
         return _Decision(disclosed, atoms, saving, recorded)

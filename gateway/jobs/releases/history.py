@@ -8,9 +8,11 @@ fewer than k units is withheld: releasing both would give the difference, a grou
 than k (e.g. "age 30–50" then "age 30–49" isolates everyone aged 50).
 
 Candidates are prefiltered in SQL by ``|units − units'| < k`` (a symmetric difference is at
-least the difference of the sizes), then decoded in Python. Check and record run in one
-transaction that holds the dataset's lock (PostgreSQL advisory lock; SQLite's write lock),
-so two concurrent releases cannot both pass against each other. Cells are recorded before
+least the difference of the sizes), then decoded in Python. A release is checked on a read
+snapshot and recorded in a transaction that holds the dataset's lock (PostgreSQL advisory
+lock; SQLite's write lock) only if no release was recorded since (``partition.write``; else
+it is checked again under the lock), so two concurrent releases cannot both pass against
+each other. Cells are recorded before
 the release is finalised: a release that then fails leaves cells that were not released,
 which only makes later releases more cautious.
 
@@ -70,10 +72,14 @@ def check(
     unit_column: str,
     k: int,
     sketches: Mapping[GroupKey, PopulationSketch],
+    department: str,
     covered_after: int | None = None,
 ) -> tuple[dict[GroupKey, str], set[GroupKey]]:
     """Groups whose population is within k of an earlier released cell (with the reason), and
-    groups whose exact population was released before (not recorded again).
+    groups whose exact population ``department`` released before (not recorded again). A
+    population only another department released is not withheld and is recorded again, under
+    this department: a release that records nothing is a little cheaper (``aggregate``), and
+    that must tell a caller nothing about what other departments released.
 
     Cells with an id above ``covered_after`` (``partition.covered_after``) were released with
     a refinement of the dataset's partition: the atom check, which the caller runs too, covers
@@ -82,8 +88,9 @@ def check(
     stays with the cells released before the partition started instead of growing with the
     history.
 
-    Call under the dataset's lock (``lock``, taken once for the transaction: the caller has
-    already taken it to load the partition), and ``record`` in the same transaction.
+    Call under the dataset's lock (``lock``) with ``record`` in the same transaction, or on a
+    read snapshot whose partition ``partition.write`` then checks is still the stored one
+    (every ``record`` moves it).
     """
     withheld: dict[GroupKey, str] = {}
     seen: set[GroupKey] = set()
@@ -105,13 +112,18 @@ def check(
         )
     rows = conn.execute(  # one statement, filtered below
         sa.select(
-            cells.c.id, cells.c.units, cells.c.sketch, cells.c.cells_per_hash, cells.c.scheme
+            cells.c.id,
+            cells.c.units,
+            cells.c.sketch,
+            cells.c.cells_per_hash,
+            cells.c.scheme,
+            cells.c.department,
         ).where(cells.c.dataset_id == dataset_id, cells.c.unit_column == unit_column, wanted)
     ).all()
-    covered = {
+    covered = {  # exact repeats of cells the atom check covers: seen if this department's
         (r.units, r.scheme, r.cells_per_hash, bytes(r.sketch))
         for r in rows
-        if covered_after is not None and r.id > covered_after
+        if covered_after is not None and r.id > covered_after and r.department == department
     }
     candidates: list[Any] = [r for r in rows if covered_after is None or r.id <= covered_after]
     for key, sketch in sketches.items():
@@ -126,14 +138,16 @@ def check(
             ):
                 continue
             if row.units == sketch.units and bytes(row.sketch) == data:
-                seen.add(key)  # the same population again: nothing new is learnt
+                if row.department == department:
+                    seen.add(key)  # the same population again: nothing new is learnt
                 continue
             earlier = PopulationSketch.from_bytes(
                 row.cells_per_hash, row.units, row.sketch, sketch.scheme
             )
             size = difference_size(sketch, earlier, limit=k)
             if size == 0:
-                seen.add(key)
+                if row.department == department:
+                    seen.add(key)
             elif size is not None:
                 withheld[key] = (
                     f"its population differs from a cell released before by fewer than {k} units"

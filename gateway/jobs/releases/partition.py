@@ -5,8 +5,9 @@
 README); this module keeps the partition those checks run against, per (dataset, unit
 column), so that storing a release costs what the release adds, not what the dataset holds:
 
-- ``release_refinements``, an append-only log: one row per release that released cells,
-  holding their member hashes (8 bytes a member), as version ``seq``. Refining a partition by
+- ``release_refinements``, an append-only log: one row per release that recorded cells (a
+  repeat of released populations records none), holding their member hashes (8 bytes a
+  member), as version ``seq``. Refining a partition by
   the cells of several releases at once gives the same atoms as one release after another.
 - ``release_partitions``, the snapshot: the partition as of version ``base`` (16 bytes a unit).
 - ``release_partition_heads``, one small row: the newest version ``head`` and ``base``, each
@@ -80,8 +81,10 @@ def load(
     unit_column: str,
     scheme: str,
     key_id: str,
+    locked: bool = True,
 ) -> Atoms:
-    """The partition as stored now (call under the dataset's lock: ``history.lock``).
+    """The partition as stored now: under the dataset's lock (``history.lock``), or with
+    ``locked=False`` on a read snapshot, as stored then (``write`` checks that it still is).
 
     Raises ``KeyMismatch`` when its units were hashed with another population key than
     ``key_id`` (a replica set up with a key of its own): the check would miss every release
@@ -147,8 +150,12 @@ def load(
     copy = copies.get(atoms.key)
     partition = None if copy is None else _caught_up(conn, copy, atoms)
     if partition is None:
-        if copy is not None:
-            copies.drop(atoms.key)  # another history than the store's: never used again
+        # Under the lock the head is the newest version: a copy it does not lead to is of
+        # another history than the store's (a restored backup), never used again. On a
+        # snapshot, a copy ahead of it was kept by a release committed since: left as it is.
+        ahead = copy is not None and copy.scheme == atoms.scheme and copy.seq > atoms.seq
+        if copy is not None and (locked or not ahead):
+            copies.drop(atoms.key)
         partition = _read(conn, atoms)
     return replace(atoms, partition=partition)
 

@@ -142,7 +142,9 @@ def test_a_rolled_back_release_leaves_no_trace_in_memory_or_store(engine: sa.Eng
     with engine.connect() as conn:
         rows_before = [conn.execute(sa.select(t)).all() for t in tables]
     with pytest.raises(JobFailed), engine.begin() as conn:
-        history.check(conn, dataset_id=DATASET, unit_column=UNIT, k=K, sketches={})
+        history.check(
+            conn, dataset_id=DATASET, unit_column=UNIT, k=K, sketches={}, department="stats"
+        )
         atoms = stored.load(
             conn, copies, dataset_id=DATASET, unit_column=UNIT, scheme="s1", key_id=KEY_ID
         )
@@ -199,6 +201,32 @@ def test_a_first_save_after_another_first_save_is_stale(engine: sa.Engine) -> No
     with pytest.raises(stored.Stale), engine.begin() as conn:
         stored.save(conn, before, {"left": span(0, 5)})
     assert atoms_of(loaded(engine, PartitionCopies())) == [sorted(span(0, 6).tolist())]
+
+
+def test_a_copy_ahead_of_a_read_snapshot_is_kept(engine: sa.Engine) -> None:
+    """A release decided on a read snapshot may find this replica's copy already ahead of it
+    (kept by a release committed since): the copy is not used, and not dropped either. Under
+    the lock a copy the head does not lead to is of another history, and is dropped."""
+    a = PartitionCopies()
+    release(engine, a, {"all": span(0, 6)})
+    with db.snapshot(engine) as snap:
+        snap.execute(sa.select(schema.release_partition_heads)).all()  # the snapshot starts
+        release(engine, a, {"left": span(0, 5)})
+        ahead = a.get((DATASET, UNIT))
+        assert ahead is not None
+        seen = stored.load(
+            snap, a, dataset_id=DATASET, unit_column=UNIT, scheme="s1", key_id=KEY_ID,
+            locked=False,
+        )  # fmt: skip
+    assert seen.seq == ahead.seq - 1
+    assert atoms_of(seen.partition) == [sorted(span(0, 6).tolist())]
+    assert a.get((DATASET, UNIT)) is ahead
+    with engine.begin() as conn:  # the store rolled back (a restored backup), under the lock
+        conn.execute(
+            schema.release_partition_heads.update().values(head=seen.seq, head_tag=seen.tag)
+        )
+        stored.load(conn, a, dataset_id=DATASET, unit_column=UNIT, scheme="s1", key_id=KEY_ID)
+    assert a.get((DATASET, UNIT)) is None
 
 
 def test_a_scheme_change_starts_the_partition_afresh(engine: sa.Engine) -> None:
