@@ -115,7 +115,8 @@ _NO_MEMBERS = "the units of this group are unknown"
 class _Decision:
     """What an aggregate release shows (``disclosed``) and stores: the partition it was
     decided against (None without a unit column), its refinement by the released cells (None
-    when none was released), and the sketches of the released cells not released before."""
+    when there is nothing to record: none released, or a repeat), and the sketches of the
+    released cells the department has not released before."""
 
     disclosed: DisclosedTable
     atoms: Atoms | None
@@ -153,7 +154,7 @@ class _Release:
         gw = self.run.gw
         with db.snapshot(gw.db) as conn:
             decision = self._decide(conn, snapshot=True)
-        if decision.saving is None:  # nothing released: nothing to record, nothing to check
+        if decision.saving is None:  # nothing released, or a repeat: nothing to record
             return decision, decision.atoms
         try:
             with gw.db.begin() as conn:
@@ -226,7 +227,7 @@ class _Release:
     def _store(self, conn: db.Connection, decision: _Decision) -> Atoms | None:
         """Record the decided release (the caller holds the dataset's lock): the partition's
         head moves first, so a stale decision raises ``Stale`` before anything is written."""
-        if decision.saving is None:  # decided again under the lock: nothing released
+        if decision.saving is None:  # decided again under the lock: nothing to record
             return decision.atoms
         after = release_partition.write(conn, decision.saving)
         release_history.record(
