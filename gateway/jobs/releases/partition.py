@@ -19,7 +19,7 @@ used as it is; else the log rows after the copy's version are read and applied (
 own row, or the snapshot, must still carry its tag); else the snapshot and the log after it.
 So a release through another replica, a compaction, a scheme change or a database restored
 from a backup is always seen, and a copy of a version that never committed is never used.
-``save`` appends the log row and moves the head; when the log after ``base`` holds more bytes
+``write`` moves the head and appends the log row; when the log after ``base`` holds more bytes
 than the new partition's snapshot would, it writes the snapshot (``base`` = ``head``) and
 deletes the log before the previous ``base`` (what is after it stays, so a replica a little
 behind still reads only what it lacks). Compaction costs the snapshot once the releases since
