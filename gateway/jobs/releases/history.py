@@ -12,9 +12,8 @@ least the difference of the sizes), then decoded in Python. A release is checked
 snapshot and recorded in a transaction that holds the dataset's lock (PostgreSQL advisory
 lock; SQLite's write lock) only if no release was recorded since (``partition.write``; else
 it is checked again under the lock), so two concurrent releases cannot both pass against
-each other. Cells are recorded before
-the release is finalised: a release that then fails leaves cells that were not released,
-which only makes later releases more cautious.
+each other. Cells are recorded before the release is finalised: a release that then fails
+leaves cells that were not released, which only makes later releases more cautious.
 
 Limits: the comparison is pairwise; populations assembled from three or more releases are
 caught by the atom check (``releases.partition``), which this one predates and which covers
