@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import time
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -208,10 +209,12 @@ def test_api_keys_rate_limits_and_counted_reads(
     service.reads.flush(force=True)
     auditor = world.as_("auditor@audit", "audit", "auditor")
     items = auditor.get("/v1/audit/entries", params={"type": "open.reads_summary"}).json()["items"]
-    assert len(items) == 1
-    counts = {
-        (c["holder"], c["outcome"]): c["calls"] for c in items[0]["event"]["details"]["counts"]
-    }
+    # one entry per minute window: two if the test ran across a minute's end
+    assert 1 <= len(items) <= 2
+    counts: Counter[tuple[str, str]] = Counter()
+    for item in items:
+        for c in item["event"]["details"]["counts"]:
+            counts[(c["holder"], c["outcome"])] += c["calls"]
     assert counts[("app_x", "served")] == 3 and counts[("app_x", "limited")] == 2
     assert counts[("anonymous", "served")] == 60
     reads = auditor.get("/v1/audit/stats").json()["open_reads"]
