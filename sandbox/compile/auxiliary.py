@@ -118,8 +118,8 @@ class DisclosureQueries:
 
     def members_from(self, table: ResultTable, keys: Sequence[GroupKey]) -> dict[GroupKey, Hashes]:
         """Per group among ``keys``: the sorted keyed hashes of its units (from a ``census``
-        or a ``members`` result)."""
-        from sandbox.disclosure.atoms import hashes_from_hex  # noqa: PLC0415 - numpy, lazily
+        or a ``members`` result, its hashes packed by the engine: ``pack_member_hashes``)."""
+        from sandbox.disclosure.atoms import hashes_from_bytes  # noqa: PLC0415 - numpy, lazily
 
         group, (units, hashes) = self._keys(table), _positions(table, ("units", "hashes"))
         wanted = set(keys)
@@ -128,12 +128,10 @@ class DisclosureQueries:
             key = tuple(zip(self.group_columns, (row[i] for i in group), strict=True))
             if key not in wanted:
                 continue
-            text = row[hashes]
-            if text is None and row[units] == 0:
-                text = ""  # DuckDB: STRING_AGG over no rows (a group-less template) is NULL
-            if not isinstance(text, str):
-                raise SandboxBug("member hashes are a text")
-            found = hashes_from_hex(text)
+            packed = row[hashes]
+            if not isinstance(packed, bytes):
+                raise SandboxBug("member hashes are packed (pack_member_hashes)")
+            found = hashes_from_bytes(packed)
             if found.size != row[units]:
                 raise SandboxBug("a group's member hashes do not match its units")
             out[key] = found
@@ -205,6 +203,30 @@ class DisclosureQueries:
 
     def _keys(self, table: ResultTable) -> list[int]:
         return _positions(table, _key_columns(self.group_columns))
+
+
+def pack_member_hashes(table: ResultTable) -> ResultTable:
+    """A derived query's result with its ``hashes`` (if it has them) packed: each group's text
+    of 16 hex digits a unit as 8 bytes a unit, big-endian, what ``members_from`` reads.
+
+    Engines pack where they run the query (the worker process for DuckDB), so the gateway
+    neither scans the text as JSON nor converts it. A NULL (``STRING_AGG`` over no rows, a
+    group-less template) packs as no units.
+    """
+    if "hashes" not in table.columns:
+        return table
+    at = table.columns.index("hashes")
+    rows = []
+    for row in table.rows:
+        text = row[at]
+        if text is not None and not isinstance(text, str):
+            raise SandboxBug("member hashes are a text")
+        try:
+            packed = bytes.fromhex(text or "")
+        except ValueError:
+            raise SandboxBug("member hashes are hex digits") from None
+        rows.append((*row[:at], packed, *row[at + 1 :]))
+    return ResultTable(table.columns, table.types, tuple(rows))
 
 
 def _key_columns(group_columns: Sequence[str]) -> tuple[str, ...]:

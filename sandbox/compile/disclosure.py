@@ -304,8 +304,8 @@ def _figure_outputs(keys: list[str], magnitudes: int, top_n: int) -> list[str]:
     return outputs
 
 
-# Each group's keyed unit hashes as one text, 16 hex digits a unit: ~16 bytes a unit with no
-# per-row conversion (``sandbox.disclosure.atoms.hashes_from_hex`` reads it back); ``scheme``
+# Each group's keyed unit hashes as one text, 16 hex digits a unit: no per-row conversion; the
+# engine packs it as 8 bytes a unit (``auxiliary.pack_member_hashes``) where it runs; ``scheme``
 # is ``hash`` of a fixed text, so sketches made by a DuckDB whose hash function differs are
 # never compared with these.
 _HASHES = "STRING_AGG(LPAD(TO_HEX(h), 16, '0'), '') AS hashes"
@@ -397,7 +397,7 @@ def _hashed(columns: list[str]) -> exp.Select:
 
 # Spark: the keyed hash with Spark's ``xxhash64`` (seed 42) in place of DuckDB's ``hash``,
 # the keys bound as signed BIGINTs; ``HEX`` of a BIGINT is its two's complement, i.e. the
-# unsigned value ``hashes_from_hex`` reads; ``scheme`` names the hash, so Spark's hashes and
+# unsigned value ``pack_member_hashes`` reads; ``scheme`` names the hash, so Spark's hashes and
 # sketches never meet DuckDB's.
 _SPARK_KEYED_HASH = "XXHASH64(XXHASH64(XXHASH64(u) ^ {k1}) ^ {k2}) AS h".format(
     k1=f"CAST(:{POPULATION_KEYS[0]} AS BIGINT)", k2=f"CAST(:{POPULATION_KEYS[1]} AS BIGINT)"

@@ -238,15 +238,12 @@ def cells_from_bytes(data: bytes) -> list[Hashes]:
     return np.split(hashes, np.cumsum(sizes)[:-1]) if n else []
 
 
-def hashes_from_hex(text: str) -> Hashes:
-    """Unit hashes sent as concatenated 16-digit hex numbers (the ``census`` query)."""
-    if len(text) % 16:
-        raise SandboxBug("member hashes come in 16 hex digits each")
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raise SandboxBug("member hashes are hex digits") from None
-    return _distinct(np.frombuffer(raw, ">u8").astype(np.uint64))
+def hashes_from_bytes(packed: bytes) -> Hashes:
+    """Sorted distinct unit hashes from 8 bytes a hash, big-endian, in any order (the
+    ``census`` query's hashes as engines pack them: ``pack_member_hashes``)."""
+    if len(packed) % 8:
+        raise SandboxBug("member hashes come in 8 bytes each")
+    return _distinct(np.frombuffer(packed, ">u8").astype(np.uint64))
 
 
 def _distinct(values: npt.NDArray[Any]) -> npt.NDArray[Any]:

@@ -164,7 +164,7 @@ class PopulationSketch:
     def from_hash_array(
         cls, cells_per_hash: int, hashes: npt.NDArray[np.uint64], scheme: str
     ) -> PopulationSketch:
-        """The sketch of distinct unit hashes (``atoms.hashes_from_hex``), vectorised: the
+        """The sketch of distinct unit hashes (``atoms.hashes_from_bytes``), vectorised: the
         cells the engine's ``populations`` query computes in SQL, with ``scheme``'s check
         function (DuckDB's ``hash`` or Spark's ``xxhash64``; tests pin both against a real
         engine). A job computes its sketches so from the member hashes it reads anyway."""

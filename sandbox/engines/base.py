@@ -34,7 +34,10 @@ class Engine(Protocol):
         params: Mapping[str, object],
         auxiliary: Sequence[AuxiliaryQuery],
         extra_params: Mapping[str, object] | None = None,
-    ) -> tuple[ResultTable, tuple[ResultTable, ...]]: ...
+    ) -> tuple[ResultTable, tuple[ResultTable, ...]]:
+        """``query``'s result and each auxiliary query's, member hashes packed
+        (``sandbox.compile.auxiliary.pack_member_hashes``)."""
+        ...
 
     def distinct_values(
         self, source: TableSource, column: str, limit: int = 1000

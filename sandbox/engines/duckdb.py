@@ -42,7 +42,7 @@ from typing import TypeVar
 
 import duckdb
 
-from sandbox.compile.auxiliary import AuxiliaryQuery
+from sandbox.compile.auxiliary import AuxiliaryQuery, pack_member_hashes
 from sandbox.compile.query import CompiledQuery
 from sandbox.dp.snapshot import DpOutcome, DpRun, run_dp
 from sandbox.engines._duckdb_sql import LOCKDOWN, literal, lockdown_values, reader_sql, view_sql
@@ -352,7 +352,8 @@ class DuckDBEngine:
             for aux in auxiliary:
                 self._check_sql(con, aux.duckdb_sql, aux.parameters)
                 values = {name: bindable[name] for name in aux.parameters}
-                results.append(self._execute(con, aux.duckdb_sql, values, aux.max_rows, None))
+                found = self._execute(con, aux.duckdb_sql, values, aux.max_rows, None)
+                results.append(pack_member_hashes(found))
             return main, tuple(results)
 
         self._check_params(query, params)

@@ -274,7 +274,11 @@ class ProcessEngine:
     ) -> tuple[ResultTable, tuple[ResultTable, ...]]:
         message = self._run_message(query, sources, params, auxiliary, extra_params or {})
         reply = self._call(message)
-        tables = tuple(protocol.decode_table(t) for t in reply["auxiliary"])
+        blobs = reply.get(protocol.BLOBS, [])
+        try:
+            tables = tuple(protocol.decode_table(t, blobs) for t in reply["auxiliary"])
+        except protocol.ProtocolError:
+            raise ExecutionError(ExecutionCategory.INTERNAL) from None
         if len(tables) != len(auxiliary):
             raise ExecutionError(ExecutionCategory.INTERNAL)
         return protocol.decode_table(reply["table"]), tables

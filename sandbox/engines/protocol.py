@@ -2,15 +2,21 @@
 
 Frames are a 4-byte big-endian length and a UTF-8 JSON object, so nothing the worker sends
 is ever unpickled or evaluated by the parent (a compromised worker can send bad data, not
-code). Requests: ``init`` (limits and OS limits), ``run``, ``distinct_values``,
-``infer_schema``. Replies: ``{"ok": true, ...}`` or ``{"ok": false, "error": {...}}`` with
-only the error's type and category — never a driver message.
+code). A frame may carry binary values after its JSON: a NUL byte (which JSON text never
+holds) and the values' bytes back to back, their sizes listed under ``blobs`` in the JSON.
+A table's bytes values travel so (``encode_table``): a census's member hashes are 8 bytes a
+unit there, not 16 hex digits the parent would scan as JSON text.
+
+Requests: ``init`` (limits and OS limits), ``run``, ``distinct_values``, ``infer_schema``.
+Replies: ``{"ok": true, ...}`` or ``{"ok": false, "error": {...}}`` with only the error's
+type and category — never a driver message.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import date
 from decimal import Decimal
@@ -32,6 +38,7 @@ from sandbox.results import ResultTable
 from sandbox.sources import Limits, TableSource
 
 MAX_FRAME = 1 << 30  # a frame larger than this is a protocol error
+BLOBS = "blobs"  # a frame's binary values: their sizes in the JSON, bytes once decoded
 _HEADER = 4
 
 
@@ -39,11 +46,19 @@ class ProtocolError(Exception):
     """The peer sent something that is not a well-formed frame (or hung up)."""
 
 
-def frame(message: dict[str, Any]) -> bytes:
+def frame(message: dict[str, Any], blobs: Sequence[bytes] = ()) -> bytes:
+    """``message`` as one frame; ``blobs`` (binary values it refers to by position) after it."""
+    if BLOBS in message:
+        raise SandboxBug(f"'{BLOBS}' is the protocol's own key")
+    if blobs:
+        message = {**message, BLOBS: [len(b) for b in blobs]}
     body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
-    if len(body) > MAX_FRAME:
+    size = len(body) + (1 + sum(len(b) for b in blobs) if blobs else 0)
+    if size > MAX_FRAME:
         raise ProtocolError("message too large")
-    return len(body).to_bytes(_HEADER, "big") + body
+    if not blobs:
+        return size.to_bytes(_HEADER, "big") + body
+    return b"".join((size.to_bytes(_HEADER, "big"), body, b"\0", *blobs))
 
 
 def read_frame(fd: int) -> dict[str, Any]:
@@ -55,12 +70,30 @@ def read_frame(fd: int) -> dict[str, Any]:
 
 
 def decode(body: bytes) -> dict[str, Any]:
+    """A frame's message; its binary values, if any, as a list of bytes under ``blobs``."""
+    end = body.find(b"\0")
     try:
-        message = json.loads(body)
+        message = json.loads(body if end < 0 else body[:end])
     except ValueError:
         raise ProtocolError("frame is not JSON") from None
     if not isinstance(message, dict):
         raise ProtocolError("frame is not an object")
+    sizes = message.get(BLOBS)
+    if end < 0:
+        if sizes is not None:
+            raise ProtocolError("a frame lists binary values it does not carry")
+        return message
+    if (
+        not isinstance(sizes, list)
+        or not all(type(n) is int and n >= 0 for n in sizes)
+        or sum(sizes) != len(body) - end - 1
+    ):
+        raise ProtocolError("a frame's binary values do not match their sizes")
+    view, at, blobs = memoryview(body), end + 1, []
+    for n in sizes:
+        blobs.append(bytes(view[at : at + n]))
+        at += n
+    message[BLOBS] = blobs
     return message
 
 
@@ -163,15 +196,44 @@ def decode_limits(data: dict[str, Any]) -> Limits:
     return Limits(**data)
 
 
-def encode_table(table: ResultTable) -> dict[str, Any]:
-    return {"columns": table.columns, "types": table.types, "rows": table.rows}
+def encode_table(table: ResultTable, blobs: list[bytes] | None = None) -> dict[str, Any]:
+    """``table`` for a frame. With ``blobs`` (the frame's binary values, appended to), its bytes
+    values travel as binary: null in the rows, their places listed under ``binary``."""
+    encoded: dict[str, Any] = {"columns": table.columns, "types": table.types, "rows": table.rows}
+    if blobs is None:
+        return encoded
+    places, rows = [], []
+    for r, row in enumerate(table.rows):
+        values = list(row)
+        for c, value in enumerate(values):
+            if isinstance(value, bytes):
+                places.append([r, c, len(blobs)])
+                blobs.append(value)
+                values[c] = None
+        rows.append(values)
+    if places:
+        encoded.update(rows=rows, binary=places)
+    return encoded
 
 
-def decode_table(data: dict[str, Any]) -> ResultTable:
+def decode_table(data: dict[str, Any], blobs: Sequence[bytes] = ()) -> ResultTable:
+    """A table from ``encode_table``, its binary values taken from the frame's ``blobs``."""
+    places = data.get("binary", ())
+    rows = [list(row) for row in data["rows"]] if places else data["rows"]
+    for place in places:
+        try:
+            r, c, i = place
+            if not (type(r) is type(c) is type(i) is int and min(r, c, i) >= 0):
+                raise TypeError
+            if rows[r][c] is not None:
+                raise ValueError
+            rows[r][c] = blobs[i]
+        except (TypeError, ValueError, IndexError):
+            raise ProtocolError("a table's binary value is misplaced") from None
     return ResultTable(
         columns=tuple(data["columns"]),
         types=tuple(data["types"]),
-        rows=tuple(tuple(row) for row in data["rows"]),
+        rows=tuple(tuple(row) for row in rows),
     )
 
 

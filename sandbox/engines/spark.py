@@ -49,7 +49,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sandbox.compile.auxiliary import POPULATION_KEYS, AuxiliaryQuery
+from sandbox.compile.auxiliary import POPULATION_KEYS, AuxiliaryQuery, pack_member_hashes
 from sandbox.compile.query import CompiledQuery
 from sandbox.compile.spark import job_sql, profile_sql, view_name
 from sandbox.errors import (
@@ -326,7 +326,8 @@ class SparkEngine:
             results = []
             for aux, aux_text in zip(auxiliary, texts, strict=True):
                 values = {name: _spark_value(name, bindable[name]) for name in aux.parameters}
-                results.append(self._execute(call, aux_text, values, aux.max_rows, None))
+                found = self._execute(call, aux_text, values, aux.max_rows, None)
+                results.append(pack_member_hashes(found))
             return main, tuple(results)
 
         return self._guarded(mounted, work)

@@ -44,10 +44,12 @@ def _handle(
             return {"ok": True, "table": protocol.encode_table(table), "auxiliary": []}
         extra = protocol.decode_params(message.get("extra", {}))
         main, aux = engine.run_with_auxiliary(query, sources, params, auxiliary, extra)
+        blobs: list[bytes] = []  # the census's member hashes, as binary after the JSON
         return {
             "ok": True,
             "table": protocol.encode_table(main),
-            "auxiliary": [protocol.encode_table(t) for t in aux],
+            "auxiliary": [protocol.encode_table(t, blobs) for t in aux],
+            protocol.BLOBS: blobs,
         }
     if op == "dp_run":
         oslimits.cpu_budget(limits.cpu_s)
@@ -101,7 +103,8 @@ def main() -> int:
         except Exception:  # nothing of the exception may leave
             error = ExecutionError(ExecutionCategory.INTERNAL)
             reply = {"ok": False, "error": protocol.encode_error(error)}
-        protocol.write_all(fd_out, protocol.frame(reply))
+        blobs = reply.pop(protocol.BLOBS, [])
+        protocol.write_all(fd_out, protocol.frame(reply, blobs))
     engine.close()
     return 0
 

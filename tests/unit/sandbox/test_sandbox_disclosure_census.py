@@ -182,7 +182,7 @@ def test_a_job_runs_the_census_alone_and_without_a_unit_the_contributors() -> No
 def test_results_are_read_by_column_name_and_a_missing_column_fails_closed() -> None:
     query = compiled(TEMPLATES["one group, one magnitude"])
     derived = derived_of(query, unique=False)
-    hashes = "00000000000000010000000000000002"
+    hashes = bytes.fromhex("00000000000000020000000000000001")  # packed, in any order
     table = ResultTable(
         ("g0", "units", "total0", "top0", "hashes", "scheme"),
         ("VARCHAR", "BIGINT", "HUGEINT", "BIGINT[]", "VARCHAR", "UBIGINT"),
@@ -287,3 +287,28 @@ def test_a_template_without_groups_over_no_rows_has_no_members(
         members = derived.members_from(census, [()])
         assert members[()].size == 0
         assert derived.contributors_from(census)[()].units == 0
+
+
+def test_a_worker_process_sends_the_census_the_engine_packed(tmp_path: Path) -> None:
+    """The member hashes cross the process boundary as binary (8 bytes a unit), unchanged."""
+    from sandbox.engines.process import ProcessEngine
+
+    query = compiled(TEMPLATES["two groups, two magnitudes"])
+    derived = derived_of(query, unique=False)
+    sources = people(ROWS, tmp_path / "people.parquet")
+    local, worker = DuckDBEngine(), ProcessEngine(spares=0)
+    try:
+        here = local.run_with_auxiliary(query, sources, {"lo": 0}, derived.queries, SECRET)
+        there = worker.run_with_auxiliary(query, sources, {"lo": 0}, derived.queries, SECRET)
+    finally:
+        local.close()
+        worker.close()
+    for a, b in zip((there[0], *there[1]), (here[0], *here[1]), strict=True):
+        assert a.columns == b.columns and a.types == b.types
+        assert sorted(map(repr, a.rows)) == sorted(map(repr, b.rows))  # GROUP BY has no order
+    census = derived.by_name(there[1])["census"]
+    at = census.columns.index("hashes")
+    assert all(isinstance(row[at], bytes) and len(row[at]) % 8 == 0 for row in census.rows)
+    assert sum(len(row[at]) for row in census.rows) // 8 == sum(
+        c.units for c in derived.contributors_from(census).values()
+    )

@@ -96,3 +96,51 @@ def test_a_frame_that_is_not_a_json_object_is_a_protocol_error() -> None:
 def test_dates_and_decimals_are_encoded_exactly() -> None:
     encoded = protocol.encode_params({"d": date(2024, 2, 29), "m": Decimal("12.50")})
     assert encoded == {"d": ["date", "2024-02-29"], "m": ["decimal", "12.50"]}
+
+
+@given(
+    st.lists(
+        st.tuples(st.text(max_size=5), st.one_of(st.none(), st.binary(max_size=40))),
+        max_size=6,
+    )
+)
+def test_bytes_values_travel_as_binary_after_the_json(rows: list[tuple[str, bytes | None]]) -> None:
+    table = ResultTable(("g", "hashes"), ("VARCHAR", "BLOB"), tuple(rows))
+    blobs: list[bytes] = []
+    message = {"ok": True, "auxiliary": [protocol.encode_table(table, blobs)]}
+    sent = protocol.frame(message, blobs)
+    assert int.from_bytes(sent[:4], "big") == len(sent) - 4
+    received = protocol.decode(sent[4:])
+    assert received.get(protocol.BLOBS, []) == blobs
+    assert protocol.decode_table(received["auxiliary"][0], blobs) == table
+    assert len(blobs) == sum(isinstance(v, bytes) for _, v in rows)
+    assert b"".join(blobs) in sent  # raw, not as text
+
+
+def test_binary_values_that_do_not_add_up_are_a_protocol_error() -> None:
+    table = ResultTable(("h",), ("BLOB",), ((b"\x00\x01",),))
+    blobs: list[bytes] = []
+    body = protocol.frame({"t": protocol.encode_table(table, blobs)}, blobs)[4:]
+    assert protocol.decode(body)[protocol.BLOBS] == [b"\x00\x01"]
+    end = body.index(b"\0")
+    for bad in (
+        body + b"x",  # more bytes than listed
+        body[:-1],  # fewer
+        body[:end],  # listed, not carried
+        body[:end].replace(b"[2]", b"[-1]") + body[end:],
+        body[:end].replace(b"[2]", b'["2"]') + body[end:],
+        b'{"t":1}\0xx',  # carried, not listed
+    ):
+        with pytest.raises(protocol.ProtocolError):
+            protocol.decode(bad)
+    with pytest.raises(SandboxBug):
+        protocol.frame({protocol.BLOBS: [1]})  # the protocol's own key
+
+
+def test_a_misplaced_binary_value_is_a_protocol_error() -> None:
+    encoded = {"columns": ["h"], "types": ["BLOB"], "rows": [[None], ["x"]]}
+    for binary in ([[0, 0, 1]], [[2, 0, 0]], [[1, 0, 0]], [[0, -1, 0]], [[0, 0]], [["0", 0, 0]]):
+        with pytest.raises(protocol.ProtocolError):
+            protocol.decode_table({**encoded, "binary": binary}, [b"ab"])
+    placed = protocol.decode_table({**encoded, "binary": [[0, 0, 0]]}, [b"ab"])
+    assert placed.rows == ((b"ab",), ("x",))
