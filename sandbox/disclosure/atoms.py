@@ -402,8 +402,12 @@ def refines(partition: Partition, members: Mapping[G, Hashes]) -> bool:
 def _distinct_counts(
     values: npt.NDArray[np.int64],
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    distinct, inverse = _distinct_inverse(values)
-    return distinct, np.bincount(inverse, minlength=distinct.size)
+    """Sorted distinct values and how often each occurs (a sort: no inverse is needed)."""
+    ordered = np.sort(values)
+    if not ordered.size:
+        return ordered, _NO_LABELS
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    return ordered[starts], np.diff(np.append(starts, ordered.size))
 
 
 def _merged(

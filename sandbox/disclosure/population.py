@@ -97,6 +97,64 @@ def _checks(values: npt.NDArray[np.uint64], scheme: str) -> npt.NDArray[np.uint6
         return z ^ (z >> u(32))
 
 
+# Up to this many cells a sketch's cells are filled in place (a count and two XORs by cell
+# index: O(units)); larger sketches sort the units' cell indexes instead. A sketch has
+# 3 × max(8, 2k) cells for the threshold k of a dataset: a few dozen.
+DENSE_CELLS = 1 << 16
+Cell = tuple[int, int, int, int]
+
+
+def _cells_by_scatter(
+    size: int,
+    index: npt.NDArray[np.int64],
+    keys: npt.NDArray[np.uint64],
+    checks: npt.NDArray[np.uint64],
+) -> tuple[Cell, ...]:
+    """The occupied cells, each cell's figures accumulated at its index."""
+    import numpy as np  # noqa: PLC0415 - numpy only where sketches are made
+
+    counts = np.bincount(index, minlength=size)
+    xor_keys, xor_checks = np.zeros(size, np.uint64), np.zeros(size, np.uint64)
+    np.bitwise_xor.at(xor_keys, index, keys)
+    np.bitwise_xor.at(xor_checks, index, checks)
+    occupied = np.flatnonzero(counts)
+    return tuple(
+        zip(
+            occupied.tolist(),
+            counts[occupied].tolist(),
+            xor_keys[occupied].tolist(),
+            xor_checks[occupied].tolist(),
+            strict=True,
+        )
+    )
+
+
+def _cells_by_sort(
+    size: int,
+    index: npt.NDArray[np.int64],
+    keys: npt.NDArray[np.uint64],
+    checks: npt.NDArray[np.uint64],
+) -> tuple[Cell, ...]:
+    """The occupied cells, the units ordered by cell index (any order within a cell: XOR and
+    count do not depend on it)."""
+    import numpy as np  # noqa: PLC0415 - numpy only where sketches are made
+
+    if not index.size:
+        return ()
+    order = np.argsort(index)
+    index, keys, checks = index[order], keys[order], checks[order]
+    starts = np.flatnonzero(np.concatenate([[True], index[1:] != index[:-1]]))
+    return tuple(
+        zip(
+            index[starts].tolist(),
+            np.diff(np.append(starts, index.size)).tolist(),
+            np.bitwise_xor.reduceat(keys, starts).tolist(),
+            np.bitwise_xor.reduceat(checks, starts).tolist(),
+            strict=True,
+        )
+    )
+
+
 def check_for(scheme: str) -> Callable[[int], int]:
     """The check function of a sketch scheme (``check_of`` unless Spark made it)."""
     return spark_check if scheme.startswith(f"iblt3/{SPARK_SCHEME}") else check_of
@@ -173,7 +231,6 @@ class PopulationSketch:
         h = np.asarray(hashes, dtype=np.uint64)
         if h.size and np.any(h[1:] <= h[:-1]):
             raise SandboxBug("a sketch is made of sorted distinct hashes")
-        checks = _checks(h, scheme)
         width = np.uint64(cells_per_hash)
         index = np.concatenate(
             [
@@ -181,23 +238,10 @@ class PopulationSketch:
                 for j in range(HASHES)
             ]
         )
-        order = np.argsort(index, kind="stable")
-        index = index[order]
-        keys = np.tile(h, HASHES)[order]
-        checked = np.tile(checks, HASHES)[order]
-        if not index.size:
-            return cls(cells_per_hash, 0, (), scheme)
-        starts = np.flatnonzero(np.concatenate([[True], index[1:] != index[:-1]]))
-        counts = np.diff(np.append(starts, index.size))
-        cells = tuple(
-            zip(
-                index[starts].tolist(),
-                counts.tolist(),
-                np.bitwise_xor.reduceat(keys, starts).tolist(),
-                np.bitwise_xor.reduceat(checked, starts).tolist(),
-                strict=True,
-            )
-        )
+        keys, checks = np.tile(h, HASHES), np.tile(_checks(h, scheme), HASHES)
+        size = HASHES * cells_per_hash
+        made = _cells_by_scatter if size <= DENSE_CELLS else _cells_by_sort
+        cells = made(size, index, keys, checks)
         return cls(cells_per_hash, int(h.size), cells, scheme)
 
     def to_bytes(self) -> bytes:

@@ -175,6 +175,8 @@ class _Release:
         differencing: dict[GroupKey, str] = {}
         known: set[GroupKey] = set()
         atoms = None
+        cells: dict[GroupKey, Any] = {}
+        changes = False
         if conn is not None and self.unit is not None:
             atoms = release_partition.load(
                 conn,
@@ -207,21 +209,23 @@ class _Release:
             released = [group_key(columns, query.group_columns, r) for r in disclosed.rows]
             if atoms is None:
                 break
-            unknown = {g: _NO_MEMBERS for g in released if g not in self.members}
-            more = unknown or release_partition.withheld(
-                atoms.partition, {g: self.members[g] for g in released}, k
-            )
+            more: dict[GroupKey, str] = {g: _NO_MEMBERS for g in released if g not in self.members}
+            if not more:
+                cells = {g: self.members[g] for g in released}
+                # Cells that are each a union of atoms change no atom, so they make no small
+                # one: the atom check is needed only when the partition would change.
+                changes = refines_partition(atoms.partition, cells)
+                if changes:
+                    more = release_partition.withheld(atoms.partition, cells, k)
             if not more:
                 break
             differencing.update(more)
         recorded = [self.sketches[g] for g in released if g in self.sketches and g not in known]
         saving = None
-        if atoms is not None:
-            cells = {g: self.members[g] for g in released}
-            # A repeat (every cell a union of atoms, every population released before by this
-            # department) adds nothing to either record: no refinement, no transaction.
-            if recorded or refines_partition(atoms.partition, cells):
-                saving = release_partition.prepare(atoms, cells)
+        # A repeat (every cell a union of atoms, every population released before by this
+        # department) adds nothing to either record: no refinement, no transaction.
+        if atoms is not None and (recorded or changes):
+            saving = release_partition.prepare(atoms, cells)
         return _Decision(disclosed, atoms, saving, recorded)
 
     def _store(self, conn: db.Connection, decision: _Decision) -> Atoms | None:

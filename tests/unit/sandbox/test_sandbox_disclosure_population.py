@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from unittest import mock
 
 import duckdb
 import numpy as np
@@ -26,6 +27,7 @@ from sandbox import (
 )
 from sandbox.compile.auxiliary import POPULATION_KEYS, population_params
 from sandbox.compile.disclosure import base_table, derive_disclosure_queries, uniqueness_query
+from sandbox.disclosure import population
 from sandbox.disclosure.population import (
     PopulationSketch,
     cells_of,
@@ -295,8 +297,10 @@ def test_a_sketch_from_a_hash_array_is_the_sketch_of_its_hashes(
             cell[0] += 1
             cell[1] ^= value
             cell[2] ^= check(value)
-    made = PopulationSketch.from_hash_array(
-        cells_per_hash, np.array(sorted(hashes), dtype=np.uint64), scheme
-    )
+    array = np.array(sorted(hashes), dtype=np.uint64)
+    made = PopulationSketch.from_hash_array(cells_per_hash, array, scheme)
     assert made.cells == tuple((i, *c) for i, c in sorted(cells.items()))
     assert made.units == len(hashes) and made.scheme == scheme
+    # a sketch too large to fill in place sorts its units by cell instead: the same cells
+    with mock.patch.object(population, "DENSE_CELLS", 0):
+        assert PopulationSketch.from_hash_array(cells_per_hash, array, scheme) == made
