@@ -63,6 +63,14 @@ class _Lost(Exception):
     """The worker died, hung up or sent garbage."""
 
 
+def _table(encoded: dict[str, Any], blobs: Sequence[bytes] = ()) -> ResultTable:
+    """A worker's table; one that does not decode fails the job as the engine's own error."""
+    try:
+        return protocol.decode_table(encoded, blobs)
+    except protocol.ProtocolError:
+        raise ExecutionError(ExecutionCategory.INTERNAL) from None
+
+
 class _Worker:
     """One worker process and its pipes."""
 
@@ -262,7 +270,7 @@ class ProcessEngine:
         params: Mapping[str, object],
     ) -> ResultTable:
         reply = self._call(self._run_message(query, sources, params, (), {}))
-        return protocol.decode_table(reply["table"])
+        return _table(reply["table"])
 
     def run_with_auxiliary(
         self,
@@ -275,13 +283,10 @@ class ProcessEngine:
         message = self._run_message(query, sources, params, auxiliary, extra_params or {})
         reply = self._call(message)
         blobs = reply.get(protocol.BLOBS, [])
-        try:
-            tables = tuple(protocol.decode_table(t, blobs) for t in reply["auxiliary"])
-        except protocol.ProtocolError:
-            raise ExecutionError(ExecutionCategory.INTERNAL) from None
+        tables = tuple(_table(t, blobs) for t in reply["auxiliary"])
         if len(tables) != len(auxiliary):
             raise ExecutionError(ExecutionCategory.INTERNAL)
-        return protocol.decode_table(reply["table"]), tables
+        return _table(reply["table"]), tables
 
     def run_dp(
         self, request: DpRun, sources: Mapping[str, TableSource], params: Mapping[str, object]
