@@ -106,17 +106,35 @@ class Estimate(BaseModel):
 
 
 async def _waited(
-    request: Request, gw: Gateway, principal: Principal, job: Job, wait: float
+    request: Request,
+    gw: Gateway,
+    principal: Principal,
+    job_id: str,
+    wait: float,
+    *,
+    seen: int | None,
+    job: Job | None = None,
 ) -> Response:
-    """The result once the job has ended within `wait` seconds (200), else its status (202)."""
-    if wait > 0 and job.status not in {s.value for s in TERMINAL}:
+    """The result once the job has ended within `wait` seconds (200), else its status (202).
+    `job`: the row as the caller just read it (None: not read); `seen`:
+    `gw.jobs_finished.generation()` from before that (`waits.until_finished`)."""
+
+    def result(row: Job) -> dict[str, Any]:
+        return reads.result(gw, principal, row)
+
+    ended = job is not None and JobStatus(job.status) in TERMINAL
+    if wait > 0 and not ended:
         slots: waits.WaitSlots = request.app.state.waits
         with slots.hold(principal):
-            ended = await waits.until_finished(gw, job, wait, gone=request.is_disconnected)
-        if ended is None:
+            body = await waits.until_finished(
+                gw, job_id, wait, seen=seen, gone=request.is_disconnected, then=result
+            )
+        if body is None:
             return Response(status_code=CLIENT_GONE)
-        job = ended
-    body = await to_thread.run_sync(reads.result, gw, principal, job)
+    elif job is not None:
+        body = await to_thread.run_sync(result, job)
+    else:
+        body = await to_thread.run_sync(lambda: result(waits.load(gw, job_id)))
     status = 200 if body["status"] in {s.value for s in TERMINAL} else 202
     return JSONResponse(body, status_code=status)
 
@@ -139,9 +157,11 @@ async def submit_job(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
     wait: WaitQuery = 0,
 ) -> Response:
+    seen: int | None = gw.jobs_finished.generation()  # before the job exists: its release after
+
     def run() -> dict[str, Any]:
         with timing.stage("submit"):  # admission is this stage less its `store:submit` part
-            return submit.submit(
+            accepted = submit.submit(
                 gw,
                 principal,
                 template_id=body.template,
@@ -151,12 +171,16 @@ async def submit_job(
                 purposes=body.purposes,
                 idempotency_key=idempotency_key,
             )
+        if wait > 0:  # the caller's own job, of its department: what reading a result needs
+            reads.may_read_result(gw, principal, accepted["id"])
+        return accepted
 
     accepted = await to_thread.run_sync(run)
     location = {"Location": f"/v1/jobs/{accepted['id']}"}
     if wait > 0:
-        job = await to_thread.run_sync(reads.result_job, gw, principal, accepted["id"])
-        waited = await _waited(request, gw, principal, job, wait)
+        if accepted.get("replayed"):  # an earlier job, which may have ended long ago
+            seen = None
+        waited = await _waited(request, gw, principal, accepted["id"], wait, seen=seen)
         if waited.status_code == 200:
             waited.headers.update(location)
             return waited
@@ -222,8 +246,9 @@ async def job_result(
     principal: PrincipalDep,
     wait: WaitQuery = 0,
 ) -> Response:
+    seen = gw.jobs_finished.generation()  # before the read: a release after it wakes the wait
     job = await to_thread.run_sync(reads.result_job, gw, principal, job_id)
-    return await _waited(request, gw, principal, job, wait)
+    return await _waited(request, gw, principal, job.id, wait, seen=seen, job=job)
 
 
 @router.delete(

@@ -46,6 +46,12 @@ def result_job(gw: Gateway, principal: Principal, job_id: str) -> Job:
     return _visible(gw, principal, job_id, "result")
 
 
+def may_read_result(gw: Gateway, principal: Principal, job_id: str) -> None:
+    """`result_job`'s authorization for a job the caller has just submitted (so of its own
+    department, as submitting a job makes it): the policy's word, no read of the job."""
+    require(gw, principal, "result", "read", event="result.denied", target=f"job:{job_id}")
+
+
 def result(gw: Gateway, principal: Principal, row: Job) -> dict[str, Any]:
     """What the caller gets for a job as it stands (see `gateway.jobs.waits` to wait for its
     end): the status, and once released the result with its receipt."""

@@ -16,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
 
 from anyio import to_thread
 
@@ -26,6 +27,7 @@ from gateway.jobs import model
 from gateway.jobs.model import TERMINAL, Job, JobStatus
 from gateway.store import db
 
+T = TypeVar("T")
 RECHECK_S = 0.5  # how often a wait looks at the store for other replicas' releases
 MAX_WAIT_S = 300.0
 
@@ -62,20 +64,36 @@ class WaitSlots:
                     del self._held[key]
 
 
-def _load(gw: Gateway, job_id: str) -> Job:
+def load(gw: Gateway, job_id: str) -> Job:
     with db.reading(gw.db) as conn:
         return model.load_job(conn, job_id)
 
 
+def _look(gw: Gateway, job_id: str, then: Callable[[Job], T], final: bool) -> tuple[bool, T | None]:
+    """One look at the store: (True, `then(job)`) once the job has ended, or on the `final`
+    look whatever its status; (False, None) while it runs. One thread hop for both."""
+    job = load(gw, job_id)
+    if final or JobStatus(job.status) in TERMINAL:
+        return True, then(job)
+    return False, None
+
+
 async def until_finished(
     gw: Gateway,
-    job: Job,
+    job_id: str,
     wait_s: float,
     *,
+    seen: int | None,
     gone: Callable[[], Awaitable[bool]],
-) -> Job | None:
-    """The job once it has ended, or as it stands when `wait_s` is over; None if the client
-    hung up meanwhile."""
+    then: Callable[[Job], T],
+) -> T | None:
+    """`then(job)` (in a thread, with the look that found it) once the job has ended, or with
+    the job as it stands when `wait_s` is over; None if the client hung up meanwhile.
+
+    `seen` is `gw.jobs_finished.generation()` from before the caller last saw the job
+    unfinished: a release since then (this job's, perhaps, before this wait listened) makes
+    the first look immediate, so no release is missed; None: look at once.
+    """
     deadline = time.monotonic() + max(0.0, min(wait_s, MAX_WAIT_S))
     loop = asyncio.get_running_loop()
     woken = asyncio.Event()
@@ -84,18 +102,21 @@ async def until_finished(
         with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
             loop.call_soon_threadsafe(woken.set)
 
-    forget = gw.jobs_finished.listen(wake, topic=job.id)  # this job's end, not every job's
+    forget = gw.jobs_finished.listen(wake, topic=job_id)  # this job's end, not every job's
     try:
-        while JobStatus(job.status) not in TERMINAL:
+        if seen is None or gw.jobs_finished.generation() != seen:
+            woken.set()
+        while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return job
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), timeout=min(remaining, RECHECK_S))
+            if remaining > 0 and not woken.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), timeout=min(remaining, RECHECK_S))
             woken.clear()  # before the look: a release after it wakes the next round
             if await gone():
                 return None
-            job = await to_thread.run_sync(_load, gw, job.id)
-        return job
+            final = deadline - time.monotonic() <= 0
+            done, value = await to_thread.run_sync(_look, gw, job_id, then, final)
+            if done:
+                return value
     finally:
         forget()

@@ -24,6 +24,7 @@ from gateway.auth.keys import IssuerKeys
 from gateway.auth.principal import Principal
 from gateway.demo import documents
 from gateway.demo.server import BackgroundServer
+from gateway.jobs import waits
 from gateway.jobs.waits import WaitSlots
 from gateway.settings import Settings
 from tests.integration.conftest import Caller, World, grant_purpose
@@ -147,7 +148,11 @@ def working_world(
 
 
 @pytest.mark.parametrize("migrated_database_url", ["sqlite"], indirect=True)
-def test_submit_with_wait_answers_with_the_result(working_world: World) -> None:
+def test_submit_with_wait_answers_with_the_result(
+    working_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a wait that missed a release would sleep an hour: the client's guard fails it instead
+    monkeypatch.setattr(waits, "RECHECK_S", 3600.0)
     owners = {d: working_world.as_(f"owner@{d}", d, "data_owner") for d in ("market", "tax")}
     analyst = working_world.as_("analyst@stats", "stats", "analyst")
     for dept, doc in (
@@ -164,8 +169,15 @@ def test_submit_with_wait_answers_with_the_result(working_world: World) -> None:
         assert approved.status_code == 201, approved.text
     grant_purpose(analyst, owners["market"], "market.enterprise_registry")
     grant_purpose(analyst, owners["tax"], "tax.filings")
-    done = analyst.post("/v1/jobs", params={"wait": 60}, json={"purposes": analyst.purposes, **JOB})
+    request = {"purposes": analyst.purposes, **JOB}
+    key = {"Idempotency-Key": "waits-1"}
+    done = analyst.post("/v1/jobs", params={"wait": 300}, json=request, headers=key)
     assert done.status_code == 200, done.text
     body = done.json()
     assert body["status"] == "released" and body["rows"] and body["receipt"]
     assert done.headers["Location"] == f"/v1/jobs/{body['job']['id']}"
+    # the same request again: the ended job's result at once (no release is coming to wake it)
+    again = analyst.post("/v1/jobs", params={"wait": 300}, json=request, headers=key)
+    assert again.status_code == 200, again.text
+    assert again.json()["job"]["id"] == body["job"]["id"]
+    assert again.json()["rows"] == body["rows"]
