@@ -4,8 +4,9 @@ A result wait (`GET /v1/jobs/{id}/result?wait=S`, `POST /v1/jobs?wait=S`) is a c
 sleeps on an asyncio event that the worker's release of *that* job wakes
 (`Gateway.jobs_finished`, by job id: other jobs' releases pass it by), looks at
 the store now and then for jobs another replica finished, and stops when the client hangs up.
-Each look borrows a thread for one short read. A caller may hold only so many waits at once
-(`max_waits_per_caller`); one more is answered 429 with `Retry-After`.
+Each look borrows a thread for one short read (and the result, in the same hop, once the job
+has ended). A caller may hold only so many waits at once (`max_waits_per_caller`); one more
+is answered 429 with `Retry-After`.
 """
 
 from __future__ import annotations
