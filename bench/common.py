@@ -96,10 +96,20 @@ class Served:
             json={"content_hash": t["content_hash"]},
         )
 
-    def job(self, submission: dict[str, Any], *, wait_s: int = 120) -> dict[str, Any]:
-        """Submit a job as the analyst and return its released result."""
+    def job(
+        self, submission: dict[str, Any], *, wait_s: int = 120, one_call: bool = False
+    ) -> dict[str, Any]:
+        """Submit a job as the analyst and return its released result: with `one_call`,
+        `POST /v1/jobs?wait=` (the synchronous fast path), else the POST then
+        `GET /v1/jobs/{id}/result?wait=`."""
+        if one_call:
+            body: dict[str, Any] = self.call(
+                self.analyst, "POST", "/v1/jobs", json=submission, params={"wait": wait_s}
+            ).json()
+            assert body["status"] == "released", body
+            return body
         job = self.call(self.analyst, "POST", "/v1/jobs", json=submission).json()
-        body: dict[str, Any] = self.call(
+        body = self.call(
             self.analyst, "GET", f"/v1/jobs/{job['id']}/result", params={"wait": wait_s}
         ).json()
         assert body["status"] == "released", body
