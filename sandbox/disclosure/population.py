@@ -17,7 +17,7 @@ import math
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sandbox.errors import SandboxBug
 
@@ -118,15 +118,7 @@ def _cells_by_scatter(
     np.bitwise_xor.at(xor_keys, index, keys)
     np.bitwise_xor.at(xor_checks, index, checks)
     occupied = np.flatnonzero(counts)
-    return tuple(
-        zip(
-            occupied.tolist(),
-            counts[occupied].tolist(),
-            xor_keys[occupied].tolist(),
-            xor_checks[occupied].tolist(),
-            strict=True,
-        )
-    )
+    return _cells(occupied, counts[occupied], xor_keys[occupied], xor_checks[occupied])
 
 
 def _cells_by_sort(
@@ -144,15 +136,17 @@ def _cells_by_sort(
     order = np.argsort(index)
     index, keys, checks = index[order], keys[order], checks[order]
     starts = np.flatnonzero(np.concatenate([[True], index[1:] != index[:-1]]))
-    return tuple(
-        zip(
-            index[starts].tolist(),
-            np.diff(np.append(starts, index.size)).tolist(),
-            np.bitwise_xor.reduceat(keys, starts).tolist(),
-            np.bitwise_xor.reduceat(checks, starts).tolist(),
-            strict=True,
-        )
+    return _cells(
+        index[starts],
+        np.diff(np.append(starts, index.size)),
+        np.bitwise_xor.reduceat(keys, starts),
+        np.bitwise_xor.reduceat(checks, starts),
     )
+
+
+def _cells(*columns: npt.NDArray[Any]) -> tuple[Cell, ...]:
+    """(index, count, XOR of hashes, XOR of checks) per cell, as Python ints."""
+    return tuple(zip(*(c.tolist() for c in columns), strict=True))
 
 
 def check_for(scheme: str) -> Callable[[int], int]:

@@ -9,7 +9,7 @@ timeout (not a timing assertion) turns that into a failure.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -40,14 +40,27 @@ def gw(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     yield SimpleNamespace(jobs_finished=Signal())
 
 
-def wait(gw: Any, seen: int | None, wait_s: float = 1800, gone: bool = False) -> Any:
+def wait(
+    gw: Any,
+    seen: int | None,
+    wait_s: float = 1800,
+    *,
+    gone: bool = False,
+    meanwhile: Callable[[], Awaitable[None]] | None = None,
+) -> Any:
+    """The wait's outcome (`then`: the job's status), `meanwhile` running beside it."""
+
     async def client_gone() -> bool:
         return gone
 
     async def run() -> Any:
-        return await waits.until_finished(
+        beside = asyncio.create_task(meanwhile()) if meanwhile is not None else None
+        found = await waits.until_finished(
             gw, "job-1", wait_s, seen=seen, gone=client_gone, then=lambda job: job.status
         )
+        if beside is not None:
+            await beside
+        return found
 
     return asyncio.run(asyncio.wait_for(run(), GUARD_S))
 
@@ -79,23 +92,12 @@ def test_a_release_wakes_the_wait_which_finishes_in_the_look_that_found_it(
     seen = gw.jobs_finished.generation()
     gw.jobs_finished.notify("another-job")  # generation moved: one look, still running
 
-    async def run() -> Any:
-        async def gone() -> bool:
-            return False
+    async def release_after_the_first_look() -> None:
+        while store.looks < 1:
+            await asyncio.sleep(0.01)
+        gw.jobs_finished.notify("job-1")
 
-        async def release_later() -> None:
-            while store.looks < 1:
-                await asyncio.sleep(0.01)
-            gw.jobs_finished.notify("job-1")
-
-        releaser = asyncio.create_task(release_later())
-        found = await waits.until_finished(
-            gw, "job-1", 1800, seen=seen, gone=gone, then=lambda job: job.status
-        )
-        await releaser
-        return found
-
-    assert asyncio.run(asyncio.wait_for(run(), GUARD_S)) == "released"
+    assert wait(gw, seen, meanwhile=release_after_the_first_look) == "released"
     assert store.looks == 2
 
 
