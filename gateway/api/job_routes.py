@@ -122,8 +122,7 @@ async def _waited(
     def result(row: Job) -> dict[str, Any]:
         return reads.result(gw, principal, row)
 
-    ended = job is not None and JobStatus(job.status) in TERMINAL
-    if wait > 0 and not ended:
+    if job is None or (wait > 0 and JobStatus(job.status) not in TERMINAL):
         slots: waits.WaitSlots = request.app.state.waits
         with slots.hold(principal):
             body = await waits.until_finished(
@@ -131,10 +130,8 @@ async def _waited(
             )
         if body is None:
             return Response(status_code=CLIENT_GONE)
-    elif job is not None:
-        body = await to_thread.run_sync(result, job)
     else:
-        body = await to_thread.run_sync(lambda: result(waits.load(gw, job_id)))
+        body = await to_thread.run_sync(result, job)
     status = 200 if body["status"] in {s.value for s in TERMINAL} else 202
     return JSONResponse(body, status_code=status)
 
