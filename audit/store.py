@@ -9,6 +9,11 @@ advisory lock (key `AUDIT_LOCK_KEY`); on SQLite the engine must begin transactio
 writes the entries and the perfect subtrees they complete, nothing else. Reads of roots and
 proofs fetch O(log n) stored nodes in one query; `verify` recomputes everything.
 
+An append needs the tree's right edge (a compact range) at the size it reads under the lock.
+A log that follows its engine's commits (`follow_commits`) keeps the edge its process last
+committed and uses it while the log still has that size; otherwise, and whenever a transaction
+could not be seen to commit, it loads the edge from the stored nodes (one query).
+
 Only the `audit.store*` modules know SQL (a test keeps SQLAlchemy out of every other module, so
 the offline verifier never loads it).
 """
@@ -19,6 +24,8 @@ import base64
 import functools
 import hmac
 import os
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +55,7 @@ from audit.store_tables import (
     cosignatures_table,
     entries_table,
     insert_appended,
+    insert_checkpoint,
     lock_and_size,
     log_size,
     metadata,
@@ -150,6 +158,67 @@ class SqlAuditLog:
             *(v for v in retired if v != self.verifier),
         )
         self._clock = clock
+        # The right edge as this process last committed it, and each open transaction's own
+        # (promoted on its commit, dropped on a rollback): see `follow_commits`.
+        self._edge: CompactRange | None = None
+        self._pending: weakref.WeakKeyDictionary[sa.Connection, CompactRange] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._edge_lock = threading.Lock()
+        self._followed: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+
+    # -- the right edge in memory --------------------------------------------------------------
+
+    def follow_commits(self, engine: sa.Engine) -> None:
+        """Keep the right edge of every append committed through `engine`, so the next append
+        (and a checkpoint's root) need not read it from the stored nodes. Call before the
+        engine's first append: a transaction already open when this is called is not followed.
+
+        The kept edge is used only while the log, read under the writers' lock, still has its
+        size (nobody else appended since). An edge becomes the kept one when its transaction
+        commits (SQLAlchemy's `commit` event, sent just before the database's COMMIT); a
+        rollback, a rollback to a savepoint, or any database error on the engine (a failed
+        COMMIT among them) forgets it, and the edge is then loaded again."""
+        if engine in self._followed:
+            return
+        sa.event.listen(engine, "commit", self._committed)
+        sa.event.listen(engine, "rollback", self._rolled_back)
+        sa.event.listen(engine, "rollback_savepoint", self._rolled_back_savepoint)
+        sa.event.listen(engine, "handle_error", self._failed)
+        self._followed.add(engine)
+
+    def _committed(self, conn: sa.Connection) -> None:
+        with self._edge_lock:
+            edge = self._pending.pop(conn, None)
+            if edge is not None:
+                self._edge = edge
+
+    def _rolled_back(self, conn: sa.Connection) -> None:
+        with self._edge_lock:
+            self._pending.pop(conn, None)
+
+    def _rolled_back_savepoint(self, conn: sa.Connection, _name: str, _context: Any) -> None:
+        self._rolled_back(conn)
+
+    def _failed(self, context: Any) -> None:
+        with self._edge_lock:
+            self._edge = None
+            if context.connection is not None:
+                self._pending.pop(context.connection, None)
+
+    def _known_edge(self, conn: sa.Connection, size: int) -> CompactRange | None:
+        """A copy of the edge of `size` leaves this process knows to be the log's: the one this
+        transaction appended, or the last committed one."""
+        with self._edge_lock:
+            for edge in (self._pending.get(conn), self._edge):
+                if edge is not None and edge.size == size:
+                    return edge.copy()
+        return None
+
+    def _appended(self, conn: sa.Connection, tree: CompactRange) -> None:
+        if conn.engine in self._followed:
+            with self._edge_lock:
+                self._pending[conn] = tree.copy()
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -184,7 +253,8 @@ class SqlAuditLog:
         if tail is not None and tail.size == size:
             tree = CompactRange(size, tail.hashes)
         else:
-            tree = CompactRange.load(size, self._getter(conn, perfect_nodes(0, size)))
+            known = self._known_edge(conn, size)
+            tree = known or CompactRange.load(size, self._getter(conn, perfect_nodes(0, size)))
         # The dialect's own format (SQLite stores text): comparisons bind the same format.
         column_type = entries_table.c.created_at.type.dialect_impl(conn.dialect)
         proc = column_type.bind_processor(conn.dialect)
@@ -203,6 +273,7 @@ class SqlAuditLog:
             raise StoreError(
                 "another writer appended to the audit log concurrently; roll back and retry"
             ) from None
+        self._appended(conn, tree)
         return results, tree
 
     def checkpoint(self, conn: sa.Connection) -> str:
@@ -214,23 +285,21 @@ class SqlAuditLog:
         lock: a size read before the lock may be overtaken by an append committed in between
         (PostgreSQL READ COMMITTED), which would pair a proof for n with a checkpoint of n+1."""
         size = lock_and_size(conn, AUDIT_LOCK_KEY)
-        root = self.root(conn, size)
+        known = self._known_edge(conn, size)
+        root = known.root() if known is not None else self.root(conn, size)
+        # Signed and stored in one statement unless this size is stored already (then the
+        # stored one, which must agree with the tree, is the answer: one note per size).
+        note = sign_checkpoint(Checkpoint(self.origin, size, root), [self.signer])
+        if insert_checkpoint(conn, size, root, note, self._clock()):
+            return SignedHead(size, note)
         row = conn.execute(
             sa.select(checkpoints_table.c.root, checkpoints_table.c.note).where(
                 checkpoints_table.c.size == size
             )
-        ).first()
-        if row is not None:
-            if not hmac.compare_digest(bytes(row.root), root):
-                raise StoreError(f"the stored checkpoint of size {size} disagrees with the tree")
-            return SignedHead(size, str(row.note))
-        note = sign_checkpoint(Checkpoint(self.origin, size, root), [self.signer])
-        conn.execute(
-            checkpoints_table.insert().values(
-                size=size, root=root, note=note, created_at=self._clock()
-            )
-        )
-        return SignedHead(size, note)
+        ).one()
+        if not hmac.compare_digest(bytes(row.root), root):
+            raise StoreError(f"the stored checkpoint of size {size} disagrees with the tree")
+        return SignedHead(size, str(row.note))
 
     # -- reading ------------------------------------------------------------------------------
 

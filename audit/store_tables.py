@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from audit.errors import StoreError
 
@@ -206,3 +207,17 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[tuple[Any, ...]
     marks = ", ".join("?" for _ in columns)
     insert = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"  # noqa: S608 - names only
     conn.exec_driver_sql(insert, rows)
+
+
+def insert_checkpoint(
+    conn: sa.Connection, size: int, root: bytes, note: str, created_at: Any
+) -> bool:
+    """Store the checkpoint of `size` unless one is stored already; True if this one was."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    inserted = conn.execute(
+        dialect.insert(checkpoints_table)
+        .values(size=size, root=root, note=note, created_at=created_at)
+        .on_conflict_do_nothing(index_elements=[checkpoints_table.c.size])
+        .returning(checkpoints_table.c.size)  # psycopg's rowcount does not tell
+    )
+    return inserted.first() is not None

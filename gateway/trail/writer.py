@@ -63,8 +63,10 @@ class AuditTrail:
         on_signed: Callable[[int, str], None] | None = None,
     ) -> None:
         """Enable `record_durable` and checkpoints on `engine` (a group-commit writer);
-        `on_signed(size, note)` sees every newer checkpoint before anyone is handed it."""
+        `on_signed(size, note)` sees every newer checkpoint before anyone is handed it.
+        The log keeps the tree's right edge of every append committed through `engine`."""
         self._engine = engine
+        self.log.follow_commits(engine)
         self._committer = GroupCommitter(
             self.log, engine.begin, max_batch=max_batch, on_signed=on_signed
         )

@@ -1,0 +1,164 @@
+"""The tree's right edge kept in memory (`SqlAuditLog.follow_commits`), on both databases.
+
+An append reads the log's size under the writers' lock; a log that follows its engine's commits
+then takes the edge its process last committed instead of reading it from the stored nodes.
+An edge must never outlive a transaction that did not commit: if it did, the next append at
+the same size would write nodes of a tree that is not the stored one. Each test below makes
+another writer (a second gateway: a log that does not follow this engine) fill the log to
+exactly the size of such an edge, then appends one entry that completes a subtree over the
+edge's hashes (a stale edge that no merge reads would go unnoticed) and checks the stored tree
+entry by entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from audit import Signer, leaf_hash, root_from_leaf_hashes
+from audit.store import SqlAuditLog
+from tests.unit.audit._support import ORIGIN, make_event
+
+
+@pytest.fixture
+def ours(signer: Signer, engine: sa.Engine) -> SqlAuditLog:
+    log = SqlAuditLog(origin=ORIGIN, signer=signer)
+    log.follow_commits(engine)
+    return log
+
+
+@pytest.fixture
+def node_reads(ours: SqlAuditLog, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """How many node lookups `ours` makes (each is one query)."""
+    reads: list[int] = []
+    original = ours._nodes
+
+    def counted(conn: sa.Connection, ids: object) -> object:
+        reads.append(1)
+        return original(conn, ids)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ours, "_nodes", counted)
+    yield reads
+
+
+def other_writer_appends(engine: sa.Engine, signer: Signer, n: int) -> None:
+    other = SqlAuditLog(origin=ORIGIN, signer=signer)  # another replica: not following
+    with engine.begin() as conn:
+        other.append_many(conn, [make_event(1000 + i) for i in range(n)])
+
+
+def assert_stored_tree_is_sound(engine: sa.Engine, log: SqlAuditLog) -> None:
+    with engine.begin() as conn:
+        bodies = log.entries(conn, 0, log.size(conn))
+        assert log.root(conn) == root_from_leaf_hashes([leaf_hash(b) for b in bodies])
+        assert log.verify(conn).size == len(bodies)  # every stored node recomputed
+
+
+def test_appends_and_checkpoints_after_a_commit_read_no_nodes(
+    engine: sa.Engine, ours: SqlAuditLog, node_reads: list[int]
+) -> None:
+    with engine.begin() as conn:
+        ours.append_many(conn, [make_event(0), make_event(1), make_event(2)])
+    first = len(node_reads)
+    for n in range(3, 8):
+        with engine.begin() as conn:
+            ours.append(conn, make_event(n))
+            ours.append(conn, make_event(100 + n))  # a second append in the same transaction
+        with engine.begin() as conn:
+            assert ours.sign_head(conn).size == 2 * n - 1
+    assert len(node_reads) == first  # neither the appends nor the checkpoints' roots
+    assert_stored_tree_is_sound(engine, ours)
+
+
+def test_an_append_after_another_writer_loads_the_edge(
+    engine: sa.Engine, signer: Signer, ours: SqlAuditLog, node_reads: list[int]
+) -> None:
+    with engine.begin() as conn:
+        ours.append(conn, make_event(0))
+    other_writer_appends(engine, signer, 2)
+    before = len(node_reads)
+    with engine.begin() as conn:
+        ours.append(conn, make_event(1))  # completes the subtree of all four
+    assert len(node_reads) == before + 1
+    assert_stored_tree_is_sound(engine, ours)
+
+
+def test_an_edge_rolled_back_with_its_connection_is_forgotten(
+    engine: sa.Engine, signer: Signer, ours: SqlAuditLog
+) -> None:
+    with engine.connect() as conn:
+        with conn.begin():
+            ours.append(conn, make_event(0))
+        with conn.begin() as txn:
+            ours.append_many(conn, [make_event(1), make_event(2)])  # this connection's edge: 3
+            txn.rollback()
+        other_writer_appends(engine, signer, 2)  # the log has size 3 again, other entries
+        with conn.begin():
+            ours.append(conn, make_event(3))  # the same connection: its old edge would match
+    assert_stored_tree_is_sound(engine, ours)
+
+
+def test_an_edge_rolled_back_to_a_savepoint_is_forgotten(
+    engine: sa.Engine, signer: Signer, ours: SqlAuditLog
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("on SQLite the transaction keeps the write lock past a savepoint's rollback")
+    with engine.begin() as conn:
+        ours.append(conn, make_event(0))
+    with engine.begin() as conn:
+        savepoint = conn.begin_nested()
+        ours.append_many(conn, [make_event(1), make_event(2)])  # edge of size 3; the advisory
+        savepoint.rollback()  # lock was taken in the savepoint: this releases it
+        other_writer_appends(engine, signer, 2)
+        ours.append(conn, make_event(3))
+    assert_stored_tree_is_sound(engine, ours)
+
+
+def test_an_edge_whose_commit_failed_is_forgotten(
+    engine: sa.Engine, signer: Signer, ours: SqlAuditLog
+) -> None:
+    """SQLAlchemy announces a commit before the database's COMMIT; a COMMIT that fails (here a
+    deferred foreign key, checked only then) must take the announced edge back."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql(
+            "CREATE TABLE child (parent_id INTEGER REFERENCES parent (id) "
+            "DEFERRABLE INITIALLY DEFERRED)"
+        )
+        ours.append(conn, make_event(0))
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":  # outside a transaction, or it does nothing
+            conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+        with pytest.raises(sa.exc.IntegrityError), conn.begin():
+            ours.append_many(conn, [make_event(1), make_event(2)])  # edge of size 3
+            conn.exec_driver_sql("INSERT INTO child VALUES (1)")  # fails at COMMIT
+    other_writer_appends(engine, signer, 2)
+    with engine.begin() as conn:
+        ours.append(conn, make_event(3))
+    assert_stored_tree_is_sound(engine, ours)
+
+
+def test_a_new_checkpoint_is_one_insert_and_an_old_one_is_read_back(
+    engine: sa.Engine, ours: SqlAuditLog
+) -> None:
+    sent: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if "audit_checkpoints" in statement:
+            sent.append(statement.split(maxsplit=1)[0])
+
+    with engine.begin() as conn:
+        ours.append_many(conn, [make_event(0), make_event(1)])
+    sa.event.listen(engine, "before_cursor_execute", note)
+    try:
+        with engine.begin() as conn:
+            new = ours.sign_head(conn)
+        assert sent == ["INSERT"]  # not looked up first
+        with engine.begin() as conn:
+            again = ours.sign_head(conn)
+        assert sent == ["INSERT", "INSERT", "SELECT"]  # stored already: that one is the answer
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", note)
+    assert again == new
