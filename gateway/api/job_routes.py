@@ -22,7 +22,7 @@ from gateway.api.openapi import problems
 from gateway.auth.principal import Principal
 from gateway.context import Gateway
 from gateway.jobs import cancel, estimate, reads, submit, waits
-from gateway.jobs.model import TERMINAL, Job, JobStatus
+from gateway.jobs.model import TERMINAL, Job, JobStatus, StoredResult
 
 # Status 499 (nginx's "client closed request"): nobody reads it, the access log shows why.
 CLIENT_GONE = 499
@@ -114,13 +114,14 @@ async def _waited(
     *,
     seen: int | None,
     job: Job | None = None,
+    stored: StoredResult | None = None,
 ) -> Response:
     """The result once the job has ended within `wait` seconds (200), else its status (202).
-    `job`: the row as the caller just read it (None: not read); `seen`:
-    `gw.jobs_finished.generation()` from before that (`waits.until_finished`)."""
+    `job`: the row as the caller just read it with its `stored` result (None: not read);
+    `seen`: `gw.jobs_finished.generation()` from before that (`waits.until_finished`)."""
 
-    def result(row: Job) -> dict[str, Any]:
-        return reads.result(gw, principal, row)
+    def result(row: Job, res: StoredResult | None) -> dict[str, Any]:
+        return reads.stored_result(gw, principal, row, res)
 
     if job is None or (wait > 0 and JobStatus(job.status) not in TERMINAL):
         slots: waits.WaitSlots = request.app.state.waits
@@ -131,7 +132,7 @@ async def _waited(
         if body is None:
             return Response(status_code=CLIENT_GONE)
     else:
-        body = await to_thread.run_sync(result, job)
+        body = await to_thread.run_sync(result, job, stored)
     status = 200 if body["status"] in {s.value for s in TERMINAL} else 202
     return JSONResponse(body, status_code=status)
 
@@ -244,8 +245,8 @@ async def job_result(
     wait: WaitQuery = 0,
 ) -> Response:
     seen = gw.jobs_finished.generation()  # before the read: a release after it wakes the wait
-    job = await to_thread.run_sync(reads.result_job, gw, principal, job_id)
-    return await _waited(request, gw, principal, job.id, wait, seen=seen, job=job)
+    job, stored = await to_thread.run_sync(reads.result_look, gw, principal, job_id)
+    return await _waited(request, gw, principal, job.id, wait, seen=seen, job=job, stored=stored)
 
 
 @router.delete(

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 
@@ -360,6 +360,34 @@ def store_result(conn: sa.Connection, job_id: str, stored: StoredResult, *, now:
             created_at=now,
         )
     )
+
+
+# A job and its stored result (if any) in one query: the columns of `job_results` that are
+# not the job's, under names of their own.
+_JOB_AND_RESULT: Final = (
+    sa.select(
+        schema.jobs,
+        schema.job_results.c.result.label("stored_result"),
+        schema.job_results.c.result_hash.label("stored_result_hash"),
+        schema.job_results.c.audit_index.label("stored_audit_index"),
+    )
+    .select_from(schema.jobs.outerjoin(schema.job_results))
+    .where(schema.jobs.c.id == sa.bindparam("job_id"))
+)
+
+
+def load_job_and_result(conn: sa.Connection, job_id: str) -> tuple[Job, StoredResult | None]:
+    """`load_job` and `load_result` in one query (a released job's result is stored in the
+    transaction that ends it, so the two are consistent)."""
+    row = conn.execute(_JOB_AND_RESULT, {"job_id": job_id}).first()
+    if row is None:
+        raise NotFound("no such job")
+    if row.stored_result_hash is None:
+        return Job.of(row), None
+    stored = StoredResult(
+        dict(row.stored_result), row.stored_result_hash, int(row.stored_audit_index)
+    )
+    return Job.of(row), stored
 
 
 def load_result(conn: sa.Connection, job_id: str) -> StoredResult | None:

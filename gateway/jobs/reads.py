@@ -12,7 +12,16 @@ from gateway.catalogue import templates
 from gateway.context import Gateway
 from gateway.errors import NotFound
 from gateway.jobs import model
-from gateway.jobs.model import TERMINAL, Job, JobStatus, job_view, load_job, load_result
+from gateway.jobs.model import (
+    TERMINAL,
+    Job,
+    JobStatus,
+    StoredResult,
+    job_view,
+    load_job,
+    load_job_and_result,
+    load_result,
+)
 from gateway.store import db
 
 
@@ -22,9 +31,7 @@ def _visible(
     require(gw, principal, action_obj, "read", event=f"{action_obj}.denied", target=f"job:{job_id}")
     with db.reading(gw.db) as conn:
         row = load_job(conn, job_id)
-    if row.department != principal.department:
-        # Another department's job looks exactly like a missing one.
-        raise NotFound("no such job")
+    _own(principal, row)
     if audit_read:
         gw.audit.record_durable(
             type=f"{action_obj}.read",
@@ -37,6 +44,12 @@ def _visible(
     return row
 
 
+def _own(principal: Principal, row: Job) -> None:
+    if row.department != principal.department:
+        # Another department's job looks exactly like a missing one.
+        raise NotFound("no such job")
+
+
 def show(gw: Gateway, principal: Principal, job_id: str) -> dict[str, Any]:
     return job_view(_visible(gw, principal, job_id, "job", audit_read=True))
 
@@ -44,6 +57,15 @@ def show(gw: Gateway, principal: Principal, job_id: str) -> dict[str, Any]:
 def result_job(gw: Gateway, principal: Principal, job_id: str) -> Job:
     """The job whose result the caller asks for (authorized, of its own department)."""
     return _visible(gw, principal, job_id, "result")
+
+
+def result_look(gw: Gateway, principal: Principal, job_id: str) -> tuple[Job, StoredResult | None]:
+    """`result_job`, with the stored result read in the same query (None until released)."""
+    require(gw, principal, "result", "read", event="result.denied", target=f"job:{job_id}")
+    with db.reading(gw.db) as conn:
+        row, stored = load_job_and_result(conn, job_id)
+    _own(principal, row)
+    return row, stored
 
 
 def may_read_result(gw: Gateway, principal: Principal, job_id: str) -> None:
@@ -57,9 +79,18 @@ def result(gw: Gateway, principal: Principal, row: Job) -> dict[str, Any]:
     end): the status, and once released the result with its receipt."""
     if JobStatus(row.status) not in TERMINAL:
         return {"job": job_view(row), "status": row.status}
-    job_id = row.id
     with db.reading(gw.db) as conn:  # no write lock to read a stored result
-        res = load_result(conn, job_id)
+        res = load_result(conn, row.id)
+    return stored_result(gw, principal, row, res)
+
+
+def stored_result(
+    gw: Gateway, principal: Principal, row: Job, res: StoredResult | None
+) -> dict[str, Any]:
+    """`result` for a job read with its stored result `res` (`model.load_job_and_result`)."""
+    if JobStatus(row.status) not in TERMINAL:
+        return {"job": job_view(row), "status": row.status}
+    job_id = row.id
     body: dict[str, Any] = {"job": job_view(row), "status": row.status}
     if res is not None:
         release = res.audit_index

@@ -29,6 +29,7 @@ from gateway.jobs.model import TERMINAL, Job, JobStatus
 from gateway.store import db
 
 T = TypeVar("T")
+Then = Callable[[Job, model.StoredResult | None], T]
 RECHECK_S = 0.5  # how often a wait looks at the store for other replicas' releases
 MAX_WAIT_S = 300.0
 
@@ -65,17 +66,19 @@ class WaitSlots:
                     del self._held[key]
 
 
-def load(gw: Gateway, job_id: str) -> Job:
+def load(gw: Gateway, job_id: str) -> tuple[Job, model.StoredResult | None]:
+    """The job and its stored result (None until released), in one query."""
     with db.reading(gw.db) as conn:
-        return model.load_job(conn, job_id)
+        return model.load_job_and_result(conn, job_id)
 
 
-def _look(gw: Gateway, job_id: str, then: Callable[[Job], T], final: bool) -> tuple[bool, T | None]:
-    """One look at the store: (True, `then(job)`) once the job has ended, or on the `final`
-    look whatever its status; (False, None) while it runs. One thread hop for both."""
-    job = load(gw, job_id)
+def _look(gw: Gateway, job_id: str, then: Then[T], final: bool) -> tuple[bool, T | None]:
+    """One look at the store: (True, `then(job, its stored result)`) once the job has ended,
+    or on the `final` look whatever its status; (False, None) while it runs. One query and one
+    thread hop for both."""
+    job, stored = load(gw, job_id)
     if final or JobStatus(job.status) in TERMINAL:
-        return True, then(job)
+        return True, then(job, stored)
     return False, None
 
 
@@ -86,10 +89,11 @@ async def until_finished(
     *,
     seen: int | None,
     gone: Callable[[], Awaitable[bool]],
-    then: Callable[[Job], T],
+    then: Then[T],
 ) -> T | None:
-    """`then(job)` (in a thread, with the look that found it) once the job has ended, or with
-    the job as it stands when `wait_s` is over; None if the client hung up meanwhile.
+    """`then(job, stored)` (in a thread, with the look that found it: the job and its stored
+    result, None until released) once the job has ended, or with the job as it stands when
+    `wait_s` is over; None if the client hung up meanwhile.
 
     `seen` is `gw.jobs_finished.generation()` from before the caller last saw the job
     unfinished: a release since then (this job's, perhaps, before this wait listened) makes

@@ -31,7 +31,7 @@ class Store:
     def load(self, _gw: Any, job_id: str) -> Any:
         self.looks += 1
         status = self.statuses[min(self.looks, len(self.statuses)) - 1]
-        return SimpleNamespace(id=job_id, status=status)
+        return SimpleNamespace(id=job_id, status=status), None
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def wait(
     async def run() -> Any:
         beside = asyncio.create_task(meanwhile()) if meanwhile is not None else None
         found = await waits.until_finished(
-            gw, "job-1", wait_s, seen=seen, gone=client_gone, then=lambda job: job.status
+            gw, "job-1", wait_s, seen=seen, gone=client_gone, then=lambda job, _stored: job.status
         )
         if beside is not None:
             await beside
