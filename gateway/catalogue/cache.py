@@ -22,9 +22,10 @@ on PostgreSQL.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Hashable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -54,13 +55,28 @@ def bump_profiles(conn: sa.Connection) -> None:
     )
 
 
+def _row(name: str) -> sa.ScalarSelect[int]:
+    v = schema.catalogue_version.c
+    return sa.select(v.version).where(v.name == name).scalar_subquery()
+
+
+@functools.cache
+def version_columns() -> tuple[sa.Label[int], sa.Label[int]]:
+    """The version as two columns another statement may return beside its own (`version_of`
+    reads them off its row): the worker's claim takes it so, instead of a query of its own."""
+    return _row(NAME).label("catalogue_seen"), _row(PROFILES).label("profiles_seen")
+
+
+def version_of(row: Any) -> int:
+    """The version from a row holding `version_columns()`."""
+    if row.catalogue_seen is None:  # a store created without the migration: never trust
+        return -1
+    return int(row.catalogue_seen) + int(row.profiles_seen or 0)
+
+
 def version(conn: sa.Connection) -> int:
     """The catalogue's version plus the profiles': a change to either raises it."""
-    v = schema.catalogue_version.c
-    rows = conn.execute(sa.select(v.name, v.version).where(v.name.in_((NAME, PROFILES)))).all()
-    versions = {str(name): int(value) for name, value in rows}
-    # No catalogue row (a store created without the migration): never trust the cache.
-    return sum(versions.values()) if NAME in versions else -1
+    return version_of(conn.execute(sa.select(*version_columns())).one())
 
 
 class CatalogueCache:
@@ -74,7 +90,11 @@ class CatalogueCache:
 
     def current(self, conn: sa.Connection) -> int:
         """Read the version and drop everything computed under another one."""
-        seen = version(conn)
+        return self.observe(version(conn))
+
+    def observe(self, seen: int) -> int:
+        """`current` with a version read by another statement (`version_columns`), in a
+        transaction that began after whatever the version must not miss."""
         with self._lock:
             if seen > self._version or seen < 0:
                 self._values.clear()

@@ -159,9 +159,11 @@ def claim_fair(
     now: datetime,
     running_cap: int,
     lease_s: float = 30.0,
-) -> Job | None:
+    also: tuple[sa.Label[Any], ...] = (),
+) -> tuple[Job, Any] | None:
     """Inside the caller's transaction: mark the next accepted job running for `worker_id`,
-    leased for `lease_s` seconds.
+    leased for `lease_s` seconds; return it with the claim's row, which also holds the columns
+    `also` (labelled scalar subqueries, read in the same statement).
 
     Fair between departments: among departments with fewer than `running_cap` jobs running,
     the one with the fewest running goes first, then the one whose turn is longest ago
@@ -173,7 +175,7 @@ def claim_fair(
     may then be passed by one job per concurrent claimer); on SQLite the transaction's write
     lock serialises claimers and the cap is exact."""
     row = conn.execute(
-        _claim_statement(conn.dialect.name),
+        _claim_statement(conn.dialect.name, also),
         {
             "claim_now": now,
             "claim_worker": worker_id,
@@ -187,11 +189,11 @@ def claim_fair(
     conn.execute(
         _turn_statement(conn.dialect.name), {"turn_department": job.department, "turn_at": now}
     )
-    return job
+    return job, row
 
 
 @functools.cache
-def _claim_statement(dialect: str) -> sa.Update:
+def _claim_statement(dialect: str, also: tuple[sa.Label[Any], ...]) -> sa.Update:
     """`claim_fair`'s one statement, built once per dialect (its values bound at each call):
     the pick (an uncorrelated subquery, evaluated once: on PostgreSQL the row it returns is
     locked, a row another claimer holds skipped), the claim, and the claimed row."""
@@ -227,7 +229,7 @@ def _claim_statement(dialect: str) -> sa.Update:
             lease_expires_at=sa.bindparam("claim_expires"),
             attempts=j.c.attempts + 1,  # as `_lease`
         )
-        .returning(*j.c)
+        .returning(*j.c, *also)
     )
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from audit import Actor
 from gateway import timing
+from gateway.catalogue import cache as catalogue_cache
 from gateway.catalogue import registry as catalogue
 from gateway.catalogue import templates
 from gateway.catalogue.documents import TemplateKindName
@@ -54,6 +55,21 @@ LOST = "the worker running the job was lost"
 def claim_next(gw: Gateway, worker_id: str) -> Job | None:
     """A job for `worker_id`, leased to it: one whose lease expired first, else the next
     accepted one; None when there is none."""
+    claimed = claim(gw, worker_id)
+    return None if claimed is None else claimed.job
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Claimed:
+    """A claimed job and the catalogue's version read by the claim's own statement (None for
+    a reclaimed job): the run's checks use it instead of reading it again."""
+
+    job: Job
+    catalogue_seen: int | None = None
+
+
+def claim(gw: Gateway, worker_id: str) -> Claimed | None:
+    """`claim_next`, with the catalogue version the claim read."""
     now = datetime.now(UTC)
     if gw.db.dialect.name == "sqlite":
         # A cheap look before taking SQLite's write lock (PostgreSQL skips locked rows instead).
@@ -66,17 +82,19 @@ def claim_next(gw: Gateway, worker_id: str) -> Job | None:
     if expired:
         reclaimed = reclaim_expired(gw, worker_id, now)
         if reclaimed is not None:
-            return reclaimed
+            return Claimed(reclaimed)
     with gw.db.begin() as conn:
-        job = model.claim_fair(
+        claimed = model.claim_fair(
             conn,
             worker_id=worker_id,
             now=now,
             running_cap=gw.settings.running_cap,
             lease_s=gw.settings.job_lease_s,
+            also=catalogue_cache.version_columns(),
         )
-        if job is None:
+        if claimed is None:
             return None
+        job, row = claimed
         timing.RECORDER.since_time("queue", job.created_at)
         gw.audit.record(
             conn,
@@ -87,7 +105,7 @@ def claim_next(gw: Gateway, worker_id: str) -> Job | None:
             allowed=True,
             details={"job": job.id, "worker": worker_id},
         )
-        return job
+    return Claimed(job, catalogue_cache.version_of(row))
 
 
 def reclaim_expired(gw: Gateway, worker_id: str, now: datetime) -> Job | None:
@@ -169,12 +187,18 @@ class Runner:
                 self._compiled[stored.content_hash] = hit
         return hit
 
-    def execute(self, job: Job) -> Outcome:
+    def execute(self, job: Job, catalogue_seen: int | None = None) -> Outcome:
+        """Check `job` again and run it. `catalogue_seen`: the catalogue's version as the
+        claim read it (`Claimed`), else it is read here; either read is after the job was
+        accepted, so a change since then (a retirement) is seen."""
         gw = self.gw
         started = timing.start()
         ids, description = admission.named_purposes(job.purpose, job.purpose_ids)
-        with db.reading(gw.db) as conn:
-            seen = gw.catalogue.current(conn)
+        with db.reading(gw.db) as conn:  # no statement while all it needs is in memory
+            if catalogue_seen is None:
+                seen = gw.catalogue.current(conn)
+            else:
+                seen = gw.catalogue.observe(catalogue_seen)
             stored = templates.cached_load(gw, conn, seen, job.template_id, job.version)
             datasets = templates.cached_datasets(gw, conn, seen, stored.spec)
             self._kinds[job.content_hash] = stored.spec.kind.value
@@ -235,15 +259,16 @@ class Runner:
             reserved=stored.spec.kind is TemplateKindName.DP,  # as `dp_admission.reserve_budget`
         )
 
-    def run(self, job: Job) -> None:
-        """Run `job` and record its end. If even a failure cannot be recorded (the store is
-        away) the error propagates: the job keeps its lease until it expires, then runs again."""
+    def run(self, job: Job, catalogue_seen: int | None = None) -> None:
+        """Run `job` and record its end (`catalogue_seen`: as `execute`). If even a failure
+        cannot be recorded (the store is away) the error propagates: the job keeps its lease
+        until it expires, then runs again."""
         started = time.monotonic()
         if job.attempts > MAX_ATTEMPTS:
             outcome = Outcome(JobStatus.FAILED, None, f"{LOST} {MAX_ATTEMPTS} times")
         else:
             try:
-                outcome = self.execute(job)
+                outcome = self.execute(job, catalogue_seen)
             except SandboxError as exc:
                 outcome = Outcome(JobStatus.FAILED, None, str(exc)[:300])
             except Exception:  # a bug or the store: keep the worker alive, fail the job
@@ -427,20 +452,21 @@ class WorkerPool:
         while not self._stop.is_set():
             seen = self.gw.jobs_submitted.generation()
             try:
-                job = claim_next(self.gw, worker_id)
+                claimed = claim(self.gw, worker_id)
             except Exception:
                 failures += 1
                 log.warning("claiming a job failed; retrying", exc_info=True)
                 self._stop.wait(min(MAX_BACKOFF_S, self._poll_s * 2**failures))
                 continue
             failures = 0
-            if job is None:
+            if claimed is None:
                 self.gw.jobs_submitted.wait(seen, timeout=self._poll_s)
                 continue
+            job = claimed.job
             with self._held_lock:
                 self._held[worker_id] = job.id
             try:
-                self.runner.run(job)
+                self.runner.run(job, claimed.catalogue_seen)
             except Exception:
                 # Not even a failure could be recorded: the lease lapses and the job runs again.
                 failures += 1
