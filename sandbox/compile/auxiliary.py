@@ -171,10 +171,11 @@ class DisclosureQueries:
         if len(schemes) > 1:
             raise SandboxBug("one members query returned several hash schemes")
         scheme = sketch_scheme(schemes.pop()) if schemes else ""
-        return {
-            key: PopulationSketch.from_hash_array(self.cells_per_hash, hashes, scheme)
-            for key, hashes in members.items()
-        }
+        keys = list(members)
+        made = PopulationSketch.from_hash_arrays(
+            self.cells_per_hash, [members[key] for key in keys], scheme
+        )
+        return dict(zip(keys, made, strict=True))
 
     def sketches_from(
         self, table: ResultTable, keys: Sequence[GroupKey]

@@ -18,6 +18,7 @@ from sandbox import (
     Column,
     DuckDBEngine,
     ParameterSpec,
+    SandboxBug,
     Sensitivity,
     TableSchema,
     TableSource,
@@ -304,3 +305,32 @@ def test_a_sketch_from_a_hash_array_is_the_sketch_of_its_hashes(
     # a sketch too large to fill in place sorts its units by cell instead: the same cells
     with mock.patch.object(population, "DENSE_CELLS", 0):
         assert PopulationSketch.from_hash_array(cells_per_hash, array, scheme) == made
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.sets(st.integers(0, 2**64 - 1), max_size=60), max_size=12),
+    st.sampled_from(["iblt3/duckdb-hash/1", "iblt3/spark-xxhash64/2"]),
+    st.integers(1, 40),
+)
+def test_sketches_of_many_groups_at_once_are_each_groups_sketch(
+    groups: list[set[int]], scheme: str, cells_per_hash: int
+) -> None:
+    """A release's groups sketched in one pass (empty groups and hashes shared between groups
+    among them) equal their sketches one by one, and so does the one-by-one fallback."""
+    arrays = [np.array(sorted(g), dtype=np.uint64) for g in groups]
+    alone = [PopulationSketch.from_hash_array(cells_per_hash, a, scheme) for a in arrays]
+    assert PopulationSketch.from_hash_arrays(cells_per_hash, arrays, scheme) == alone
+    with mock.patch.object(population, "DENSE_CELLS", 0):
+        assert PopulationSketch.from_hash_arrays(cells_per_hash, arrays, scheme) == alone
+
+
+def test_a_group_of_unsorted_hashes_is_refused_in_a_batch_too() -> None:
+    ordered, unsorted = np.array([1, 5, 9], np.uint64), np.array([7, 3], np.uint64)
+    with pytest.raises(SandboxBug):
+        PopulationSketch.from_hash_arrays(8, [ordered, unsorted], "iblt3/duckdb-hash/1")
+    with pytest.raises(SandboxBug):  # a repeated hash within a group
+        PopulationSketch.from_hash_arrays(8, [np.array([4, 4], np.uint64)], "iblt3/duckdb-hash/1")
+    # groups may overlap and follow each other in any order: only each group is sorted
+    made = PopulationSketch.from_hash_arrays(8, [unsorted[::-1], ordered], "iblt3/duckdb-hash/1")
+    assert [m.units for m in made] == [2, 3]
