@@ -103,11 +103,15 @@ def check(
         )
     )
     wanted = near
-    if covered_after is not None:  # covered cells: exact repeats only (same size, same bytes)
+    if covered_after is not None:  # covered cells: this department's exact repeats only
         sizes = sorted({s.units for s in sketches.values()})
         wanted = sa.or_(
             sa.and_(cells.c.id <= covered_after, near),
-            sa.and_(cells.c.id > covered_after, cells.c.units.in_(sizes)),
+            sa.and_(
+                cells.c.id > covered_after,
+                cells.c.units.in_(sizes),
+                cells.c.department == department,
+            ),
         )
     rows = conn.execute(  # one statement, filtered below
         sa.select(
@@ -119,10 +123,10 @@ def check(
             cells.c.department,
         ).where(cells.c.dataset_id == dataset_id, cells.c.unit_column == unit_column, wanted)
     ).all()
-    covered = {  # exact repeats of cells the atom check covers: seen if this department's
+    covered = {  # exact repeats of this department's cells the atom check covers: seen
         (r.units, r.scheme, r.cells_per_hash, bytes(r.sketch))
         for r in rows
-        if covered_after is not None and r.id > covered_after and r.department == department
+        if covered_after is not None and r.id > covered_after
     }
     candidates: list[Any] = [r for r in rows if covered_after is None or r.id <= covered_after]
     for key, sketch in sketches.items():
