@@ -8,8 +8,10 @@ other sources never gets the database, and a job that fails retires it.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -46,12 +48,17 @@ COUNT = query('SELECT COUNT(*) AS n FROM "market"."enterprise_registry"')
 
 
 class Counting(DuckDBEngine):
-    """The engine, counting the fresh databases it opens."""
+    """The engine, counting the fresh databases it opens and on which threads."""
 
     opened = 0
+    fail_next = False
 
     def _lock_new(self, sources: object, connections: int) -> object:  # type: ignore[override]
         self.opened += 1
+        self.threads = [*getattr(self, "threads", []), threading.current_thread().name]
+        if self.fail_next:
+            self.fail_next = False
+            raise duckdb.IOException("the disk went away")
         return super()._lock_new(sources, connections)  # type: ignore[arg-type]
 
 
@@ -65,11 +72,80 @@ def engine() -> Iterator[Counting]:
 def test_jobs_over_the_same_sources_share_a_database_not_a_connection(
     engine: Counting, sources: dict[str, TableSource]
 ) -> None:
-    for _ in range(CONNECTIONS_PER_INSTANCE):
+    for _ in range(CONNECTIONS_PER_INSTANCE - 1):
         assert engine.run(COUNT, sources, {}).rows == ((30,),)
     assert engine.opened == 1
-    engine.run(COUNT, sources, {})  # its connections are used up: a new database
+    assert engine.run(COUNT, sources, {}).rows == ((30,),)  # its last connection
+    engine.run(COUNT, sources, {})  # a new database, made in the background meanwhile
     assert engine.opened == 2
+    assert engine.threads == [threading.current_thread().name, "sandbox-duckdb-successor"]
+
+
+def test_a_successor_database_has_the_whole_lock_down(
+    engine: Counting, sources: dict[str, TableSource]
+) -> None:
+    mounted = [sources[REGISTRY]]
+    key = _identity(engine.limits, mounted)
+    assert key is not None
+    for _ in range(CONNECTIONS_PER_INSTANCE):
+        engine.run(COUNT, sources, {})
+    successor = engine._successors.take(key)
+    assert successor is not None and engine.threads[-1] == "sandbox-duckdb-successor"
+    assert len(successor.unused) == CONNECTIONS_PER_INSTANCE
+    con = successor.unused.pop()
+    assert _read_settings(con) == successor.expected == _read_settings(successor.instance)
+    with pytest.raises(duckdb.Error, match="locked"):
+        con.execute("SET enable_external_access = true")
+    assert con.execute('SELECT COUNT(*) FROM "market"."enterprise_registry"').fetchone() == (30,)
+    with pytest.raises(duckdb.Error):  # only its own sources' views
+        con.execute('SELECT COUNT(*) FROM "tax"."filings"')
+    con.close()
+    successor.close()
+
+
+def test_a_successor_that_could_not_be_made_leaves_the_next_job_its_own(
+    engine: Counting, sources: dict[str, TableSource]
+) -> None:
+    for _ in range(CONNECTIONS_PER_INSTANCE - 1):
+        engine.run(COUNT, sources, {})
+    engine.fail_next = True  # the background build fails
+    engine.run(COUNT, sources, {})
+    assert engine.run(COUNT, sources, {}).rows == ((30,),)
+    assert engine.opened == 3
+    assert engine.threads[1:] == ["sandbox-duckdb-successor", threading.current_thread().name]
+
+
+def settle() -> None:
+    """Wait for the successors being made in the background."""
+    for thread in threading.enumerate():
+        if thread.name == "sandbox-duckdb-successor":
+            thread.join(timeout=30)
+
+
+def test_a_successor_is_closed_by_a_job_over_other_sources_and_by_close(
+    engine: Counting, sources: dict[str, TableSource]
+) -> None:
+    key = _identity(engine.limits, [sources[REGISTRY]])
+    assert key is not None
+    made: list[Any] = []
+    original = engine._successors._make
+    engine._successors._make = lambda mounted: made.append(original(mounted)) or made[-1]
+    for _ in range(CONNECTIONS_PER_INSTANCE):
+        engine.run(COUNT, sources, {})
+    filings = query('SELECT COUNT(*) AS n FROM "tax"."filings"', table=FILINGS)
+    engine.run(filings, sources, {})  # drops the registry's successor: it is closed
+    assert engine._successors.take(key) is None
+    settle()
+    (dropped,) = made
+    with pytest.raises(duckdb.ConnectionException):
+        dropped.instance.execute("SELECT 1")
+    for _ in range(CONNECTIONS_PER_INSTANCE):
+        engine.run(filings, sources, {})
+    engine.close()  # the filings' successor, made or being made, is closed too
+    settle()
+    _, pending = made
+    with pytest.raises(duckdb.ConnectionException):
+        pending.instance.execute("SELECT 1")
 
 
 def test_every_connection_handed_out_has_the_whole_lock_down(
