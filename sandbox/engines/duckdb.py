@@ -567,15 +567,20 @@ class DuckDBEngine:
             }
             instance.execute(";\n".join([*statements, *sets.values()]))
             expected = _read_settings(instance)
+            # What a new connection does not inherit, read on the first one (~1 ms a read):
+            # every connection is made the same way, and each is held to `expected` again
+            # when a job takes it (`_open`), so one that differed would be refused, not run.
+            missing: list[str] | None = None
             for _ in range(connections):
                 con = instance.cursor()
                 unused.append(con)
-                inherited = _read_settings(con)
-                missing = [
-                    sets[name]
-                    for name, want, got in zip(_SETTINGS, expected, inherited, strict=True)
-                    if want != got and name in sets
-                ]
+                if missing is None:
+                    inherited = _read_settings(con)
+                    missing = [
+                        sets[name]
+                        for name, want, got in zip(_SETTINGS, expected, inherited, strict=True)
+                        if want != got and name in sets
+                    ]
                 if missing:
                     con.execute(";\n".join(missing))
             instance.execute("SET lock_configuration = true")
