@@ -89,6 +89,9 @@ class _Worker:
         )
         self.jobs = 0
         self.demoted = False  # reniced as a long job: restored or retired after the call
+        # The sources of its last job: its engine keeps a database over them for the next
+        # job over the same (a hint for `ProcessEngine._take`, never a check).
+        self.sources: tuple[tuple[str, str, str], ...] | None = None
         assert self.process.stdin is not None and self.process.stdout is not None
         self._in = self.process.stdin.fileno()
         self._out = self.process.stdout.fileno()
@@ -269,7 +272,8 @@ class ProcessEngine:
         sources: Mapping[str, TableSource],
         params: Mapping[str, object],
     ) -> ResultTable:
-        reply = self._call(self._run_message(query, sources, params, (), {}))
+        message = self._run_message(query, sources, params, (), {})
+        reply = self._call(message, affinity=_affinity(message))
         return _table(reply["table"])
 
     def run_with_auxiliary(
@@ -281,7 +285,7 @@ class ProcessEngine:
         extra_params: Mapping[str, object] | None = None,
     ) -> tuple[ResultTable, tuple[ResultTable, ...]]:
         message = self._run_message(query, sources, params, auxiliary, extra_params or {})
-        reply = self._call(message)
+        reply = self._call(message, affinity=_affinity(message))
         blobs = reply.get(protocol.BLOBS, [])
         tables = tuple(_table(t, blobs) for t in reply["auxiliary"])
         if len(tables) != len(auxiliary):
@@ -402,8 +406,16 @@ class ProcessEngine:
             "extra": protocol.encode_params(dict(extra)),
         }
 
-    def _call(self, message: dict[str, Any], *, count: bool = True) -> dict[str, Any]:
-        worker = self._take()
+    def _call(
+        self,
+        message: dict[str, Any],
+        *,
+        count: bool = True,
+        affinity: tuple[tuple[str, str, str], ...] | None = None,
+    ) -> dict[str, Any]:
+        """Send ``message`` to a worker; ``affinity``: the job's sources, to prefer an idle
+        worker whose last job read the same (its locked database is still kept for them)."""
+        worker = self._take(affinity)
         started = time.monotonic()
         deadline = started + self.limits.timeout_s + self.grace_s
         demote_at = None if self.long_job_s is None else started + self.long_job_s
@@ -420,6 +432,8 @@ class ProcessEngine:
             self._drop(worker)
             raise
         worker.jobs += int(count)
+        if affinity is not None:
+            worker.sources = affinity
         self._give_back(worker)
         if reply.get("ok") is True:
             return reply
@@ -435,14 +449,14 @@ class ProcessEngine:
         """A new worker, started by the spawner thread."""
         return self._spawner.submit(_Worker, self.limits, self.os_limits).result()
 
-    def _take(self) -> _Worker:
+    def _take(self, affinity: tuple[tuple[str, str, str], ...] | None = None) -> _Worker:
         deadline = time.monotonic() + self.limits.timeout_s + self.grace_s
         with self._lock:
             while True:
                 if self._closed:
                     raise SandboxBug("the engine is closed")
                 while self._idle:
-                    worker = self._idle.pop()
+                    worker = self._idle.pop(self._preferred(affinity))
                     if worker.alive():
                         self._busy.add(worker)
                         self._wanted.notify_all()
@@ -463,6 +477,16 @@ class ProcessEngine:
         with self._lock:
             self._busy.add(worker)
         return worker
+
+    def _preferred(self, affinity: tuple[tuple[str, str, str], ...] | None) -> int:
+        """Which idle worker a job takes (under the lock): the last returned whose last job
+        read the same sources, else the last returned. Two kinds of job alternating on a
+        pool would otherwise each find the other's database and make a new one."""
+        if affinity is not None:
+            for index in range(len(self._idle) - 1, -1, -1):
+                if self._idle[index].sources == affinity:
+                    return index
+        return len(self._idle) - 1
 
     def _give_back(self, worker: _Worker) -> None:
         if worker.demoted and worker.alive():
@@ -520,3 +544,15 @@ class ProcessEngine:
             self._idle.append(worker)
             self._wanted.notify_all()
             return True
+
+
+def _affinity(message: Mapping[str, Any]) -> tuple[tuple[str, str, str], ...] | None:
+    """The sources a run message mounts, as a worker remembers them (`_Worker.sources`)."""
+    try:
+        return tuple(
+            sorted(
+                (str(m["dataset_id"]), str(m["format"]), str(m["path"])) for m in message["sources"]
+            )
+        )
+    except (KeyError, TypeError):
+        return None

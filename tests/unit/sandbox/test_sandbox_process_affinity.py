@@ -1,0 +1,57 @@
+"""Which idle sandbox worker a job gets: the one whose last job read the same sources.
+
+A worker keeps a locked database over the sources of its last job (`sandbox.engines.duckdb`);
+two kinds of job alternating on one pool would otherwise each take the worker holding the
+other's database and make a new one on the job's path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandbox import Limits, TableSource
+from sandbox.engines.process import ProcessEngine
+from tests.adversarial.sandbox_fixtures import COUNT, write_registry
+
+
+@pytest.fixture
+def engine() -> Iterator[ProcessEngine]:
+    engine = ProcessEngine(Limits(timeout_s=30), spares=0, max_workers=2)
+    yield engine
+    engine.close()
+
+
+def test_a_job_goes_to_the_idle_worker_that_last_read_its_sources(
+    engine: ProcessEngine, tmp_path: Path
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a: dict[str, TableSource] = write_registry(tmp_path / "a")
+    b: dict[str, TableSource] = write_registry(tmp_path / "b")  # same dataset, another file
+    assert engine.run(COUNT, a, {}).rows == ((40,),)
+    first = engine._take()  # the worker that read `a`, held busy
+    assert engine.run(COUNT, b, {}).rows == ((40,),)  # so a second worker reads `b`
+    engine._give_back(first)  # the last returned: a job without a preference would take it
+    (second,) = [w for w in engine._idle if w is not first]
+    assert (first.jobs, second.jobs) == (1, 1)
+    engine.run(COUNT, b, {})
+    engine.run(COUNT, a, {})
+    assert (first.jobs, second.jobs) == (2, 2)
+
+
+def test_without_a_match_the_last_returned_worker_is_taken(
+    engine: ProcessEngine, tmp_path: Path
+) -> None:
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+    a, b, c = (write_registry(tmp_path / name) for name in ("a", "b", "c"))
+    engine.run(COUNT, a, {})
+    first = engine._take()
+    engine.run(COUNT, b, {})
+    engine._give_back(first)  # idle: the worker that read `b`, then the one that read `a`
+    engine.run(COUNT, c, {})  # neither read `c`: the last returned
+    assert first.jobs == 2 and first.sources is not None
+    assert first.sources[0][2] == str(tmp_path / "c" / "registry.parquet")
