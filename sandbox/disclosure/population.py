@@ -111,6 +111,16 @@ def _cells_by_scatter(
     checks: npt.NDArray[np.uint64],
 ) -> tuple[Cell, ...]:
     """The occupied cells, each cell's figures accumulated at its index."""
+    return _cells(*_scatter(size, index, keys, checks))
+
+
+def _scatter(
+    size: int,
+    index: npt.NDArray[np.int64],
+    keys: npt.NDArray[np.uint64],
+    checks: npt.NDArray[np.uint64],
+) -> tuple[npt.NDArray[Any], ...]:
+    """The occupied cells' indexes, counts and XORs, accumulated in place over ``size``."""
     import numpy as np  # noqa: PLC0415 - numpy only where sketches are made
 
     counts = np.bincount(index, minlength=size)
@@ -118,7 +128,24 @@ def _cells_by_scatter(
     np.bitwise_xor.at(xor_keys, index, keys)
     np.bitwise_xor.at(xor_checks, index, checks)
     occupied = np.flatnonzero(counts)
-    return _cells(occupied, counts[occupied], xor_keys[occupied], xor_checks[occupied])
+    return occupied, counts[occupied], xor_keys[occupied], xor_checks[occupied]
+
+
+def _placed(
+    h: npt.NDArray[np.uint64], cells_per_hash: int, scheme: str, base: Any = 0
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """Each unit's cell in each of the ``HASHES`` sub-tables (offset by ``base``), with the
+    unit's hash and check repeated to match."""
+    import numpy as np  # noqa: PLC0415 - numpy only where sketches are made
+
+    width = np.uint64(cells_per_hash)
+    index = np.concatenate(
+        [
+            base + j * cells_per_hash + ((h >> np.uint64(j * SHIFT)) % width).astype(np.int64)
+            for j in range(HASHES)
+        ]
+    )
+    return index, np.tile(h, HASHES), np.tile(_checks(h, scheme), HASHES)
 
 
 def _cells_by_sort(
@@ -225,17 +252,9 @@ class PopulationSketch:
         h = np.asarray(hashes, dtype=np.uint64)
         if h.size and np.any(h[1:] <= h[:-1]):
             raise SandboxBug("a sketch is made of sorted distinct hashes")
-        width = np.uint64(cells_per_hash)
-        index = np.concatenate(
-            [
-                j * cells_per_hash + ((h >> np.uint64(j * SHIFT)) % width).astype(np.int64)
-                for j in range(HASHES)
-            ]
-        )
-        keys, checks = np.tile(h, HASHES), np.tile(_checks(h, scheme), HASHES)
         size = HASHES * cells_per_hash
         made = _cells_by_scatter if size <= DENSE_CELLS else _cells_by_sort
-        cells = made(size, index, keys, checks)
+        cells = made(size, *_placed(h, cells_per_hash, scheme))
         return cls(cells_per_hash, int(h.size), cells, scheme)
 
     @classmethod
@@ -263,22 +282,10 @@ class PopulationSketch:
             descending[starts[(starts > 0) & (starts < h.size)] - 1] = False  # across groups
             if np.any(descending):
                 raise SandboxBug("a sketch is made of sorted distinct hashes")
-        width = np.uint64(cells_per_hash)
-        base = np.repeat(np.arange(len(hs), dtype=np.int64) * size, units)
-        index = np.concatenate(
-            [
-                base + (j * cells_per_hash) + ((h >> np.uint64(j * SHIFT)) % width).astype(np.int64)
-                for j in range(HASHES)
-            ]
-        )
-        keys, checks = np.tile(h, HASHES), np.tile(_checks(h, scheme), HASHES)
-        total = len(hs) * size
-        counts = np.bincount(index, minlength=total)
-        xor_keys, xor_checks = np.zeros(total, np.uint64), np.zeros(total, np.uint64)
-        np.bitwise_xor.at(xor_keys, index, keys)
-        np.bitwise_xor.at(xor_checks, index, checks)
-        occupied = np.flatnonzero(counts)
-        cells = _cells(occupied % size, counts[occupied], xor_keys[occupied], xor_checks[occupied])
+        base = np.repeat(np.arange(len(hs), dtype=np.int64) * size, units)  # each group's
+        placed = _placed(h, cells_per_hash, scheme, base)  # cells side by side
+        occupied, counts, xor_keys, xor_checks = _scatter(len(hs) * size, *placed)
+        cells = _cells(occupied % size, counts, xor_keys, xor_checks)
         bounds = [0, *np.searchsorted(occupied, np.arange(1, len(hs)) * size).tolist(), len(cells)]
         return [
             cls(cells_per_hash, n, cells[bounds[g] : bounds[g + 1]], scheme)
