@@ -121,7 +121,7 @@ async def _waited(
     `seen`: `gw.jobs_finished.generation()` from before that (`waits.until_finished`)."""
 
     def result(row: Job, res: StoredResult | None) -> dict[str, Any]:
-        return reads.stored_result(gw, principal, row, res)
+        return reads.result(gw, principal, row, res)
 
     if job is None or (wait > 0 and JobStatus(job.status) not in TERMINAL):
         slots: waits.WaitSlots = request.app.state.waits

@@ -20,7 +20,6 @@ from gateway.jobs.model import (
     job_view,
     load_job,
     load_job_and_result,
-    load_result,
 )
 from gateway.store import db
 
@@ -54,13 +53,9 @@ def show(gw: Gateway, principal: Principal, job_id: str) -> dict[str, Any]:
     return job_view(_visible(gw, principal, job_id, "job", audit_read=True))
 
 
-def result_job(gw: Gateway, principal: Principal, job_id: str) -> Job:
-    """The job whose result the caller asks for (authorized, of its own department)."""
-    return _visible(gw, principal, job_id, "result")
-
-
 def result_look(gw: Gateway, principal: Principal, job_id: str) -> tuple[Job, StoredResult | None]:
-    """`result_job`, with the stored result read in the same query (None until released)."""
+    """The job whose result the caller asks for (authorized, of its own department) and its
+    stored result (None until released), in one query."""
     require(gw, principal, "result", "read", event="result.denied", target=f"job:{job_id}")
     with db.reading(gw.db) as conn:
         row, stored = load_job_and_result(conn, job_id)
@@ -69,25 +64,15 @@ def result_look(gw: Gateway, principal: Principal, job_id: str) -> tuple[Job, St
 
 
 def may_read_result(gw: Gateway, principal: Principal, job_id: str) -> None:
-    """`result_job`'s authorization for a job the caller has just submitted (so of its own
+    """`result_look`'s authorization for a job the caller has just submitted (so of its own
     department, as submitting a job makes it): the policy's word, no read of the job."""
     require(gw, principal, "result", "read", event="result.denied", target=f"job:{job_id}")
 
 
-def result(gw: Gateway, principal: Principal, row: Job) -> dict[str, Any]:
-    """What the caller gets for a job as it stands (see `gateway.jobs.waits` to wait for its
-    end): the status, and once released the result with its receipt."""
-    if JobStatus(row.status) not in TERMINAL:
-        return {"job": job_view(row), "status": row.status}
-    with db.reading(gw.db) as conn:  # no write lock to read a stored result
-        res = load_result(conn, row.id)
-    return stored_result(gw, principal, row, res)
-
-
-def stored_result(
-    gw: Gateway, principal: Principal, row: Job, res: StoredResult | None
-) -> dict[str, Any]:
-    """`result` for a job read with its stored result `res` (`model.load_job_and_result`)."""
+def result(gw: Gateway, principal: Principal, row: Job, res: StoredResult | None) -> dict[str, Any]:
+    """What the caller gets for a job as it stands, read with its stored result `res`
+    (`result_look`; see `gateway.jobs.waits` to wait for its end): the status, and once
+    released the result with its receipt."""
     if JobStatus(row.status) not in TERMINAL:
         return {"job": job_view(row), "status": row.status}
     job_id = row.id

@@ -190,8 +190,8 @@ def _status_context(request: Request, who: Caller, job_id: str) -> dict[str, Any
     job = reads.show(gw, who.principal, job_id)
     context: dict[str, Any] = {"job": job, "terminal": JobStatus(job["status"]) in TERMINAL}
     if context["terminal"]:
-        row = reads.result_job(gw, who.principal, job_id)
-        context["result"] = reads.result(gw, who.principal, row)
+        row, stored = reads.result_look(gw, who.principal, job_id)
+        context["result"] = reads.result(gw, who.principal, row, stored)
         context["view"] = results.view(context["result"])
     return context
 
@@ -221,8 +221,8 @@ async def check_receipt(request: Request, who: Who, job_id: str) -> Response:
     inclusion proof up to the checkpoint's root, and the checkpoint's signature."""
     await posted(request, who)
     gw = gateway(request)
-    row = await call(reads.result_job, gw, who.principal, job_id)
-    body = await call(reads.result, gw, who.principal, row)
+    row, stored = await call(reads.result_look, gw, who.principal, job_id)
+    body = await call(reads.result, gw, who.principal, row, stored)
     receipt = body.get("receipt")
     outcome: dict[str, Any] = {"ok": False, "detail": "this job released nothing to check"}
     if receipt:
