@@ -103,6 +103,14 @@ def _nodes_query(slots: int) -> sa.Select[Any]:
     return sa.select(n.level, n.idx, n.hash).where(sa.or_(*pairs))
 
 
+@functools.cache
+def _nodes_and_entry_query(slots: int) -> sa.CompoundSelect[Any]:
+    """`_nodes_query` and the body of entry `:entry` as a row of level `ENTRY_LEVEL`."""
+    e = entries_table.c
+    body = sa.select(sa.literal(ENTRY_LEVEL), e.idx, e.body).where(e.idx == sa.bindparam("entry"))
+    return sa.union_all(_nodes_query(slots), body)
+
+
 # PostgreSQL: the nodes asked for, as two parallel arrays joined on the primary key.
 # Run on the driver's cursor as a server-side prepared statement: a proof is one short query,
 # and SQLAlchemy's statement handling cost more than the query itself.
@@ -110,6 +118,15 @@ _PG_NODES: Final = (
     "SELECT n.level, n.idx, n.hash FROM audit_nodes AS n "
     "JOIN unnest(%s::integer[], %s::bigint[]) AS k(level, idx) "
     "ON n.level = k.level AND n.idx = k.idx"
+)
+# An entry's body read with the nodes of its proof (a receipt: one query, not two), as a row
+# of a level no node has.
+ENTRY_LEVEL: Final = -1
+_PG_NODES_AND_ENTRY: Final = (
+    "SELECT n.level, n.idx, n.hash FROM audit_nodes AS n "
+    "JOIN unnest(%s::integer[], %s::bigint[]) AS k(level, idx) "
+    "ON n.level = k.level AND n.idx = k.idx "
+    "UNION ALL SELECT -1, e.idx, e.body FROM audit_entries AS e WHERE e.idx = %s"
 )
 
 
@@ -127,6 +144,16 @@ class SignedHead:
 
     size: int
     note: str
+
+
+def _getter_of(nodes: dict[NodeId, bytes]) -> NodeGetter:
+    def get(level: int, index: int) -> bytes:
+        try:
+            return nodes[NodeId(level, index)]
+        except KeyError:
+            raise StoreError(f"audit node ({level}, {index}) is missing") from None
+
+    return get
 
 
 def _now() -> datetime:
@@ -283,9 +310,17 @@ class SqlAuditLog:
     def sign_head(self, conn: sa.Connection) -> SignedHead:
         """`checkpoint`, with the size it covers. The size is read once, under the writers'
         lock: a size read before the lock may be overtaken by an append committed in between
-        (PostgreSQL READ COMMITTED), which would pair a proof for n with a checkpoint of n+1."""
-        size = lock_and_size(conn, AUDIT_LOCK_KEY)
-        known = self._known_edge(conn, size)
+        (PostgreSQL READ COMMITTED), which would pair a proof for n with a checkpoint of n+1.
+        After an append in the same transaction (a group commit's batch), the lock is held
+        already and the size is the append's: nothing is read."""
+        with self._edge_lock:
+            mine = self._pending.get(conn)
+        known: CompactRange | None
+        if mine is not None:  # this transaction appended: it holds the lock, the size is known
+            size, known = mine.size, mine.copy()
+        else:
+            size = lock_and_size(conn, AUDIT_LOCK_KEY)
+            known = self._known_edge(conn, size)
         root = known.root() if known is not None else self.root(conn, size)
         # Signed and stored in one statement unless this size is stored already (then the
         # stored one, which must agree with the tree, is the answer: one note per size).
@@ -306,27 +341,39 @@ class SqlAuditLog:
     def size(self, conn: sa.Connection) -> int:
         return log_size(conn)
 
-    def _nodes(self, conn: sa.Connection, ids: Iterable[NodeId]) -> dict[NodeId, bytes]:
+    def _nodes(
+        self, conn: sa.Connection, ids: Iterable[NodeId], *, entry: int | None = None
+    ) -> dict[NodeId, bytes]:
+        """The stored nodes `ids` that exist; with `entry`, that entry's body too (if it
+        exists), keyed `NodeId(ENTRY_LEVEL, entry)`, read in the same query."""
         keys = sorted({(level, index) for level, index in ids})
-        if not keys:
+        if not keys and entry is None:
             return {}
         found: dict[NodeId, bytes] = {}
         if conn.dialect.name == "postgresql":  # one short statement the driver caches
-            levels, indexes = zip(*keys, strict=True)
+            levels, indexes = zip(*keys, strict=True) if keys else ((), ())
             driver = conn.connection.driver_connection
             with driver.cursor() as cursor:  # type: ignore[union-attr]
-                cursor.execute(_PG_NODES, (list(levels), list(indexes)), prepare=True)
+                if entry is None:
+                    cursor.execute(_PG_NODES, (list(levels), list(indexes)), prepare=True)
+                else:
+                    cursor.execute(
+                        _PG_NODES_AND_ENTRY, (list(levels), list(indexes), entry), prepare=True
+                    )
                 rows = cursor.fetchall()
             return {NodeId(level, index): bytes(digest) for level, index, digest in rows}
-        for start in range(0, len(keys), 128):
-            chunk = keys[start : start + 128]
+        for start in range(0, max(1, len(keys)), 128):
+            chunk = keys[start : start + 128] or [(0, -1)]  # no node has index -1
             slots = max(8, 1 << (len(chunk) - 1).bit_length())  # few statement shapes
             chunk += [chunk[-1]] * (slots - len(chunk))
             params: dict[str, int] = {}
             for i, (level, index) in enumerate(chunk):
                 params[f"l{i}"], params[f"i{i}"] = level, index
-            for r in conn.execute(_nodes_query(slots), params):
-                found[NodeId(int(r.level), int(r.idx))] = bytes(r.hash)
+            query: sa.Select[Any] | sa.CompoundSelect[Any] = _nodes_query(slots)
+            if entry is not None and start == 0:
+                query, params["entry"] = _nodes_and_entry_query(slots), entry
+            for r in conn.execute(query, params):
+                found[NodeId(int(r[0]), int(r[1]))] = bytes(r[2])
         return found
 
     def _getter(
@@ -335,21 +382,25 @@ class SqlAuditLog:
         """A getter over the stored nodes `ids`. With `within`, first make sure the log holds at
         least that many entries, in the same query: leaf `within - 1` is fetched too, and only
         when it is absent is the size read (to raise EntryNotFoundError)."""
+        return _getter_of(self._fetch(conn, ids, within=within))
+
+    def _fetch(
+        self,
+        conn: sa.Connection,
+        ids: Iterable[NodeId],
+        *,
+        within: int | None = None,
+        entry: int | None = None,
+    ) -> dict[NodeId, bytes]:
+        """`_nodes`, checking `within` as `_getter` says."""
         if within is not None and within < 0:
             self._within(conn, within)  # raises
         wanted = list(ids)
         last = NodeId(0, within - 1) if within else None
-        nodes = self._nodes(conn, wanted if last is None else [*wanted, last])
+        nodes = self._nodes(conn, wanted if last is None else [*wanted, last], entry=entry)
         if last is not None and last not in nodes:
             self._within(conn, within or 0)
-
-        def get(level: int, index: int) -> bytes:
-            try:
-                return nodes[NodeId(level, index)]
-            except KeyError:
-                raise StoreError(f"audit node ({level}, {index}) is missing") from None
-
-        return get
+        return nodes
 
     def _within(self, conn: sa.Connection, size: int) -> None:
         current = self.size(conn)
@@ -445,6 +496,19 @@ class SqlAuditLog:
             self._within(conn, size)
         ids = [n for r in inclusion_ranges(index, size) for n in perfect_nodes(*r)]
         return inclusion_proof(index, size, self._getter(conn, ids, within=size))
+
+    def entry_and_proof(
+        self, conn: sa.Connection, index: int, size: int
+    ) -> tuple[bytes, list[bytes]]:
+        """`entry(index)` and `inclusion_proof(index, size)`, read in one query (a receipt)."""
+        if size < 0:
+            self._within(conn, size)
+        ids = [n for r in inclusion_ranges(index, size) for n in perfect_nodes(*r)]
+        nodes = self._fetch(conn, ids, within=size, entry=index)
+        body = nodes.pop(NodeId(ENTRY_LEVEL, index), None)
+        if body is None:
+            raise EntryNotFoundError(f"no audit entry at index {index}")
+        return body, inclusion_proof(index, size, _getter_of(nodes))
 
     def consistency_proof(self, conn: sa.Connection, size1: int, size2: int) -> list[bytes]:
         if size2 < 0:

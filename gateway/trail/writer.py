@@ -159,8 +159,7 @@ class AuditTrail:
         if self._engine is None:
             raise RuntimeError("AuditTrail.attach(engine) first")
         with db.reading(self._engine) as conn:
-            body = self.log.entry(conn, index)
-            proof = self.log.inclusion_proof(conn, index, size)
+            body, proof = self.log.entry_and_proof(conn, index, size)
         return {
             "audit_index": index,
             "tree_size": size,

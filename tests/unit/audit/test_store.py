@@ -13,6 +13,7 @@ from audit import (
     CheckpointError,
     EntryNotFoundError,
     NoteVerifier,
+    ProofError,
     Signer,
     VerificationError,
     decode,
@@ -104,6 +105,29 @@ def test_proofs_verify_against_signed_checkpoints(engine: sa.Engine, log: SqlAud
         with pytest.raises(EntryNotFoundError):
             log.consistency_proof(conn, 0, -1)
         assert log.consistency_proof(conn, 0, 0) == []
+
+
+def test_an_entry_with_its_proof_in_one_query_equals_the_two_reads(
+    engine: sa.Engine, log: SqlAuditLog
+) -> None:
+    fill(engine, log, 37)  # 37: a proof over a ragged right edge, and one over 1 entry
+    queries: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *a: queries.append(a[2]))
+    with engine.connect() as conn:
+        log.size(conn)  # the transaction begun (SQLite: a BEGIN statement)
+        for size in (1, 2, 5, 16, 33, 37):
+            for index in range(size):
+                queries.clear()
+                body, proof = log.entry_and_proof(conn, index, size)
+                if conn.dialect.name == "sqlite":  # PostgreSQL's is sent on the driver's cursor
+                    assert len(queries) == 1, queries
+                assert body == log.entry(conn, index)
+                assert proof == log.inclusion_proof(conn, index, size)
+        for index, size in ((3, 38), (0, -1), (40, 2**40)):
+            with pytest.raises(EntryNotFoundError):
+                log.entry_and_proof(conn, index, size)
+        with pytest.raises(ProofError):  # as `inclusion_proof`: no such proof
+            log.entry_and_proof(conn, 37, 37)
 
 
 def test_empty_log_has_the_empty_root_and_a_checkpoint(engine: sa.Engine, log: SqlAuditLog) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from audit import Signer, leaf_hash, root_from_leaf_hashes
+from audit import Signer, leaf_hash, open_checkpoint, root_from_leaf_hashes
 from audit.store import SqlAuditLog
 from tests.unit.audit._support import ORIGIN, make_event
 
@@ -35,9 +35,9 @@ def node_reads(ours: SqlAuditLog, monkeypatch: pytest.MonkeyPatch) -> Iterator[l
     reads: list[int] = []
     original = ours._nodes
 
-    def counted(conn: sa.Connection, ids: object) -> object:
+    def counted(conn: sa.Connection, ids: object, **kwargs: object) -> object:
         reads.append(1)
-        return original(conn, ids)  # type: ignore[arg-type]
+        return original(conn, ids, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(ours, "_nodes", counted)
     yield reads
@@ -162,3 +162,36 @@ def test_a_new_checkpoint_is_one_insert_and_an_old_one_is_read_back(
     finally:
         sa.event.remove(engine, "before_cursor_execute", note)
     assert again == new
+
+
+def test_a_checkpoint_after_an_append_in_its_transaction_reads_no_size(
+    engine: sa.Engine, signer: Signer, ours: SqlAuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The append took the writers' lock and knows the size: signing in the same transaction
+    (a group commit's batch) reads nothing more, and the checkpoint is the stored tree's."""
+    import audit.store
+
+    locks: list[int] = []
+    lock_and_size = audit.store.lock_and_size
+
+    def counted(conn: sa.Connection, key: int) -> int:
+        locks.append(key)
+        return lock_and_size(conn, key)
+
+    monkeypatch.setattr(audit.store, "lock_and_size", counted)
+    other_writer_appends(engine, signer, 3)  # the edge is not known to `ours`: it is loaded
+    locks.clear()
+    with engine.begin() as conn:
+        ours.append_many(conn, [make_event(0), make_event(1)])
+        head = ours.sign_head(conn)
+    assert len(locks) == 1 and head.size == 5
+    with engine.begin() as conn:
+        assert ours.root(conn, 5) == open_checkpoint(head.note, [signer.verifier()], ORIGIN).root
+    if engine.dialect.name == "postgresql":  # an append rolled back to a savepoint: read again
+        with engine.begin() as conn:
+            savepoint = conn.begin_nested()
+            ours.append(conn, make_event(2))
+            savepoint.rollback()
+            assert ours.sign_head(conn).size == 5
+        assert len(locks) == 3
+    assert_stored_tree_is_sound(engine, ours)
