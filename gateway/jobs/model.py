@@ -186,17 +186,21 @@ def claim_fair(
     if row is None:
         return None
     job = Job.of(row)
-    conn.execute(
-        _turn_statement(conn.dialect.name), {"turn_department": job.department, "turn_at": now}
-    )
+    if conn.dialect.name != "postgresql":  # PostgreSQL's claim took the turn in its statement
+        conn.execute(
+            _turn_statement(conn.dialect.name), {"turn_department": job.department, "turn_at": now}
+        )
     return job, row
 
 
 @functools.cache
-def _claim_statement(dialect: str, also: tuple[sa.Label[Any], ...]) -> sa.Update:
+def _claim_statement(dialect: str, also: tuple[sa.Label[Any], ...]) -> sa.Update | sa.Select[Any]:
     """`claim_fair`'s one statement, built once per dialect (its values bound at each call):
     the pick (an uncorrelated subquery, evaluated once: on PostgreSQL the row it returns is
-    locked, a row another claimer holds skipped), the claim, and the claimed row."""
+    locked, a row another claimer holds skipped), the claim, and the claimed row. On
+    PostgreSQL the department's turn is taken in the same statement (a data-modifying `WITH`:
+    the claim's `UPDATE … RETURNING` feeds the turn's upsert); SQLite has no such `WITH`, and
+    `claim_fair` takes the turn with a second statement in the same transaction."""
     j = schema.jobs
     waiting = j.alias("waiting")  # the UPDATE's own `jobs` stays apart from the pick's
     running = sa.select(j.c.department, sa.func.count().label("n")).where(
@@ -218,7 +222,7 @@ def _claim_statement(dialect: str, also: tuple[sa.Label[Any], ...]) -> sa.Update
     )
     if dialect == "postgresql":
         pick = pick.with_for_update(of=waiting, skip_locked=True)
-    return (
+    claim = (
         j.update()
         .where(j.c.id == pick.correlate(None).scalar_subquery())
         .values(
@@ -231,6 +235,21 @@ def _claim_statement(dialect: str, also: tuple[sa.Label[Any], ...]) -> sa.Update
         )
         .returning(*j.c, *also)
     )
+    if dialect != "postgresql":
+        return claim
+    claimed = claim.cte("claimed")
+    turns = schema.department_turns
+    taken = db.upsert(dialect, turns).from_select(
+        [turns.c.department, turns.c.last_claimed_at],
+        sa.select(
+            claimed.c.department, sa.bindparam("claim_now", type_=turns.c.last_claimed_at.type)
+        ),
+    )
+    turn = taken.on_conflict_do_update(
+        index_elements=[turns.c.department],
+        set_={"last_claimed_at": taken.excluded.last_claimed_at},
+    )
+    return sa.select(claimed).add_cte(turn.cte("turn"))
 
 
 @functools.cache
