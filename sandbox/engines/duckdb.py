@@ -372,6 +372,24 @@ class DuckDBEngine:
         """A dp plan with snapshot-verified statistics, read in this process (dp_snapshot)."""
         return run_dp(self, request, sources, params)
 
+    def prepare(self, sources: Sequence[TableSource]) -> bool:
+        """Make the locked database a job over ``sources`` (in the order the job mounts them)
+        would take, and keep it for that job: the job then makes none on its path. True if
+        one was made; False if one is kept already or none can be (a source that is not a
+        regular file). Each connection is still held to the lock-down when a job takes it."""
+        key = _identity(self.limits, sources)
+        if key is None:
+            return False
+        locked = self._kept.take(key) or self._successors.take(key)
+        made = locked is None
+        if locked is None:
+            for other in self._kept.drain():  # one database with cached data at a time
+                self._retire(other)
+            locked = self._lock_new(sources, CONNECTIONS_PER_INSTANCE)
+        for evicted in self._kept.keep(key, locked):
+            self._retire(evicted)
+        return made
+
     @staticmethod
     def _check_params(query: CompiledQuery, params: Mapping[str, object]) -> None:
         if sorted(params) != list(query.parameters):

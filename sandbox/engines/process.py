@@ -12,7 +12,10 @@ process (``python -m sandbox.engines.worker``) over pipes (``sandbox.engines.pro
   killed (SIGKILL) and the job fails with a timeout; a worker that dies mid-job (killed, out
   of memory, CPU limit) fails its job with ``worker_lost``. Either way that worker is gone and
   the next job gets another;
-- are retired after ``max_jobs`` jobs, so nothing accumulates in a long-lived process;
+- are retired after ``max_jobs`` jobs, so nothing accumulates in a long-lived process. A
+  worker ``HANDOVER_JOBS`` jobs short of that has its successor started ahead, with the
+  locked database over the sources of its last job made there (``prepare``), so the job after
+  the retirement finds one instead of making it on its path;
 - yield to short jobs: a call still running after ``long_job_s`` has every thread of its
   worker reniced to ``LONG_JOB_NICE`` (CPU weight ~1/10), so one department's heavy jobs
   cannot halve the CPU of another's small ones on the same cores. After the call its
@@ -56,6 +59,7 @@ from sandbox.results import ResultTable
 from sandbox.sources import DEFAULT_LIMITS, Limits, TableSource
 
 START_TIMEOUT_S = 60.0
+HANDOVER_JOBS = 8  # a worker this many jobs short of retiring has its successor prepared
 LONG_JOB_NICE = 10  # a nice-10 thread gets ~1/10 of the CPU a nice-0 thread gets beside it
 
 
@@ -92,6 +96,7 @@ class _Worker:
         # The sources of its last job: its engine keeps a database over them for the next
         # job over the same (a hint for `ProcessEngine._take`, never a check).
         self.sources: tuple[tuple[str, str, str], ...] | None = None
+        self.mounted: list[Any] | None = None  # the same, as that job's message mounted them
         assert self.process.stdin is not None and self.process.stdout is not None
         self._in = self.process.stdin.fileno()
         self._out = self.process.stdout.fileno()
@@ -252,6 +257,9 @@ class ProcessEngine:
         self._lock = threading.Lock()
         self._wanted = threading.Condition(self._lock)
         self._closed = False
+        # Sources of workers about to retire (mounted, affinity), for the filler to prepare a
+        # successor over (the newest two at most: a successor is a worker process).
+        self._handovers: list[tuple[list[Any], tuple[tuple[str, str, str], ...]]] = []
         self._filler: threading.Thread | None = None
         if spares:
             self._filler = threading.Thread(
@@ -356,12 +364,9 @@ class ProcessEngine:
         try:
             worker = self._start()
         except (OSError, SandboxError, _Lost, TimeoutError, protocol.ProtocolError):
+            self._started(None)
             return False
-        finally:
-            with self._lock:
-                self._starting -= 1
-                self._wanted.notify_all()
-        if not self._keep_spare(worker):
+        if not self._started(worker):
             worker.stop()
         return True
 
@@ -433,7 +438,7 @@ class ProcessEngine:
             raise
         worker.jobs += int(count)
         if affinity is not None:
-            worker.sources = affinity
+            worker.sources, worker.mounted = affinity, message.get("sources")
         self._give_back(worker)
         if reply.get("ok") is True:
             return reply
@@ -471,10 +476,11 @@ class ProcessEngine:
             self._wanted.notify_all()
         try:
             worker = self._start()  # none ready: start one now
-        finally:
-            with self._lock:
-                self._starting -= 1
-        with self._lock:
+        except BaseException:
+            self._started(None)
+            raise
+        with self._lock:  # busy in the step that ends its start: the count never dips
+            self._starting -= 1
             self._busy.add(worker)
         return worker
 
@@ -501,6 +507,13 @@ class ProcessEngine:
             )
             if keep:
                 self._idle.append(worker)
+                if (
+                    self._filler is not None
+                    and worker.jobs == self._max_jobs - HANDOVER_JOBS
+                    and worker.sources is not None
+                    and worker.mounted is not None
+                ):
+                    self._handovers = [*self._handovers[-1:], (worker.mounted, worker.sources)]
             self._wanted.notify_all()
         if not keep:
             worker.kill()  # between jobs it holds nothing to finish; no wait on the job's path
@@ -511,38 +524,66 @@ class ProcessEngine:
             self._wanted.notify_all()
 
     def _fill(self) -> None:
-        """Keep ``spares`` idle workers started ahead of jobs."""
+        """Keep ``spares`` idle workers started ahead of jobs, and start the prepared successor
+        of each worker about to retire (``HANDOVER_JOBS``)."""
         while True:
             with self._lock:
                 self._wanted.wait_for(
                     lambda: (
                         self._closed
-                        or (len(self._idle) < self._spares and self._count() < self._max_workers)
+                        or (
+                            (len(self._idle) < self._spares or self._handovers)
+                            and self._count() < self._max_workers
+                        )
                     )
                 )
                 if self._closed:
                     return
+                handover = self._handovers.pop() if self._handovers else None
                 self._starting += 1
             try:
-                worker = self._start()
+                worker: _Worker | None = self._start()
             except (OSError, SandboxError, _Lost, TimeoutError, protocol.ProtocolError):
+                self._started(None)
                 time.sleep(1.0)  # could not start one; jobs start their own meanwhile
                 continue
             except RuntimeError:  # the spawner was shut down: closing
+                self._started(None)
                 return
-            finally:
-                with self._lock:
-                    self._starting -= 1
-            if not self._keep_spare(worker):
+            if handover is not None and worker is not None and not self._prepare(worker, *handover):
+                worker = None  # lost while preparing (killed)
+            # A successor goes first in line, the last an idle worker is taken from: the worker
+            # it succeeds is still preferred for its sources until it retires.
+            if not self._started(worker, first=handover is not None) and worker is not None:
                 worker.kill()  # started as the engine closed
                 return
 
-    def _keep_spare(self, worker: _Worker) -> bool:
+    def _prepare(
+        self, worker: _Worker, mounted: list[Any], sources: tuple[tuple[str, str, str], ...]
+    ) -> bool:
+        """Have a new worker (not yet idle: no job can take it) make the database over
+        ``sources``; False if it was lost meanwhile. A database it could not make (a source
+        gone) is only not there: the job that needs one makes it, and meets the error."""
+        deadline = time.monotonic() + self.limits.timeout_s + self.grace_s
+        try:
+            reply = worker.call({"op": "prepare", "sources": mounted}, deadline)
+        except (_Lost, TimeoutError, protocol.ProtocolError):
+            return False
+        if reply.get("ok") is True:
+            worker.sources, worker.mounted = sources, mounted
+        return True
+
+    def _started(self, worker: _Worker | None, *, first: bool = False) -> bool:
+        """A start counted in ``_starting`` is over: ``worker`` (None: it failed) becomes
+        idle in the same step, so the count never dips below the workers there are. False
+        if it is not kept (none, or the engine closed). ``first``: at the head of the idle
+        line (taken last), not at its end."""
         with self._lock:
-            if self._closed:
-                return False
-            self._idle.append(worker)
+            self._starting -= 1
             self._wanted.notify_all()
+            if worker is None or self._closed:
+                return False
+            self._idle.insert(0 if first else len(self._idle), worker)
             return True
 
 

@@ -72,6 +72,10 @@ def _handle(
         source = protocol.decode_source(message["source"])
         wanted = ProfileRequest.decode(message["request"])
         return {"ok": True, "profile": engine.profile(source, wanted).encode()}
+    if op == "prepare":  # a database made ahead of the jobs of a worker about to retire
+        oslimits.cpu_budget(limits.cpu_s)
+        mounted = [protocol.decode_source(s) for s in message["sources"]]
+        return {"ok": True, "made": engine.prepare(mounted)}
     if op == "limits":
         return {"ok": True, "limits": {**oslimits.current(), "landlock": landlock_abi}}
     return {"ok": False, "error": {"type": "bug", "message": "unknown operation"}}

@@ -278,3 +278,35 @@ def test_a_connection_without_its_own_settings_is_refused(
         engine._open(mounted, key)
     with pytest.raises(duckdb.ConnectionException):
         locked.instance.execute("SELECT 1")  # and its database is retired
+
+
+def test_a_prepared_database_is_the_next_jobs_and_keeps_the_lock_down(
+    engine: Counting, sources: dict[str, TableSource]
+) -> None:
+    """`prepare` (a worker about to retire hands its sources to its successor) makes the
+    database a job over those sources takes: the job then makes none on its path."""
+    mounted = [sources[REGISTRY]]
+    assert engine.prepare(mounted) is True
+    assert engine.prepare(mounted) is False  # kept already: nothing made
+    assert engine.opened == 1
+    assert engine.run(COUNT, sources, {}).rows == ((30,),)
+    assert engine.opened == 1
+    key = _identity(engine.limits, mounted)
+    assert key is not None
+    locked = engine._kept.take(key)
+    assert locked is not None and len(locked.unused) == CONNECTIONS_PER_INSTANCE - 1
+    con = locked.unused.pop()
+    assert _read_settings(con) == locked.expected
+    with pytest.raises(duckdb.Error):  # only its own sources' views
+        con.execute('SELECT COUNT(*) FROM "tax"."filings"')
+    con.close()
+    locked.close()
+
+
+def test_nothing_is_prepared_over_a_source_that_is_not_a_file(
+    engine: Counting, sources: dict[str, TableSource], tmp_path: Path
+) -> None:
+    gone = TableSource(REGISTRY, "parquet", tmp_path / "gone.parquet")
+    assert engine.prepare([gone]) is False
+    assert engine.opened == 0
+    assert engine.run(COUNT, sources, {}).rows == ((30,),)

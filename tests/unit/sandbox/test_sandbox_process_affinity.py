@@ -7,13 +7,14 @@ other's database and make a new one on the job's path.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from sandbox import Limits, TableSource
-from sandbox.engines.process import ProcessEngine
+from sandbox.engines.process import HANDOVER_JOBS, ProcessEngine
 from tests.adversarial.sandbox_fixtures import COUNT, write_registry
 
 
@@ -55,3 +56,43 @@ def test_without_a_match_the_last_returned_worker_is_taken(
     engine.run(COUNT, c, {})  # neither read `c`: the last returned
     assert first.jobs == 2 and first.sources is not None
     assert first.sources[0][2] == str(tmp_path / "c" / "registry.parquet")
+
+
+def test_a_worker_about_to_retire_has_its_successor_prepared(tmp_path: Path) -> None:
+    """`HANDOVER_JOBS` jobs before a worker retires (`max_jobs`), a successor is started with
+    the database over its last job's sources made: the job after the retirement goes there."""
+    engine = ProcessEngine(Limits(timeout_s=30), spares=1, max_workers=3, max_jobs=10)
+    try:
+        a: dict[str, TableSource] = write_registry(tmp_path)
+        engine.run(COUNT, a, {})
+        (first,) = [w for w in [*engine._idle] if w.jobs == 1]
+        assert 10 - HANDOVER_JOBS == 2
+        engine.run(COUNT, a, {})  # its second job: 8 short of retiring
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the filler starts and prepares it meanwhile
+            with engine._lock:
+                ready = [w for w in engine._idle if w is not first and w.sources == first.sources]
+            if ready:
+                break
+            time.sleep(0.05)
+        (successor,) = ready
+        assert successor.jobs == 0 and len(engine.worker_pids()) == 3  # the cap holds
+        # It holds the database already: being asked to make it again, it makes nothing.
+        reply = successor.call({"op": "prepare", "sources": first.mounted}, time.monotonic() + 30)
+        assert reply == {"ok": True, "made": False}
+        for _ in range(8):  # the worker's last jobs (it is preferred: the last returned)
+            engine.run(COUNT, a, {})
+        assert first.jobs == 10 and not first.alive()
+        assert engine.run(COUNT, a, {}).rows == ((40,),)
+        assert successor.jobs == 1
+    finally:
+        engine.close()
+
+
+def test_a_worker_prepares_nothing_from_a_bad_message(engine: ProcessEngine) -> None:
+    worker = engine._take()
+    try:
+        reply = worker.call({"op": "prepare", "sources": [{"nope": 1}]}, time.monotonic() + 30)
+        assert reply["ok"] is False and set(reply["error"]) <= {"type", "category", "message"}
+    finally:
+        engine._give_back(worker)
