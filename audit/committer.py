@@ -10,7 +10,9 @@ with concurrency instead of collapsing on fsync. The writer keeps the tree's rig
 last commit (`append_prepared` re-reads it only if another writer appended in between).
 
 Checkpoints follow a cadence instead of one per read: `nudge()` asks for one soon without
-waiting (the gateway nudges when a job finishes), a caller may ask for a checkpoint covering the
+waiting (the gateway nudges when a job finishes; the writer then waits up to `NUDGE_WAIT_S`
+for an append to sign with, such as the read of the result just released, so the two share
+one transaction instead of taking two), a caller may ask for a checkpoint covering the
 first `covering` entries (`append(..., covering=n)`, `checkpoint(n)`), and the writer signs at
 most one per batch, only when the newest checkpoint it signed does not cover what was asked
 (`SqlAuditLog.checkpoint` stores one note per size). The committer knows nothing of SQL:
@@ -42,6 +44,7 @@ __all__ = ["Committed", "GroupCommitter"]
 INDEX_STEP: Final = 256  # entries per review-index transaction (short: an append may arrive)
 IDLE_S: Final = 0.05  # the writer extends the review index after this long without an append
 MAX_INDEX_LAG: Final = 50_000  # beyond this, index a step between batches even under load
+NUDGE_WAIT_S: Final = 0.02  # a nudge alone waits this long for appends to sign with
 
 log = logging.getLogger("audit.committer")
 
@@ -175,6 +178,8 @@ class GroupCommitter:
                     self._cond.wait()
                 elif not self._cond.wait(IDLE_S) and not self._queue and not self._nudged:
                     return [], False
+            if not self._queue and not self._stopping:  # a nudge alone: not urgent
+                self._cond.wait_for(lambda: self._queue or self._stopping, NUDGE_WAIT_S)
             batch: list[_Request] = []
             count = 0
             while self._queue and (

@@ -97,6 +97,29 @@ def test_nudge_signs_a_checkpoint_without_waiting(engine: sa.Engine, log: SqlAud
     committer.stop()
 
 
+def test_a_nudge_and_the_append_after_it_share_one_transaction(
+    engine: sa.Engine, log: SqlAuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A release nudges; the read of its result follows: one transaction signs both."""
+    import audit.committer
+
+    monkeypatch.setattr(audit.committer, "NUDGE_WAIT_S", 30.0)  # an append surely comes first
+    committer = GroupCommitter(log, engine.begin)
+    committer.append([make_event(i) for i in range(3)])
+    before = committer.batches
+    committer.nudge()
+    read = committer.append([make_event(3)], covering=3)
+    assert committer.batches == before + 1
+    assert read.indexes == (3,) and read.checkpoint_size == 4
+    with engine.connect() as conn:
+        head = log.latest_head(conn)
+    assert head is not None and head.size == 4 and head.note == read.checkpoint
+    started = time.monotonic()
+    committer.nudge()  # alone, and then stopped: the wait ends with the stop
+    committer.stop()
+    assert time.monotonic() - started < 25
+
+
 def test_a_failed_commit_fails_every_caller_and_records_nothing(
     engine: sa.Engine, log: SqlAuditLog
 ) -> None:
