@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from gateway.auth.verifier import TokenVerifier
 from gateway.catalogue.cache import CatalogueCache
 from gateway.catalogue.sorted_copies import SortedCopies
 from gateway.errors import GatewayError
+from gateway.jobs.model import Job, StoredResult
 from gateway.jobs.releases.copies import PartitionCopies
 from gateway.settings import Settings
 from gateway.store.db import Engine as StoreEngine
@@ -74,9 +76,42 @@ class Signal:
 
         return forget
 
+    def listening(self, topic: str) -> bool:
+        """Whether a listener here names `topic`."""
+        with self._cond:
+            return bool(self._listeners.get(topic))
+
     def wait(self, since: int, timeout: float) -> None:
         with self._cond:
             self._cond.wait_for(lambda: self._generation != since, timeout=timeout)
+
+
+class Handoffs:
+    """Jobs' ends handed from the worker thread that committed them to a wait in this process
+    (`gateway.jobs.waits`): the ended job's row and its stored result as a read would give
+    them, so the wait need not read back what was just committed. Kept only for a job a wait
+    here listens for, taken once; the newest `most` are kept (a wait gone meanwhile leaves
+    one behind). A wait that finds none reads the store, as for another replica's jobs."""
+
+    def __init__(self, most: int = 64, ttl_s: float = 30.0) -> None:
+        self._most = most
+        self._ttl_s = ttl_s
+        self._ends: OrderedDict[str, tuple[float, Job, StoredResult | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, job: Job, stored: StoredResult | None) -> None:
+        with self._lock:
+            self._ends[job.id] = (time.monotonic(), job, stored)
+            while len(self._ends) > self._most:
+                self._ends.popitem(last=False)
+
+    def take(self, job_id: str) -> tuple[Job, StoredResult | None] | None:
+        """The end handed over for `job_id`, once, if at most `ttl_s` old."""
+        with self._lock:
+            found = self._ends.pop(job_id, None)
+        if found is None or time.monotonic() - found[0] > self._ttl_s:
+            return None
+        return found[1], found[2]
 
 
 def now_minute() -> int:
@@ -122,6 +157,7 @@ class Gateway:
     failed_auth: FailedAuthentications
     jobs_submitted: Signal = field(default_factory=Signal)
     jobs_finished: Signal = field(default_factory=Signal)
+    handoffs: Handoffs = field(default_factory=Handoffs)  # jobs' ends, to waits here
     catalogue: CatalogueCache = field(default_factory=CatalogueCache)
     partitions: PartitionCopies = field(default_factory=PartitionCopies)  # the atom check's
     local_keys: LocalKeySource | None = None  # the local issuer's key file, reloaded on rotation

@@ -19,6 +19,7 @@ This module owns both tables: every read and write of them is a function here.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -319,27 +320,32 @@ def mark_finished(
     now: datetime,
     error: str | None,
     owner: str | None = None,
-) -> bool:
-    """Move a running job to its end state; False if it is no longer running (someone else
-    finished it) or, with `owner`, no longer leased to `owner` (another replica reclaimed it).
-    The conditional UPDATE serialises two finishers on PostgreSQL too."""
+) -> Job | None:
+    """Move a running job to its end state and return its row as it now stands; None if it is
+    no longer running (someone else finished it) or, with `owner`, no longer leased to `owner`
+    (another replica reclaimed it). The conditional UPDATE serialises two finishers on
+    PostgreSQL too."""
     j = schema.jobs
     where = [j.c.id == job_id, j.c.status == JobStatus.RUNNING.value]
     if owner is not None:
         where.append(j.c.lease_owner == owner)
-    claimed = conn.execute(
+    row = conn.execute(
         j.update()
         .where(*where)
         .values(status=status.value, finished_at=now, error=error, lease_expires_at=None)
-    )
-    return claimed.rowcount == 1
+        .returning(*j.c)
+    ).first()
+    return None if row is None else Job.of(row)
 
 
-def amend_finished(conn: sa.Connection, job_id: str, status: JobStatus, *, error: str) -> None:
+def amend_finished(conn: sa.Connection, job_id: str, status: JobStatus, *, error: str) -> Job:
     """Change the end state `mark_finished` has just set, in the same transaction (the row is
-    this transaction's: locked on PostgreSQL, the write lock held on SQLite)."""
+    this transaction's: locked on PostgreSQL, the write lock held on SQLite); return the row."""
     j = schema.jobs
-    conn.execute(j.update().where(j.c.id == job_id).values(status=status.value, error=error))
+    row = conn.execute(
+        j.update().where(j.c.id == job_id).values(status=status.value, error=error).returning(*j.c)
+    ).one()
+    return Job.of(row)
 
 
 def unfinished(conn: sa.Connection, *, subject: str, department: str) -> tuple[int, int]:
@@ -409,6 +415,14 @@ def load_job_and_result(conn: sa.Connection, job_id: str) -> tuple[Job, StoredRe
         dict(row.stored_result), row.stored_result_hash, int(row.stored_audit_index)
     )
     return Job.of(row), stored
+
+
+def as_read_back(stored: StoredResult) -> StoredResult:
+    """`stored` as a read of `job_results` gives it back: its result through the JSON column's
+    round trip (SQLAlchemy's default serialiser, `json.dumps`, then `json.loads`)."""
+    return StoredResult(
+        json.loads(json.dumps(stored.result)), stored.result_hash, stored.audit_index
+    )
 
 
 def load_result(conn: sa.Connection, job_id: str) -> StoredResult | None:

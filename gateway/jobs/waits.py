@@ -5,8 +5,10 @@ sleeps on an asyncio event that the worker's release of *that* job wakes
 (`Gateway.jobs_finished`, by job id: other jobs' releases pass it by), looks at
 the store now and then for jobs another replica finished, and stops when the client hangs up.
 Each look borrows a thread for one short read (and the result, in the same hop, once the job
-has ended). A caller may hold only so many waits at once (`max_waits_per_caller`); one more
-is answered 429 with `Retry-After`.
+has ended). A job this replica's worker ended while the wait listened needs no read: the
+worker hands over the row and result it committed (`Gateway.handoffs`). A caller may hold
+only so many waits at once (`max_waits_per_caller`); one more is answered 429 with
+`Retry-After`.
 """
 
 from __future__ import annotations
@@ -73,10 +75,12 @@ def load(gw: Gateway, job_id: str) -> tuple[Job, model.StoredResult | None]:
 
 
 def _look(gw: Gateway, job_id: str, then: Then[T], final: bool) -> tuple[bool, T | None]:
-    """One look at the store: (True, `then(job, its stored result)`) once the job has ended,
-    or on the `final` look whatever its status; (False, None) while it runs. One query and one
-    thread hop for both."""
-    job, stored = load(gw, job_id)
+    """One look: (True, `then(job, its stored result)`) once the job has ended, or on the
+    `final` look whatever its status; (False, None) while it runs. One query and one thread
+    hop for both; no query when this replica's worker handed the job's end over (a terminal
+    job's row and result never change, so a handoff is what the store holds)."""
+    ended = gw.handoffs.take(job_id)  # this replica's worker ended it: what it committed
+    job, stored = ended if ended is not None else load(gw, job_id)
     if final or JobStatus(job.status) in TERMINAL:
         return True, then(job, stored)
     return False, None

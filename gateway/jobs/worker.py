@@ -314,10 +314,10 @@ def finish(gw: Gateway, job: Job, outcome: Outcome) -> Outcome:
     with gw.db.begin() as conn:
         # Only the run that still holds the job's lease may finish it: a worker whose lease
         # expired must not store a result, nor settle the budget, after another run took over.
-        finished = model.mark_finished(
+        ended = model.mark_finished(
             conn, job.id, outcome.status, now=now, error=outcome.error, owner=job.lease_owner
         )
-        if not finished:
+        if ended is None:
             log.warning("job %s was finished or reclaimed; its late outcome is dropped", job.id)
             return outcome
         if outcome.settle is None and outcome.status is not JobStatus.RELEASED:
@@ -329,7 +329,7 @@ def finish(gw: Gateway, job: Job, outcome: Outcome) -> Outcome:
             outcome = dataclasses.replace(
                 outcome, status=JobStatus.FAILED, result=None, error=refusal, findings=()
             )
-            model.amend_finished(conn, job.id, outcome.status, error=refusal)
+            ended = model.amend_finished(conn, job.id, outcome.status, error=refusal)
         details.update(
             outcome.parties
             if outcome.parties is not None
@@ -364,9 +364,12 @@ def finish(gw: Gateway, job: Job, outcome: Outcome) -> Outcome:
         )
         if outcome.findings:  # a comparison: each finding to the department that corrects it
             inbox.deliver(conn, gw, job, actor_of_job(job), outcome.findings)
+        stored = None
         if outcome.result is not None:
             stored = model.StoredResult(outcome.result, details["result_hash"], index)
             model.store_result(conn, job.id, stored, now=now)
+    if gw.jobs_finished.listening(job.id):  # committed: a wait here takes it, not a read
+        gw.handoffs.put(ended, None if stored is None else model.as_read_back(stored))
     gw.audit.nudge()  # sign a checkpoint covering the release soon, off the request path
     return outcome
 

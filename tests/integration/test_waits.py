@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from gateway.auth.keys import IssuerKeys
 from gateway.auth.principal import Principal
 from gateway.demo import documents
 from gateway.demo.server import BackgroundServer
-from gateway.jobs import waits
+from gateway.jobs import waits, worker
 from gateway.jobs.waits import WaitSlots
 from gateway.settings import Settings
 from tests.integration.conftest import Caller, World, grant_purpose
@@ -181,3 +182,33 @@ def test_submit_with_wait_answers_with_the_result(
     assert again.status_code == 200, again.text
     assert again.json()["job"]["id"] == body["job"]["id"]
     assert again.json()["rows"] == body["rows"]
+
+
+def test_a_wait_takes_the_end_its_worker_committed_without_reading_it_back(
+    world: World, queued: str, analyst: Caller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job this replica's worker ends while a wait here listens: the wait answers with the
+    row and result the worker committed (`Gateway.handoffs`), not a read of them, and they
+    are exactly what a read of the store gives."""
+    monkeypatch.setattr(waits, "RECHECK_S", 3600.0)  # no look at the store before the release
+    loads: list[str] = []
+    load = waits.load
+    monkeypatch.setattr(waits, "load", lambda gw, job_id: loads.append(job_id) or load(gw, job_id))
+    gw = world.app.state.gateway
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        waiting = pool.submit(analyst.get, f"/v1/jobs/{queued}/result", params={"wait": 60})
+        wait_until(lambda: gw.jobs_finished.listening(queued))
+        claimed = worker.claim(gw, "w1")
+        assert claimed is not None and claimed.job.id == queued
+        worker.Runner(gw).run(claimed.job, claimed.catalogue_seen)
+        waited = waiting.result(timeout=GUARD_S)
+    assert waited.status_code == 200, waited.text
+    assert loads == []  # handed over, not read back
+    assert gw.handoffs.take(queued) is None  # taken once
+    read = analyst.get(f"/v1/jobs/{queued}/result")  # from the store
+    assert read.status_code == 200, read.text
+    handed, stored = waited.json(), read.json()
+    assert handed["status"] == "released"
+    for field in ("job", "status", "rows", "columns", "withheld", "result_hash"):
+        assert handed[field] == stored[field], field
+    assert handed["receipt"]["audit_index"] == stored["receipt"]["audit_index"]

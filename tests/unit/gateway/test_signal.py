@@ -1,10 +1,16 @@
-"""`Signal`: a job's release wakes the waits on that job, not every wait on the gateway."""
+"""`Signal`: a job's release wakes the waits on that job, not every wait on the gateway;
+`Handoffs`: what the worker hands such a wait."""
 
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 
-from gateway.context import Signal
+import pytest
+
+from gateway import context
+from gateway.context import Handoffs, Signal
+from gateway.jobs.model import Job, StoredResult
 
 
 def test_a_release_wakes_the_waits_on_its_job_only() -> None:
@@ -26,6 +32,7 @@ def test_a_release_wakes_the_waits_on_its_job_only() -> None:
     forget_a()  # twice is harmless
     signal.notify("job-a")
     assert woken == ["any"]
+    assert not signal.listening("job-a") and signal.listening("job-b")
 
 
 def test_generation_waiters_see_every_notify_whatever_its_topic() -> None:
@@ -34,3 +41,37 @@ def test_generation_waiters_see_every_notify_whatever_its_topic() -> None:
     threading.Timer(0.05, signal.notify, args=("job-x",)).start()
     signal.wait(seen, timeout=5)
     assert signal.generation() == seen + 1
+
+
+def ended(job_id: str) -> Job:
+    return Job(
+        id=job_id,
+        template_id="t",
+        version=1,
+        content_hash="sha256:00",
+        parameters={},
+        purpose="p",
+        purpose_ids=(),
+        subject="s",
+        department="d",
+        roles=("analyst",),
+        status="released",
+        created_at=datetime.now(UTC),
+    )
+
+
+def test_a_handoff_is_taken_once_and_only_while_fresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    handoffs = Handoffs(most=2, ttl_s=30.0)
+    stored = StoredResult({"rows": [[1]]}, "sha256:11", 7)
+    job = ended("a")
+    handoffs.put(job, stored)
+    assert handoffs.take("a") == (job, stored)
+    assert handoffs.take("a") is None  # once
+    for job_id in ("b", "c", "d"):  # the newest two are kept
+        handoffs.put(ended(job_id), None)
+    assert handoffs.take("b") is None
+    taken = handoffs.take("c")
+    assert taken is not None and taken[0].id == "c" and taken[1] is None
+    now = context.time.monotonic()
+    monkeypatch.setattr(context.time, "monotonic", lambda: now + 31.0)
+    assert handoffs.take("d") is None  # too old: the wait reads the store instead

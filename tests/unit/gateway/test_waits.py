@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gateway.context import Signal
+from gateway.context import Handoffs, Signal
 from gateway.jobs import waits
 
 GUARD_S = 10.0
@@ -37,7 +37,7 @@ class Store:
 @pytest.fixture
 def gw(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setattr(waits, "RECHECK_S", 3600.0)
-    yield SimpleNamespace(jobs_finished=Signal())
+    yield SimpleNamespace(jobs_finished=Signal(), handoffs=Handoffs())
 
 
 def wait(
