@@ -122,11 +122,9 @@ _PG_NODES: Final = (
 # An entry's body read with the nodes of its proof (a receipt: one query, not two), as a row
 # of a level no node has.
 ENTRY_LEVEL: Final = -1
-_PG_NODES_AND_ENTRY: Final = (
-    "SELECT n.level, n.idx, n.hash FROM audit_nodes AS n "
-    "JOIN unnest(%s::integer[], %s::bigint[]) AS k(level, idx) "
-    "ON n.level = k.level AND n.idx = k.idx "
-    "UNION ALL SELECT -1, e.idx, e.body FROM audit_entries AS e WHERE e.idx = %s"
+_PG_NODES_AND_ENTRY: Final = (  # constants only: the index is bound
+    f"{_PG_NODES} UNION ALL SELECT {ENTRY_LEVEL}, e.idx, e.body FROM audit_entries AS e "  # noqa: S608
+    "WHERE e.idx = %s"
 )
 
 

@@ -380,12 +380,7 @@ class DuckDBEngine:
         key = _identity(self.limits, sources)
         if key is None:
             return False
-        locked = self._kept.take(key) or self._successors.take(key)
-        made = locked is None
-        if locked is None:
-            for other in self._kept.drain():  # one database with cached data at a time
-                self._retire(other)
-            locked = self._lock_new(sources, CONNECTIONS_PER_INSTANCE)
+        locked, made = self._database(sources, key)
         for evicted in self._kept.keep(key, locked):
             self._retire(evicted)
         return made
@@ -547,13 +542,7 @@ class DuckDBEngine:
     ) -> tuple[_Locked, duckdb.DuckDBPyConnection]:
         """A locked database over ``sources`` (kept, or new) and a connection to it no job
         has used, its settings read back."""
-        locked = None
-        if key is not None:
-            locked = self._kept.take(key) or self._successors.take(key)
-        if locked is None:
-            for other in self._kept.drain():  # one database with cached data at a time
-                self._retire(other)
-            locked = self._lock_new(sources, CONNECTIONS_PER_INSTANCE if key is not None else 1)
+        locked, _made = self._database(sources, key)
         con = locked.unused.pop()
         try:
             if _read_settings(con) != locked.expected:
@@ -563,6 +552,19 @@ class DuckDBEngine:
             self._close(con, key, locked, failed=True)
             raise
         return locked, con
+
+    def _database(
+        self, sources: Sequence[TableSource], key: tuple[object, ...] | None
+    ) -> tuple[_Locked, bool]:
+        """The database kept (or its successor made) for ``key``, else a new one over
+        ``sources`` (True); a new one first closes the kept ones (one database with cached
+        data at a time). Without a key (nothing can be kept) it has one connection."""
+        locked = None if key is None else self._kept.take(key) or self._successors.take(key)
+        if locked is not None:
+            return locked, False
+        for other in self._kept.drain():
+            self._retire(other)
+        return self._lock_new(sources, CONNECTIONS_PER_INSTANCE if key is not None else 1), True
 
     def _lock_new(self, sources: Sequence[TableSource], connections: int) -> _Locked:
         """A fresh database: views, settings, ``connections`` connections, then the lock."""
