@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from gateway import timing
 from gateway.dp import ledger
 from gateway.dp import stats as dp_stats
 from gateway.dp.ledger import DELTA_UNIT, RHO_UNIT, Cost, epsilon_at
@@ -127,13 +128,15 @@ def release_dp(run: Run) -> Outcome:
     snapshot = _snapshot(run.sources[plan.dataset_id].path)
     if not _charged_to_this_snapshot(run, plan):
         return Outcome(JobStatus.FAILED, None, "the source changed since the job was accepted")
-    table = _aggregate(run, plan)
+    with timing.stage("sandbox"):
+        table = _aggregate(run, plan)
     if _snapshot(run.sources[plan.dataset_id].path) != snapshot:
         return Outcome(JobStatus.FAILED, None, "the source changed while the job ran; retry")
-    if plan.private_keys:
-        released = mech.release(table, keys=None, candidates=keys)
-    else:
-        released = mech.release(table, keys=keys)
+    with timing.stage("disclosure"):
+        if plan.private_keys:
+            released = mech.release(table, keys=None, candidates=keys)
+        else:
+            released = mech.release(table, keys=keys)
     cost = Cost.of(released.rho, released.delta)
     width = len(plan.group_by)
     result: dict[str, Any] = {
