@@ -21,6 +21,7 @@ from gateway.auth.verifier import TokenVerifier
 from gateway.catalogue.cache import CatalogueCache
 from gateway.catalogue.sorted_copies import SortedCopies
 from gateway.errors import GatewayError
+from gateway.jobs.idle import IdleWorkers
 from gateway.jobs.model import Job, StoredResult
 from gateway.jobs.releases.copies import PartitionCopies
 from gateway.settings import Settings
@@ -158,6 +159,7 @@ class Gateway:
     jobs_submitted: Signal = field(default_factory=Signal)
     jobs_finished: Signal = field(default_factory=Signal)
     handoffs: Handoffs = field(default_factory=Handoffs)  # jobs' ends, to waits here
+    idle_workers: IdleWorkers = field(default_factory=IdleWorkers)  # jobs handed at acceptance
     catalogue: CatalogueCache = field(default_factory=CatalogueCache)
     partitions: PartitionCopies = field(default_factory=PartitionCopies)  # the atom check's
     local_keys: LocalKeySource | None = None  # the local issuer's key file, reloaded on rotation

@@ -18,6 +18,7 @@ This module owns both tables: every read and write of them is a function here.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Sequence
@@ -126,6 +127,12 @@ def insert(conn: sa.Connection, job: Job) -> None:
             status=job.status,
             created_at=job.created_at,
             audit_index=job.audit_index,  # its `job.accepted` entry, appended first
+            # a job handed to an idle worker is inserted already claimed (`gateway.jobs.idle`)
+            started_at=job.started_at,
+            worker=job.worker,
+            lease_owner=job.lease_owner,
+            lease_expires_at=job.lease_expires_at,
+            attempts=job.attempts,
         )
     )
 
@@ -188,10 +195,28 @@ def claim_fair(
         return None
     job = Job.of(row)
     if conn.dialect.name != "postgresql":  # PostgreSQL's claim took the turn in its statement
-        conn.execute(
-            _turn_statement(conn.dialect.name), {"turn_department": job.department, "turn_at": now}
-        )
+        take_turn(conn, job.department, now)
     return job, row
+
+
+def take_turn(conn: sa.Connection, department: str, now: datetime) -> None:
+    """Inside the caller's transaction: `department` had its turn at `now` (round-robin)."""
+    conn.execute(
+        _turn_statement(conn.dialect.name), {"turn_department": department, "turn_at": now}
+    )
+
+
+def leased(job: Job, *, worker_id: str, now: datetime, lease_s: float) -> Job:
+    """`job` as a claim by `worker_id` at `now` leaves it (running, leased, one attempt more)."""
+    return dataclasses.replace(
+        job,
+        status=JobStatus.RUNNING.value,
+        started_at=now,
+        worker=worker_id,
+        lease_owner=worker_id,
+        lease_expires_at=now + timedelta(seconds=lease_s),
+        attempts=job.attempts + 1,
+    )
 
 
 @functools.cache
@@ -348,16 +373,39 @@ def amend_finished(conn: sa.Connection, job_id: str, status: JobStatus, *, error
     return Job.of(row)
 
 
-def unfinished(conn: sa.Connection, *, subject: str, department: str) -> tuple[int, int]:
-    """(the caller's, its department's) jobs accepted and not yet finished."""
-    j = schema.jobs
-    counts = conn.execute(
-        sa.select(
-            sa.func.count().filter(j.c.subject == subject),
-            sa.func.count(),
-        ).where(j.c.department == department, j.c.status.in_(UNFINISHED))
+@dataclass(frozen=True, slots=True)
+class Unfinished:
+    """What a submission's transaction sees of the queue: the caller's and its department's
+    jobs accepted and not yet finished, how many of the department's are running, and whether
+    any job (of any department) waits to be claimed."""
+
+    mine: int
+    department: int
+    running: int
+    waiting: bool
+
+
+def unfinished(conn: sa.Connection, *, subject: str, department: str) -> Unfinished:
+    """`Unfinished`, in one statement."""
+    row = conn.execute(
+        _unfinished_statement(), {"unfinished_subject": subject, "unfinished_dept": department}
     ).one()
-    return int(counts[0]), int(counts[1])
+    return Unfinished(int(row[0]), int(row[1]), int(row[2]), bool(row[3]))
+
+
+@functools.cache
+def _unfinished_statement() -> sa.Select[int, int, int, bool]:
+    j = schema.jobs
+    waiting = j.alias("waiting")
+    any_waiting = sa.exists(
+        sa.select(waiting.c.id).where(waiting.c.status == JobStatus.ACCEPTED.value)
+    )
+    return sa.select(
+        sa.func.count().filter(j.c.subject == sa.bindparam("unfinished_subject")),
+        sa.func.count(),
+        sa.func.count().filter(j.c.status == JobStatus.RUNNING.value),
+        any_waiting,
+    ).where(j.c.department == sa.bindparam("unfinished_dept"), j.c.status.in_(UNFINISHED))
 
 
 def cancel(conn: sa.Connection, job_id: str, *, now: datetime) -> bool:

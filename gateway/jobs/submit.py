@@ -6,11 +6,16 @@ dataset, the owner's approval of each conditional dataset's purpose); the parame
 verification keys against today's quota (`gateway.jobs.verify_keys`). A refusal is audited as
 `job.denied` with its reason code, rule and dataset and answered 403 (410 for a retired
 version). The job row, its reservations and its `job.accepted` entry are written in one
-transaction.
+transaction. When one of this replica's workers is idle, no job waits in the queue and the
+department is under its running cap, the same transaction claims the job for that worker
+(`job.started`, the lease, the department's turn) and the job is handed to it once committed
+(`gateway.jobs.idle`): no claim transaction, no worker woken to look for it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -33,10 +38,12 @@ from gateway.errors import (
 )
 from gateway.jobs import admission, idempotency, model
 from gateway.jobs import verify_keys as verify_quota
+from gateway.jobs.idle import Slot
 from gateway.jobs.model import Job, JobStatus
 from gateway.store import db
 from sandbox import ParameterError, validate_parameters
 
+log = logging.getLogger("insitu.submit")
 QUEUE_FULL = "queue_full"  # the reason code of a submission refused by a queue bound
 RETRY_AFTER_S = 5
 
@@ -47,19 +54,28 @@ class QueueFull(Exception):
         self.reason = reason
 
 
-def check_queue_bounds(gw: Gateway, conn: db.Connection, principal: Principal) -> None:
+def check_queue_bounds(gw: Gateway, conn: db.Connection, principal: Principal) -> model.Unfinished:
     """Inside the job's transaction: the caller's and its department's unfinished jobs stay
-    within the settings (a flood from one caller cannot fill the queue for everyone)."""
-    mine, department = model.unfinished(
-        conn, subject=principal.subject, department=principal.department
-    )
-    if mine >= gw.settings.max_pending_per_caller:
-        raise QueueFull(f"you have {mine} unfinished jobs, the most allowed; wait for some to end")
-    if department >= gw.settings.max_pending_per_department:
+    within the settings (a flood from one caller cannot fill the queue for everyone). Returns
+    what it read of the queue."""
+    queue = model.unfinished(conn, subject=principal.subject, department=principal.department)
+    if queue.mine >= gw.settings.max_pending_per_caller:
         raise QueueFull(
-            f"your department has {department} unfinished jobs, the most allowed; "
+            f"you have {queue.mine} unfinished jobs, the most allowed; wait for some to end"
+        )
+    if queue.department >= gw.settings.max_pending_per_department:
+        raise QueueFull(
+            f"your department has {queue.department} unfinished jobs, the most allowed; "
             "wait for some to end"
         )
+    return queue
+
+
+def handed_over(gw: Gateway, queue: model.Unfinished) -> bool:
+    """Whether a job may go straight to an idle worker of this replica: none waits in the
+    queue (it would be overtaken) and its department is under the running cap, as a claim
+    would require (`model.claim_fair`)."""
+    return not queue.waiting and queue.running < gw.settings.running_cap
 
 
 def check_parameters(
@@ -116,6 +132,182 @@ def refused(
     return forbidden
 
 
+def _written(
+    gw: Gateway,
+    conn: db.Connection,
+    job: Job,
+    principal: Principal,
+    *,
+    rule: str | None,
+    details: dict[str, Any],
+    worker: str | None,
+) -> Job:
+    """Inside the job's transaction: its `job.accepted` entry and its row; with `worker`, the
+    job claimed by that idle worker as a claim would record it (leased, the department's turn
+    taken, `job.started`). The entries first, so the row is written once with its index;
+    nothing reads the row in between, and all of it commits or rolls back together."""
+    target = f"job:{job.id}"
+    entries: list[dict[str, Any]] = [
+        {
+            "type": "job.accepted",
+            "principal": principal,
+            "action": "submit",
+            "target": target,
+            "allowed": True,
+            "rule": rule,
+            "details": details,
+        }
+    ]
+    if worker is not None:
+        job = model.leased(
+            job, worker_id=worker, now=job.created_at, lease_s=gw.settings.job_lease_s
+        )
+        model.take_turn(conn, job.department, job.created_at)
+        entries.append(
+            {
+                "type": "job.started",
+                "principal": principal,
+                "action": "run",
+                "target": target,
+                "allowed": True,
+                "details": {"job": job.id, "worker": worker},
+            }
+        )
+    index = gw.audit.record_many(conn, entries)[0]
+    job = dataclasses.replace(job, audit_index=index)
+    model.insert(conn, job)
+    return job
+
+
+def _hand_over(gw: Gateway, slot: Slot | None, committed: Job | None) -> None:
+    """After the job's transaction: hand a job claimed for an idle worker to it; otherwise let
+    the worker held while deciding go back to the queue, and wake the workers for a job queued."""
+    if slot is not None and committed is not None and committed.lease_owner == slot.worker_id:
+        if not gw.idle_workers.give(slot, committed):
+            log.warning(
+                "job %s: its worker stopped waiting; it runs when its lease expires", committed.id
+            )
+        return
+    if slot is not None:
+        gw.idle_workers.put_back(slot)  # refused, failed or queued: it looks at the queue
+    if committed is not None:
+        gw.jobs_submitted.notify()
+
+
+def _accept(
+    gw: Gateway,
+    principal: Principal,
+    *,
+    template_id: str,
+    stored: templates.StoredTemplate,
+    datasets: dict[str, DatasetSpec],
+    parameters: dict[str, Any],
+    purpose: str,
+    purpose_ids: Sequence[str],
+    keys: verify_quota.KeyRequest | None,
+    rule: str | None,
+    verdict: admission.Admission,
+    target: str,
+    idempotency_key: str | None,
+    request: str,
+) -> dict[str, Any]:
+    """The job's transaction (queue bounds, reservations, entries, row), or its refusal."""
+    job_id = str(uuid.uuid4())
+    job = Job(
+        id=job_id,
+        template_id=template_id,
+        version=stored.spec.version,
+        content_hash=stored.content_hash,
+        parameters=parameters,
+        purpose=purpose,
+        purpose_ids=tuple(purpose_ids),
+        subject=principal.subject,
+        department=principal.department,
+        roles=tuple(principal.roles),
+        status=JobStatus.ACCEPTED.value,
+        created_at=datetime.now(UTC),
+    )
+    details: dict[str, Any] = {
+        "job": job_id,
+        "template": template_id,
+        "version": stored.spec.version,
+        "content_hash": stored.content_hash,
+        "datasets": sorted(datasets),
+        "providers": sorted({d.provider for d in datasets.values()}),
+        "parameters": gw.audit.fingerprint(parameters),
+        "purpose": gw.audit.fingerprint(purpose),
+        "purposes": verdict.purposes,
+        "purpose_ids": list(purpose_ids),
+        **verify_quota.audit_details(keys),
+        "policy_version": verdict.policy_version,
+        "grants": [
+            {"dataset": ds, "rule": granted, "policy_version": verdict.policy_version}
+            for ds, granted in verdict.grants
+        ],
+    }
+    slot = gw.idle_workers.take()  # an idle worker of this replica, held while deciding
+    committed: Job | None = None
+    try:
+        verify_quota.check_quota(gw, principal, datasets, keys)
+        with timing.stage("store:submit"), gw.db.begin() as conn:
+            queue = check_queue_bounds(gw, conn, principal)
+            verify_quota.reserve_keys(conn, principal.department, datasets, keys)
+            details.update(
+                dp_admission.reserve_budget(
+                    gw, conn, principal, stored=stored, datasets=datasets, job_id=job_id
+                )
+            )
+            worker = slot.worker_id if slot is not None and handed_over(gw, queue) else None
+            job = _written(gw, conn, job, principal, rule=rule, details=details, worker=worker)
+            idempotency.remember(
+                conn, principal, key=idempotency_key, request=request, job_id=job_id
+            )
+            verify_quota.store_keys(conn, job_id, keys)
+        committed = job
+    except QueueFull as full:  # rolled back: no job, nothing reserved
+        deny(
+            gw,
+            principal,
+            event="job.denied",
+            action="submit",
+            target=target,
+            reason=full.reason,
+            policy_version=verdict.policy_version,
+            details={"template": template_id},
+            reason_code=QUEUE_FULL,
+        )
+        raise TooManyRequests(
+            full.reason, reason_code=QUEUE_FULL, retry_after=RETRY_AFTER_S
+        ) from None
+    except verify_quota.QuotaRefused as quota:  # rolled back: no job, nothing reserved
+        if quota.reason_code == verify_quota.SPREAD:
+            verify_quota.report_spread(gw, principal, quota)
+        raise deny(
+            gw,
+            principal,
+            event="job.denied",
+            action="submit",
+            target=target,
+            reason=quota.reason,
+            policy_version=verdict.policy_version,
+            details={"template": template_id},
+            reason_code=quota.reason_code,
+            dataset=quota.dataset,
+        ) from None
+    except BudgetExhausted as exc:  # rolled back: no job, nothing reserved
+        dp_admission.audit_exhausted(gw, principal, target=target, template=template_id, exc=exc)
+        raise
+    except db.IntegrityError:  # the same Idempotency-Key, sent concurrently, won the race
+        replayed = idempotency.replay(gw, principal, idempotency_key, request)
+        if replayed is None:
+            raise
+        return replayed
+    finally:
+        _hand_over(gw, slot, committed)
+    # The submission's outcome: accepted (a job handed to an idle worker may already run).
+    return {"id": job_id, "status": JobStatus.ACCEPTED.value}
+
+
 def submit(
     gw: Gateway,
     principal: Principal,
@@ -169,104 +361,19 @@ def submit(
         gw, principal, target=target, spec=stored.spec, datasets=datasets, parameters=parameters
     )
     check_parameters(gw, principal, stored, datasets, parameters, target=target)
-    job_id, now = str(uuid.uuid4()), datetime.now(UTC)
-    try:
-        verify_quota.check_quota(gw, principal, datasets, keys)
-        with timing.stage("store:submit"), gw.db.begin() as conn:
-            check_queue_bounds(gw, conn, principal)
-            verify_quota.reserve_keys(conn, principal.department, datasets, keys)
-            privacy = dp_admission.reserve_budget(
-                gw, conn, principal, stored=stored, datasets=datasets, job_id=job_id
-            )
-            # The entry first, so the job row is written once with its index; nothing reads
-            # the row in between, and all of it commits or rolls back together.
-            index = gw.audit.record(
-                conn,
-                type="job.accepted",
-                principal=principal,
-                action="submit",
-                target=f"job:{job_id}",
-                allowed=True,
-                rule=decision.rule,
-                details={
-                    "job": job_id,
-                    "template": template_id,
-                    "version": stored.spec.version,
-                    "content_hash": stored.content_hash,
-                    "datasets": sorted(datasets),
-                    "providers": sorted({d.provider for d in datasets.values()}),
-                    "parameters": gw.audit.fingerprint(parameters),
-                    "purpose": gw.audit.fingerprint(purpose),
-                    "purposes": verdict.purposes,
-                    "purpose_ids": list(purpose_ids),
-                    **verify_quota.audit_details(keys),
-                    "policy_version": verdict.policy_version,
-                    "grants": [
-                        {"dataset": ds, "rule": rule, "policy_version": verdict.policy_version}
-                        for ds, rule in verdict.grants
-                    ],
-                    **privacy,
-                },
-            )
-            model.insert(
-                conn,
-                Job(
-                    id=job_id,
-                    template_id=template_id,
-                    version=stored.spec.version,
-                    content_hash=stored.content_hash,
-                    parameters=parameters,
-                    purpose=purpose,
-                    purpose_ids=tuple(purpose_ids),
-                    subject=principal.subject,
-                    department=principal.department,
-                    roles=tuple(principal.roles),
-                    status=JobStatus.ACCEPTED.value,
-                    created_at=now,
-                    audit_index=index,
-                ),
-            )
-            idempotency.remember(
-                conn, principal, key=idempotency_key, request=request, job_id=job_id
-            )
-            verify_quota.store_keys(conn, job_id, keys)
-    except QueueFull as full:  # rolled back: no job, nothing reserved
-        deny(
-            gw,
-            principal,
-            event="job.denied",
-            action="submit",
-            target=target,
-            reason=full.reason,
-            policy_version=verdict.policy_version,
-            details={"template": template_id},
-            reason_code=QUEUE_FULL,
-        )
-        raise TooManyRequests(
-            full.reason, reason_code=QUEUE_FULL, retry_after=RETRY_AFTER_S
-        ) from None
-    except verify_quota.QuotaRefused as quota:  # rolled back: no job, nothing reserved
-        if quota.reason_code == verify_quota.SPREAD:
-            verify_quota.report_spread(gw, principal, quota)
-        raise deny(
-            gw,
-            principal,
-            event="job.denied",
-            action="submit",
-            target=target,
-            reason=quota.reason,
-            policy_version=verdict.policy_version,
-            details={"template": template_id},
-            reason_code=quota.reason_code,
-            dataset=quota.dataset,
-        ) from None
-    except BudgetExhausted as exc:  # rolled back: no job, nothing reserved
-        dp_admission.audit_exhausted(gw, principal, target=target, template=template_id, exc=exc)
-        raise
-    except db.IntegrityError:  # the same Idempotency-Key, sent concurrently, won the race
-        replayed = idempotency.replay(gw, principal, idempotency_key, request)
-        if replayed is None:
-            raise
-        return replayed
-    gw.jobs_submitted.notify()
-    return {"id": job_id, "status": JobStatus.ACCEPTED.value}
+    return _accept(
+        gw,
+        principal,
+        template_id=template_id,
+        stored=stored,
+        datasets=datasets,
+        parameters=parameters,
+        purpose=purpose,
+        purpose_ids=purpose_ids,
+        keys=keys,
+        rule=decision.rule,
+        verdict=verdict,
+        target=target,
+        idempotency_key=idempotency_key,
+        request=request,
+    )

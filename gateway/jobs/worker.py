@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -388,9 +389,11 @@ class WorkerPool:
         self._held_lock = threading.Lock()
         self._heartbeat: threading.Thread | None = None
         self.restarts = 0  # worker threads restarted by the heartbeat (metrics, tests)
+        self._unlisten: Callable[[], None] = lambda: None
 
     def start(self) -> None:
         self._stop.clear()
+        self._unlisten = self.gw.jobs_submitted.listen(self.gw.idle_workers.wake)
         for _ in range(self._size):
             self._spawn()
         self._heartbeat = threading.Thread(
@@ -419,6 +422,7 @@ class WorkerPool:
     def stop(self) -> None:
         self._stop.set()
         self.gw.jobs_submitted.notify()  # wake idle workers now, not at their next poll
+        self._unlisten()
         self.gw.jobs_finished.notify()
         for thread in [*self._threads.values(), self._heartbeat]:
             if thread is not None:
@@ -452,8 +456,9 @@ class WorkerPool:
 
     def _loop(self, worker_id: str) -> None:
         failures = 0
+        idle = self.gw.idle_workers
         while not self._stop.is_set():
-            seen = self.gw.jobs_submitted.generation()
+            seen = idle.generation()
             try:
                 claimed = claim(self.gw, worker_id)
             except Exception:
@@ -463,8 +468,13 @@ class WorkerPool:
                 continue
             failures = 0
             if claimed is None:
-                self.gw.jobs_submitted.wait(seen, timeout=self._poll_s)
-                continue
+                # Idle: woken by a queued job, or handed one its submission claimed for this
+                # worker (`gateway.jobs.idle`; the run reads the catalogue's version again).
+                given = idle.wait(worker_id, seen, timeout=self._poll_s)
+                if given is None:
+                    continue
+                timing.RECORDER.since_time("queue", given.created_at)
+                claimed = Claimed(given)
             job = claimed.job
             with self._held_lock:
                 self._held[worker_id] = job.id
