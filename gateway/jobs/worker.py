@@ -85,28 +85,41 @@ def claim(gw: Gateway, worker_id: str) -> Claimed | None:
         if reclaimed is not None:
             return Claimed(reclaimed)
     with gw.db.begin() as conn:
-        claimed = model.claim_fair(
-            conn,
-            worker_id=worker_id,
-            now=now,
-            running_cap=gw.settings.running_cap,
-            lease_s=gw.settings.job_lease_s,
-            also=catalogue_cache.version_columns(),
-        )
+        claimed = _claim_in(gw, conn, worker_id, now)
         if claimed is None:
             return None
-        job, row = claimed
-        timing.RECORDER.since_time("queue", job.created_at)
-        gw.audit.record(
-            conn,
-            type="job.started",
-            principal=actor_of_job(job),
-            action="run",
-            target=f"job:{job.id}",
-            allowed=True,
-            details={"job": job.id, "worker": worker_id},
-        )
+        gw.audit.record(conn, **_started(claimed.job, worker_id))
+    return claimed
+
+
+def _claim_in(gw: Gateway, conn: db.Connection, worker_id: str, now: datetime) -> Claimed | None:
+    """Inside the caller's transaction: the next job for `worker_id` (`model.claim_fair`);
+    the caller appends its `job.started` (`_started`)."""
+    claimed = model.claim_fair(
+        conn,
+        worker_id=worker_id,
+        now=now,
+        running_cap=gw.settings.running_cap,
+        lease_s=gw.settings.job_lease_s,
+        also=catalogue_cache.version_columns(),
+    )
+    if claimed is None:
+        return None
+    job, row = claimed
+    timing.RECORDER.since_time("queue", job.created_at)
     return Claimed(job, catalogue_cache.version_of(row))
+
+
+def _started(job: Job, worker_id: str) -> dict[str, Any]:
+    """The `job.started` entry of a claim (`AuditTrail.record`'s arguments)."""
+    return {
+        "type": "job.started",
+        "principal": actor_of_job(job),
+        "action": "run",
+        "target": f"job:{job.id}",
+        "allowed": True,
+        "details": {"job": job.id, "worker": worker_id},
+    }
 
 
 def reclaim_expired(gw: Gateway, worker_id: str, now: datetime) -> Job | None:
@@ -260,11 +273,15 @@ class Runner:
             reserved=stored.spec.kind is TemplateKindName.DP,  # as `dp_admission.reserve_budget`
         )
 
-    def run(self, job: Job, catalogue_seen: int | None = None) -> None:
-        """Run `job` and record its end (`catalogue_seen`: as `execute`). If even a failure
-        cannot be recorded (the store is away) the error propagates: the job keeps its lease
-        until it expires, then runs again."""
+    def run(
+        self, job: Job, catalogue_seen: int | None = None, next_for: str | None = None
+    ) -> Claimed | None:
+        """Run `job` and record its end (`catalogue_seen`: as `execute`); with `next_for`, claim
+        the next job for that worker in the same transaction and return it
+        (`finish_and_claim`). If even a failure cannot be recorded (the store is away) the
+        error propagates: the job keeps its lease until it expires, then runs again."""
         started = time.monotonic()
+        claimed: Claimed | None = None
         if job.attempts > MAX_ATTEMPTS:
             outcome = Outcome(JobStatus.FAILED, None, f"{LOST} {MAX_ATTEMPTS} times")
         else:
@@ -277,7 +294,7 @@ class Runner:
                 outcome = Outcome(JobStatus.FAILED, None, "internal error")
         try:
             with timing.stage("store:release"):
-                outcome = finish(self.gw, job, outcome)
+                outcome, claimed = finish_and_claim(self.gw, job, outcome, next_for)
         except Exception:
             log.exception("job %s could not be finalised; releasing nothing", job.id)
             # The kind's bookkeeping still done (a verify job's answers counted, its keys gone):
@@ -299,13 +316,26 @@ class Runner:
         kind = self._kinds.get(job.content_hash, "unknown")
         for hook in self.gw.job_hooks:
             hook(kind, outcome.status.value, time.monotonic() - started)
+        return claimed
 
 
 def finish(gw: Gateway, job: Job, outcome: Outcome) -> Outcome:
     """Record the job's end in one transaction (the outcome, the kind's bookkeeping, the DP
     ledger, the audit entry, the result); return the outcome recorded (a kind's bookkeeping
     may turn a release into a failure), or the one given when a later run holds the job."""
+    return finish_and_claim(gw, job, outcome)[0]
+
+
+def finish_and_claim(
+    gw: Gateway, job: Job, outcome: Outcome, next_for: str | None = None
+) -> tuple[Outcome, Claimed | None]:
+    """`finish`; with `next_for` (a worker id), the same transaction also claims the next
+    job for that worker as `claim` would (`model.claim_fair`: the queue's order, the running
+    cap; `job.started` appended with the end's entry), so a busy worker goes from one job to
+    the next without a claim transaction of its own. The claim's locks come after the ended
+    job's and the ledger's and before the audit log's, the order of every other claim."""
     now = datetime.now(UTC)
+    claimed: Claimed | None = None
     details: dict[str, Any] = {
         "job": job.id,
         "template": job.template_id,
@@ -320,7 +350,7 @@ def finish(gw: Gateway, job: Job, outcome: Outcome) -> Outcome:
         )
         if ended is None:
             log.warning("job %s was finished or reclaimed; its late outcome is dropped", job.id)
-            return outcome
+            return outcome, None
         if outcome.settle is None and outcome.status is not JobStatus.RELEASED:
             # A verify job that ends without its release's bookkeeping keeps no keys (a
             # released one's bookkeeping deletes them; other kinds have none).
@@ -354,15 +384,21 @@ def finish(gw: Gateway, job: Job, outcome: Outcome) -> Outcome:
             details.update(ledger.settle(conn, job.id, released=outcome.result is not None))
         if outcome.policy_version is not None:
             details["policy_version"] = outcome.policy_version
-        index = gw.audit.record(
-            conn,
-            type=event,
-            principal=actor_of_job(job),
-            action="run",
-            target=f"job:{job.id}",
-            allowed=True,
-            details=details,
-        )
+        entries: list[dict[str, Any]] = [
+            {
+                "type": event,
+                "principal": actor_of_job(job),
+                "action": "run",
+                "target": f"job:{job.id}",
+                "allowed": True,
+                "details": details,
+            }
+        ]
+        if next_for is not None:
+            claimed = _claim_in(gw, conn, next_for, now)
+            if claimed is not None:
+                entries.append(_started(claimed.job, next_for))
+        index = gw.audit.record_many(conn, entries)[0]
         if outcome.findings:  # a comparison: each finding to the department that corrects it
             inbox.deliver(conn, gw, job, actor_of_job(job), outcome.findings)
         stored = None
@@ -372,7 +408,7 @@ def finish(gw: Gateway, job: Job, outcome: Outcome) -> Outcome:
     if gw.jobs_finished.listening(job.id):  # committed: a wait here takes it, not a read
         gw.handoffs.put(ended, None if stored is None else model.as_read_back(stored))
     gw.audit.nudge()  # sign a checkpoint covering the release soon, off the request path
-    return outcome
+    return outcome, claimed
 
 
 class WorkerPool:
@@ -457,16 +493,20 @@ class WorkerPool:
     def _loop(self, worker_id: str) -> None:
         failures = 0
         idle = self.gw.idle_workers
-        while not self._stop.is_set():
-            seen = idle.generation()
-            try:
-                claimed = claim(self.gw, worker_id)
-            except Exception:
-                failures += 1
-                log.warning("claiming a job failed; retrying", exc_info=True)
-                self._stop.wait(min(MAX_BACKOFF_S, self._poll_s * 2**failures))
-                continue
-            failures = 0
+        claimed: Claimed | None = None  # claimed with the last job's end
+        looked = time.monotonic()  # the last full look (expired leases first: `claim`)
+        look_every_s = self.gw.settings.job_lease_s / 3
+        while claimed is not None or not self._stop.is_set():
+            if claimed is None:
+                seen = idle.generation()
+                try:
+                    claimed = claim(self.gw, worker_id)
+                except Exception:
+                    failures += 1
+                    log.warning("claiming a job failed; retrying", exc_info=True)
+                    self._stop.wait(min(MAX_BACKOFF_S, self._poll_s * 2**failures))
+                    continue
+                failures, looked = 0, time.monotonic()
             if claimed is None:
                 # Idle: woken by a queued job, or handed one its submission claimed for this
                 # worker (`gateway.jobs.idle`; the run reads the catalogue's version again).
@@ -475,13 +515,17 @@ class WorkerPool:
                     continue
                 timing.RECORDER.since_time("queue", given.created_at)
                 claimed = Claimed(given)
-            job = claimed.job
+            job, catalogue_seen = claimed.job, claimed.catalogue_seen
+            # The next job is claimed with this one's end while the pool runs, and a full look
+            # (a job whose lease expired goes first) is at most a third of a lease old.
+            fold = not self._stop.is_set() and time.monotonic() - looked < look_every_s
             with self._held_lock:
                 self._held[worker_id] = job.id
             try:
-                self.runner.run(job, claimed.catalogue_seen)
+                claimed = self.runner.run(job, catalogue_seen, worker_id if fold else None)
             except Exception:
                 # Not even a failure could be recorded: the lease lapses and the job runs again.
+                claimed = None
                 failures += 1
                 log.error("job %s left to its lease after a store error", job.id, exc_info=True)
                 self._stop.wait(min(MAX_BACKOFF_S, self._poll_s * 2**failures))

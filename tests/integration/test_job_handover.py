@@ -1,15 +1,18 @@
-"""A job handed to an idle worker at acceptance (issue 13, `gateway.jobs.idle`), on SQLite and
-on PostgreSQL: claimed in the transaction that accepts it, as a claim would record it (lease,
-`job.started`, the department's turn), then run and released by that worker; never when a job
-waits in the queue (it would be overtaken) nor when the department is at its running cap;
-a refused submission gives the worker back.
+"""Jobs handed to a worker without a claim transaction of their own (issue 13), on SQLite and
+on PostgreSQL. At acceptance (`gateway.jobs.idle`): claimed for an idle worker in the
+transaction that accepts it, as a claim would record it (lease, `job.started`, the
+department's turn), then run and released by that worker; never when a job waits in the queue
+(it would be overtaken) nor when the department is at its running cap; a refused submission
+gives the worker back. At a release (`worker.finish_and_claim`): the worker's next job claimed
+in the transaction that records the end, in the queue's order and within the running cap.
 
-The app runs no worker threads: a test's idle worker is the real `IdleWorkers.wait` on a thread
-of its own, and the run is the worker's own `Runner`.
+The app runs no worker threads unless a test starts the pool: a test's idle worker is the real
+`IdleWorkers.wait` on a thread of its own, and a run is the worker's own `Runner`.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -163,3 +166,73 @@ def test_a_served_gateway_runs_a_handed_job_to_its_release(
         pool.stop()
     types = [e["type"] for e in audit_types(world) if e["target"] == f"job:{job_id}"]
     assert types[:2] == ["job.accepted", "job.started"] and "job.released" in types
+
+
+def entries_of(served: World, job_id: str) -> dict[str, int]:
+    """The index of each of a job's entries, by type."""
+    auditor = served.as_("auditor@audit", "audit", "auditor")
+    items = auditor.get("/v1/audit/entries", params={"limit": 1000}).json()["items"]
+    target = f"job:{job_id}"
+    return {i["event"]["type"]: i["index"] for i in items if i["event"]["target"] == target}
+
+
+def test_a_release_claims_the_workers_next_job_in_its_transaction(
+    world: World,  # noqa: F811
+    two_departments: tuple[Caller, Caller],  # noqa: F811
+) -> None:
+    stats, planning = two_departments
+    first, second, third = submitted(stats), submitted(stats), submitted(planning)
+    gw = gateway_of(world)
+    job = worker.claim_next(gw, "w1")
+    assert job is not None and job.id == first
+    assert worker.claim_next(gw, "w2") is not None  # planning's: stats is at its cap of one
+    nxt = worker.Runner(gw).run(job, None, "w1")
+    # the ended job no longer counts against stats' cap: its next job is this worker's
+    assert nxt is not None and nxt.job.id == second
+    assert (nxt.job.status, nxt.job.lease_owner, nxt.job.attempts) == ("running", "w1", 1)
+    assert nxt.catalogue_seen is not None  # read by the claim, as `claim` reads it
+    ended, started = entries_of(world, first), entries_of(world, second)
+    assert started["job.started"] == ended["job.released"] + 1  # one append, in order
+    assert status_of(stats, second) == "running"
+    assert worker.Runner(gw).run(nxt.job, nxt.catalogue_seen, "w1") is None  # nothing waits
+    for job_id in (first, second):
+        body = stats.get(f"/v1/jobs/{job_id}/result").json()
+        assert body["status"] == "released" and body["rows"], body
+    assert status_of(planning, third) == "running"  # w2's, untouched
+
+
+def test_a_release_without_a_next_job_claims_nothing(
+    world: World,  # noqa: F811
+    two_departments: tuple[Caller, Caller],  # noqa: F811
+) -> None:
+    stats, _ = two_departments
+    only = submitted(stats)
+    gw = gateway_of(world)
+    job = worker.claim_next(gw, "w1")
+    assert job is not None and job.id == only
+    assert worker.Runner(gw).run(job, None, "w1") is None
+    assert "job.started" in entries_of(world, only)  # its own claim's
+
+
+def test_a_busy_pool_goes_from_job_to_job_through_its_releases(
+    world: World,  # noqa: F811
+    two_departments: tuple[Caller, Caller],  # noqa: F811
+) -> None:
+    """The pool's own worker: three jobs queued before it starts, one full claim, then each
+    next job claimed with the previous one's end."""
+    stats, planning = two_departments
+    jobs = [submitted(stats), submitted(planning), submitted(stats)]
+    gw = gateway_of(world)
+    pool = worker.WorkerPool(gw, size=1)
+    pool.start()
+    try:
+        for job_id in jobs:
+            caller = planning if job_id == jobs[1] else stats
+            result = caller.get(f"/v1/jobs/{job_id}/result", params={"wait": GUARD_S})
+            assert result.status_code == 200, result.text
+            assert result.json()["status"] == "released", result.text
+    finally:
+        pool.stop()
+    indexes = [entries_of(world, job_id) for job_id in jobs]
+    for before, after in itertools.pairwise(indexes):
+        assert after["job.started"] == before["job.released"] + 1
