@@ -131,7 +131,7 @@ class Settings(BaseSettings):
         default=10_000, ge=1, le=1_000_000, description="Most rows a result may carry."
     )
     verify_sorted_copy_min_bytes: int = Field(
-        default=16 * 2**20,
+        default=2**20,
         ge=-1,
         description="Embedded engine: a verify dataset's file of at least this many bytes "
         "gets a copy sorted by the key column (in `cache/sorted` of the home, made in the "

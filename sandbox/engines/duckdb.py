@@ -702,7 +702,7 @@ class DuckDBEngine:
         )
 
 
-SORTED_ROW_GROUP = 16_384  # rows per row group of a sorted copy: what one key lookup reads
+SORTED_ROW_GROUP = 4_096  # rows per row group of a sorted copy: what one key lookup reads
 
 
 def sort_copy(
