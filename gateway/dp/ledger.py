@@ -14,6 +14,7 @@ Caps come from the dataset document (its owner's `privacy.budget`); the period f
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass
@@ -126,27 +127,53 @@ def _dec(units: int, per: int) -> str:
     return str(Decimal(units) / Decimal(per))
 
 
-def _ensure_rows(
-    conn: sa.Connection, keys: list[tuple[str, str, str]], caps: list[tuple[int, int]]
-) -> None:
+@functools.cache
+def _ensure_statement(dialect: str) -> sa.Insert:
+    """A ledger row with nothing booked, unless it exists (built once per dialect)."""
     b = schema.privacy_budgets
-    now = datetime.now(UTC)
-    insert = db.upsert(conn.dialect.name, b)
-    for (dept, ds, per), (rho_cap, delta_cap) in zip(keys, caps, strict=True):
-        conn.execute(
-            insert.values(
-                department=dept,
-                dataset_id=ds,
-                period=per,
-                rho_cap=rho_cap,
-                rho_spent=0,
-                rho_reserved=0,
-                delta_cap=delta_cap,
-                delta_spent=0,
-                delta_reserved=0,
-                updated_at=now,
-            ).on_conflict_do_nothing()
+    return (
+        db.upsert(dialect, b)
+        .values(
+            department=sa.bindparam("e_department"),
+            dataset_id=sa.bindparam("e_dataset"),
+            period=sa.bindparam("e_period"),
+            rho_cap=sa.bindparam("e_rho_cap"),
+            rho_spent=0,
+            rho_reserved=0,
+            delta_cap=sa.bindparam("e_delta_cap"),
+            delta_spent=0,
+            delta_reserved=0,
+            updated_at=sa.bindparam("e_now"),
         )
+        .on_conflict_do_nothing()
+    )
+
+
+@functools.cache
+def _reserve_statement() -> sa.Update:
+    """One row's reservation if its caps (the current ones, stored with it) leave room."""
+    b = schema.privacy_budgets
+    rho = sa.bindparam("r_rho", type_=b.c.rho_reserved.type)
+    delta = sa.bindparam("r_delta", type_=b.c.delta_reserved.type)
+    rho_cap = sa.bindparam("r_rho_cap", type_=b.c.rho_cap.type)
+    delta_cap = sa.bindparam("r_delta_cap", type_=b.c.delta_cap.type)
+    return (
+        b.update()
+        .where(
+            b.c.department == sa.bindparam("r_department"),
+            b.c.dataset_id == sa.bindparam("r_dataset"),
+            b.c.period == sa.bindparam("r_period"),
+            b.c.rho_spent + b.c.rho_reserved + rho <= rho_cap,
+            b.c.delta_spent + b.c.delta_reserved + delta <= delta_cap,
+        )
+        .values(
+            rho_reserved=b.c.rho_reserved + rho,
+            delta_reserved=b.c.delta_reserved + delta,
+            rho_cap=rho_cap,
+            delta_cap=delta_cap,
+            updated_at=sa.bindparam("r_now"),
+        )
+    )
 
 
 def reserve(
@@ -168,28 +195,34 @@ def reserve(
         (GLOBAL, caps.total_rho, caps.total_delta),
         (department, caps.department_rho, caps.department_delta),
     ]
-    _ensure_rows(
-        conn,
-        [(dept, dataset_id, period_) for dept, _, _ in rows],
-        [(r, d) for _, r, d in rows],
-    )
     now = datetime.now(UTC)
+    conn.execute(
+        _ensure_statement(conn.dialect.name),
+        [
+            {
+                "e_department": dept,
+                "e_dataset": dataset_id,
+                "e_period": period_,
+                "e_rho_cap": rho_cap,
+                "e_delta_cap": delta_cap,
+                "e_now": now,
+            }
+            for dept, rho_cap, delta_cap in rows
+        ],
+    )
     for dept, rho_cap, delta_cap in rows:  # always the global row first: no deadlock
-        where = (b.c.department == dept) & (b.c.dataset_id == dataset_id) & (b.c.period == period_)
         done = conn.execute(
-            b.update()
-            .where(
-                where,
-                b.c.rho_spent + b.c.rho_reserved + cost.rho <= rho_cap,
-                b.c.delta_spent + b.c.delta_reserved + cost.delta <= delta_cap,
-            )
-            .values(
-                rho_reserved=b.c.rho_reserved + cost.rho,
-                delta_reserved=b.c.delta_reserved + cost.delta,
-                rho_cap=rho_cap,
-                delta_cap=delta_cap,
-                updated_at=now,
-            )
+            _reserve_statement(),
+            {
+                "r_department": dept,
+                "r_dataset": dataset_id,
+                "r_period": period_,
+                "r_rho": cost.rho,
+                "r_delta": cost.delta,
+                "r_rho_cap": rho_cap,
+                "r_delta_cap": delta_cap,
+                "r_now": now,
+            },
         )
         if done.rowcount != 1:
             # The refusal shows the caller's own department row only: the global row's spent
@@ -234,42 +267,67 @@ def booked_period(conn: sa.Connection, job_id: str) -> str | None:
     return None if period is None else str(period)
 
 
+@functools.cache
+def _settle_statement() -> sa.Update:
+    """A job's reservation settled, if it is still reserved; returns what it reserved."""
+    r = schema.budget_reservations
+    return (
+        r.update()
+        .where(r.c.job_id == sa.bindparam("s_job"), r.c.status == "reserved")
+        .values(status=sa.bindparam("s_status"), settled_at=sa.bindparam("s_now"))
+        .returning(r.c.department, r.c.dataset_id, r.c.period, r.c.rho, r.c.delta)
+    )
+
+
+@functools.cache
+def _spend_statement() -> sa.Update:
+    """One ledger row's reservation turned into spending (or given back: nothing spent)."""
+    b = schema.privacy_budgets
+    return (
+        b.update()
+        .where(
+            b.c.department == sa.bindparam("p_department"),
+            b.c.dataset_id == sa.bindparam("p_dataset"),
+            b.c.period == sa.bindparam("p_period"),
+        )
+        .values(
+            rho_reserved=b.c.rho_reserved - sa.bindparam("p_rho"),
+            delta_reserved=b.c.delta_reserved - sa.bindparam("p_delta"),
+            rho_spent=b.c.rho_spent + sa.bindparam("p_spend_rho"),
+            delta_spent=b.c.delta_spent + sa.bindparam("p_spend_delta"),
+            updated_at=sa.bindparam("p_now"),
+        )
+    )
+
+
 def settle(conn: sa.Connection, job_id: str, *, released: bool) -> dict[str, Any]:
     """Commit (released) or return (not released) a job's reservation, in the caller's
     transaction — the one that records the release and its audit entry. A job without a
     reservation (not dp) is a no-op; settling twice does nothing."""
-    r = schema.budget_reservations
-    row = conn.execute(sa.select(r).where(r.c.job_id == job_id, r.c.status == "reserved")).first()
+    now = datetime.now(UTC)
+    status = "committed" if released else "returned"
+    row = conn.execute(
+        _settle_statement(), {"s_job": job_id, "s_status": status, "s_now": now}
+    ).first()
     if row is None:
         return {}
-    now = datetime.now(UTC)
-    changed = conn.execute(
-        r.update()
-        .where(r.c.job_id == job_id, r.c.status == "reserved")
-        .values(status="committed" if released else "returned", settled_at=now)
-    )
-    if changed.rowcount != 1:
-        return {}
-    b = schema.privacy_budgets
-    spend_rho = row.rho if released else 0
-    spend_delta = row.delta if released else 0
-    for dept in (GLOBAL, row.department):
+    for dept in (GLOBAL, row.department):  # the global row first, as `reserve`
         conn.execute(
-            b.update()
-            .where(
-                b.c.department == dept, b.c.dataset_id == row.dataset_id, b.c.period == row.period
-            )
-            .values(
-                rho_reserved=b.c.rho_reserved - row.rho,
-                delta_reserved=b.c.delta_reserved - row.delta,
-                rho_spent=b.c.rho_spent + spend_rho,
-                delta_spent=b.c.delta_spent + spend_delta,
-                updated_at=now,
-            )
+            _spend_statement(),
+            {
+                "p_department": dept,
+                "p_dataset": row.dataset_id,
+                "p_period": row.period,
+                "p_rho": row.rho,
+                "p_delta": row.delta,
+                "p_spend_rho": row.rho if released else 0,
+                "p_spend_delta": row.delta if released else 0,
+                "p_now": now,
+            },
         )
     return {
         "privacy": {
-            "ledger": "committed" if released else "returned",
+            "ledger": status,
             "dataset": row.dataset_id,
             "period": row.period,
             "rho": _dec(row.rho, RHO_UNIT),
