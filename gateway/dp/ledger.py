@@ -149,6 +149,16 @@ def _ensure_statement(dialect: str) -> sa.Insert:
     )
 
 
+def _one_row(prefix: str) -> tuple[sa.ColumnElement[bool], ...]:
+    """A ledger row by its key, bound as `<prefix>_department`, `_dataset` and `_period`."""
+    b = schema.privacy_budgets
+    return (
+        b.c.department == sa.bindparam(f"{prefix}_department"),
+        b.c.dataset_id == sa.bindparam(f"{prefix}_dataset"),
+        b.c.period == sa.bindparam(f"{prefix}_period"),
+    )
+
+
 @functools.cache
 def _reserve_statement() -> sa.Update:
     """One row's reservation if its caps (the current ones, stored with it) leave room."""
@@ -160,9 +170,7 @@ def _reserve_statement() -> sa.Update:
     return (
         b.update()
         .where(
-            b.c.department == sa.bindparam("r_department"),
-            b.c.dataset_id == sa.bindparam("r_dataset"),
-            b.c.period == sa.bindparam("r_period"),
+            *_one_row("r"),
             b.c.rho_spent + b.c.rho_reserved + rho <= rho_cap,
             b.c.delta_spent + b.c.delta_reserved + delta <= delta_cap,
         )
@@ -285,11 +293,7 @@ def _spend_statement() -> sa.Update:
     b = schema.privacy_budgets
     return (
         b.update()
-        .where(
-            b.c.department == sa.bindparam("p_department"),
-            b.c.dataset_id == sa.bindparam("p_dataset"),
-            b.c.period == sa.bindparam("p_period"),
-        )
+        .where(*_one_row("p"))
         .values(
             rho_reserved=b.c.rho_reserved - sa.bindparam("p_rho"),
             delta_reserved=b.c.delta_reserved - sa.bindparam("p_delta"),
