@@ -33,7 +33,8 @@ from sandbox import Engine, TableSource
 
 
 class Signal:
-    """A wake-up without lost notifications: waiters name the generation they last saw.
+    """A wake-up without lost notifications: a waiter reads the generation before it looks,
+    and a notify since then (the generation moved) means it must look again.
 
     Listeners may name a *topic* (a job id): a notify about another topic passes them by, so a
     release wakes the waits on that job, not every wait open on the gateway; a notify without
@@ -41,18 +42,17 @@ class Signal:
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._generation = 0
         self._listeners: dict[str | None, set[Callable[[], None]]] = {}
 
     def generation(self) -> int:
-        with self._cond:
+        with self._lock:
             return self._generation
 
     def notify(self, topic: str | None = None) -> None:
-        with self._cond:
+        with self._lock:
             self._generation += 1
-            self._cond.notify_all()
             if topic is None:
                 listeners = [f for found in self._listeners.values() for f in found]
             else:
@@ -64,11 +64,11 @@ class Signal:
         """Call `listener` (from the notifying thread) on every notify about `topic` (every
         notify, without one) and on every notify without a topic; returns the undo. For
         asyncio waiters: a listener that sets an event with `call_soon_threadsafe`."""
-        with self._cond:
+        with self._lock:
             self._listeners.setdefault(topic, set()).add(listener)
 
         def forget() -> None:
-            with self._cond:
+            with self._lock:
                 found = self._listeners.get(topic)
                 if found is not None:
                     found.discard(listener)
@@ -79,12 +79,8 @@ class Signal:
 
     def listening(self, topic: str) -> bool:
         """Whether a listener here names `topic`."""
-        with self._cond:
+        with self._lock:
             return bool(self._listeners.get(topic))
-
-    def wait(self, since: int, timeout: float) -> None:
-        with self._cond:
-            self._cond.wait_for(lambda: self._generation != since, timeout=timeout)
 
 
 class Handoffs:
@@ -156,7 +152,6 @@ class Gateway:
     engine: Engine
     value_sets: ValueSets
     failed_auth: FailedAuthentications
-    jobs_submitted: Signal = field(default_factory=Signal)
     jobs_finished: Signal = field(default_factory=Signal)
     handoffs: Handoffs = field(default_factory=Handoffs)  # jobs' ends, to waits here
     idle_workers: IdleWorkers = field(default_factory=IdleWorkers)  # jobs handed at acceptance

@@ -191,7 +191,7 @@ def _hand_over(gw: Gateway, slot: Slot | None, committed: Job | None) -> None:
     if slot is not None:
         gw.idle_workers.put_back(slot)  # refused, failed or queued: it looks at the queue
     if committed is not None:
-        gw.jobs_submitted.notify()
+        gw.idle_workers.wake()  # a job queued: the idle workers look
 
 
 def _accept(

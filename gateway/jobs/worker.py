@@ -24,7 +24,6 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -425,11 +424,9 @@ class WorkerPool:
         self._held_lock = threading.Lock()
         self._heartbeat: threading.Thread | None = None
         self.restarts = 0  # worker threads restarted by the heartbeat (metrics, tests)
-        self._unlisten: Callable[[], None] = lambda: None
 
     def start(self) -> None:
         self._stop.clear()
-        self._unlisten = self.gw.jobs_submitted.listen(self.gw.idle_workers.wake)
         for _ in range(self._size):
             self._spawn()
         self._heartbeat = threading.Thread(
@@ -457,8 +454,7 @@ class WorkerPool:
 
     def stop(self) -> None:
         self._stop.set()
-        self.gw.jobs_submitted.notify()  # wake idle workers now, not at their next poll
-        self._unlisten()
+        self.gw.idle_workers.wake()  # idle workers see the stop now, not at their next poll
         self.gw.jobs_finished.notify()
         for thread in [*self._threads.values(), self._heartbeat]:
             if thread is not None:

@@ -152,7 +152,7 @@ def test_a_served_gateway_runs_a_handed_job_to_its_release(
     """The worker pool's own threads: an idle one takes the job at acceptance."""
     stats, _ = two_departments
     gw = gateway_of(world)
-    pool = worker.WorkerPool(gw, size=1, poll_s=GUARD_S)  # polls too rarely to find it itself
+    pool = worker.WorkerPool(gw, size=1, poll_s=GUARD_S)
     pool.start()
     try:
         deadline = time.monotonic() + GUARD_S
@@ -166,6 +166,9 @@ def test_a_served_gateway_runs_a_handed_job_to_its_release(
         pool.stop()
     types = [e["type"] for e in audit_types(world) if e["target"] == f"job:{job_id}"]
     assert types[:2] == ["job.accepted", "job.started"] and "job.released" in types
+    # Started in its acceptance: a claim would have stamped the later moment it ran.
+    shown = stats.get(f"/v1/jobs/{job_id}").json()
+    assert shown["started_at"] == shown["created_at"], shown
 
 
 def entries_of(served: World, job_id: str) -> dict[str, int]:
