@@ -51,8 +51,11 @@ from audit.merkle import EMPTY_ROOT
 from audit.prepared import PreparedEvent, prepare
 from audit.store_tables import (
     AUDIT_LOCK_KEY,
+    SMALL_APPEND,
+    append_if_size,
     checkpoints_table,
     cosignatures_table,
+    driver_cursor,
     entries_table,
     insert_appended,
     insert_checkpoint,
@@ -274,24 +277,27 @@ class SqlAuditLog:
         """
         if not entries:
             return [], tail if tail is not None else CompactRange()
-        size = lock_and_size(conn, AUDIT_LOCK_KEY)
+        # The dialect's own format (SQLite stores text): comparisons bind the same format.
+        column_type = entries_table.c.created_at.type.dialect_impl(conn.dialect)
+        proc = column_type.bind_processor(conn.dialect)
+        now = proc(self._clock()) if proc else self._clock()
+        bet = self._bet(conn, entries, tail)
+        if bet is not None:  # PostgreSQL, the edge known: lock, check and insert at once
+            expected = bet.size
+            results, entry_rows, node_rows = self._rows(bet, entries, now)  # `bet` grows
+            size = append_if_size(conn, expected, entry_rows, node_rows)
+            if size == expected:
+                self._appended(conn, bet)
+                return results, bet
+            # Another writer appended since that edge: the lock is held now, the size known.
+        else:
+            size = lock_and_size(conn, AUDIT_LOCK_KEY)
         if tail is not None and tail.size == size:
             tree = CompactRange(size, tail.hashes)
         else:
             known = self._known_edge(conn, size)
             tree = known or CompactRange.load(size, self._getter(conn, perfect_nodes(0, size)))
-        # The dialect's own format (SQLite stores text): comparisons bind the same format.
-        column_type = entries_table.c.created_at.type.dialect_impl(conn.dialect)
-        proc = column_type.bind_processor(conn.dialect)
-        now = proc(self._clock()) if proc else self._clock()
-        results: list[AppendResult] = []
-        entry_rows: list[tuple[Any, ...]] = []
-        node_rows: list[tuple[Any, ...]] = []
-        for entry in entries:
-            index = tree.size
-            node_rows.extend((lv, ix, node) for (lv, ix), node in tree.append(entry.leaf_hash))
-            entry_rows.append((index, entry.leaf_hash, entry.body, entry.type, now))
-            results.append(AppendResult(index, entry.leaf_hash))
+        results, entry_rows, node_rows = self._rows(tree, entries, now)
         try:
             insert_appended(conn, entry_rows, node_rows)
         except sa.exc.IntegrityError:
@@ -300,6 +306,40 @@ class SqlAuditLog:
             ) from None
         self._appended(conn, tree)
         return results, tree
+
+    def _bet(
+        self,
+        conn: sa.Connection,
+        entries: Sequence[PreparedEvent],
+        tail: CompactRange | None,
+    ) -> CompactRange | None:
+        """PostgreSQL, a small append: a copy of the edge the log most likely has (this
+        transaction's own, else the newest committed here: `tail` or the last one followed),
+        to append to in one round trip (`append_if_size`); None to lock and read the size
+        first (no edge known, SQLite, or a batch large enough for `COPY`)."""
+        if conn.dialect.name != "postgresql" or len(entries) > SMALL_APPEND // 8:
+            return None
+        with self._edge_lock:
+            edge = self._pending.get(conn)
+            if edge is None:
+                known = [e for e in (tail, self._edge) if e is not None]
+                edge = max(known, key=lambda e: e.size) if known else None
+            return None if edge is None else edge.copy()
+
+    @staticmethod
+    def _rows(
+        tree: CompactRange, entries: Sequence[PreparedEvent], now: Any
+    ) -> tuple[list[AppendResult], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Append `entries` to `tree` (in place): what each got, and the rows to insert."""
+        results: list[AppendResult] = []
+        entry_rows: list[tuple[Any, ...]] = []
+        node_rows: list[tuple[Any, ...]] = []
+        for entry in entries:
+            index = tree.size
+            node_rows.extend((lv, ix, node) for (lv, ix), node in tree.append(entry.leaf_hash))
+            entry_rows.append((index, entry.leaf_hash, entry.body, entry.type, now))
+            results.append(AppendResult(index, entry.leaf_hash))
+        return results, entry_rows, node_rows
 
     def checkpoint(self, conn: sa.Connection) -> str:
         """Sign the current head and store it (once per size); return the signed note."""
@@ -350,8 +390,7 @@ class SqlAuditLog:
         found: dict[NodeId, bytes] = {}
         if conn.dialect.name == "postgresql":  # one short statement the driver caches
             levels, indexes = zip(*keys, strict=True) if keys else ((), ())
-            driver = conn.connection.driver_connection
-            with driver.cursor() as cursor:  # type: ignore[union-attr]
+            with driver_cursor(conn) as cursor:
                 if entry is None:
                     cursor.execute(_PG_NODES, (list(levels), list(indexes)), prepare=True)
                 else:

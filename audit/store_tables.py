@@ -18,6 +18,8 @@ verifier never loads it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -26,10 +28,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from audit.errors import StoreError
 
 __all__ = [
+    "APPEND_FUNCTION",
+    "APPEND_FUNCTION_DDL",
     "AUDIT_LOCK_KEY",
     "INDEX_LOCK_KEY",
+    "append_if_size",
     "checkpoints_table",
     "cosignatures_table",
+    "driver_cursor",
     "entries_table",
     "index_table",
     "insert_appended",
@@ -96,6 +102,23 @@ index_table = sa.Table(
 )
 
 
+@contextmanager
+def driver_cursor(conn: sa.Connection) -> Iterator[Any]:
+    """A cursor of the transaction's own driver connection (PostgreSQL: statements the
+    driver prepares, `COPY`), whose errors are raised as SQLAlchemy's (`sa.exc.DBAPIError`'s
+    subclasses: an outage is an `OperationalError`, a duplicate an `IntegrityError`), as for
+    every statement sent through SQLAlchemy."""
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    driver = conn.connection.driver_connection
+    try:
+        with driver.cursor() as cursor:  # type: ignore[union-attr]
+            yield cursor
+    except dbapi_error as exc:
+        raise sa.exc.DBAPIError.instance(
+            None, None, exc, dbapi_error, connection_invalidated=False
+        ) from exc
+
+
 def lock(conn: sa.Connection, key: int) -> None:
     """Serialise writers: a transaction-scoped advisory lock on PostgreSQL; on SQLite the engine
     begins transactions with `BEGIN IMMEDIATE`, which already holds the one write lock."""
@@ -130,8 +153,7 @@ def lock_and_size(conn: sa.Connection, key: int) -> int:
     both = _LOCKED_SIZE.get(key)
     if both is None:
         raise StoreError("lock_and_size takes one of the audit log's lock keys")
-    driver = conn.connection.driver_connection
-    with driver.cursor() as cursor:  # type: ignore[union-attr]
+    with driver_cursor(conn) as cursor:
         cursor.execute(both)
         cursor.nextset()
         row = cursor.fetchone()
@@ -150,6 +172,66 @@ _PG_APPEND: Final = (
 )
 
 
+# PostgreSQL: an append in one round trip when the writer knows the log's right edge (the
+# edge it last committed, usually). The function takes the writers' lock, reads the size under
+# it (a VOLATILE function's statements each take a fresh snapshot under READ COMMITTED, so the
+# size includes whatever the lock's last holder committed), and inserts the entries and nodes
+# only if the size is the one the rows were computed for; it returns the size it read either
+# way. A writer whose bet was wrong holds the lock now and appends as without the function.
+# The migrations and `metadata.create_all` create it (`APPEND_FUNCTION_DDL`; its text holds
+# this module's constants only).
+APPEND_FUNCTION: Final = "insitu_audit_append"
+APPEND_FUNCTION_DDL: Final = f"""\
+CREATE OR REPLACE FUNCTION {APPEND_FUNCTION}(
+    expected bigint,
+    e_idx int8[], e_leaf bytea[], e_body bytea[], e_type text[], e_at timestamptz[],
+    n_level int4[], n_idx int8[], n_hash bytea[]
+) RETURNS bigint LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+    found bigint;
+BEGIN
+    IF e_idx[1] IS DISTINCT FROM expected THEN
+        RAISE EXCEPTION USING MESSAGE =
+            'audit append: rows computed for size ' || e_idx[1] || ', not ' || expected;
+    END IF;
+    PERFORM pg_advisory_xact_lock({AUDIT_LOCK_KEY});
+    SELECT coalesce(max(idx) + 1, 0) INTO found FROM audit_entries;
+    IF found = expected THEN
+        INSERT INTO audit_entries (idx, leaf_hash, body, event_type, created_at)
+            SELECT * FROM unnest(e_idx, e_leaf, e_body, e_type, e_at);
+        INSERT INTO audit_nodes (level, idx, hash)
+            SELECT * FROM unnest(n_level, n_idx, n_hash);
+    END IF;
+    RETURN found;
+END
+$fn$"""  # noqa: S608
+_CREATE_APPEND_FUNCTION = sa.DDL(APPEND_FUNCTION_DDL)  # type: ignore[no-untyped-call]
+sa.event.listen(metadata, "after_create", _CREATE_APPEND_FUNCTION.execute_if(dialect="postgresql"))
+_PG_APPEND_IF_SIZE: Final = (
+    f"SELECT {APPEND_FUNCTION}(%s, %s::int8[], %s::bytea[], %s::bytea[], %s::text[], "
+    "%s::timestamptz[], %s::int4[], %s::int8[], %s::bytea[])"
+)
+
+
+def append_if_size(
+    conn: sa.Connection,
+    expected: int,
+    entry_rows: list[tuple[Any, ...]],
+    node_rows: list[tuple[Any, ...]],
+) -> int:
+    """PostgreSQL: take the writers' lock and insert the rows (computed for a log of
+    `expected` entries) if the log still has that size, in one round trip; return the size
+    read under the lock (the rows are in iff it is `expected`). The lock is held either way."""
+    entries = [list(column) for column in zip(*entry_rows, strict=True)]
+    nodes = [list(column) for column in zip(*node_rows, strict=True)] or [[]] * 3
+    with driver_cursor(conn) as cursor:
+        cursor.execute(_PG_APPEND_IF_SIZE, (expected, *entries, *nodes), prepare=True)
+        row = cursor.fetchone()
+    if row is None or row[0] is None:
+        raise StoreError("the audit log's append function returned nothing")
+    return int(row[0])
+
+
 def insert_appended(
     conn: sa.Connection, entry_rows: list[tuple[Any, ...]], node_rows: list[tuple[Any, ...]]
 ) -> None:
@@ -161,8 +243,7 @@ def insert_appended(
         return
     entries = [list(column) for column in zip(*entry_rows, strict=True)] or [[]] * 5
     nodes = [list(column) for column in zip(*node_rows, strict=True)] or [[]] * 3
-    driver = conn.connection.driver_connection
-    with driver.cursor() as cursor:  # type: ignore[union-attr]
+    with driver_cursor(conn) as cursor:
         cursor.execute(_PG_APPEND, (*entries, *nodes), prepare=True)
 
 
@@ -197,9 +278,8 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[tuple[Any, ...]
     # Names and types come from our own Table objects, never from input; every value is bound.
     names = ", ".join(c.name for c in columns)
     if conn.dialect.name == "postgresql":
-        driver = conn.connection.driver_connection
         statement = f"COPY {table.name} ({names}) FROM STDIN (FORMAT BINARY)"
-        with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
+        with driver_cursor(conn) as cursor, cursor.copy(statement) as copy:
             copy.set_types([_copy_type(c) for c in columns])
             for row in rows:
                 copy.write_row(row)

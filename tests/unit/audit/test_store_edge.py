@@ -12,14 +12,19 @@ entry by entry.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+from unittest import mock
 
 import pytest
 import sqlalchemy as sa
 
-from audit import Signer, leaf_hash, open_checkpoint, root_from_leaf_hashes
+from audit import APPEND_FUNCTION, Signer, leaf_hash, open_checkpoint, root_from_leaf_hashes
 from audit.store import SqlAuditLog
-from tests.unit.audit._support import ORIGIN, make_event
+from audit.store_tables import append_if_size
+from tests.unit.audit._support import ORIGIN, make_engine, make_event
 
 
 @pytest.fixture
@@ -171,14 +176,20 @@ def test_a_checkpoint_after_an_append_in_its_transaction_reads_no_size(
     (a group commit's batch) reads nothing more, and the checkpoint is the stored tree's."""
     import audit.store
 
-    locks: list[int] = []
+    locks: list[int] = []  # each time the writers' lock is taken (and the size read under it)
     lock_and_size = audit.store.lock_and_size
+    append_if_size = audit.store.append_if_size
 
     def counted(conn: sa.Connection, key: int) -> int:
         locks.append(key)
         return lock_and_size(conn, key)
 
+    def counted_append(conn: sa.Connection, *args: Any) -> int:
+        locks.append(-1)
+        return append_if_size(conn, *args)
+
     monkeypatch.setattr(audit.store, "lock_and_size", counted)
+    monkeypatch.setattr(audit.store, "append_if_size", counted_append)
     other_writer_appends(engine, signer, 3)  # the edge is not known to `ours`: it is loaded
     locks.clear()
     with engine.begin() as conn:
@@ -195,3 +206,97 @@ def test_a_checkpoint_after_an_append_in_its_transaction_reads_no_size(
             assert ours.sign_head(conn).size == 5
         assert len(locks) == 3
     assert_stored_tree_is_sound(engine, ours)
+
+
+# -- PostgreSQL: an append in one round trip (`insitu_audit_append`) ---------------------------
+
+
+def driver_queries(engine: sa.Engine) -> tuple[list[str], Any]:
+    """Every query psycopg sends on `engine` (the log's own go to the driver directly), and a
+    context manager that records them."""
+    import psycopg
+
+    sent: list[str] = []
+    original = psycopg.Cursor.execute
+
+    def execute(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(query if isinstance(query, str) else repr(query))
+        return original(cursor, query, *args, **kwargs)
+
+    return sent, mock.patch.object(psycopg.Cursor, "execute", execute)
+
+
+def test_an_append_to_the_known_edge_is_one_call_on_postgres(
+    engine: sa.Engine, signer: Signer, ours: SqlAuditLog
+) -> None:
+    """The edge committed here is bet on: lock, size and insert in one query. When another
+    writer appended meanwhile, the call inserts nothing and says so; the lock is held by
+    then, and the append goes on from the stored edge."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no functions; its transaction holds the one write lock")
+    with engine.begin() as conn:
+        ours.append(conn, make_event(0))  # no edge known yet: the lock and size, then insert
+    sent, recording = driver_queries(engine)
+    with recording, engine.begin() as conn:
+        ours.append_many(conn, [make_event(1), make_event(2)])
+    assert [q.split("(", 1)[0] for q in sent] == [f"SELECT {APPEND_FUNCTION}"]
+    other_writer_appends(engine, signer, 3)  # the bet on size 3 is now wrong: 6
+    sent.clear()
+    with recording, engine.begin() as conn:
+        assert ours.append(conn, make_event(3)).index == 6
+    assert sent[0].startswith(f"SELECT {APPEND_FUNCTION}") and len(sent) >= 2  # then inserted
+    assert_stored_tree_is_sound(engine, ours)
+
+
+def test_the_append_function_refuses_rows_computed_for_another_size(engine: sa.Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's function")
+    entry = (5, b"\0" * 32, b"{}", "job.accepted", datetime.now(UTC))
+    with (
+        pytest.raises(sa.exc.DBAPIError, match="rows computed for size 5, not 0"),
+        engine.begin() as conn,
+    ):
+        append_if_size(conn, 0, [entry], [])
+    with engine.begin() as conn:  # nothing was written
+        assert conn.execute(sa.text("SELECT count(*) FROM audit_entries")).scalar() == 0
+
+
+@pytest.mark.slow
+def test_replicas_that_bet_on_their_edges_keep_the_log_gapless(
+    engine: sa.Engine, signer: Signer
+) -> None:
+    """Two replicas (logs following engines of their own) append concurrently, each betting
+    on the edge it last committed; many bets lose. The log stays gapless and sound."""
+    second = make_engine(engine.url.render_as_string(hide_password=False))
+    logs = []
+    for each in (engine, second):
+        log = SqlAuditLog(origin=ORIGIN, signer=signer)
+        log.follow_commits(each)
+        logs.append((each, log))
+    got: list[int] = []
+    errors: list[Exception] = []
+    lock = threading.Lock()
+    start = threading.Barrier(4)
+
+    def writer(t: int) -> None:
+        each, log = logs[t % 2]
+        try:
+            start.wait()
+            for i in range(25):
+                with each.begin() as conn:
+                    events = [make_event(100 * t + i)] * (1 + i % 2)
+                    results = log.append_many(conn, events)
+                with lock:
+                    got.extend(r.index for r in results)
+        except Exception as exc:  # reported below, on the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    second.dispose()
+    assert errors == []
+    assert sorted(got) == list(range(4 * (25 + 12)))
+    assert_stored_tree_is_sound(engine, logs[0][1])
