@@ -88,12 +88,19 @@ class Handoffs:
     (`gateway.jobs.waits`): the ended job's row and its stored result as a read would give
     them, so the wait need not read back what was just committed. Kept only for a job a wait
     here listens for, taken once; the newest `most` are kept (a wait gone meanwhile leaves
-    one behind). A wait that finds none reads the store, as for another replica's jobs."""
+    one behind). A wait that finds none reads the store, as for another replica's jobs.
+
+    Also the jobs this replica's workers run (`started` … `stopped`): a wait for one of them
+    needs no read to begin with, since its end will be handed over here. A job is listed
+    from the moment it is handed to a worker (or the worker starts it) until just before its
+    end is announced (`Gateway.jobs_finished`), so a wait that found it listed cannot miss
+    the announcement. Only waits use the list: a plain read of a job reads the store."""
 
     def __init__(self, most: int = 64, ttl_s: float = 30.0) -> None:
         self._most = most
         self._ttl_s = ttl_s
         self._ends: OrderedDict[str, tuple[float, Job, StoredResult | None]] = OrderedDict()
+        self._running: dict[str, Job] = {}
         self._lock = threading.Lock()
 
     def put(self, job: Job, stored: StoredResult | None) -> None:
@@ -109,6 +116,21 @@ class Handoffs:
         if found is None or time.monotonic() - found[0] > self._ttl_s:
             return None
         return found[1], found[2]
+
+    def started(self, job: Job) -> None:
+        """A worker of this replica has `job` (as claimed or handed to it) and will end it."""
+        with self._lock:
+            self._running[job.id] = job
+
+    def stopped(self, job_id: str) -> None:
+        """The worker is done with the job: called before its end is announced."""
+        with self._lock:
+            self._running.pop(job_id, None)
+
+    def running(self, job_id: str) -> Job | None:
+        """The job as its worker here was given it, while it runs here; else None."""
+        with self._lock:
+            return self._running.get(job_id)
 
 
 def now_minute() -> int:

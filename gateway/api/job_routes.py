@@ -7,6 +7,7 @@ short time only."""
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -245,7 +246,9 @@ async def job_result(
     wait: WaitQuery = 0,
 ) -> Response:
     seen = gw.jobs_finished.generation()  # before the read: a release after it wakes the wait
-    job, stored = await to_thread.run_sync(reads.result_look, gw, principal, job_id)
+    job, stored = await to_thread.run_sync(
+        functools.partial(reads.result_look, gw, principal, job_id, waiting=wait > 0)
+    )
     return await _waited(request, gw, principal, job.id, wait, seen=seen, job=job, stored=stored)
 
 

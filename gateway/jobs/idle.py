@@ -20,7 +20,7 @@ import enum
 import threading
 from dataclasses import dataclass
 
-from gateway.jobs.model import Job
+from gateway.jobs.model import Claimed
 
 TAKEN_WAIT_S = 60.0  # longest a worker waits on a submission's transaction before giving up
 
@@ -39,7 +39,7 @@ class Slot:
 
     worker_id: str
     state: _State = _State.IDLE
-    job: Job | None = None
+    claimed: Claimed | None = None
 
 
 class IdleWorkers:
@@ -63,10 +63,11 @@ class IdleWorkers:
         with self._cond:
             return len(self._idle)
 
-    def wait(self, worker_id: str, since: int, timeout: float) -> Job | None:
+    def wait(self, worker_id: str, since: int, timeout: float) -> Claimed | None:
         """Worker `worker_id`, having found nothing to claim since `since`: wait up to
-        `timeout` to be handed a job (returned, already leased to this worker); None when
-        woken to look at the queue, or when the time is up."""
+        `timeout` to be handed a job (returned already leased to this worker, with the
+        catalogue's version its submission's transaction read); None when woken to look at
+        the queue, or when the time is up."""
         slot = Slot(worker_id)
         with self._cond:
             if self._generation != since:
@@ -81,7 +82,7 @@ class IdleWorkers:
             self._cond.wait_for(lambda: slot.state is not _State.TAKEN, TAKEN_WAIT_S)
             if slot.state is _State.TAKEN:
                 slot.state = _State.GONE
-            return slot.job if slot.state is _State.GIVEN else None
+            return slot.claimed if slot.state is _State.GIVEN else None
 
     def take(self) -> Slot | None:
         """A submission: the worker idle longest, taken while the submission decides."""
@@ -94,13 +95,13 @@ class IdleWorkers:
             self._cond.notify_all()  # its wait for the outcome starts now
             return slot
 
-    def give(self, slot: Slot, job: Job) -> bool:
-        """Hand the committed `job` (leased to `slot.worker_id`) to its worker; False when the
+    def give(self, slot: Slot, claimed: Claimed) -> bool:
+        """Hand the committed job (leased to `slot.worker_id`) to its worker; False when the
         worker stopped waiting (the job then runs once its lease expires)."""
         with self._cond:
             if slot.state is not _State.TAKEN:
                 return False
-            slot.state, slot.job = _State.GIVEN, job
+            slot.state, slot.claimed = _State.GIVEN, claimed
             self._cond.notify_all()
             return True
 

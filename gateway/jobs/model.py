@@ -374,38 +374,100 @@ def amend_finished(conn: sa.Connection, job_id: str, status: JobStatus, *, error
 
 
 @dataclass(frozen=True, slots=True)
+class Claimed:
+    """A claimed job and the catalogue's version read by the claiming statement (None for a
+    reclaimed job): the run's checks use it instead of reading it again. A claim reads it
+    after the job was accepted; a submission that claims its own job for an idle worker
+    (`gateway.jobs.idle`) reads it in the accepting transaction, after its admission
+    decision, so a change committed before that read is seen either way."""
+
+    job: Job
+    catalogue_seen: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Unfinished:
     """What a submission's transaction sees of the queue: the caller's and its department's
-    jobs accepted and not yet finished, how many of the department's are running, and whether
-    any job (of any department) waits to be claimed."""
+    jobs accepted and not yet finished, how many of the department's are running, whether
+    any job (of any department) waits to be claimed, and whether the statement that read
+    this also took the department's turn for a hand-over (`unfinished`'s `turn_at`)."""
 
     mine: int
     department: int
     running: int
     waiting: bool
+    turn_taken: bool = False
+
+    def may_hand_over(self, running_cap: int) -> bool:
+        """Whether a job may go straight to an idle worker: none waits in the queue (it would
+        be overtaken) and the department is under the running cap, as a claim requires."""
+        return not self.waiting and self.running < running_cap
 
 
-def unfinished(conn: sa.Connection, *, subject: str, department: str) -> Unfinished:
-    """`Unfinished`, in one statement."""
-    row = conn.execute(
-        _unfinished_statement(), {"unfinished_subject": subject, "unfinished_dept": department}
-    ).one()
-    return Unfinished(int(row[0]), int(row[1]), int(row[2]), bool(row[3]))
+def unfinished(
+    conn: sa.Connection,
+    *,
+    subject: str,
+    department: str,
+    also: tuple[sa.Label[Any], ...] = (),
+    turn_at: datetime | None = None,
+    running_cap: int = 0,
+) -> tuple[Unfinished, sa.Row[Any]]:
+    """`Unfinished`, in one statement, with its row, which also holds the columns `also`
+    (labelled scalar subqueries, read in the same statement).
+
+    `turn_at` (a submission holding an idle worker): on PostgreSQL the same statement takes
+    the department's turn at `turn_at` (`take_turn`) when the job may be handed over
+    (`Unfinished.may_hand_over(running_cap)`, decided on the same snapshot), and says so in
+    `turn_taken`; on SQLite the caller takes it in a statement of its own."""
+    fold = turn_at is not None and conn.dialect.name == "postgresql"
+    params: dict[str, Any] = {"unfinished_subject": subject, "unfinished_dept": department}
+    if fold:
+        params.update(turn_at=turn_at, running_cap=running_cap)
+    row = conn.execute(_unfinished_statement(also, fold), params).one()
+    queue = Unfinished(int(row[0]), int(row[1]), int(row[2]), bool(row[3]))
+    if fold and queue.may_hand_over(running_cap):
+        queue = dataclasses.replace(queue, turn_taken=True)
+    return queue, row
 
 
 @functools.cache
-def _unfinished_statement() -> sa.Select[int, int, int, bool]:
+def _unfinished_statement(also: tuple[sa.Label[Any], ...], turn: bool) -> sa.Select[Any]:
     j = schema.jobs
+    dept = sa.bindparam("unfinished_dept", type_=j.c.department.type)
     waiting = j.alias("waiting")
     any_waiting = sa.exists(
         sa.select(waiting.c.id).where(waiting.c.status == JobStatus.ACCEPTED.value)
     )
-    return sa.select(
+    statement = sa.select(
         sa.func.count().filter(j.c.subject == sa.bindparam("unfinished_subject")),
         sa.func.count(),
         sa.func.count().filter(j.c.status == JobStatus.RUNNING.value),
         any_waiting,
-    ).where(j.c.department == sa.bindparam("unfinished_dept"), j.c.status.in_(UNFINISHED))
+        *also,
+    ).where(j.c.department == dept, j.c.status.in_(UNFINISHED))
+    if not turn:
+        return statement
+    # PostgreSQL runs a data-modifying WITH whether or not the query reads it; both parts see
+    # one snapshot, so the turn is taken exactly when `Unfinished.may_hand_over` says yes.
+    running = j.alias("running")
+    running_now = (
+        sa.select(sa.func.count())
+        .where(running.c.department == dept, running.c.status == JobStatus.RUNNING.value)
+        .scalar_subquery()
+    )
+    turns = schema.department_turns
+    taken = sa.select(dept, sa.bindparam("turn_at", type_=turns.c.last_claimed_at.type)).where(
+        ~any_waiting, running_now < sa.bindparam("running_cap", type_=sa.Integer)
+    )
+    insert = db.upsert("postgresql", turns).from_select(
+        [turns.c.department, turns.c.last_claimed_at], taken
+    )
+    upsert = insert.on_conflict_do_update(
+        index_elements=[turns.c.department],
+        set_={"last_claimed_at": insert.excluded.last_claimed_at},
+    )
+    return statement.add_cte(upsert.cte("turn"))
 
 
 def cancel(conn: sa.Connection, job_id: str, *, now: datetime) -> bool:

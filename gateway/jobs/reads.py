@@ -53,10 +53,18 @@ def show(gw: Gateway, principal: Principal, job_id: str) -> dict[str, Any]:
     return job_view(_visible(gw, principal, job_id, "job", audit_read=True))
 
 
-def result_look(gw: Gateway, principal: Principal, job_id: str) -> tuple[Job, StoredResult | None]:
+def result_look(
+    gw: Gateway, principal: Principal, job_id: str, *, waiting: bool = False
+) -> tuple[Job, StoredResult | None]:
     """The job whose result the caller asks for (authorized, of its own department) and its
-    stored result (None until released), in one query."""
+    stored result (None until released), in one query. `waiting`: the caller waits for the
+    end, so a job a worker of this replica runs is taken as that worker was given it (its
+    end will be handed to the wait: `Handoffs`), with no query."""
     require(gw, principal, "result", "read", event="result.denied", target=f"job:{job_id}")
+    running = gw.handoffs.running(job_id) if waiting else None
+    if running is not None:
+        _own(principal, running)
+        return running, None
     with db.reading(gw.db) as conn:
         row, stored = load_job_and_result(conn, job_id)
     _own(principal, row)

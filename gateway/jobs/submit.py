@@ -24,6 +24,7 @@ from typing import Any
 from gateway import timing
 from gateway.auth.principal import Principal
 from gateway.authz import deny, require
+from gateway.catalogue import cache as catalogue_cache
 from gateway.catalogue import templates
 from gateway.catalogue.documents import DatasetSpec
 from gateway.context import Gateway
@@ -39,7 +40,7 @@ from gateway.errors import (
 from gateway.jobs import admission, idempotency, model
 from gateway.jobs import verify_keys as verify_quota
 from gateway.jobs.idle import Slot
-from gateway.jobs.model import Job, JobStatus
+from gateway.jobs.model import Claimed, Job, JobStatus
 from gateway.store import db
 from sandbox import ParameterError, validate_parameters
 
@@ -54,11 +55,23 @@ class QueueFull(Exception):
         self.reason = reason
 
 
-def check_queue_bounds(gw: Gateway, conn: db.Connection, principal: Principal) -> model.Unfinished:
+def check_queue_bounds(
+    gw: Gateway, conn: db.Connection, principal: Principal, *, turn_at: datetime | None = None
+) -> tuple[model.Unfinished, int]:
     """Inside the job's transaction: the caller's and its department's unfinished jobs stay
     within the settings (a flood from one caller cannot fill the queue for everyone). Returns
-    what it read of the queue."""
-    queue = model.unfinished(conn, subject=principal.subject, department=principal.department)
+    what it read of the queue, and the catalogue's version read by the same statement (a job
+    handed to an idle worker is checked again under it, as a claim's under its own).
+    `turn_at`: the submission holds an idle worker (`model.unfinished` may take the
+    department's turn in the same statement)."""
+    queue, row = model.unfinished(
+        conn,
+        subject=principal.subject,
+        department=principal.department,
+        also=catalogue_cache.version_columns(),
+        turn_at=turn_at,
+        running_cap=gw.settings.running_cap,
+    )
     if queue.mine >= gw.settings.max_pending_per_caller:
         raise QueueFull(
             f"you have {queue.mine} unfinished jobs, the most allowed; wait for some to end"
@@ -68,14 +81,7 @@ def check_queue_bounds(gw: Gateway, conn: db.Connection, principal: Principal) -
             f"your department has {queue.department} unfinished jobs, the most allowed; "
             "wait for some to end"
         )
-    return queue
-
-
-def handed_over(gw: Gateway, queue: model.Unfinished) -> bool:
-    """Whether a job may go straight to an idle worker of this replica: none waits in the
-    queue (it would be overtaken) and its department is under the running cap, as a claim
-    would require (`model.claim_fair`)."""
-    return not queue.waiting and queue.running < gw.settings.running_cap
+    return queue, catalogue_cache.version_of(row)
 
 
 def check_parameters(
@@ -141,11 +147,13 @@ def _written(
     rule: str | None,
     details: dict[str, Any],
     worker: str | None,
+    turn_taken: bool = False,
 ) -> Job:
     """Inside the job's transaction: its `job.accepted` entry and its row; with `worker`, the
     job claimed by that idle worker as a claim would record it (leased, the department's turn
-    taken, `job.started`). The entries first, so the row is written once with its index;
-    nothing reads the row in between, and all of it commits or rolls back together."""
+    taken unless the queue's read took it: `turn_taken`, `job.started`). The entries first,
+    so the row is written once with its index; nothing reads the row in between, and all of
+    it commits or rolls back together."""
     target = f"job:{job.id}"
     entries: list[dict[str, Any]] = [
         {
@@ -162,7 +170,8 @@ def _written(
         job = model.leased(
             job, worker_id=worker, now=job.created_at, lease_s=gw.settings.job_lease_s
         )
-        model.take_turn(conn, job.department, job.created_at)
+        if not turn_taken:
+            model.take_turn(conn, job.department, job.created_at)
         entries.append(
             {
                 "type": "job.started",
@@ -179,13 +188,16 @@ def _written(
     return job
 
 
-def _hand_over(gw: Gateway, slot: Slot | None, committed: Job | None) -> None:
+def _hand_over(gw: Gateway, slot: Slot | None, committed: Claimed | None) -> None:
     """After the job's transaction: hand a job claimed for an idle worker to it; otherwise let
     the worker held while deciding go back to the queue, and wake the workers for a job queued."""
-    if slot is not None and committed is not None and committed.lease_owner == slot.worker_id:
+    if slot is not None and committed is not None and committed.job.lease_owner == slot.worker_id:
+        gw.handoffs.started(committed.job)  # before the caller can ask for its result
         if not gw.idle_workers.give(slot, committed):
+            gw.handoffs.stopped(committed.job.id)
             log.warning(
-                "job %s: its worker stopped waiting; it runs when its lease expires", committed.id
+                "job %s: its worker stopped waiting; it runs when its lease expires",
+                committed.job.id,
             )
         return
     if slot is not None:
@@ -246,24 +258,38 @@ def _accept(
         ],
     }
     slot = gw.idle_workers.take()  # an idle worker of this replica, held while deciding
-    committed: Job | None = None
+    committed: Claimed | None = None
     try:
         verify_quota.check_quota(gw, principal, datasets, keys)
         with timing.stage("store:submit"), gw.db.begin() as conn:
-            queue = check_queue_bounds(gw, conn, principal)
             verify_quota.reserve_keys(conn, principal.department, datasets, keys)
             details.update(
                 dp_admission.reserve_budget(
                     gw, conn, principal, stored=stored, datasets=datasets, job_id=job_id
                 )
             )
-            worker = slot.worker_id if slot is not None and handed_over(gw, queue) else None
-            job = _written(gw, conn, job, principal, rule=rule, details=details, worker=worker)
+            # After the reservations: the queue's read may take the department's turn, and
+            # a release that claims (`worker.finish_and_claim`) locks its ledger rows, then
+            # the turn, then the audit log. The same order here: no deadlock between them.
+            queue, catalogue_seen = check_queue_bounds(
+                gw, conn, principal, turn_at=None if slot is None else job.created_at
+            )
+            handed = slot is not None and queue.may_hand_over(gw.settings.running_cap)
+            job = _written(
+                gw,
+                conn,
+                job,
+                principal,
+                rule=rule,
+                details=details,
+                worker=slot.worker_id if handed and slot is not None else None,
+                turn_taken=queue.turn_taken,
+            )
             idempotency.remember(
                 conn, principal, key=idempotency_key, request=request, job_id=job_id
             )
             verify_quota.store_keys(conn, job_id, keys)
-        committed = job
+        committed = Claimed(job, catalogue_seen)
     except QueueFull as full:  # rolled back: no job, nothing reserved
         deny(
             gw,

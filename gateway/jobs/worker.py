@@ -38,7 +38,7 @@ from gateway.dp import ledger
 from gateway.errors import InvalidInput
 from gateway.findings import inbox
 from gateway.jobs import admission, model, verify_keys
-from gateway.jobs.model import Job, JobStatus
+from gateway.jobs.model import Claimed, Job, JobStatus
 from gateway.jobs.releases import base as releases
 from gateway.jobs.releases.base import Outcome
 from gateway.jobs.releases.registry import RELEASES
@@ -57,15 +57,6 @@ def claim_next(gw: Gateway, worker_id: str) -> Job | None:
     accepted one; None when there is none."""
     claimed = claim(gw, worker_id)
     return None if claimed is None else claimed.job
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Claimed:
-    """A claimed job and the catalogue's version read by the claim's own statement (None for
-    a reclaimed job): the run's checks use it instead of reading it again."""
-
-    job: Job
-    catalogue_seen: int | None = None
 
 
 def claim(gw: Gateway, worker_id: str) -> Claimed | None:
@@ -281,6 +272,7 @@ class Runner:
         error propagates: the job keeps its lease until it expires, then runs again."""
         started = time.monotonic()
         claimed: Claimed | None = None
+        self.gw.handoffs.started(job)
         if job.attempts > MAX_ATTEMPTS:
             outcome = Outcome(JobStatus.FAILED, None, f"{LOST} {MAX_ATTEMPTS} times")
         else:
@@ -311,6 +303,7 @@ class Runner:
                 log.exception("job %s: its bookkeeping failed too; failing it without", job.id)
                 outcome = finish(self.gw, job, dataclasses.replace(failed, settle=None))
         finally:
+            self.gw.handoffs.stopped(job.id)  # before the announcement (`Handoffs`)
             self.gw.jobs_finished.notify(job.id)
         kind = self._kinds.get(job.content_hash, "unknown")
         for hook in self.gw.job_hooks:
@@ -505,12 +498,11 @@ class WorkerPool:
                 failures, looked = 0, time.monotonic()
             if claimed is None:
                 # Idle: woken by a queued job, or handed one its submission claimed for this
-                # worker (`gateway.jobs.idle`; the run reads the catalogue's version again).
-                given = idle.wait(worker_id, seen, timeout=self._poll_s)
-                if given is None:
+                # worker (`gateway.jobs.idle`, with the catalogue's version its transaction read).
+                claimed = idle.wait(worker_id, seen, timeout=self._poll_s)
+                if claimed is None:
                     continue
-                timing.RECORDER.since_time("queue", given.created_at)
-                claimed = Claimed(given)
+                timing.RECORDER.since_time("queue", claimed.job.created_at)
             job, catalogue_seen = claimed.job, claimed.catalogue_seen
             # The next job is claimed with this one's end while the pool runs, and a full look
             # (a job whose lease expired goes first) is at most a third of a lease old.

@@ -16,12 +16,21 @@ import itertools
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+from unittest import mock
 
 import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
+from gateway.api import create_app
+from gateway.catalogue import cache as catalogue_cache
 from gateway.context import Gateway
-from gateway.jobs import worker
-from gateway.jobs.model import Job
+from gateway.jobs import model, worker
+from gateway.jobs import reads as reads_module
+from gateway.jobs.model import Claimed
+from gateway.store import db, schema
 from tests.integration.conftest import Caller, World
 from tests.integration.test_fair_jobs import (  # noqa: F401  (fixtures)
     JOB,
@@ -41,7 +50,7 @@ def threads() -> Iterator[ThreadPoolExecutor]:
         yield executor
 
 
-def idle(threads: ThreadPoolExecutor, gw: Gateway, worker_id: str) -> Future[Job | None]:
+def idle(threads: ThreadPoolExecutor, gw: Gateway, worker_id: str) -> Future[Claimed | None]:
     """`worker_id` waiting for a job, as a worker thread that found none to claim."""
     before = gw.idle_workers.idle()
     found = threads.submit(gw.idle_workers.wait, worker_id, gw.idle_workers.generation(), GUARD_S)
@@ -59,6 +68,13 @@ def status_of(caller: Caller, job_id: str) -> str:
     return status
 
 
+def turns(gw: Gateway) -> dict[str, datetime]:
+    """Each department's last turn (`department_turns`), as the store holds them."""
+    with db.reading(gw.db) as conn:
+        rows = conn.execute(sa.select(schema.department_turns)).all()
+    return {row.department: row.last_claimed_at for row in rows}
+
+
 def test_a_job_goes_to_an_idle_worker_claimed_in_its_acceptance(
     world: World,  # noqa: F811
     two_departments: tuple[Caller, Caller],  # noqa: F811
@@ -71,8 +87,11 @@ def test_a_job_goes_to_an_idle_worker_claimed_in_its_acceptance(
     assert response.status_code == 202, response.text
     assert response.json()["status"] == "accepted"  # the submission's outcome
     job_id = response.json()["id"]
-    job = waiting.result(GUARD_S)
-    assert job is not None and job.id == job_id
+    claimed = waiting.result(GUARD_S)
+    assert claimed is not None and claimed.job.id == job_id
+    job = claimed.job
+    with db.reading(gw.db) as conn:  # the accepting transaction's read, as a claim's
+        assert claimed.catalogue_seen == catalogue_cache.version(conn)
     assert (job.status, job.lease_owner, job.worker, job.attempts) == (
         "running",
         "w-idle",
@@ -80,16 +99,95 @@ def test_a_job_goes_to_an_idle_worker_claimed_in_its_acceptance(
         1,
     )
     assert job.lease_expires_at is not None and job.started_at == job.created_at
+    assert turns(gw) == {"stats": job.created_at}  # its department's turn, as a claim's
     assert status_of(stats, job_id) == "running"  # the row as the store holds it
     assert worker.claim_next(gw, "w2") is None  # nothing was left in the queue
     entries = [e for e in audit_types(world) if e["target"] == f"job:{job_id}"]
     assert [e["type"] for e in entries] == ["job.accepted", "job.started", "job.read"]
     assert entries[1]["details"] == {"job": job_id, "worker": "w-idle"}
     assert entries[1]["actor"] == entries[0]["actor"]
-    worker.Runner(gw).run(job)  # the worker's run, as after a claim
+    worker.Runner(gw).run(job, claimed.catalogue_seen)  # the worker's run, as after a claim
     result = stats.get(f"/v1/jobs/{job_id}/result")
     assert result.status_code == 200 and result.json()["status"] == "released", result.text
     assert result.json()["rows"]
+
+
+def test_a_retirement_after_the_admission_stops_a_handed_job(
+    world: World,  # noqa: F811
+    two_departments: tuple[Caller, Caller],  # noqa: F811
+    owners: dict[str, Caller],
+    threads: ThreadPoolExecutor,
+) -> None:
+    """Another replica retires the version after this one's admission decision and before
+    its transaction: the job is accepted (the admission saw it approved), and its worker,
+    which reads nothing, refuses it under the version the accepting transaction read."""
+    stats, _ = two_departments
+    gw = gateway_of(world)
+    waiting = idle(threads, gw, "w-idle")
+    take = gw.idle_workers.take
+    with TestClient(create_app(world.settings)) as client:  # a second gateway, same store
+        owner = Caller(client, owners["market"].token)
+
+        def retire_then_take() -> Any:  # between the admission and the transaction
+            retired = owner.post(
+                f"/v1/templates/{JOB['template']}/versions/1/retirement", json={"reason": "test"}
+            )
+            assert retired.status_code == 201, retired.text
+            return take()
+
+        with mock.patch.object(gw.idle_workers, "take", retire_then_take):
+            job_id = submitted(stats)
+    claimed = waiting.result(GUARD_S)
+    assert claimed is not None and claimed.job.id == job_id
+    worker.Runner(gw).run(claimed.job, claimed.catalogue_seen)
+    shown = stats.get(f"/v1/jobs/{job_id}").json()
+    assert (shown["status"], shown["error"]) == (
+        "failed",
+        "the template version is no longer approved",
+    ), shown
+
+
+def test_a_wait_for_a_job_running_here_begins_without_a_read(
+    world: World,  # noqa: F811
+    two_departments: tuple[Caller, Caller],  # noqa: F811
+    threads: ThreadPoolExecutor,
+) -> None:
+    """A job this replica's worker runs is known here until its end is announced: a wait for
+    it starts listening at once and takes the end its worker hands over, reading no job row;
+    another department still finds no such job."""
+    stats, planning = two_departments
+    gw = gateway_of(world)
+    waiting = idle(threads, gw, "w-idle")
+    job_id = submitted(stats)
+    claimed = waiting.result(GUARD_S)
+    assert claimed is not None and claimed.job.id == job_id
+    assert gw.handoffs.running(job_id) is not None
+    other = planning.get(f"/v1/jobs/{job_id}/result", params={"wait": 0.1})
+    assert other.status_code == 404, other.text  # as for a job that does not exist
+    reads: list[str] = []
+    original = model.load_job_and_result
+
+    def counted(conn: Any, wanted: str) -> Any:
+        reads.append(wanted)
+        return original(conn, wanted)
+
+    def run_soon() -> None:
+        deadline = time.monotonic() + GUARD_S
+        while not gw.jobs_finished.listening(job_id):  # the wait below listens
+            assert time.monotonic() < deadline, "the wait never listened"
+            time.sleep(0.001)
+        worker.Runner(gw).run(claimed.job, claimed.catalogue_seen)
+
+    with (
+        mock.patch.object(model, "load_job_and_result", counted),
+        mock.patch.object(reads_module, "load_job_and_result", counted),
+    ):
+        ran = threads.submit(run_soon)
+        result = stats.get(f"/v1/jobs/{job_id}/result", params={"wait": GUARD_S})
+        ran.result(GUARD_S)
+    assert result.status_code == 200 and result.json()["status"] == "released", result.text
+    assert reads == []  # neither to begin with nor once ended: the worker handed it over
+    assert gw.handoffs.running(job_id) is None
 
 
 def test_a_waiting_job_is_not_overtaken(
@@ -104,6 +202,7 @@ def test_a_waiting_job_is_not_overtaken(
     later = submitted(planning)
     assert waiting.result(GUARD_S) is None  # given back: it looks at the queue
     assert status_of(planning, later) == "accepted"
+    assert turns(gw) == {}  # no turn taken: nothing was claimed
     claimed = worker.claim_next(gw, "w-idle")
     assert claimed is not None and claimed.id == first  # in the queue's order
 
@@ -119,10 +218,13 @@ def test_a_department_at_its_running_cap_is_not_handed_a_worker(
     running = idle(threads, gw, "w1")
     first = submitted(stats)
     handed = running.result(GUARD_S)
-    assert handed is not None and handed.id == first
+    assert handed is not None and handed.job.id == first
+    taken = turns(gw)
+    assert taken == {"stats": handed.job.created_at}
     waiting = idle(threads, gw, "w2")
     second = submitted(stats)
     assert waiting.result(GUARD_S) is None
+    assert turns(gw) == taken  # not handed over: its turn stays the first job's
     assert status_of(stats, second) == "accepted"
     assert worker.claim_next(gw, "w2") is None  # the cap holds for a claim too
 

@@ -14,20 +14,21 @@ import pytest
 
 from gateway.jobs import idle
 from gateway.jobs.idle import IdleWorkers
-from gateway.jobs.model import Job
+from gateway.jobs.model import Claimed
 from tests.unit.gateway.test_signal import ended
 
 GUARD_S = 10.0  # only stops a broken test from hanging
 
 
-def a_job(job_id: str = "j1") -> Job:
-    """A job as a submission hands it over: running, leased to the worker it was given to."""
-    return dataclasses.replace(ended(job_id), status="running", lease_owner="w1")
+def a_job(job_id: str = "j1") -> Claimed:
+    """A job as a submission hands it over: running, leased to the worker it was given to,
+    with the catalogue's version its transaction read."""
+    return Claimed(dataclasses.replace(ended(job_id), status="running", lease_owner="w1"), 7)
 
 
 def waiting(
     pool: ThreadPoolExecutor, workers: IdleWorkers, worker_id: str, n: int = 1
-) -> Future[Job | None]:
+) -> Future[Claimed | None]:
     """`worker_id` waiting idle (the `n`-th idle worker) once this returns."""
     since = workers.generation()
     future = pool.submit(workers.wait, worker_id, since, GUARD_S)
@@ -122,10 +123,10 @@ def test_wait_is_thread_safe_under_many_submissions(pool: ThreadPoolExecutor) ->
 
     def worker(worker_id: str) -> None:
         for _ in range(50):
-            job = workers.wait(worker_id, workers.generation(), 0.01)
-            if job is not None:
+            claimed = workers.wait(worker_id, workers.generation(), 0.01)
+            if claimed is not None:
                 with lock:
-                    given.append(job.id)
+                    given.append(claimed.job.id)
 
     handed = []
     threads = [threading.Thread(target=worker, args=(f"w{n}",)) for n in range(3)]
