@@ -8,7 +8,6 @@ PostgreSQL: psycopg 3; durability settings are checked at start-up by `check_dur
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -39,37 +38,7 @@ def upsert(dialect: str, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
 def create_engine(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
-    engine = sa.create_engine(url, pool_size=10, max_overflow=20)
-    _ping_when_idle(engine)
-    return engine
-
-
-# A pooled connection idle for longer than this is pinged before it is handed out (one round
-# trip); one in steady use is not. SQLAlchemy's `pool_pre_ping` pinged at every checkout, some
-# six round trips a job. A connection that died since its last use, less than this ago, fails
-# its next statement instead: SQLAlchemy takes that for a disconnect and replaces it and every
-# connection the pool handed out before it, and the failure is answered as any outage's (503;
-# the workers retry).
-PING_IDLE_S = 1.0
-_IDLE_SINCE = "insitu_idle_since"
-
-
-def _ping_when_idle(engine: sa.Engine) -> None:
-    @sa.event.listens_for(engine.pool, "checkin")
-    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
-        if record is not None:
-            record.info[_IDLE_SINCE] = time.monotonic()
-
-    @sa.event.listens_for(engine.pool, "checkout")
-    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-        since = record.info.get(_IDLE_SINCE)  # None: connected just now
-        if since is None or time.monotonic() - since < PING_IDLE_S:
-            return
-        try:
-            engine.dialect.do_ping(dbapi_conn)
-        except engine.dialect.loaded_dbapi.Error as exc:
-            # the pool drops this connection and hands out another (or connects anew)
-            raise sa.exc.DisconnectionError("a pooled connection was found closed") from exc
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
 def _sqlite_engine(url: str) -> sa.Engine:
