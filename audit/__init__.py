@@ -68,7 +68,7 @@ from audit.witness_http import (
 
 if TYPE_CHECKING:
     from audit.store import AppendResult, SignedHead, SqlAuditLog, metadata
-    from audit.store_tables import APPEND_FUNCTION, APPEND_FUNCTION_DDL, entries_table
+    from audit.store_tables import APPEND_FUNCTION, entries_table
     from audit.verify import VerifyReport, verify_bundle
 
 _LAZY = {
@@ -78,14 +78,12 @@ _LAZY = {
     "metadata": "audit.store",
     "entries_table": "audit.store_tables",
     "APPEND_FUNCTION": "audit.store_tables",
-    "APPEND_FUNCTION_DDL": "audit.store_tables",
     "VerifyReport": "audit.verify",
     "verify_bundle": "audit.verify",
 }
 
 __all__ = [
     "APPEND_FUNCTION",
-    "APPEND_FUNCTION_DDL",
     "EMPTY_ROOT",
     "Actor",
     "AddCheckpoint",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import functools
 import hmac
+import logging
 import os
 import threading
 import weakref
@@ -51,6 +52,7 @@ from audit.merkle import EMPTY_ROOT
 from audit.prepared import PreparedEvent, prepare
 from audit.store_tables import (
     AUDIT_LOCK_KEY,
+    EDGE_DIFFERS,
     SMALL_APPEND,
     append_if_size,
     checkpoints_table,
@@ -92,6 +94,12 @@ __all__ = [
 
 _BATCH: Final = 1024  # entries per read while verifying / exporting (a power of two)
 _EntryRow = sa.Row[Any, Any, Any, Any]  # idx, leaf_hash, body, event_type
+
+
+CONCURRENT_APPEND: Final = (
+    "another writer appended to the audit log concurrently; roll back and retry"
+)
+log = logging.getLogger("audit.store")
 
 
 @functools.cache
@@ -282,30 +290,44 @@ class SqlAuditLog:
         proc = column_type.bind_processor(conn.dialect)
         now = proc(self._clock()) if proc else self._clock()
         bet = self._bet(conn, entries, tail)
+        trusted = True  # whether an edge kept in memory may serve for the size read
         if bet is not None:  # PostgreSQL, the edge known: lock, check and insert at once
             expected = bet.size
+            nodes = perfect_nodes(0, expected)
+            edge = [(n.level, n.idx, h) for n, h in zip(nodes, bet.hashes, strict=True)]
             results, entry_rows, node_rows = self._rows(bet, entries, now)  # `bet` grows
-            size = append_if_size(conn, expected, entry_rows, node_rows)
+            try:
+                size = append_if_size(conn, expected, edge, entry_rows, node_rows)
+            except sa.exc.IntegrityError:
+                raise StoreError(CONCURRENT_APPEND) from None
             if size == expected:
                 self._appended(conn, bet)
                 return results, bet
-            # Another writer appended since that edge: the lock is held now, the size known.
+            if size == EDGE_DIFFERS:  # memory held an edge that is not the stored tree's
+                log.warning("the audit log's edge in memory was not the stored one; reloaded")
+                self._forget_edges(conn)
+                size, trusted = expected, False
+            # Otherwise another writer appended since that edge. The lock is held now.
         else:
             size = lock_and_size(conn, AUDIT_LOCK_KEY)
-        if tail is not None and tail.size == size:
+        if trusted and tail is not None and tail.size == size:
             tree = CompactRange(size, tail.hashes)
         else:
-            known = self._known_edge(conn, size)
+            known = self._known_edge(conn, size) if trusted else None
             tree = known or CompactRange.load(size, self._getter(conn, perfect_nodes(0, size)))
         results, entry_rows, node_rows = self._rows(tree, entries, now)
         try:
             insert_appended(conn, entry_rows, node_rows)
         except sa.exc.IntegrityError:
-            raise StoreError(
-                "another writer appended to the audit log concurrently; roll back and retry"
-            ) from None
+            raise StoreError(CONCURRENT_APPEND) from None
         self._appended(conn, tree)
         return results, tree
+
+    def _forget_edges(self, conn: sa.Connection) -> None:
+        """Drop the edges kept in memory (the last committed, this transaction's)."""
+        with self._edge_lock:
+            self._edge = None
+            self._pending.pop(conn, None)
 
     def _bet(
         self,

@@ -31,6 +31,7 @@ __all__ = [
     "APPEND_FUNCTION",
     "APPEND_FUNCTION_DDL",
     "AUDIT_LOCK_KEY",
+    "EDGE_DIFFERS",
     "INDEX_LOCK_KEY",
     "append_if_size",
     "checkpoints_table",
@@ -175,57 +176,76 @@ _PG_APPEND: Final = (
 # PostgreSQL: an append in one round trip when the writer knows the log's right edge (the
 # edge it last committed, usually). The function takes the writers' lock, reads the size under
 # it (a VOLATILE function's statements each take a fresh snapshot under READ COMMITTED, so the
-# size includes whatever the lock's last holder committed), and inserts the entries and nodes
-# only if the size is the one the rows were computed for; it returns the size it read either
-# way. A writer whose bet was wrong holds the lock now and appends as without the function.
-# The migrations and `metadata.create_all` create it (`APPEND_FUNCTION_DDL`; its text holds
-# this module's constants only).
+# size includes whatever the lock's last holder committed), checks that the edge the rows were
+# computed from is the stored tree's (its O(log n) perfect subtrees, looked up by key), and
+# only then inserts the entries and nodes. It returns the size it read, or `EDGE_DIFFERS` when
+# the size matched but the edge did not (an edge announced by a transaction whose COMMIT then
+# failed, say, while another writer appended as many entries): the rows are in only if it
+# returns `expected`. A writer whose bet was wrong holds the lock by then and appends as
+# without the function. The migrations and `metadata.create_all` create it
+# (`APPEND_FUNCTION_DDL`; its text holds this module's constants only).
 APPEND_FUNCTION: Final = "insitu_audit_append"
+EDGE_DIFFERS: Final = -1
 APPEND_FUNCTION_DDL: Final = f"""\
 CREATE OR REPLACE FUNCTION {APPEND_FUNCTION}(
     expected bigint,
+    edge_level int4[], edge_idx int8[], edge_hash bytea[],
     e_idx int8[], e_leaf bytea[], e_body bytea[], e_type text[], e_at timestamptz[],
     n_level int4[], n_idx int8[], n_hash bytea[]
 ) RETURNS bigint LANGUAGE plpgsql VOLATILE AS $fn$
 DECLARE
-    found bigint;
+    size_now bigint;
+    edge_found bigint;
 BEGIN
     IF e_idx[1] IS DISTINCT FROM expected THEN
         RAISE EXCEPTION USING MESSAGE =
             'audit append: rows computed for size ' || e_idx[1] || ', not ' || expected;
     END IF;
     PERFORM pg_advisory_xact_lock({AUDIT_LOCK_KEY});
-    SELECT coalesce(max(idx) + 1, 0) INTO found FROM audit_entries;
-    IF found = expected THEN
-        INSERT INTO audit_entries (idx, leaf_hash, body, event_type, created_at)
-            SELECT * FROM unnest(e_idx, e_leaf, e_body, e_type, e_at);
-        INSERT INTO audit_nodes (level, idx, hash)
-            SELECT * FROM unnest(n_level, n_idx, n_hash);
+    SELECT coalesce(max(idx) + 1, 0) INTO size_now FROM audit_entries;
+    IF size_now <> expected THEN
+        RETURN size_now;
     END IF;
-    RETURN found;
+    SELECT count(*) INTO edge_found
+        FROM audit_nodes AS n
+        JOIN unnest(edge_level, edge_idx, edge_hash) AS k(level, idx, hash)
+          ON n.level = k.level AND n.idx = k.idx AND n.hash = k.hash;
+    IF edge_found <> coalesce(cardinality(edge_level), 0) THEN
+        RETURN {EDGE_DIFFERS};
+    END IF;
+    INSERT INTO audit_entries (idx, leaf_hash, body, event_type, created_at)
+        SELECT * FROM unnest(e_idx, e_leaf, e_body, e_type, e_at);
+    INSERT INTO audit_nodes (level, idx, hash)
+        SELECT * FROM unnest(n_level, n_idx, n_hash);
+    RETURN size_now;
 END
 $fn$"""  # noqa: S608
 _CREATE_APPEND_FUNCTION = sa.DDL(APPEND_FUNCTION_DDL)  # type: ignore[no-untyped-call]
 sa.event.listen(metadata, "after_create", _CREATE_APPEND_FUNCTION.execute_if(dialect="postgresql"))
 _PG_APPEND_IF_SIZE: Final = (
-    f"SELECT {APPEND_FUNCTION}(%s, %s::int8[], %s::bytea[], %s::bytea[], %s::text[], "
-    "%s::timestamptz[], %s::int4[], %s::int8[], %s::bytea[])"
+    f"SELECT {APPEND_FUNCTION}(%s, %s::int4[], %s::int8[], %s::bytea[], "
+    "%s::int8[], %s::bytea[], %s::bytea[], %s::text[], %s::timestamptz[], "
+    "%s::int4[], %s::int8[], %s::bytea[])"
 )
 
 
 def append_if_size(
     conn: sa.Connection,
     expected: int,
+    edge: list[tuple[int, int, bytes]],
     entry_rows: list[tuple[Any, ...]],
     node_rows: list[tuple[Any, ...]],
 ) -> int:
-    """PostgreSQL: take the writers' lock and insert the rows (computed for a log of
-    `expected` entries) if the log still has that size, in one round trip; return the size
-    read under the lock (the rows are in iff it is `expected`). The lock is held either way."""
+    """PostgreSQL: take the writers' lock and insert the rows, computed for a log of
+    `expected` entries whose right edge is `edge` ((level, index, hash) of each perfect
+    subtree), if the log still has that size and that edge, in one round trip. Returns the
+    size read under the lock, or `EDGE_DIFFERS`; the rows are in iff it is `expected`. The
+    lock is held either way."""
+    edges = [list(column) for column in zip(*edge, strict=True)] or [[]] * 3
     entries = [list(column) for column in zip(*entry_rows, strict=True)]
     nodes = [list(column) for column in zip(*node_rows, strict=True)] or [[]] * 3
     with driver_cursor(conn) as cursor:
-        cursor.execute(_PG_APPEND_IF_SIZE, (expected, *entries, *nodes), prepare=True)
+        cursor.execute(_PG_APPEND_IF_SIZE, (expected, *edges, *entries, *nodes), prepare=True)
         row = cursor.fetchone()
     if row is None or row[0] is None:
         raise StoreError("the audit log's append function returned nothing")

@@ -26,7 +26,6 @@ OFFLINE = [
 def test_public_exports_are_pinned() -> None:
     assert sorted(audit.__all__) == [
         "APPEND_FUNCTION",
-        "APPEND_FUNCTION_DDL",
         "Actor",
         "AddCheckpoint",
         "AppendResult",

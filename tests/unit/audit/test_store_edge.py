@@ -21,7 +21,15 @@ from unittest import mock
 import pytest
 import sqlalchemy as sa
 
-from audit import APPEND_FUNCTION, Signer, leaf_hash, open_checkpoint, root_from_leaf_hashes
+from audit import (
+    APPEND_FUNCTION,
+    CompactRange,
+    Signer,
+    leaf_hash,
+    open_checkpoint,
+    root_from_leaf_hashes,
+)
+from audit.prepared import prepare
 from audit.store import SqlAuditLog
 from audit.store_tables import append_if_size
 from tests.unit.audit._support import ORIGIN, make_engine, make_event
@@ -256,9 +264,48 @@ def test_the_append_function_refuses_rows_computed_for_another_size(engine: sa.E
         pytest.raises(sa.exc.DBAPIError, match="rows computed for size 5, not 0"),
         engine.begin() as conn,
     ):
-        append_if_size(conn, 0, [entry], [])
-    with engine.begin() as conn:  # nothing was written
-        assert conn.execute(sa.text("SELECT count(*) FROM audit_entries")).scalar() == 0
+        append_if_size(conn, 0, [], [entry], [])
+
+
+def test_a_bet_on_an_edge_the_store_does_not_hold_is_caught(
+    engine: sa.Engine, signer: Signer, ours: SqlAuditLog
+) -> None:
+    """Memory holds an edge of the log's very size that is not the stored tree's (announced by
+    a transaction whose COMMIT failed, while another writer appended as many entries): the
+    function finds its subtrees missing, inserts nothing, and the append goes on from the
+    stored nodes."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's function")
+    with engine.begin() as conn:
+        ours.append_many(conn, [make_event(0), make_event(1)])
+    other_writer_appends(engine, signer, 1)  # the log: 3 entries
+    phantom = CompactRange()
+    for n in range(3):
+        phantom.append(leaf_hash(prepare(make_event(500 + n)).body))  # never stored
+    ours._edge = phantom  # as a failed COMMIT's announcement would have left it
+    with engine.begin() as conn:
+        assert ours.append(conn, make_event(3)).index == 3
+    assert ours._edge is not None and ours._edge.size == 4  # the stored tree's, once committed
+    assert_stored_tree_is_sound(engine, ours)
+
+
+def test_the_migrated_function_is_the_one_create_all_makes(
+    engine: sa.Engine, migrated_database_url: str
+) -> None:
+    if engine.dialect.name != "postgresql" or not migrated_database_url.startswith("postgres"):
+        pytest.skip("PostgreSQL's function")
+    query = sa.text(
+        "SELECT pg_get_functiondef(p.oid) FROM pg_proc AS p WHERE p.proname = :name"
+    ).bindparams(name=APPEND_FUNCTION)
+    migrated = sa.create_engine(migrated_database_url)
+    try:
+        with migrated.connect() as conn:
+            theirs = conn.execute(query).scalars().all()
+    finally:
+        migrated.dispose()
+    with engine.connect() as conn:
+        ours = conn.execute(query).scalars().all()
+    assert len(ours) == 1 and theirs == ours
 
 
 @pytest.mark.slow
