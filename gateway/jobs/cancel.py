@@ -52,5 +52,6 @@ def cancel(gw: Gateway, principal: Principal, job_id: str) -> dict[str, Any]:
             details=details,
         )
     forget_keys(gw, job_id)  # a verify job's keys are not kept for a job that will not answer
+    gw.handoffs.stopped(job_id)  # ended: a wait from now on reads the store (`Handoffs`)
     gw.jobs_finished.notify(job_id)
     return {"id": job_id, "status": JobStatus.CANCELLED.value}

@@ -271,6 +271,8 @@ def _accept(
             # After the reservations: the queue's read may take the department's turn, and
             # a release that claims (`worker.finish_and_claim`) locks its ledger rows, then
             # the turn, then the audit log. The same order here: no deadlock between them.
+            # So a caller over a queue bound whose keys or budget are refused too gets that
+            # refusal (its reservations roll back with the transaction either way).
             queue, catalogue_seen = check_queue_bounds(
                 gw, conn, principal, turn_at=None if slot is None else job.created_at
             )

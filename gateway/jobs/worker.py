@@ -193,8 +193,11 @@ class Runner:
 
     def execute(self, job: Job, catalogue_seen: int | None = None) -> Outcome:
         """Check `job` again and run it. `catalogue_seen`: the catalogue's version as the
-        claim read it (`Claimed`), else it is read here; either read is after the job was
-        accepted, so a change since then (a retirement) is seen."""
+        claim read it (`Claimed`), else it is read here. A claim's read comes after the job was
+        accepted; a job handed over at its submission carries the read of its accepting
+        transaction, after the admission decision. Either way a change committed before
+        that read (a retirement) is seen; one committed between it and the job's commit is
+        not, as if it had come just after."""
         gw = self.gw
         started = timing.start()
         ids, description = admission.named_purposes(job.purpose, job.purpose_ids)

@@ -190,6 +190,27 @@ def test_a_wait_for_a_job_running_here_begins_without_a_read(
     assert gw.handoffs.running(job_id) is None
 
 
+def test_a_cancelled_job_running_here_is_no_longer_listed(
+    world: World,  # noqa: F811
+    two_departments: tuple[Caller, Caller],  # noqa: F811
+    threads: ThreadPoolExecutor,
+) -> None:
+    """A cancel ends the job: a wait from then on reads the store and answers at once."""
+    stats, _ = two_departments
+    gw = gateway_of(world)
+    waiting = idle(threads, gw, "w-idle")
+    job_id = submitted(stats)
+    claimed = waiting.result(GUARD_S)
+    assert claimed is not None and gw.handoffs.running(job_id) is not None
+    cancelled = stats.request("DELETE", f"/v1/jobs/{job_id}")
+    assert cancelled.status_code == 200, cancelled.text
+    assert gw.handoffs.running(job_id) is None
+    result = stats.get(f"/v1/jobs/{job_id}/result", params={"wait": GUARD_S})
+    assert result.status_code == 200 and result.json()["status"] == "cancelled", result.text
+    worker.Runner(gw).run(claimed.job, claimed.catalogue_seen)  # its late outcome is dropped
+    assert status_of(stats, job_id) == "cancelled"
+
+
 def test_a_waiting_job_is_not_overtaken(
     world: World,  # noqa: F811
     two_departments: tuple[Caller, Caller],  # noqa: F811
