@@ -61,6 +61,17 @@ def idle(threads: ThreadPoolExecutor, gw: Gateway, worker_id: str) -> Future[Cla
     return found
 
 
+def handed(threads: ThreadPoolExecutor, gw: Gateway, caller: Caller) -> tuple[str, Claimed]:
+    """A job `caller` submits while worker "w-idle" waits: its id, and the job as handed over
+    (listed as running here)."""
+    waiting = idle(threads, gw, "w-idle")
+    job_id = submitted(caller)
+    claimed = waiting.result(GUARD_S)
+    assert claimed is not None and claimed.job.id == job_id
+    assert gw.handoffs.running(job_id) is not None
+    return job_id, claimed
+
+
 def status_of(caller: Caller, job_id: str) -> str:
     response = caller.get(f"/v1/jobs/{job_id}")
     assert response.status_code == 200, response.text
@@ -157,11 +168,7 @@ def test_a_wait_for_a_job_running_here_begins_without_a_read(
     another department still finds no such job."""
     stats, planning = two_departments
     gw = gateway_of(world)
-    waiting = idle(threads, gw, "w-idle")
-    job_id = submitted(stats)
-    claimed = waiting.result(GUARD_S)
-    assert claimed is not None and claimed.job.id == job_id
-    assert gw.handoffs.running(job_id) is not None
+    job_id, claimed = handed(threads, gw, stats)
     other = planning.get(f"/v1/jobs/{job_id}/result", params={"wait": 0.1})
     assert other.status_code == 404, other.text  # as for a job that does not exist
     reads: list[str] = []
@@ -198,10 +205,7 @@ def test_a_cancelled_job_running_here_is_no_longer_listed(
     """A cancel ends the job: a wait from then on reads the store and answers at once."""
     stats, _ = two_departments
     gw = gateway_of(world)
-    waiting = idle(threads, gw, "w-idle")
-    job_id = submitted(stats)
-    claimed = waiting.result(GUARD_S)
-    assert claimed is not None and gw.handoffs.running(job_id) is not None
+    job_id, claimed = handed(threads, gw, stats)
     cancelled = stats.request("DELETE", f"/v1/jobs/{job_id}")
     assert cancelled.status_code == 200, cancelled.text
     assert gw.handoffs.running(job_id) is None
