@@ -289,25 +289,6 @@ def test_a_bet_on_an_edge_the_store_does_not_hold_is_caught(
     assert_stored_tree_is_sound(engine, ours)
 
 
-def test_the_migrated_function_is_the_one_create_all_makes(
-    engine: sa.Engine, migrated_database_url: str
-) -> None:
-    if engine.dialect.name != "postgresql" or not migrated_database_url.startswith("postgres"):
-        pytest.skip("PostgreSQL's function")
-    query = sa.text(
-        "SELECT pg_get_functiondef(p.oid) FROM pg_proc AS p WHERE p.proname = :name"
-    ).bindparams(name=APPEND_FUNCTION)
-    migrated = sa.create_engine(migrated_database_url)
-    try:
-        with migrated.connect() as conn:
-            theirs = conn.execute(query).scalars().all()
-    finally:
-        migrated.dispose()
-    with engine.connect() as conn:
-        ours = conn.execute(query).scalars().all()
-    assert len(ours) == 1 and theirs == ours
-
-
 @pytest.mark.slow
 def test_replicas_that_bet_on_their_edges_keep_the_log_gapless(
     engine: sa.Engine, signer: Signer
