@@ -276,7 +276,11 @@ def _accept(
             queue, catalogue_seen = check_queue_bounds(
                 gw, conn, principal, turn_at=None if slot is None else job.created_at
             )
-            handed = slot is not None and queue.may_hand_over(gw.settings.running_cap)
+            worker = (
+                slot.worker_id
+                if slot is not None and queue.may_hand_over(gw.settings.running_cap)
+                else None
+            )
             job = _written(
                 gw,
                 conn,
@@ -284,7 +288,7 @@ def _accept(
                 principal,
                 rule=rule,
                 details=details,
-                worker=slot.worker_id if handed and slot is not None else None,
+                worker=worker,
                 turn_taken=queue.turn_taken,
             )
             idempotency.remember(

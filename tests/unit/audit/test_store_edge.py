@@ -219,9 +219,9 @@ def test_a_checkpoint_after_an_append_in_its_transaction_reads_no_size(
 # -- PostgreSQL: an append in one round trip (`insitu_audit_append`) ---------------------------
 
 
-def driver_queries(engine: sa.Engine) -> tuple[list[str], Any]:
-    """Every query psycopg sends on `engine` (the log's own go to the driver directly), and a
-    context manager that records them."""
+def driver_queries() -> tuple[list[str], Any]:
+    """A list, and a context manager that records in it every query psycopg's cursors send
+    in this process (the log's own go to the driver directly; nothing else runs meanwhile)."""
     import psycopg
 
     sent: list[str] = []
@@ -244,7 +244,7 @@ def test_an_append_to_the_known_edge_is_one_call_on_postgres(
         pytest.skip("SQLite has no functions; its transaction holds the one write lock")
     with engine.begin() as conn:
         ours.append(conn, make_event(0))  # no edge known yet: the lock and size, then insert
-    sent, recording = driver_queries(engine)
+    sent, recording = driver_queries()
     with recording, engine.begin() as conn:
         ours.append_many(conn, [make_event(1), make_event(2)])
     assert [q.split("(", 1)[0] for q in sent] == [f"SELECT {APPEND_FUNCTION}"]
